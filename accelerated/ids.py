@@ -1,0 +1,60 @@
+"""Deterministic ids (uuid5) and validation of every id a key or row is built from.
+
+A re-run computes the same ids, so every write is an idempotent upsert; a UUID
+object and its string form always give the same key.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from accelerated.errors import InvalidIdError
+
+NAMESPACE = uuid.UUID("6b2a7c1e-4f0d-5a8e-9c3b-2d1e0f4a5b6c")
+_PROJECT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def validate_project(project: str) -> str:
+    """Project ids become key parts and schema values, so only a safe alphabet passes."""
+    if not isinstance(project, str) or not _PROJECT_RE.fullmatch(project):
+        raise InvalidIdError(
+            f"invalid project id {project!r}: use 1-64 letters, digits, '_', '.', '-' "
+            "starting with a letter or digit"
+        )
+    return project
+
+
+def parse_uuid(value: uuid.UUID | str) -> uuid.UUID:
+    """Accept a UUID or its string (any case, braces or not); reject anything else."""
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except (ValueError, AttributeError, TypeError):
+        raise InvalidIdError(f"invalid document id {value!r}: not a UUID") from None
+
+
+def document_id(project: str, source_key: str) -> uuid.UUID:
+    """One document per (project, source): the same file path re-ingested keeps its id."""
+    return uuid.uuid5(NAMESPACE, f"doc\x00{validate_project(project)}\x00{source_key}")
+
+
+def chunk_id(doc_id: uuid.UUID, index: int) -> uuid.UUID:
+    return uuid.uuid5(doc_id, f"chunk\x00{index}")
+
+
+def mention_id(doc_id: uuid.UUID, etype: str, start: int, end: int) -> uuid.UUID:
+    return uuid.uuid5(doc_id, f"mention\x00{etype}\x00{start}\x00{end}")
+
+
+def canonical_id(project: str, etype: str, key: str) -> uuid.UUID:
+    """Canonical ids depend only on (project, type, normalised key), never on arrival order."""
+    return uuid.uuid5(NAMESPACE, f"canonical\x00{project}\x00{etype}\x00{key}")
+
+
+def relationship_id(
+    rtype: str, source_id: uuid.UUID, target_id: uuid.UUID, scope: uuid.UUID | None = None
+) -> uuid.UUID:
+    """``scope`` (a document id) keeps per-document edges such as co-occurrence apart."""
+    return uuid.uuid5(NAMESPACE, f"rel\x00{rtype}\x00{source_id}\x00{target_id}\x00{scope or ''}")

@@ -1,0 +1,101 @@
+"""Every Redis key and stream name, in one place (as arq does).
+
+Keys are built only from validated ids: a UUID object and its string give the same
+key, and a bad id raises before anything is read or written. Per-document keys carry
+the ``{uuid}`` hash tag so one document's keys share a cluster slot.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Final
+
+from accelerated.ids import parse_uuid, validate_project
+
+STAGES: Final = ("extract", "clean", "chunk", "entities", "resolve", "relate")
+# Name of each stage's output key, as in DESIGN.md.
+OUTPUT_NAMES: Final = {
+    "extract": "ocr",
+    "clean": "clean",
+    "chunk": "chunks",
+    "entities": "entities",
+    "resolve": "canonical",
+    "relate": "relations",
+}
+
+
+class Keys:
+    """Key factory bound to a prefix, so test runs and tenants never collide."""
+
+    def __init__(self, prefix: str = "lp") -> None:
+        self.prefix = prefix
+
+    # Per document -------------------------------------------------------------
+    def output(self, doc_id: uuid.UUID | str, stage: str) -> str:
+        if stage not in OUTPUT_NAMES:
+            raise ValueError(f"unknown stage {stage!r}")
+        return f"{self.prefix}:doc:{{{parse_uuid(doc_id)}}}:{OUTPUT_NAMES[stage]}"
+
+    def state(self, doc_id: uuid.UUID | str) -> str:
+        return f"{self.prefix}:doc:{{{parse_uuid(doc_id)}}}:state"
+
+    # Content-hash caches --------------------------------------------------------
+    def extract_cache(self, sha256: str) -> str:
+        return f"{self.prefix}:cache:ocr:{_hex(sha256)}"
+
+    def entity_cache(self, version: str, sha256: str) -> str:
+        return f"{self.prefix}:cache:entities:{version}:{_hex(sha256)}"
+
+    def llm_cache(self, model: str, sha256: str) -> str:
+        return f"{self.prefix}:cache:llm:{model}:{_hex(sha256)}"
+
+    # Per project ----------------------------------------------------------------
+    def canonical(self, project: str) -> str:
+        return f"{self.prefix}:project:{{{validate_project(project)}}}:canonical"
+
+    def outstanding(self, project: str) -> str:
+        """Set of the project's document ids not yet terminal (drain mode waits on it)."""
+        return f"{self.prefix}:project:{{{validate_project(project)}}}:outstanding"
+
+    def failed(self, project: str) -> str:
+        """Hash doc id -> error of the project's failed documents (summary, exit code)."""
+        return f"{self.prefix}:project:{{{validate_project(project)}}}:failed"
+
+    # Streams ----------------------------------------------------------------------
+    def stream(self, stage: str) -> str:
+        if stage not in STAGES:
+            raise ValueError(f"unknown stage {stage!r}")
+        return f"{self.prefix}:{stage}:pending"
+
+    def dlq(self, stage: str) -> str:
+        if stage not in STAGES:
+            raise ValueError(f"unknown stage {stage!r}")
+        return f"{self.prefix}:{stage}:dlq"
+
+    def wb_stream(self) -> str:
+        return f"{self.prefix}:wb"
+
+    def group(self, stage: str) -> str:
+        return f"{stage}-workers"
+
+    WB_GROUP: Final = "writers"
+
+    # Coordination -------------------------------------------------------------------
+    def lock(self, name: str) -> str:
+        return f"{self.prefix}:lock:{name}"
+
+    def rate_limit(self, name: str) -> str:
+        return f"{self.prefix}:rl:{name}"
+
+    def idempotency(self, name: str) -> str:
+        return f"{self.prefix}:idem:{name}"
+
+    def pattern(self) -> str:
+        """Every key of this prefix (used to clean up test runs)."""
+        return f"{self.prefix}:*"
+
+
+def _hex(sha256: str) -> str:
+    if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        raise ValueError(f"not a lower-case sha256 hex digest: {sha256!r}")
+    return sha256

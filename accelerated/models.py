@@ -1,0 +1,142 @@
+"""Typed records that flow between stages (msgspec Structs: fast, strict JSON).
+
+Every stage takes one of these and returns the next; the codec stores them in Redis
+and the persistence layer maps them to rows. Field names are part of the stored
+format: renaming one needs a codec version bump.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Final
+
+import msgspec
+
+ENTITY_TYPES: Final = (
+    "CASE_CITATION",
+    "STATUTE",
+    "COURT",
+    "JUDGE",
+    "PARTY",
+    "ATTORNEY",
+    "ORGANIZATION",
+    "PERSON",
+    "DOCKET_NUMBER",
+    "DATE",
+    "MONEY",
+)
+CATEGORIES: Final = ("opinion", "order", "motion_brief", "contract", "correspondence", "other")
+FORMATS: Final = ("pdf", "docx", "txt", "html", "eml", "json", "xml", "unknown")
+
+
+class SourceRef(msgspec.Struct, frozen=True, kw_only=True):
+    """What intake knows about a document before any stage runs (also its DB row)."""
+
+    document_id: uuid.UUID
+    project: str
+    source: str  # absolute path or s3:// URI the bytes are read from
+    source_key: str  # stable name inside the input (relative path); part of the id
+    sha256: str
+    size: int
+    format: str
+    generation: int = 1  # bumped by every (re)intake; stale messages are dropped
+
+
+class Page(msgspec.Struct, frozen=True):
+    """A page as a half-open character range [start, end) of the document text."""
+
+    number: int
+    start: int
+    end: int
+
+
+class Extracted(msgspec.Struct, kw_only=True):
+    """Output of ``extract``: raw text of the document and where its pages are."""
+
+    document_id: uuid.UUID
+    sha256: str
+    format: str
+    method: str  # text_layer | docx | html | eml | plain | json | xml | needs_ocr
+    text: str
+    pages: list[Page]
+    needs_ocr: bool = False
+    metadata: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class Cleaned(msgspec.Struct, kw_only=True):
+    """Output of ``clean``: normalised text (page ranges re-mapped) and a category."""
+
+    document_id: uuid.UUID
+    text: str
+    pages: list[Page]
+    category: str
+
+
+class Chunk(msgspec.Struct, frozen=True, kw_only=True):
+    id: uuid.UUID
+    document_id: uuid.UUID
+    index: int
+    text: str
+    start: int  # character offsets into Cleaned.text
+    end: int
+    page_start: int
+    page_end: int
+
+
+class Chunked(msgspec.Struct, kw_only=True):
+    document_id: uuid.UUID
+    chunks: list[Chunk]
+
+
+class Mention(msgspec.Struct, frozen=True, kw_only=True):
+    id: uuid.UUID
+    document_id: uuid.UUID
+    chunk_id: uuid.UUID
+    type: str  # one of ENTITY_TYPES
+    text: str  # surface form exactly as in Cleaned.text[start:end]
+    normalized: str
+    start: int
+    end: int
+    canonical_id: uuid.UUID | None = None
+
+
+class Mentions(msgspec.Struct, kw_only=True):
+    """Output of ``entities``; carries chunk ids so later stages need no other input."""
+
+    document_id: uuid.UUID
+    chunk_ids: list[uuid.UUID]
+    mentions: list[Mention]
+
+
+class CanonicalEntity(msgspec.Struct, frozen=True, kw_only=True):
+    id: uuid.UUID
+    project: str
+    type: str
+    key: str  # normalised name the id is derived from
+    name: str  # display name; the DB keeps the least one seen, so order never matters
+
+
+class Resolved(msgspec.Struct, kw_only=True):
+    """Output of ``resolve``: mentions with ``canonical_id`` set, and their canonicals."""
+
+    document_id: uuid.UUID
+    chunk_ids: list[uuid.UUID]
+    mentions: list[Mention]
+    canonicals: list[CanonicalEntity]
+
+
+class Relationship(msgspec.Struct, frozen=True, kw_only=True):
+    id: uuid.UUID
+    project: str
+    document_id: uuid.UUID
+    type: str  # HAS_CHUNK | MENTIONS | REFERS_TO | CO_OCCURS_WITH
+    source_type: str  # DOCUMENT | CHUNK | MENTION | CANONICAL
+    source_id: uuid.UUID
+    target_type: str
+    target_id: uuid.UUID
+    weight: float = 1.0
+
+
+class Related(msgspec.Struct, kw_only=True):
+    document_id: uuid.UUID
+    relationships: list[Relationship]

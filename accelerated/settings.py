@@ -1,0 +1,80 @@
+"""One settings object, read from the environment and ``.env`` at the CLI edge only.
+
+Components take a ``Settings`` (or the few values they need) as an argument; nothing
+below the CLI reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    # Connections: unset means "start embedded servers under state_dir".
+    redis_url: str | None = None
+    database_url: str | None = None
+    enable_redis_acceleration: bool = True
+    deployment_stage: int = Field(1, ge=1, le=3)  # 1 cloud LLMs, 2 local models, 3 GPU host
+    state_dir: Path = Path(".state")
+
+    # Isolation: every Redis key starts with redis_prefix; every table lives in pg_schema.
+    redis_prefix: str = "lp"
+    pg_schema: str = "legal"
+    pg_statement_cache_size: int = 100  # 0 for Supabase's pooler / pgbouncer
+    pg_pool_size: int = 8
+
+    # Stage outputs in Redis: TTLs (seconds) and size caps (bytes).
+    ttl_stage_s: int = 7 * 24 * 3600
+    ttl_cache_s: int = 30 * 24 * 3600
+    max_value_bytes: int = 64 * 1024 * 1024  # compressed value cap per key
+    max_decompressed_bytes: int = 512 * 1024 * 1024  # zip-bomb guard on reads
+    max_file_bytes: int = 200 * 1024 * 1024  # larger inputs fail with a clear error
+
+    # Chunking.
+    chunk_chars: int = 2000
+    chunk_overlap: int = 200
+
+    # Engine.
+    concurrency: int = 16  # documents in flight per stage in one process
+    read_count: int = 16  # XREADGROUP COUNT
+    block_ms: int = 200
+    claim_idle_ms: int = 60_000  # XAUTOCLAIM messages idle this long
+    max_deliveries: int = 3  # then the message goes to the stage's dead-letter stream
+    cpu_workers: int = 0  # 0: one per core; process pool for CPU-bound stage code
+
+    # Write-behind writer.
+    wb_batch_rows: int = 20_000
+    wb_batch_ms: int = 50
+    wb_backlog_max: int = 5_000  # intents pending before intake pauses (backpressure)
+    wb_retry_max_s: float = 30.0
+
+    # API keys (later backends); never logged.
+    openai_api_key: SecretStr | None = None
+
+    @field_validator("pg_schema")
+    @classmethod
+    def _schema_is_identifier(cls, v: str) -> str:
+        if not _SCHEMA_RE.fullmatch(v):
+            raise ValueError(f"pg_schema {v!r} must be a lower-case SQL identifier")
+        return v
+
+    @field_validator("redis_prefix")
+    @classmethod
+    def _prefix_is_safe(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", v):
+            raise ValueError(f"redis_prefix {v!r} must be 1-64 of [A-Za-z0-9_.-]")
+        return v
+
+    @classmethod
+    def from_dsn(cls, redis_url: str | None, database_url: str | None, **kw: Any) -> Settings:
+        """Build settings for explicit servers (tests, embedding), like arq's ``from_dsn``."""
+        return cls(redis_url=redis_url, database_url=database_url, **kw)

@@ -1,0 +1,40 @@
+"""Per-document state hash (``doc:{uuid}:state``): field names and statuses.
+
+The engine, the write-behind writer and the batch summary all read and write these
+fields, so they are spelled once here.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Fields of the state hash. Timestamps are epoch seconds as decimal strings.
+STATUS: Final = "status"  # one of STATUSES
+STAGE: Final = "stage"  # the stage the document is at (or failed in)
+GENERATION: Final = "generation"  # bumped at each (re)intake; stale messages are dropped
+ERROR: Final = "error"  # last error, "code: message"
+PROJECT: Final = "project"
+SOURCE: Final = "source"
+INTAKE_AT: Final = "intake_at"
+DONE_AT: Final = "done_at"  # set when the document's rows are committed in Postgres
+UPDATED_AT: Final = "updated_at"
+
+
+def attempts_field(stage: str) -> str:
+    return f"attempts:{stage}"
+
+
+def stage_time_field(stage: str) -> str:
+    """Seconds spent inside the stage's own code (pipeline overhead is the rest)."""
+    return f"compute:{stage}"
+
+
+QUEUED: Final = "queued"
+RUNNING: Final = "running"
+PERSISTING: Final = "persisting"  # all stages ran; rows are queued to the writer
+DONE: Final = "done"
+NEEDS_OCR: Final = "needs_ocr"  # scanned, no text layer: terminal until an OCR backend runs
+FAILED: Final = "failed"
+
+STATUSES: Final = (QUEUED, RUNNING, PERSISTING, DONE, NEEDS_OCR, FAILED)
+TERMINAL: Final = frozenset({DONE, NEEDS_OCR, FAILED})

@@ -1,0 +1,125 @@
+"""Fixtures: real Redis and real Postgres on loopback, isolated per test.
+
+Each test gets its own Redis key prefix (deleted afterwards) and its own Postgres
+schema (dropped afterwards). An exception that reaches the event loop's handler
+during a test fails that test, as in asyncpg's own suite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+
+from accelerated.codec import Codec
+from accelerated.keys import Keys
+from accelerated.settings import Settings
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+CORPUS = Path(os.environ.get("CORPUS_DIR", Path(__file__).resolve().parents[1].parent / "shared" / "corpus"))
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "documents"
+
+
+@pytest.fixture
+def corpus() -> Path:
+    if not CORPUS.is_dir():
+        pytest.fail(f"corpus not found at {CORPUS}: set CORPUS_DIR")
+    return CORPUS
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def pg_schema() -> str:
+    return f"t_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+async def redis(prefix: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        await client.ping()
+    except Exception as exc:  # pragma: no cover - environment problem, say so plainly
+        pytest.fail(f"Redis not reachable at {REDIS_URL}: {exc}")
+    yield client
+    keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
+    for i in range(0, len(keys), 500):
+        await client.delete(*keys[i : i + 500])
+    await client.aclose()
+
+
+@pytest.fixture
+async def pg_pool(pg_schema: str) -> AsyncIterator[asyncpg.Pool]:
+    admin = await asyncpg.connect(DATABASE_URL)
+    await admin.execute(f'CREATE SCHEMA "{pg_schema}"')
+    await admin.close()
+    pool = await asyncpg.create_pool(
+        DATABASE_URL, min_size=1, max_size=8, server_settings={"search_path": pg_schema}
+    )
+    assert pool is not None
+    yield pool
+    await pool.close()
+    admin = await asyncpg.connect(DATABASE_URL)
+    await admin.execute(f'DROP SCHEMA IF EXISTS "{pg_schema}" CASCADE')
+    await admin.close()
+
+
+@pytest.fixture
+def settings(prefix: str, pg_schema: str, tmp_path: Path) -> Settings:
+    return Settings.from_dsn(
+        REDIS_URL,
+        DATABASE_URL,
+        redis_prefix=prefix,
+        pg_schema=pg_schema,
+        state_dir=tmp_path / "state",
+        claim_idle_ms=2_000,
+        _env_file=None,
+    )
+
+
+@pytest.fixture
+def keys(prefix: str) -> Keys:
+    return Keys(prefix)
+
+
+@pytest.fixture
+def codec() -> Codec:
+    return Codec()
+
+
+@pytest.fixture(autouse=True)
+def _fail_on_loop_exceptions(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Collect exceptions the running loop would only log, and fail the test on any."""
+    errors: list[dict[str, Any]] = []
+    if not any(m.name == "asyncio" for m in request.node.iter_markers()) and not asyncio.iscoroutinefunction(
+        getattr(request.node, "obj", None)
+    ):
+        yield
+        return
+
+    policy = asyncio.get_event_loop_policy()
+    original = policy.new_event_loop
+
+    def new_loop() -> asyncio.AbstractEventLoop:
+        loop = original()
+        loop.set_exception_handler(lambda _loop, ctx: errors.append(ctx))
+        return loop
+
+    policy.new_event_loop = new_loop  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        policy.new_event_loop = original  # type: ignore[method-assign]
+    if errors:
+        pytest.fail(f"event loop reported exceptions: {[e.get('message') for e in errors]}")
