@@ -1,0 +1,103 @@
+"""Bytes in, text and page ranges out: one entry point for every supported format.
+
+``extract_bytes`` is a picklable top-level function with no I/O so the extract stage
+can run it in a process pool; every failure is a ``DocumentError`` with a short code
+and a sentence a paralegal can act on.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Final
+
+from accelerated.errors import DocumentError
+from accelerated.extractors.base import ExtractResult, assemble, page_texts, tidy
+from accelerated.extractors.detect import (
+    HEAD_BYTES,
+    SUPPORTED,
+    UNSUPPORTED,
+    sniff_format,
+    sniff_kind,
+)
+from accelerated.extractors.docx import check_zip, extract_docx
+from accelerated.extractors.eml import extract_eml
+from accelerated.extractors.html import extract_html, html_to_text
+from accelerated.extractors.pdf import extract_pdf
+from accelerated.extractors.structured import extract_json, extract_xml, xml_to_text
+from accelerated.extractors.text import decode_text, extract_txt
+
+__all__ = [
+    "HEAD_BYTES",
+    "ExtractResult",
+    "assemble",
+    "decode_text",
+    "extract_bytes",
+    "html_to_text",
+    "page_texts",
+    "sniff_format",
+    "sniff_kind",
+    "tidy",
+    "xml_to_text",
+]
+
+MAX_NESTING: Final = 3  # e-mail inside e-mail inside e-mail: deeper is refused
+_ENCRYPTED_OOXML: Final = "EncryptedPackage".encode("utf-16-le")
+
+_BY_KIND: Final[dict[str, Callable[[bytes], ExtractResult]]] = {
+    "pdf": extract_pdf,
+    "docx": extract_docx,
+    "txt": extract_txt,
+    "html": extract_html,
+    "json": extract_json,
+    "xml": extract_xml,
+}
+
+
+def _resolve_zip(data: bytes, kind: str) -> str:
+    """A ZIP whose name and head did not say what it is: look at its parts."""
+    with check_zip(data, "ZIP package") as package:
+        names = set(package.namelist())
+    if "word/document.xml" in names:
+        return "docx"
+    if "xl/workbook.xml" in names:
+        return "xlsx"
+    if "ppt/presentation.xml" in names:
+        return "pptx"
+    return kind
+
+
+def _extract(data: bytes, filename: str, depth: int) -> ExtractResult:
+    if not data:
+        raise DocumentError("The file is empty (0 bytes).", code="empty")
+    kind = sniff_kind(filename, data[:HEAD_BYTES])
+    if kind == "zip":
+        kind = _resolve_zip(data, kind)
+    if kind in ("ole", "doc", "xls", "ppt") and _ENCRYPTED_OOXML in data[:65536]:
+        raise DocumentError(
+            "The Office document is password-protected; remove the password and re-submit it.",
+            code="encrypted",
+        )
+    if kind not in SUPPORTED:
+        what = UNSUPPORTED.get(kind, "an unrecognised file")
+        raise DocumentError(
+            f"The file is {what}, which cannot be extracted; convert it to PDF or DOCX.",
+            code="unsupported_format",
+        )
+    if kind == "eml":
+        if depth >= MAX_NESTING:
+            raise DocumentError(
+                f"E-mails nested more than {MAX_NESTING} deep are not extracted.",
+                code="too_large",
+            )
+        result = extract_eml(data, functools.partial(_extract, depth=depth + 1))
+    else:
+        result = _BY_KIND[kind](data)
+    if not result.needs_ocr and not result.text.strip():
+        raise DocumentError(f"The {kind.upper()} file contains no readable text.", code="empty")
+    return result
+
+
+def extract_bytes(data: bytes, filename: str) -> ExtractResult:
+    """Extract text and pages from a document's bytes; ``filename`` only hints the format."""
+    return _extract(data, filename, 0)
