@@ -1,0 +1,76 @@
+"""Postgres connections, and the one place asyncpg/OS errors become pipeline errors.
+
+Callers catch :class:`accelerated.errors.BackendUnavailable` and never import asyncpg's
+exception types; the writer uses :func:`is_transient` to tell "retry later" from
+"this data can never be written".
+"""
+
+from __future__ import annotations
+
+import asyncpg  # type: ignore[import-untyped]
+
+from accelerated.errors import BackendUnavailable, ConfigError
+from accelerated.settings import Settings
+
+# SQLSTATE classes that mean the rows themselves are bad: retrying cannot help.
+_DATA_CLASSES = ("22", "23")
+
+
+async def create_pool(settings: Settings) -> asyncpg.Pool:
+    """Open the pool; ``statement_cache_size=0`` keeps it usable through pgbouncer/Supavisor."""
+    if not settings.database_url:
+        raise ConfigError("DATABASE_URL is not set")
+    try:
+        pool = await asyncpg.create_pool(
+            settings.database_url,
+            min_size=1,
+            max_size=settings.pg_pool_size,
+            statement_cache_size=settings.pg_statement_cache_size,
+            server_settings={"search_path": settings.pg_schema},
+        )
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise BackendUnavailable(
+            f"cannot connect to Postgres at {_redact(settings.database_url)}: {describe(exc)}"
+        ) from None
+    assert pool is not None  # create_pool returns None only when awaited lazily
+    return pool
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True unless the server rejected the data itself (SQLSTATE class 22 or 23).
+
+    Connection loss, shutdowns, lock timeouts, deadlocks and even a missing table (the
+    schema is being migrated) are worth retrying; a bad value is not.
+    """
+    if isinstance(exc, asyncpg.PostgresError):
+        state = getattr(exc, "sqlstate", None) or ""
+        return not state.startswith(_DATA_CLASSES)
+    return isinstance(exc, OSError | TimeoutError | asyncpg.InterfaceError)
+
+
+def translate(exc: BaseException) -> BaseException:
+    """Map a driver error to :class:`BackendUnavailable` when it is about reachability."""
+    if is_transient(exc) and not isinstance(exc, asyncpg.PostgresError):
+        return BackendUnavailable(f"Postgres unavailable: {describe(exc)}")
+    if isinstance(exc, asyncpg.PostgresConnectionError | asyncpg.CannotConnectNowError):
+        return BackendUnavailable(f"Postgres unavailable: {describe(exc)}")
+    if isinstance(exc, asyncpg.exceptions.OperatorInterventionError):
+        return BackendUnavailable(f"Postgres unavailable: {describe(exc)}")
+    return exc
+
+
+def describe(exc: BaseException) -> str:
+    """Short one-line form for logs and dead-letter entries."""
+    state = getattr(exc, "sqlstate", None)
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return f"{type(exc).__name__}[{state}]: {text}" if state else f"{type(exc).__name__}: {text}"
+
+
+def _redact(dsn: str) -> str:
+    """Never log a password that may be in the DSN."""
+    if "@" not in dsn or "://" not in dsn:
+        return dsn
+    scheme, rest = dsn.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}@{host}"

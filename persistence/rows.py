@@ -1,0 +1,225 @@
+"""Records -> row tuples, in one column order per table, for both persistence paths.
+
+The write-behind writer and the traditional store both build rows here, so the same
+records always give the same rows. Values are JSON-safe (uuids as strings, JSON
+columns as msgspec-encoded text) because write-behind rows travel inside a Redis
+stream entry; asyncpg accepts those forms for uuid and jsonb columns directly.
+
+Postgres text and jsonb cannot hold NUL, so NUL characters become U+FFFD here (the
+only place a stored value may differ from the record).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any, Final
+
+import msgspec
+
+from accelerated.models import (
+    CanonicalEntity,
+    Chunked,
+    Cleaned,
+    Extracted,
+    Mention,
+    Related,
+    SourceRef,
+)
+
+Row = tuple[Any, ...]
+
+# (column, SQL type) per table, in row order. The DDL lives in persistence.schema and a
+# test checks that the database's columns match these.
+TABLES: Final[dict[str, tuple[tuple[str, str], ...]]] = {
+    "documents": (
+        ("id", "uuid"),
+        ("project", "text"),
+        ("source", "text"),
+        ("source_key", "text"),
+        ("sha256", "text"),
+        ("format", "text"),
+        ("size_bytes", "bigint"),
+        ("status", "text"),
+        ("error", "text"),
+        ("category", "text"),
+        ("method", "text"),
+        ("page_count", "integer"),
+        ("raw_pages", "jsonb"),
+        ("pages", "jsonb"),
+        ("metadata", "jsonb"),
+        ("raw_text", "text"),
+        ("text", "text"),
+        ("generation", "integer"),
+    ),
+    "chunks": (
+        ("id", "uuid"),
+        ("document_id", "uuid"),
+        ("project", "text"),
+        ("idx", "integer"),
+        ("text", "text"),
+        ("start_char", "integer"),
+        ("end_char", "integer"),
+        ("page_start", "integer"),
+        ("page_end", "integer"),
+    ),
+    "entity_mentions": (
+        ("id", "uuid"),
+        ("document_id", "uuid"),
+        ("chunk_id", "uuid"),
+        ("project", "text"),
+        ("type", "text"),
+        ("text", "text"),
+        ("normalized", "text"),
+        ("start_char", "integer"),
+        ("end_char", "integer"),
+        ("canonical_id", "uuid"),
+    ),
+    "canonical_entities": (
+        ("id", "uuid"),
+        ("project", "text"),
+        ("type", "text"),
+        ("key", "text"),
+        ("name", "text"),
+    ),
+    "relationships": (
+        ("id", "uuid"),
+        ("project", "text"),
+        ("document_id", "uuid"),
+        ("type", "text"),
+        ("source_type", "text"),
+        ("source_id", "uuid"),
+        ("target_type", "text"),
+        ("target_id", "uuid"),
+        ("weight", "double precision"),
+    ),
+}
+COLUMNS: Final[dict[str, tuple[str, ...]]] = {
+    t: tuple(c for c, _ in cols) for t, cols in TABLES.items()
+}
+SQL_TYPES: Final[dict[str, tuple[str, ...]]] = {
+    t: tuple(ty for _, ty in cols) for t, cols in TABLES.items()
+}
+# Tables whose rows belong to one document: an intent replaces the document's rows there.
+PER_DOCUMENT: Final = ("chunks", "entity_mentions", "relationships")
+# Apply order: parents first, so a reader never sees a mention before its document.
+TABLE_ORDER: Final = (
+    "documents",
+    "chunks",
+    "canonical_entities",
+    "entity_mentions",
+    "relationships",
+)
+
+_encoder = msgspec.json.Encoder()
+
+
+def _s(value: str | None) -> str | None:
+    return value.replace("\x00", "\ufffd") if value is not None and "\x00" in value else value
+
+
+def _json(obj: Any) -> str:
+    return _encoder.encode(obj).decode()
+
+
+def _u(value: uuid.UUID | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def document_row(
+    source: SourceRef,
+    extracted: Extracted | None,
+    cleaned: Cleaned | None,
+    status: str,
+    error: str | None,
+) -> Row:
+    """The whole ``documents`` row: raw_* from extract, text/pages/category from clean."""
+    metadata = (
+        {_s(k): _s(v) for k, v in extracted.metadata.items()} if extracted is not None else None
+    )
+    return (
+        str(source.document_id),
+        source.project,
+        _s(source.source),
+        _s(source.source_key),
+        source.sha256,
+        extracted.format if extracted is not None else source.format,
+        source.size,
+        status,
+        _s(error),
+        cleaned.category if cleaned is not None else None,
+        extracted.method if extracted is not None else None,
+        len(extracted.pages) if extracted is not None else None,
+        _json(extracted.pages) if extracted is not None else None,
+        _json(cleaned.pages) if cleaned is not None else None,
+        _json(metadata) if metadata is not None else None,
+        _s(extracted.text) if extracted is not None else None,
+        _s(cleaned.text) if cleaned is not None else None,
+        source.generation,
+    )
+
+
+def chunk_rows(project: str, chunked: Chunked) -> list[Row]:
+    return [
+        (
+            str(c.id),
+            str(c.document_id),
+            project,
+            c.index,
+            _s(c.text),
+            c.start,
+            c.end,
+            c.page_start,
+            c.page_end,
+        )
+        for c in chunked.chunks
+    ]
+
+
+def mention_rows(project: str, mentions: list[Mention]) -> list[Row]:
+    return [
+        (
+            str(m.id),
+            str(m.document_id),
+            str(m.chunk_id),
+            project,
+            m.type,
+            _s(m.text),
+            _s(m.normalized),
+            m.start,
+            m.end,
+            _u(m.canonical_id),
+        )
+        for m in mentions
+    ]
+
+
+def canonical_rows(entities: list[CanonicalEntity]) -> list[Row]:
+    return [(str(e.id), e.project, e.type, _s(e.key), _s(e.name)) for e in entities]
+
+
+def least_names(canonicals: list[Sequence[Any]]) -> list[Sequence[Any]]:
+    """One row per canonical id with the least name (an upsert may touch a row once)."""
+    least: dict[Any, Sequence[Any]] = {}
+    for r in canonicals:
+        seen = least.get(r[0])
+        if seen is None or r[4] < seen[4]:
+            least[r[0]] = r
+    return list(least.values())
+
+
+def relationship_rows(related: Related) -> list[Row]:
+    return [
+        (
+            str(r.id),
+            r.project,
+            str(r.document_id),
+            r.type,
+            r.source_type,
+            str(r.source_id),
+            r.target_type,
+            str(r.target_id),
+            float(r.weight),
+        )
+        for r in related.relationships
+    ]

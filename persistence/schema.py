@@ -1,0 +1,163 @@
+"""Versioned, idempotent migrations, safe when many workers start at once.
+
+Every migration runs in one transaction holding a transaction-scoped advisory lock
+keyed by the schema name, so concurrent ``migrate`` calls serialise and the later ones
+find nothing to do. Applied versions are recorded in ``<schema>.schema_migrations``.
+
+Design notes, kept with the DDL:
+- Every table is keyed by ``id uuid`` computed with uuid5 (accelerated/ids.py), so a
+  re-run writes the same ids and every write is an upsert.
+- There are no foreign keys between the stage tables: the write-behind writer loads
+  rows in batches that span many documents and tables, and the traditional path writes
+  stage by stage; both would need deferred constraints and ordering for no benefit,
+  because the ids are derived from their parents anyway.
+- ``canonical_entities`` is shared by the documents of a project; its ``name`` is the
+  least name seen (``LEAST`` on conflict), so the row never depends on document order.
+- Indexes are the few the readers need (document_id, project): each one slows the
+  writer, which is the hot path.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+import asyncpg  # type: ignore[import-untyped]
+
+_SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+# (version, name, SQL). Never edit an applied migration: append a new one. "{s}" is the
+# quoted schema name.
+MIGRATIONS: Final[tuple[tuple[int, str, str], ...]] = (
+    (
+        1,
+        "stage tables",
+        """
+        CREATE TABLE {s}.documents (
+            id uuid PRIMARY KEY,
+            project text NOT NULL,
+            source text NOT NULL,
+            source_key text NOT NULL,
+            sha256 text NOT NULL,
+            format text NOT NULL,
+            size_bytes bigint NOT NULL,
+            status text NOT NULL,
+            error text,
+            category text,
+            method text,
+            page_count integer,
+            raw_pages jsonb,
+            pages jsonb,
+            metadata jsonb,
+            raw_text text,
+            text text,
+            generation integer NOT NULL DEFAULT 1,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            updated_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX documents_project_idx ON {s}.documents (project);
+        COMMENT ON TABLE {s}.documents IS
+            'One row per (project, source_key), written at intake before any stage runs; '
+            'raw_text/raw_pages hold the extract output, text/pages the clean output.';
+
+        CREATE TABLE {s}.chunks (
+            id uuid PRIMARY KEY,
+            document_id uuid NOT NULL,
+            project text NOT NULL,
+            idx integer NOT NULL,
+            text text NOT NULL,
+            start_char integer NOT NULL,
+            end_char integer NOT NULL,
+            page_start integer NOT NULL,
+            page_end integer NOT NULL
+        );
+        CREATE INDEX chunks_document_idx ON {s}.chunks (document_id);
+        COMMENT ON TABLE {s}.chunks IS
+            'No foreign key to documents: rows arrive in batches across documents.';
+
+        CREATE TABLE {s}.entity_mentions (
+            id uuid PRIMARY KEY,
+            document_id uuid NOT NULL,
+            chunk_id uuid NOT NULL,
+            project text NOT NULL,
+            type text NOT NULL,
+            text text NOT NULL,
+            normalized text NOT NULL,
+            start_char integer NOT NULL,
+            end_char integer NOT NULL,
+            canonical_id uuid
+        );
+        CREATE INDEX entity_mentions_document_idx ON {s}.entity_mentions (document_id);
+        COMMENT ON TABLE {s}.entity_mentions IS
+            'canonical_id is NULL until resolve; no foreign keys (batched loads).';
+
+        CREATE TABLE {s}.canonical_entities (
+            id uuid PRIMARY KEY,
+            project text NOT NULL,
+            type text NOT NULL,
+            key text NOT NULL,
+            name text NOT NULL
+        );
+        CREATE INDEX canonical_entities_project_idx ON {s}.canonical_entities (project);
+        COMMENT ON TABLE {s}.canonical_entities IS
+            'Shared by a project''s documents; upserts keep LEAST(name) so order never matters.';
+
+        CREATE TABLE {s}.relationships (
+            id uuid PRIMARY KEY,
+            project text NOT NULL,
+            document_id uuid NOT NULL,
+            type text NOT NULL,
+            source_type text NOT NULL,
+            source_id uuid NOT NULL,
+            target_type text NOT NULL,
+            target_id uuid NOT NULL,
+            weight double precision NOT NULL DEFAULT 1.0
+        );
+        CREATE INDEX relationships_document_idx ON {s}.relationships (document_id);
+        COMMENT ON TABLE {s}.relationships IS
+            'Graph edges staged for a graph load; no foreign keys (batched loads).';
+
+        CREATE TABLE {s}.wb_applied (
+            intent_id uuid PRIMARY KEY,
+            applied_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX wb_applied_at_idx ON {s}.wb_applied (applied_at);
+        COMMENT ON TABLE {s}.wb_applied IS
+            'Write-behind intents already applied, recorded in the same transaction as '
+            'their rows: a redelivered intent is a no-op. Pruned after 7 days.';
+        """,
+    ),
+)
+
+
+def quote_schema(schema: str) -> str:
+    """Schema names are interpolated into SQL, so only plain identifiers pass."""
+    if not _SCHEMA_RE.fullmatch(schema):
+        raise ValueError(f"schema {schema!r} must be a lower-case SQL identifier")
+    return f'"{schema}"'
+
+
+async def migrate(pool: asyncpg.Pool, schema: str) -> None:
+    """Create the schema and apply missing migrations; a no-op when up to date."""
+    s = quote_schema(schema)
+    async with pool.acquire() as conn, conn.transaction():
+        # Lock first: even CREATE SCHEMA IF NOT EXISTS races with itself.
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"lp-migrate:{schema}"
+        )
+        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
+        await conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {s}.schema_migrations ("
+            "version integer PRIMARY KEY, name text NOT NULL, "
+            "applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {r[0] for r in await conn.fetch(f"SELECT version FROM {s}.schema_migrations")}
+        for version, name, sql in MIGRATIONS:
+            if version in done:
+                continue
+            await conn.execute(sql.replace("{s}", s))
+            await conn.execute(
+                f"INSERT INTO {s}.schema_migrations (version, name) VALUES ($1, $2)",
+                version,
+                name,
+            )

@@ -1,0 +1,426 @@
+"""The write-behind writer: intents on a Redis stream -> committed Postgres rows.
+
+At-least-once delivery, exactly-once effect: the intent ids of a batch are inserted
+into ``wb_applied`` in the same transaction as the rows, so a redelivered intent (a
+crash between COMMIT and XACK, or a claim from a dead consumer) skips the SQL and only
+repeats the idempotent Redis marking. Nothing is acknowledged before its rows commit;
+while Postgres is down the entries stay pending and the writer retries with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import asyncpg  # type: ignore[import-untyped]
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from accelerated import state
+from accelerated.codec import Codec
+from accelerated.errors import CodecError
+from accelerated.keys import Keys
+from accelerated.settings import Settings
+from persistence import rows
+from persistence.intents import FIELD, Intent
+from persistence.pg import describe, is_transient
+from persistence.schema import quote_schema
+
+log = logging.getLogger(__name__)
+
+PRUNE_AFTER: Final = "7 days"
+PRUNE_EVERY_S: Final = 3600.0
+_DB_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+
+# Marks a document terminal once its rows are committed, unless it was re-ingested
+# meanwhile (a newer generation owns the state hash then).
+MARK_LUA: Final = f"""
+-- KEYS[1] state hash, KEYS[2] project outstanding set, KEYS[3] project failed hash
+-- ARGV[1] generation, ARGV[2] status, ARGV[3] now (epoch s), ARGV[4] doc id, ARGV[5] error
+if redis.call('HGET', KEYS[1], '{state.GENERATION}') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], '{state.STATUS}', ARGV[2], '{state.DONE_AT}', ARGV[3],
+           '{state.UPDATED_AT}', ARGV[3])
+redis.call('SREM', KEYS[2], ARGV[4])
+if ARGV[2] == '{state.FAILED}' then
+  redis.call('HSET', KEYS[1], '{state.ERROR}', ARGV[5])
+  redis.call('HSET', KEYS[3], ARGV[4], ARGV[5])
+else
+  redis.call('HDEL', KEYS[3], ARGV[4])
+end
+return 1
+"""
+
+
+@dataclass
+class WriterStats:
+    applied: int = 0  # intents whose rows this writer committed
+    redelivered: int = 0  # intents found already applied (SQL skipped, marking repeated)
+    dead: int = 0  # poison intents moved to the dead-letter stream
+    rows: int = 0  # rows handed to Postgres (after de-duplication)
+    retries: int = 0
+
+
+@dataclass
+class _Batch:
+    items: list[tuple[bytes, Intent]] = field(default_factory=list)
+    poison: list[tuple[bytes, bytes, str]] = field(default_factory=list)  # sid, raw, error
+    empty: list[bytes] = field(default_factory=list)  # entries deleted while pending
+    rows: int = 0
+
+    def __len__(self) -> int:
+        return len(self.items) + len(self.poison) + len(self.empty)
+
+
+class _Stopped(Exception):
+    """Stop was requested while waiting out an outage: leave the batch pending."""
+
+
+class WriteBehindWriter:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        pool: asyncpg.Pool,
+        keys: Keys,
+        codec: Codec,
+        settings: Settings,
+        consumer: str,
+    ) -> None:
+        self.redis = redis
+        self.pool = pool
+        self.keys = keys
+        self.codec = codec
+        self.settings = settings
+        self.consumer = consumer
+        self.stream = keys.wb_stream()
+        self.group = keys.WB_GROUP
+        self.dlq = f"{self.stream}:dlq"
+        self.stats = WriterStats()
+        self._schema = quote_schema(settings.pg_schema)
+        self._mark = redis.register_script(MARK_LUA)
+        self._group_ready = False
+        self._check_own_pending = True  # first read takes our own unacked entries
+        self._last_claim = 0.0
+        self._last_prune = -PRUNE_EVERY_S
+        self._rows_per_intent = 64.0
+        self._in_outage = False
+        self._sql = {t: _upsert_sql(self._schema, t) for t in rows.COLUMNS}
+
+    # Public API -----------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until ``stop`` is set, then finish the batch in hand."""
+        while not stop.is_set():
+            try:
+                await self._maybe_prune()
+                batch = await self._collect(block_ms=max(self.settings.wb_batch_ms, 200))
+                if len(batch):
+                    await self._process(batch, stop)
+            except _Stopped:
+                return
+            except (*_DB_ERRORS, aioredis.ConnectionError, aioredis.TimeoutError) as exc:
+                await self._outage(exc, stop)
+
+    async def drain(self, idle_ms: int = 100) -> int:
+        """Process until the stream holds nothing; returns the intents processed."""
+        done = 0
+        never = asyncio.Event()
+        await self._maybe_prune()
+        while True:
+            batch = await self._collect(block_ms=idle_ms)
+            if len(batch):
+                done += await self._process(batch, never)
+                continue
+            if await self.backlog() == 0:
+                return done
+            # Entries pending to another consumer: wait until XAUTOCLAIM may take them.
+            await asyncio.sleep(min(self.settings.claim_idle_ms / 4000, 0.5))
+
+    async def backlog(self) -> int:
+        """Intents not yet applied (applied entries are XDELed, so this is XLEN)."""
+        return int(await self.redis.xlen(self.stream))
+
+    # Reading ----------------------------------------------------------------------------
+    async def _ensure_group(self) -> None:
+        if self._group_ready:
+            return
+        try:
+            await self.redis.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._group_ready = True
+
+    async def _collect(self, block_ms: int) -> _Batch:
+        """Gather entries up to ``wb_batch_rows`` rows or ``wb_batch_ms`` after the first."""
+        await self._ensure_group()
+        batch = _Batch()
+        if self._check_own_pending:
+            self._check_own_pending = False
+            self._add(batch, await self._read("0", None))
+        now = time.monotonic()
+        if now - self._last_claim >= self.settings.claim_idle_ms / 2000:
+            self._last_claim = now
+            self._add(batch, await self._claim())
+        deadline = time.monotonic() + self.settings.wb_batch_ms / 1000 if len(batch) else None
+        while batch.rows < self.settings.wb_batch_rows:
+            if deadline is None:
+                block: int | None = block_ms
+            else:
+                left = int((deadline - time.monotonic()) * 1000)
+                block = left if left >= 1 else None
+            entries = await self._read(">", block)
+            if not entries:
+                if deadline is None or block is None:
+                    break
+                continue
+            self._add(batch, entries)
+            if deadline is None:
+                deadline = time.monotonic() + self.settings.wb_batch_ms / 1000
+            elif time.monotonic() >= deadline:
+                break
+        return batch
+
+    async def _read(self, start: str, block: int | None) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        want = (self.settings.wb_batch_rows) / max(self._rows_per_intent, 1.0)
+        count = max(1, min(1000, int(want)))
+        resp: Any = await self.redis.xreadgroup(
+            self.group, self.consumer, {self.stream: start}, count=count, block=block
+        )
+        if not resp:
+            return []
+        if isinstance(resp, dict):  # RESP3
+            return [e for entries in resp.values() for e in entries[0]]
+        return [e for _name, entries in resp for e in entries]
+
+    async def _claim(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        """Take entries idle past ``claim_idle_ms`` (their consumer died mid-batch)."""
+        out: list[tuple[bytes, dict[bytes, bytes]]] = []
+        cursor: bytes | str = "0-0"
+        while True:
+            resp = await self.redis.xautoclaim(
+                self.stream,
+                self.group,
+                self.consumer,
+                self.settings.claim_idle_ms,
+                cursor,
+                count=500,
+            )
+            cursor, entries = resp[0], resp[1]
+            out.extend(entries)
+            if cursor in (b"0-0", "0-0") or len(out) >= 5000:
+                return out
+
+    def _add(self, batch: _Batch, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+        for sid, fields in entries:
+            raw = fields.get(FIELD) if fields else None
+            if not fields:
+                batch.empty.append(sid)
+                continue
+            if raw is None:
+                batch.poison.append((sid, b"", f"entry has no {FIELD!r} field"))
+                continue
+            try:
+                intent = self.codec.decode(raw, Intent)
+                bad = set(intent.tables) - set(rows.COLUMNS)
+                if bad:
+                    raise CodecError(f"unknown tables {sorted(bad)}")
+            except CodecError as exc:
+                batch.poison.append((sid, raw, str(exc)))
+                continue
+            n = intent.row_count()
+            batch.items.append((sid, intent))
+            batch.rows += n
+            self._rows_per_intent = 0.8 * self._rows_per_intent + 0.2 * max(n, 1)
+
+    # Applying ---------------------------------------------------------------------------
+    async def _process(self, batch: _Batch, stop: asyncio.Event) -> int:
+        """Commit, then ack + mark; returns intents processed (not counting poison)."""
+        dead: list[tuple[bytes, bytes, str, Intent | None]] = [
+            (sid, raw, err, None) for sid, raw, err in batch.poison
+        ]
+        items = batch.items
+        if items:
+            rejected = await self._commit_with_retry(items, stop)
+            if rejected:
+                bad = {sid for sid, _i, _e in rejected}
+                items = [(sid, it) for sid, it in items if sid not in bad]
+                dead += [(sid, self.codec.encode(it), e, it) for sid, it, e in rejected]
+        await self._retry(stop, self._acknowledge, items, dead, batch.empty)
+        return len(items)
+
+    async def _commit_with_retry(
+        self, items: list[tuple[bytes, Intent]], stop: asyncio.Event
+    ) -> list[tuple[bytes, Intent, str]]:
+        """Commit the batch; on a data error, commit intents one by one and reject the bad."""
+        try:
+            await self._retry(stop, self._commit, [it for _s, it in items])
+            return []
+        except _DataRejected as exc:
+            if len(items) == 1:
+                sid, it = items[0]
+                log.error("write-behind intent %s rejected by Postgres: %s", it.intent_id, exc)
+                return [(sid, it, f"persist: {exc}")]
+        rejected: list[tuple[bytes, Intent, str]] = []
+        for item in items:
+            rejected += await self._commit_with_retry([item], stop)
+        return rejected
+
+    async def _retry(self, stop: asyncio.Event, fn: Any, *args: Any) -> None:
+        delay = 0.05
+        while True:
+            try:
+                await fn(*args)
+            except _DB_ERRORS as exc:
+                if not is_transient(exc):
+                    raise _DataRejected(describe(exc)) from exc
+                await self._wait(exc, delay, stop)
+            except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
+                await self._wait(exc, delay, stop)
+            else:
+                if self._in_outage:
+                    log.warning("write-behind writer %s: backend back, resuming", self.consumer)
+                    self._in_outage = False
+                return
+            delay = min(delay * 2, self.settings.wb_retry_max_s)
+
+    async def _wait(self, exc: BaseException, delay: float, stop: asyncio.Event) -> None:
+        self.stats.retries += 1
+        if not self._in_outage:
+            self._in_outage = True
+            log.warning(
+                "write-behind writer %s: backend unavailable (%s); keeping the backlog "
+                "and retrying with backoff up to %.0fs",
+                self.consumer,
+                describe(exc),
+                self.settings.wb_retry_max_s,
+            )
+        if stop.is_set():
+            raise _Stopped
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+        if stop.is_set():
+            raise _Stopped
+
+    async def _outage(self, exc: BaseException, stop: asyncio.Event) -> None:
+        with contextlib.suppress(_Stopped):
+            await self._wait(exc, min(1.0, self.settings.wb_retry_max_s), stop)
+
+    async def _commit(self, intents: list[Intent]) -> None:
+        """One transaction: record intent ids, then upsert the new intents' rows."""
+        s = self._schema
+        async with self.pool.acquire() as conn, conn.transaction():
+            new = {
+                str(r[0])
+                for r in await conn.fetch(
+                    f"INSERT INTO {s}.wb_applied (intent_id) SELECT unnest($1::uuid[]) "
+                    "ON CONFLICT DO NOTHING RETURNING intent_id",
+                    list({str(i.intent_id) for i in intents}),
+                )
+            }
+            latest: dict[uuid.UUID, Intent] = {}  # an intent is a document's full row set
+            for it in intents:
+                if str(it.intent_id) in new:
+                    latest[it.document_id] = it
+            for table in rows.TABLE_ORDER:
+                owners = [it for it in latest.values() if table in it.tables]
+                if owners:
+                    self.stats.rows += await self._load(conn, table, owners)
+        self.stats.applied += len(new)
+        self.stats.redelivered += len(intents) - len(new)
+
+    async def _load(self, conn: asyncpg.Connection, table: str, owners: list[Intent]) -> int:
+        if table == "canonical_entities":
+            records = rows.least_names([r for it in owners for r in it.tables[table]])
+        else:  # last wins; ids are unique per document, so this is rarely a real merge
+            records = list({r[0]: r for it in owners for r in it.tables[table]}.values())
+        tmp = f"_wb_{table}"
+        cols = ", ".join(rows.COLUMNS[table])
+        await conn.execute(
+            f"CREATE TEMP TABLE {tmp} ON COMMIT DROP AS "
+            f"SELECT {cols} FROM {self._schema}.{table} WITH NO DATA"
+        )
+        if records:
+            await conn.copy_records_to_table(tmp, records=records, columns=rows.COLUMNS[table])
+        if table in rows.PER_DOCUMENT:
+            # The intent is the document's full row set: drop rows its new output lacks.
+            await conn.execute(
+                f"DELETE FROM {self._schema}.{table} t WHERE t.document_id = ANY($1::uuid[]) "
+                f"AND NOT EXISTS (SELECT 1 FROM {tmp} n WHERE n.id = t.id)",
+                [str(it.document_id) for it in owners],
+            )
+        if records:
+            await conn.execute(self._sql[table])
+        return len(records)
+
+    async def _acknowledge(
+        self,
+        items: list[tuple[bytes, Intent]],
+        dead: list[tuple[bytes, bytes, str, Intent | None]],
+        empty: list[bytes],
+    ) -> None:
+        """One MULTI: dead-letter the poison, XACK + XDEL, mark documents terminal."""
+        sids = [sid for sid, _ in items] + [d[0] for d in dead] + empty
+        if not sids:
+            return
+        now = f"{time.time():.3f}"
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for sid, raw, err, _it in dead:
+                pipe.xadd(self.dlq, {b"id": sid, FIELD: raw, b"error": err.encode()})
+            pipe.xack(self.stream, self.group, *sids)
+            pipe.xdel(self.stream, *sids)
+            marks = [(it.status, it.error or "", it) for _sid, it in items if it.status]
+            marks += [(state.FAILED, err, it) for _s, _r, err, it in dead if it is not None]
+            for status, error, it in marks:
+                await self._mark(
+                    keys=[
+                        self.keys.state(it.document_id),
+                        self.keys.outstanding(it.project),
+                        self.keys.failed(it.project),
+                    ],
+                    args=[it.generation, status, now, str(it.document_id), error],
+                    client=pipe,
+                )
+            await pipe.execute()
+        self.stats.dead += len(dead)
+
+    async def _maybe_prune(self) -> None:
+        now = time.monotonic()
+        if now - self._last_prune < PRUNE_EVERY_S:
+            return
+        self._last_prune = now
+        try:
+            await self.pool.execute(
+                f"DELETE FROM {self._schema}.wb_applied "
+                f"WHERE applied_at < now() - interval '{PRUNE_AFTER}'"
+            )
+        except _DB_ERRORS as exc:  # pruning is housekeeping: never fail the writer for it
+            log.info("write-behind writer: pruning wb_applied skipped: %s", describe(exc))
+
+
+class _DataRejected(Exception):
+    """Postgres rejected the rows themselves (SQLSTATE 22/23)."""
+
+
+def _upsert_sql(schema: str, table: str) -> str:
+    cols = rows.COLUMNS[table]
+    names = ", ".join(cols)
+    head = (
+        f"INSERT INTO {schema}.{table} AS t ({names}) SELECT {names} FROM _wb_{table} "
+        "ON CONFLICT (id) DO UPDATE SET "
+    )
+    if table == "canonical_entities":
+        return head + "name = LEAST(t.name, EXCLUDED.name) WHERE EXCLUDED.name < t.name"
+    rest = [c for c in cols if c != "id"]
+    sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in rest)
+    changed = (
+        f"({', '.join('t.' + c for c in rest)}) IS DISTINCT FROM "
+        f"({', '.join('EXCLUDED.' + c for c in rest)})"
+    )
+    if table == "documents":  # never let a stale generation overwrite a re-ingested one
+        newer = "t.generation <= EXCLUDED.generation"
+        return f"{head}{sets}, updated_at = now() WHERE {newer} AND {changed}"
+    return f"{head}{sets} WHERE {changed}"
