@@ -106,6 +106,6 @@ class Codec:
         return dec
 
 
-def train_dictionary(samples: list[bytes], size: int = 64 * 1024) -> bytes:
+def train_dictionary(samples: list[bytes | bytearray | memoryview], size: int = 64 * 1024) -> bytes:
     """Train a zstd dictionary on sample JSON values (worth it for many small values)."""
     return zstandard.train_dictionary(size, samples).as_bytes()

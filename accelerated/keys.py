@@ -81,6 +81,10 @@ class Keys:
     WB_GROUP: Final = "writers"
 
     # Coordination -------------------------------------------------------------------
+    def consumer_alive(self, consumer: str) -> str:
+        """Heartbeat of a live consumer; its pending messages are reclaimed once it lapses."""
+        return f"{self.prefix}:consumer:{consumer}"
+
     def lock(self, name: str) -> str:
         return f"{self.prefix}:lock:{name}"
 

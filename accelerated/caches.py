@@ -1,0 +1,74 @@
+"""Content-hash caches in Redis (extraction by file sha256, entities by chunk hash).
+
+These implement the stage-context protocols for the accelerated path; the
+traditional path passes ``None`` and pays for every extraction again, as the old
+pipeline did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from accelerated.codec import Codec
+from accelerated.errors import BackendUnavailable, CodecError
+from accelerated.keys import Keys
+from accelerated.models import Extracted
+
+
+class RedisExtractCache:
+    """``cache:ocr:<sha256>``: same bytes under a new document id = no extraction."""
+
+    def __init__(self, redis: aioredis.Redis, keys: Keys, codec: Codec, ttl_s: int) -> None:
+        self._redis, self._keys, self._codec, self._ttl = redis, keys, codec, ttl_s
+
+    async def get(self, sha256: str) -> Extracted | None:
+        try:
+            raw = await self._redis.get(self._keys.extract_cache(sha256))
+        except RedisError as exc:
+            raise BackendUnavailable(f"redis: {exc}") from None
+        if raw is None:
+            return None
+        try:
+            return self._codec.decode(bytes(raw), Extracted)  # type: ignore[arg-type]
+        except CodecError:
+            return None  # a corrupt cache entry is a miss, never a failure
+
+    async def put(self, sha256: str, value: Extracted) -> None:
+        try:
+            await self._redis.set(
+                self._keys.extract_cache(sha256), self._codec.encode(value), ex=self._ttl
+            )
+        except RedisError as exc:
+            raise BackendUnavailable(f"redis: {exc}") from None
+
+
+class RedisChunkCache:
+    """``cache:entities:<version>:<sha256>``: per-chunk results, MGET/pipelined SET."""
+
+    def __init__(self, redis: aioredis.Redis, keys: Keys, ttl_s: int) -> None:
+        self._redis, self._keys, self._ttl = redis, keys, ttl_s
+
+    async def get_many(self, version: str, hashes: Sequence[str]) -> list[bytes | None]:
+        if not hashes:
+            return []
+        try:
+            values: list[bytes | None] = await self._redis.mget(  # type: ignore[assignment]
+                [self._keys.entity_cache(version, h) for h in hashes]
+            )
+        except RedisError as exc:
+            raise BackendUnavailable(f"redis: {exc}") from None
+        return values
+
+    async def put_many(self, version: str, items: dict[str, bytes]) -> None:
+        if not items:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for h, value in items.items():
+            pipe.set(self._keys.entity_cache(version, h), value, ex=self._ttl)
+        try:
+            await pipe.execute()
+        except RedisError as exc:
+            raise BackendUnavailable(f"redis: {exc}") from None

@@ -1,0 +1,79 @@
+"""The CLI edge: turn settings into live clients (starting embedded servers if needed).
+
+This is the one place that decides what happens when Redis is unreachable at
+start-up: say so, and run the traditional path instead of failing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import asyncpg
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from accelerated.embedded import EmbeddedServers, check_eviction_policy
+from accelerated.settings import Settings
+from persistence.pg import create_pool
+from persistence.schema import migrate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Clients:
+    settings: Settings  # with the URLs actually in use
+    pool: asyncpg.Pool
+    redis: aioredis.Redis | None
+    notices: list[str]
+
+
+async def _redis_or_none(url: str, notices: list[str]) -> aioredis.Redis | None:
+    client = aioredis.Redis.from_url(url, socket_connect_timeout=3, health_check_interval=30)
+    try:
+        await client.ping()
+        info = await client.info("memory")
+    except (RedisError, OSError) as exc:
+        await client.aclose()
+        notices.append(
+            f"Redis at {url} is unreachable ({exc}); running the traditional, "
+            "database-centric path instead"
+        )
+        return None
+    warning = check_eviction_policy(info)
+    if warning:
+        notices.append(warning)
+    return client
+
+
+@contextlib.asynccontextmanager
+async def open_clients(settings: Settings) -> AsyncIterator[Clients]:
+    """Connect to the configured servers, or to embedded ones started for this run."""
+    need_redis = settings.redis_url is None
+    need_pg = settings.database_url is None
+    notices: list[str] = []
+    async with contextlib.AsyncExitStack() as stack:
+        if need_redis or need_pg:
+            servers = await stack.enter_async_context(
+                EmbeddedServers(settings.state_dir, need_redis=need_redis, need_postgres=need_pg)
+            )
+            updates = {}
+            if need_redis:
+                updates["redis_url"] = servers.redis_url
+                notices.append(f"started embedded Redis at {servers.redis_url}")
+            if need_pg:
+                updates["database_url"] = servers.database_url
+                notices.append(f"started embedded Postgres under {settings.state_dir}")
+            settings = settings.model_copy(update=updates)
+        redis = None
+        if settings.redis_url is not None:
+            redis = await _redis_or_none(settings.redis_url, notices)
+            if redis is not None:
+                stack.push_async_callback(redis.aclose)
+        pool = await create_pool(settings)
+        stack.push_async_callback(pool.close)
+        await migrate(pool, settings.pg_schema)
+        yield Clients(settings, pool, redis, notices)

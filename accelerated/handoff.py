@@ -1,0 +1,178 @@
+"""The only thing the two paths do differently: how a stage gets its input and keeps its output.
+
+Accelerated: input is the previous stage's Redis key; output goes to Redis and, at
+the end, one persistence intent per document goes to the write-behind stream, all in
+the same MULTI that moves the message on. Traditional: input is read back from
+Postgres and output is written to Postgres synchronously before the message moves.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import RedisError
+
+from accelerated import state
+from accelerated.codec import Codec
+from accelerated.errors import BackendUnavailable, CodecError, PipelineError
+from accelerated.keys import STAGES, Keys
+from accelerated.models import Chunked, Cleaned, Extracted, Mentions, Related, Resolved, SourceRef
+from accelerated.settings import Settings
+from accelerated.transport import Message, Transport
+from persistence.intents import intent_for_document, queue_intent
+from persistence.traditional import TraditionalStore
+
+# The record type each stage produces (and the next one consumes).
+OUTPUT_TYPES: dict[str, type[Any]] = {
+    "extract": Extracted,
+    "clean": Cleaned,
+    "chunk": Chunked,
+    "entities": Mentions,
+    "resolve": Resolved,
+    "relate": Related,
+}
+
+
+class MissingInput(PipelineError):
+    """The previous stage's output is gone (expired or evicted): restart from extract."""
+
+
+def previous_stage(stage: str) -> str | None:
+    i = STAGES.index(stage)
+    return STAGES[i - 1] if i else None
+
+
+class Handoff(Protocol):
+    name: str
+
+    def input_key(self, stage: str, ref: SourceRef) -> str | None: ...
+
+    async def load(self, stage: str, ref: SourceRef, raw: bytes | None) -> Any: ...
+
+    async def commit(
+        self,
+        msg: Message,
+        output: Any,
+        next_stage: str | None,
+        final_status: str | None,
+        fields: dict[str, str | float],
+    ) -> None: ...
+
+    async def fail(self, msg: Message, error: str) -> None: ...
+
+
+class AcceleratedHandoff:
+    name = "accelerated"
+
+    def __init__(
+        self, redis: aioredis.Redis, transport: Transport, keys: Keys, codec: Codec, settings: Settings
+    ) -> None:
+        self.redis, self.transport, self.keys, self.codec = redis, transport, keys, codec
+        self.ttl = settings.ttl_stage_s
+
+    def input_key(self, stage: str, ref: SourceRef) -> str | None:
+        prev = previous_stage(stage)
+        return None if prev is None else self.keys.output(ref.document_id, prev)
+
+    async def load(self, stage: str, ref: SourceRef, raw: bytes | None) -> Any:
+        prev = previous_stage(stage)
+        if prev is None:
+            return ref
+        if raw is None:
+            raise MissingInput(f"output of {prev} is missing for {ref.document_id}")
+        try:
+            return self.codec.decode(raw, OUTPUT_TYPES[prev])
+        except CodecError as exc:
+            raise MissingInput(f"output of {prev} is unreadable: {exc}") from None
+
+    async def _outputs(self, ref: SourceRef, stages: tuple[str, ...]) -> list[Any]:
+        try:
+            raws = await self.redis.mget([self.keys.output(ref.document_id, s) for s in stages])
+        except RedisError as exc:
+            raise BackendUnavailable(f"redis: {exc}") from None
+        out = []
+        for s, raw in zip(stages, raws, strict=True):
+            if raw is None:
+                raise MissingInput(f"output of {s} is missing for {ref.document_id}")
+            out.append(self.codec.decode(raw, OUTPUT_TYPES[s]))  # type: ignore[arg-type]
+        return out
+
+    async def commit(
+        self,
+        msg: Message,
+        output: Any,
+        next_stage: str | None,
+        final_status: str | None,
+        fields: dict[str, str | float],
+    ) -> None:
+        ref = msg.ref
+        value = self.codec.encode(output)
+        out_key = self.keys.output(ref.document_id, msg.stage)
+        intent = None
+        if final_status is not None:
+            if msg.stage == "extract":
+                intent = intent_for_document(ref, output, None, None, None, final_status, None)
+            else:
+                extracted, cleaned, resolved = await self._outputs(
+                    ref, ("extract", "clean", "resolve")
+                )
+                intent = intent_for_document(
+                    ref, extracted, cleaned, resolved, output, final_status, None
+                )
+
+        def ops(pipe: Pipeline) -> None:
+            pipe.set(out_key, value, ex=self.ttl)
+            if intent is not None:
+                queue_intent(pipe, self.keys, self.codec, intent)
+
+        if final_status is not None:
+            fields = {**fields, state.STATUS: state.PERSISTING}
+        await self.transport.advance(msg, next_stage, fields, None, ops)
+
+    async def fail(self, msg: Message, error: str) -> None:
+        intent = intent_for_document(msg.ref, None, None, None, None, state.FAILED, error)
+
+        def ops(pipe: Pipeline) -> None:
+            queue_intent(pipe, self.keys, self.codec, intent)
+
+        fields: dict[str, str | float] = {state.STATUS: state.PERSISTING, state.ERROR: error}
+        await self.transport.advance(msg, None, fields, None, ops)
+
+
+class TraditionalHandoff:
+    """Database-centric: every stage reads from and writes to Postgres, synchronously."""
+
+    name = "traditional"
+
+    def __init__(self, store: TraditionalStore, transport: Transport) -> None:
+        self.store, self.transport = store, transport
+
+    def input_key(self, stage: str, ref: SourceRef) -> str | None:
+        return None
+
+    async def load(self, stage: str, ref: SourceRef, raw: bytes | None) -> Any:
+        if stage == STAGES[0]:
+            return ref
+        return await self.store.read_input(stage, ref)
+
+    async def commit(
+        self,
+        msg: Message,
+        output: Any,
+        next_stage: str | None,
+        final_status: str | None,
+        fields: dict[str, str | float],
+    ) -> None:
+        await self.store.write_output(msg.stage, msg.ref, output)
+        terminal = None
+        if final_status is not None:
+            if final_status != state.DONE:
+                await self.store.mark_status(msg.ref, final_status, None)
+            terminal = (final_status, None)
+        await self.transport.advance(msg, next_stage, fields, terminal)
+
+    async def fail(self, msg: Message, error: str) -> None:
+        await self.store.mark_status(msg.ref, state.FAILED, error)
+        await self.transport.advance(msg, None, {state.ERROR: error}, (state.FAILED, error))

@@ -1,0 +1,147 @@
+"""Wiring: builds the engine's parts from settings and injected clients.
+
+Clients (Redis, the Postgres pool) are created by the CLI edge and passed in; this
+module only assembles, so tests and the benchmark build a runtime the same way the
+batch command and the worker do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import socket
+import uuid
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from accelerated.blobs import LocalBlobReader
+from accelerated.caches import RedisChunkCache, RedisExtractCache
+from accelerated.canonical import PassThroughCanonicalRegistry, RedisCanonicalRegistry
+from accelerated.codec import Codec
+from accelerated.engine import Engine
+from accelerated.handoff import AcceleratedHandoff, Handoff, TraditionalHandoff
+from accelerated.keys import Keys
+from accelerated.models import SourceRef
+from accelerated.settings import Settings
+from accelerated.stages import CanonicalRegistry, StageContext
+from accelerated.transport import LocalTransport, RedisTransport, Transport
+from persistence.traditional import TraditionalStore
+from persistence.writebehind import WriteBehindWriter
+
+log = logging.getLogger(__name__)
+
+
+def consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def make_executor(settings: Settings) -> Executor | None:
+    """Process pool for CPU-bound stage code (PDF parsing, eyecite), or None for threads."""
+    if settings.cpu_pool == "thread":
+        return None
+    workers = settings.cpu_workers or os.cpu_count() or 1
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"))
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    pool: asyncpg.Pool
+    redis: aioredis.Redis | None
+    keys: Keys
+    codec: Codec
+    transport: Transport
+    handoff: Handoff
+    canonical: CanonicalRegistry
+    executor: Executor | None
+    consumer: str
+    extract_cache: RedisExtractCache | None = None
+    chunk_cache: RedisChunkCache | None = None
+    writer: WriteBehindWriter | None = None
+    blobs: LocalBlobReader = field(default_factory=LocalBlobReader)
+
+    @property
+    def accelerated(self) -> bool:
+        return self.handoff.name == "accelerated"
+
+    def context(self, ref: SourceRef) -> StageContext:
+        return StageContext(
+            project=ref.project,
+            settings=self.settings,
+            blobs=self.blobs,
+            canonical=self.canonical,
+            extract_cache=self.extract_cache,
+            chunk_cache=self.chunk_cache,
+            executor=self.executor,
+            source=ref,
+            extras={"entity_backend": self.settings.entity_backend},
+        )
+
+    def engine(self) -> Engine:
+        background: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = []
+        if self.writer is not None:
+            background.append(self.writer.run)
+        return Engine(
+            settings=self.settings,
+            transport=self.transport,
+            handoff=self.handoff,
+            context=self.context,
+            background=background,
+        )
+
+    def close(self) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+def build_runtime(
+    settings: Settings,
+    pool: asyncpg.Pool,
+    redis: aioredis.Redis | None,
+    *,
+    executor: Executor | None = None,
+    consumer: str | None = None,
+) -> Runtime:
+    """Accelerated when Redis is given and the flag is on; traditional otherwise."""
+    keys = Keys(settings.redis_prefix)
+    codec = Codec(
+        max_value_bytes=settings.max_value_bytes,
+        max_decompressed_bytes=settings.max_decompressed_bytes,
+    )
+    name = consumer or consumer_name()
+    transport: Transport = RedisTransport(redis, keys, name) if redis is not None else LocalTransport()
+    if redis is not None and settings.enable_redis_acceleration:
+        return Runtime(
+            settings=settings,
+            pool=pool,
+            redis=redis,
+            keys=keys,
+            codec=codec,
+            transport=transport,
+            handoff=AcceleratedHandoff(redis, transport, keys, codec, settings),
+            canonical=RedisCanonicalRegistry(redis, keys),
+            executor=executor,
+            consumer=name,
+            extract_cache=RedisExtractCache(redis, keys, codec, settings.ttl_cache_s),
+            chunk_cache=RedisChunkCache(redis, keys, settings.ttl_cache_s),
+            writer=WriteBehindWriter(redis, pool, keys, codec, settings, consumer=name),
+        )
+    return Runtime(
+        settings=settings,
+        pool=pool,
+        redis=redis,
+        keys=keys,
+        codec=codec,
+        transport=transport,
+        handoff=TraditionalHandoff(TraditionalStore(pool), transport),
+        canonical=PassThroughCanonicalRegistry(),
+        executor=executor,
+        consumer=name,
+    )

@@ -1,0 +1,82 @@
+"""Helpers shared by the end-to-end tests (not fixtures: plain functions)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from accelerated.runtime import Runtime, build_runtime
+from accelerated.settings import Settings
+
+# Bookkeeping columns that legitimately differ between runs (not content).
+VOLATILE = {"created_at", "updated_at", "generation", "applied_at"}
+CONTENT_TABLES = ("documents", "chunks", "entity_mentions", "canonical_entities", "relationships")
+
+
+def sample_corpus(corpus: Path, dest: Path, n: int = 60, max_bytes: int = 250_000) -> list[str]:
+    """Link a deterministic, format-diverse sample of corpus documents into ``dest``."""
+    with (corpus / "MANIFEST.tsv").open() as fh:
+        rows = [r for r in csv.DictReader(fh, delimiter="\t") if r["role"] == "document"]
+    rows = [r for r in rows if int(r["bytes"]) <= max_bytes]
+    by_ext: dict[str, list[str]] = {}
+    for r in sorted(rows, key=lambda r: r["file"]):
+        by_ext.setdefault(Path(r["file"]).suffix.lower(), []).append(r["file"])
+    picked: list[str] = []
+    while len(picked) < n and any(by_ext.values()):
+        for ext in sorted(by_ext):
+            if by_ext[ext] and len(picked) < n:
+                picked.append(by_ext[ext].pop(0))
+    for rel in picked:
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(corpus / rel)
+    return picked
+
+
+def make_runtime(
+    settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis | None, *, accelerated: bool
+) -> Runtime:
+    s = settings.model_copy(update={"enable_redis_acceleration": accelerated, "cpu_pool": "thread"})
+    return build_runtime(s, pool, redis)
+
+
+async def dump(pool: asyncpg.Pool) -> dict[str, list[tuple[Any, ...]]]:
+    """Every content row of every table, bookkeeping columns left out, in id order."""
+    out: dict[str, list[tuple[Any, ...]]] = {}
+    async with pool.acquire() as conn:
+        for table in CONTENT_TABLES:
+            cols = [
+                r["column_name"]
+                for r in await conn.fetch(
+                    "SELECT column_name FROM information_schema.columns "
+                    "WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position",
+                    table,
+                )
+                if r["column_name"] not in VOLATILE
+            ]
+            rows = await conn.fetch(f"SELECT {', '.join(cols)} FROM {table} ORDER BY id")
+            out[table] = [tuple(r) for r in rows]
+    return out
+
+
+def subprocess_env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        REDIS_URL=str(settings.redis_url),
+        DATABASE_URL=str(settings.database_url),
+        REDIS_PREFIX=settings.redis_prefix,
+        PG_SCHEMA=settings.pg_schema,
+        CLAIM_IDLE_MS=str(settings.claim_idle_ms),
+        CPU_POOL="thread",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+PYTHON = sys.executable
