@@ -1,0 +1,341 @@
+"""Offline rules backend: eyecite for citations, courts-db for courts, regexes for the rest.
+
+Every text is processed on its own (no context from neighbouring chunks), so a
+chunk's result depends only on its text and can be cached by content hash.
+"""
+
+from __future__ import annotations
+
+import calendar
+import contextlib
+import fcntl
+import functools
+import importlib.util
+import logging
+import re
+import tempfile
+from bisect import bisect_right
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from accelerated.entities import RawMention
+from accelerated.entities import patterns as P
+
+# eyecite logs a warning for every citation overlap it cannot classify: noise per chunk.
+logging.getLogger("eyecite.helpers").addFilter(
+    lambda record: not str(record.msg).startswith("Unknown overlap case")
+)
+
+# One char -> one char, so offsets into the translated text equal offsets into the
+# original. eyecite's regexes expect ASCII hyphens in pin cites ("311–312").
+_EYECITE_TR = str.maketrans({c: "-" for c in "\u2010\u2011\u2012\u2013\u2014"})
+_ASCII_LOWER = str.maketrans({chr(c): chr(c + 32) for c in range(ord("A"), ord("Z") + 1)})
+
+
+def _default_cache_dir() -> str:
+    return str(Path(tempfile.gettempdir()) / "legal-pipeline-hyperscan")
+
+
+def fastest_tokenizer() -> str:
+    """Hyperscan is ~5x faster than eyecite's default Aho-Corasick tokenizer."""
+    return "hyperscan" if importlib.util.find_spec("hyperscan") is not None else "ahocorasick"
+
+
+@dataclass(frozen=True)
+class RulesBackend:
+    """Picklable: only configuration travels; tables are built once per process."""
+
+    tokenizer: str = field(default_factory=fastest_tokenizer)
+    cache_dir: str = field(default_factory=_default_cache_dir)
+    version: str = field(init=False, default="")
+
+    def __post_init__(self) -> None:
+        if self.tokenizer not in ("hyperscan", "ahocorasick"):
+            raise ValueError(f"unknown eyecite tokenizer {self.tokenizer!r}")
+        # The tokenizer is part of the cache key: the two can disagree on edge cases.
+        object.__setattr__(self, "version", f"{P.RULES_VERSION}+{self.tokenizer}")
+
+    def extract(self, texts: list[str]) -> list[list[RawMention]]:
+        tokenizer = _tokenizer(self.tokenizer, self.cache_dir)
+        return [extract_text(text, tokenizer) for text in texts]
+
+
+def extract_text(text: str, tokenizer: Any) -> list[RawMention]:
+    """All rule mentions in one text; same-type overlaps resolved to the longest."""
+    if not text.strip():
+        return []
+    found: list[RawMention] = []
+    found.extend(_citations(text, tokenizer))
+    found.extend(_courts(text))
+    found.extend(_judges(text))
+    found.extend(_parties(text))
+    found.extend(_organizations(text))
+    found.extend(_named(text, P.ATTORNEY_RES, "ATTORNEY"))
+    found.extend(_named(text, (P.PERSON_RE,), "PERSON"))
+    found.extend(_dockets(text))
+    found.extend(_dates(text))
+    found.extend(_money(text))
+    return keep_longest(m for m in found if m.end > m.start)
+
+
+def keep_longest(mentions: Iterable[RawMention]) -> list[RawMention]:
+    """Per type, drop any mention overlapping a longer (or earlier equal) one."""
+    ordered = sorted(mentions, key=lambda m: (m.type, -(m.end - m.start), m.start, m.normalized))
+    kept: dict[str, list[tuple[int, int]]] = {}
+    out: list[RawMention] = []
+    for m in ordered:
+        spans = kept.setdefault(m.type, [])
+        if any(m.start < e and s < m.end for s, e in spans):
+            continue
+        spans.append((m.start, m.end))
+        out.append(m)
+    out.sort(key=lambda m: (m.start, m.end, m.type))
+    return out
+
+
+def _collapse(s: str) -> str:
+    return " ".join(s.split())
+
+
+def _norm_name(s: str) -> str:
+    return _collapse(s).casefold().strip(" ,;:")
+
+
+# --- citations (eyecite) ------------------------------------------------------------
+
+
+@functools.cache
+def _tokenizer(kind: str, cache_dir: str) -> Any:
+    from eyecite.tokenizers import HyperscanTokenizer, default_tokenizer
+
+    if kind != "hyperscan":
+        return default_tokenizer
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    tok = HyperscanTokenizer(cache_dir=cache_dir)
+    # eyecite writes its compiled-database cache non-atomically: serialise the first
+    # load across processes so no worker reads a half-written file.
+    with open(Path(cache_dir) / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            _ = tok.hyperscan_db
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return tok
+
+
+def _citations(text: str, tokenizer: Any) -> Iterator[RawMention]:
+    from eyecite import get_citations
+    from eyecite.models import FullCaseCitation, FullLawCitation, ShortCaseCitation
+
+    cite: Any  # eyecite's citation methods are untyped
+    for cite in get_citations(text.translate(_EYECITE_TR), tokenizer=tokenizer):
+        if isinstance(cite, FullCaseCitation | ShortCaseCitation):
+            etype = "CASE_CITATION"
+        elif isinstance(cite, FullLawCitation):
+            etype = "STATUTE"
+        else:
+            continue  # Id., supra, journals, unknown: not entities of their own
+        start, end = cite.span()
+        surface = text[start:end]
+        stripped = surface.rstrip(" ,;")
+        end -= len(surface) - len(stripped)
+        if end > start:
+            yield RawMention(etype, start, end, _collapse(str(cite.corrected_citation())))
+
+
+# --- courts (courts-db) -------------------------------------------------------------
+
+_COURT_TOKEN = re.compile(r"[^\s,;:]+")
+
+
+@functools.cache
+def _court_tables() -> tuple[Any, dict[str, str]]:
+    """(Aho-Corasick automaton over normalised court names, citation string -> id)."""
+    import ahocorasick  # type: ignore[import-not-found,unused-ignore]
+    import courts_db
+
+    by_name: dict[str, set[str]] = {}
+    own_name: dict[str, str] = {}
+    cites: dict[str, str] = {}
+    literal = re.compile(r"^[^\\()\[\]?*+|^${}]+$")
+    for court in courts_db.courts:
+        cid = court["id"]
+        names = [court["name"], *court.get("examples", [])]
+        names += [r for r in court.get("regex", []) if literal.match(r)]
+        for name in names:
+            key = " ".join(_COURT_TOKEN.findall(name.translate(_ASCII_LOWER)))
+            if (
+                len(key.split()) >= P.COURT_MIN_TOKENS
+                and key not in P.COURT_GENERIC
+                and P.COURT_WORDS.search(key)
+            ):
+                for variant in _court_variants(key):
+                    by_name.setdefault(variant, set()).add(cid)
+        own_name[cid] = " ".join(_COURT_TOKEN.findall(court["name"].translate(_ASCII_LOWER)))
+        cs = court.get("citation_string") or ""
+        if len(cs) >= 3 and cs != "SCOTUS":
+            cites.setdefault(cs, cid)
+    auto = ahocorasick.Automaton()
+    for key, ids in by_name.items():
+        exact = sorted(i for i in ids if own_name.get(i) == key)
+        cid = exact[0] if exact else (next(iter(ids)) if len(ids) == 1 else "")
+        if cid:  # ambiguous names ("Franklin County Court") carry no id: skipped
+            auto.add_word(key, (len(key), cid))
+    auto.make_automaton()
+    return auto, cites
+
+
+def _court_variants(key: str) -> Iterator[str]:
+    """Caption forms courts-db lacks: a "UNITED STATES" prefix, a line break for "for the"."""
+    yield key
+    if key.startswith(("court of appeals for the", "district court for the")):
+        key = f"united states {key}"
+        yield key
+    m = re.match(r"(united states (?:district|bankruptcy) court) for the (.+ district of .+)", key)
+    if m:
+        yield f"{m.group(1)} {m.group(2)}"
+
+
+def _courts(text: str) -> Iterator[RawMention]:
+    auto, cites = _court_tables()
+    tokens = list(_COURT_TOKEN.finditer(text.translate(_ASCII_LOWER)))
+    if tokens:
+        norm_starts: list[int] = []
+        parts: list[str] = []
+        pos = 0
+        for tok in tokens:
+            norm_starts.append(pos)
+            parts.append(tok.group())
+            pos += len(tok.group()) + 1
+        norm = " ".join(parts)
+
+        def to_orig(p: int) -> int:
+            i = bisect_right(norm_starts, p) - 1
+            return tokens[i].start() + (p - norm_starts[i])
+
+        for last, (length, cid) in auto.iter(norm):
+            s, e = last - length + 1, last + 1
+            if (s == 0 or norm[s - 1] == " ") and (e == len(norm) or not norm[e].isalnum()):
+                yield RawMention("COURT", to_orig(s), to_orig(e - 1) + 1, cid)
+    for m in P.COURT_PAREN_RE.finditer(text):
+        court = _collapse(m.group("court"))
+        cid = cites.get(court)
+        if cid is not None:
+            yield RawMention("COURT", m.start("court"), m.end("court"), cid)
+
+
+# --- people, parties, organisations -------------------------------------------------
+
+
+def _trim_lead(text: str, start: int, end: int) -> tuple[int, int]:
+    """Drop leading stop words ("See", "The", "Plaintiff") a greedy name regex took."""
+    while True:
+        m = re.match(r"\s*(\S+)\s+", text[start:end])
+        if not m or m.group(1).casefold() not in P.LEAD_STOP:
+            return start, end
+        start += m.end()
+
+
+def _is_name(name: str) -> bool:
+    return any(w.casefold() not in P.NAME_STOP for w in name.split())
+
+
+def _judges(text: str) -> Iterator[RawMention]:
+    for rx in P.JUDGE_RES:
+        for m in rx.finditer(text):
+            name = m.group("name")
+            if _is_name(name):
+                yield RawMention("JUDGE", m.start("name"), m.end("name"), _norm_name(name))
+    for m in P.BEFORE_RE.finditer(text):
+        base = m.start("list")
+        for n in P.BEFORE_NAME_RE.finditer(m.group("list")):
+            name = n.group("name")
+            if _is_name(name):
+                yield RawMention("JUDGE", base + n.start(), base + n.end(), _norm_name(name))
+
+
+def _named(text: str, regexes: Iterable[re.Pattern[str]], etype: str) -> Iterator[RawMention]:
+    for rx in regexes:
+        if not _worth_running(rx, text):
+            continue
+        for m in rx.finditer(text):
+            s, e = _trim_lead(text, m.start("name"), m.end("name"))
+            if e > s and _is_name(text[s:e]):
+                yield RawMention(etype, s, e, _norm_name(text[s:e]))
+
+
+def _worth_running(rx: re.Pattern[str], text: str) -> bool:
+    """Name-first regexes scan from every capital: skip them when their keyword is absent."""
+    keyword = P.KEYWORDS.get(rx.pattern)
+    return keyword is None or keyword.search(text) is not None
+
+
+def _parties(text: str) -> Iterator[RawMention]:
+    for v in P.VERSUS_RE.finditer(text):
+        lo = max(0, v.start() - P.CAPTION_WINDOW)
+        left = P.CAPTION_LEFT_RE.search(text, lo, v.start())
+        right = P.CAPTION_RIGHT_RE.match(text, v.end())
+        if left is None or right is None:
+            continue
+        for m, group in ((left, "left"), (right, "right")):
+            s, e = _trim_lead(text, m.start(group), m.end(group))
+            surface = text[s:e].rstrip(" ,&")
+            if surface and surface.casefold() not in P.LEAD_STOP:
+                yield RawMention("PARTY", s, s + len(surface), _norm_name(surface))
+
+
+def _organizations(text: str) -> Iterator[RawMention]:
+    for rx in P.ORG_RES:
+        for m in rx.finditer(text):
+            s, e = _trim_lead(text, m.start("name"), m.end("name"))
+            key = _norm_name(text[s:e])
+            if e <= s or " " not in key:  # a bare suffix ("Company") names nobody
+                continue
+            for suffix, canon in P.ORG_SUFFIX_CANON:
+                key = suffix.sub(canon, key)
+            yield RawMention("ORGANIZATION", s, e, key.replace(",", ""))
+
+
+# --- numbers: dockets, dates, money -------------------------------------------------
+
+
+def _dockets(text: str) -> Iterator[RawMention]:
+    for rx in P.DOCKET_RES:
+        for m in rx.finditer(text):
+            num = m.group("num").rstrip(".,:;-")
+            if any(c.isdigit() for c in num):
+                s = m.start("num")
+                yield RawMention("DOCKET_NUMBER", s, s + len(num), num.translate(P.DASHES).lower())
+
+
+def _dates(text: str) -> Iterator[RawMention]:
+    for rx in P.DATE_RES:
+        for m in rx.finditer(text):
+            month_s = m.group("month").rstrip(".").lower()
+            month = int(month_s) if month_s.isdigit() else P.MONTH_NUMBER.get(month_s, 0)
+            day, year = int(m.group("day")), int(m.group("year"))
+            valid = 1 <= month <= 12 and 1000 <= year <= 2999
+            if valid and 1 <= day <= calendar.monthrange(year, month)[1]:
+                yield RawMention("DATE", m.start(), m.end(), f"{year:04d}-{month:02d}-{day:02d}")
+
+
+def _money(text: str) -> Iterator[RawMention]:
+    for rx in P.MONEY_RES:
+        for m in rx.finditer(text):
+            with contextlib.suppress(InvalidOperation):
+                amount = Decimal(m.group("num").replace(",", ""))
+                scale = m.group("scale")
+                if scale:
+                    amount *= P.MONEY_SCALE[scale.lower()]
+                yield RawMention("MONEY", m.start(), m.end(), f"USD {_format_amount(amount)}")
+
+
+def _format_amount(amount: Decimal) -> str:
+    if amount == amount.to_integral_value():
+        return str(int(amount))
+    if amount == amount.quantize(Decimal("0.01")):
+        return f"{amount.quantize(Decimal('0.01')):f}"
+    return f"{amount.normalize():f}"

@@ -1,0 +1,201 @@
+"""Stage 2, ``clean``: normalise text page by page and categorise the document.
+
+Each page is cleaned on its own and the pages are re-joined with a blank line, so
+page ranges stay exact without any offset bookkeeping inside the normaliser.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import unicodedata
+
+from accelerated.errors import DocumentError
+from accelerated.models import CATEGORIES, Cleaned, Extracted, Page
+from accelerated.stages import StageContext
+
+# Above this size the work goes to the CPU pool so the event loop stays responsive.
+OFFLOAD_CHARS = 200_000
+PAGE_SEP = "\n\n"
+
+_PAGE_BREAKS = re.compile(r"\r\n?|[\f\v\u2028\u2029\x85]")
+# Control and invisible format characters (keeps \n and \t; tabs are collapsed below).
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f\u00ad\u200b-\u200f\u2060\ufeff]")
+# "defen-\n  dant" -> "defendant"; a capital after the break ("Smith-\nJones") is kept.
+_HYPHEN_BREAK = re.compile(r"(\w)-[ \t]*\n[ \t]*([a-z])")
+_SPACES = re.compile(r"[ \t]+")
+_TRAILING = re.compile(r" +\n")
+_BLANKS = re.compile(r"\n{3,}")
+
+
+def clean_text(text: str) -> str:
+    """Normalise one page; idempotent (cleaning cleaned text changes nothing)."""
+    t = unicodedata.normalize("NFKC", text)
+    t = _PAGE_BREAKS.sub("\n", t)
+    t = _CONTROL.sub("", t)
+    t = _HYPHEN_BREAK.sub(r"\1\2", t)
+    t = _SPACES.sub(" ", t)
+    t = _TRAILING.sub("\n", t)
+    t = _BLANKS.sub(PAGE_SEP, t)
+    return t.strip(" \n")
+
+
+def clean_pages(text: str, pages: list[Page]) -> tuple[str, list[Page]]:
+    """Clean page by page; the separator after a page belongs to that page.
+
+    Page i covers [pages[i].start, pages[i+1].start) of the input, so text in a gap
+    between extractor ranges is kept (in the page before it), never dropped.
+    """
+    if not pages:
+        pages = [Page(1, 0, len(text))]
+    starts = [0] + [p.start for p in pages[1:]]
+    if any(b < a for a, b in itertools.pairwise(starts)) or starts[-1] > len(text):
+        raise DocumentError("page ranges are out of order or past the text", code="bad_pages")
+    bounds = [*starts[1:], len(text)]
+    cleaned = [clean_text(text[s:e]) for s, e in zip(starts, bounds, strict=True)]
+    last = max((i for i, c in enumerate(cleaned) if c), default=-1)
+    parts: list[str] = []
+    out: list[Page] = []
+    pos = 0
+    for i, (page, body) in enumerate(zip(pages, cleaned, strict=True)):
+        start = pos
+        if body:
+            piece = body + PAGE_SEP if i < last else body
+            parts.append(piece)
+            pos += len(piece)
+        out.append(Page(page.number, start, pos))
+    return "".join(parts), out
+
+
+# --- categorisation -------------------------------------------------------------------
+
+HEAD_CHARS = 6000
+MIN_SCORE = 4  # below this for every category: "other"
+EML_PRIOR = 8  # an e-mail is correspondence unless another category clearly wins
+
+_M, _I = re.MULTILINE, re.IGNORECASE
+_HDR = r"(?:From|To|Subject|Sent|Cc|Date)"
+# (category, weight, pattern): each rule counts once; weights are evidence, not odds.
+RULES: tuple[tuple[str, int, re.Pattern[str]], ...] = (
+    ("opinion", 5, re.compile(r"delivered the opinion of the court", _I)),
+    ("opinion", 4, re.compile(r"^\s*(?:PER CURIAM|(?:MEMORANDUM )?OPINION(?: AND ORDER)?)\b", _M)),
+    ("opinion", 3, re.compile(r"\b(?:OPINION|Opinion) of the Court\b|^\s*SYLLABUS\b|Syllabus", _M)),
+    ("opinion", 3, re.compile(r"\bJ\.,? (?:delivered|dissenting|concurring|wrote)\b")),
+    ("opinion", 3, re.compile(r"\b(?:Argued|Submitted)\b.{0,60}\b(?:Decided|Filed)\b", re.S)),
+    ("opinion", 3, re.compile(r"\bAppeal from the\b|\bOn (?:Writ of )?Certiorari\b", _I)),
+    ("opinion", 3, re.compile(r"\bBefore:?\s.{0,200}\b(?:Circuit |Senior )?Judges\b|\bJJ\.", re.S)),
+    ("opinion", 2, re.compile(r"\bwe (?:affirm|reverse|vacate|hold|conclude)\b", _I)),
+    ("opinion", 2, re.compile(r"\b(?:AFFIRMED|REVERSED|REMANDED)\b")),
+    (
+        "opinion",
+        1,
+        re.compile(r"\b\d+ (?:U\. ?S\.|F\. ?[234]d|S\. ?Ct\.|A\.[23]d|N\.E\.[23]d) \d+"),
+    ),
+    ("order", 5, re.compile(r"\bIT IS (?:HEREBY |FURTHER )?ORDERED\b|\bORDERED,? ADJUDGED\b", _I)),
+    ("order", 5, re.compile(r"^\s*(?:\w+ )?ORDER (?:GRANTING|DENYING|ON|RE|REGARDING|TO)\b", _M)),
+    ("order", 4, re.compile(r"^\s*(?:MINUTE |SCHEDULING |PROTECTIVE |FINAL )?ORDER\s*$", _M)),
+    ("order", 3, re.compile(r"\bSO ORDERED\b|^\s*JUDGMENT\s*$", _M)),
+    (
+        "motion_brief",
+        5,
+        re.compile(
+            r"\bMEMORANDUM (?:OF (?:POINTS AND )?(?:LAW|AUTHORITIES)|IN (?:SUPPORT|OPPOSITION))", _I
+        ),
+    ),
+    ("motion_brief", 4, re.compile(r"^.{0,80}\b(?:MOTION|Motion) (?:TO|FOR|to|for)\b", _M)),
+    (
+        "motion_brief",
+        4,
+        re.compile(r"^\s*(?:\w+ )?(?:BRIEF|COMPLAINT|PETITION|REPLY|ANSWER)\b", _M),
+    ),
+    (
+        "motion_brief",
+        4,
+        re.compile(r"\b(?:respectfully )?(?:moves?|submits?) (?:this|the) Court\b", _I),
+    ),
+    ("motion_brief", 3, re.compile(r"\bRespectfully submitted\b|\bWHEREFORE\b", _I)),
+    (
+        "motion_brief",
+        2,
+        re.compile(r"^\s*(?:PRELIMINARY STATEMENT|ARGUMENT|STATEMENT OF FACTS)\s*$", _M),
+    ),
+    (
+        "motion_brief",
+        2,
+        re.compile(r"\bAttorneys? for (?:Plaintiff|Defendant|Petitioner|Debtor)", _I),
+    ),
+    (
+        "contract",
+        5,
+        re.compile(
+            r"\bthis [\w\s,-]{0,60}?agreement\b.{0,200}?\b(?:is )?(?:made|entered)", _I | re.S
+        ),
+    ),
+    ("contract", 4, re.compile(r"\bIN WITNESS WHEREOF\b|\bNOW,? THEREFORE\b", _I)),
+    ("contract", 4, re.compile(r"^\s*[\w ,.&-]{0,80}\bAGREEMENT\b", _M)),
+    ("contract", 3, re.compile(r"^\s*WHEREAS\b", _M | _I)),
+    ("contract", 3, re.compile(r"\bthe parties (?:hereto|agree)\b|\bhereinafter\b", _I)),
+    (
+        "contract",
+        2,
+        re.compile(r"\b(?:Licensor|Licensee|Franchisee|Distributor|Lessee|Supplier)\b"),
+    ),
+    (
+        "contract",
+        2,
+        re.compile(r"\bgoverned by (?:and construed in accordance with )?the laws? of\b", _I),
+    ),
+    (
+        "correspondence",
+        4,
+        re.compile(
+            rf"^{_HDR}: .+\n(?:.*\n){{0,3}}?{_HDR}: ",
+            _M,
+        ),
+    ),
+    ("correspondence", 4, re.compile(r"^\s*Dear (?:Mr|Ms|Mrs|Dr|Sir|Madam|Judge|Counsel)\b", _M)),
+    (
+        "correspondence",
+        3,
+        re.compile(
+            r"^\s*(?:Sincerely|Very truly yours|Best regards|Kind regards|Regards),?\s*$", _M | _I
+        ),
+    ),
+    (
+        "correspondence",
+        2,
+        re.compile(r"\bNotice of Electronic Filing\b|\bautomatic e-?mail message\b", _I),
+    ),
+)
+
+
+def category_scores(text: str, fmt: str) -> dict[str, int]:
+    head = text[:HEAD_CHARS]
+    scores = dict.fromkeys(CATEGORIES, 0)
+    if fmt == "eml":
+        scores["correspondence"] += EML_PRIOR
+    for category, weight, rx in RULES:
+        if rx.search(head):
+            scores[category] += weight
+    return scores
+
+
+def categorize(text: str, fmt: str) -> str:
+    """Highest score wins; ties go to the earlier category in ``CATEGORIES``."""
+    scores = category_scores(text, fmt)
+    best = max(CATEGORIES, key=lambda c: scores[c])
+    return best if scores[best] >= MIN_SCORE else "other"
+
+
+def clean_document(text: str, pages: list[Page], fmt: str) -> tuple[str, list[Page], str]:
+    """Top-level (picklable) so large documents can run in a process pool."""
+    cleaned, new_pages = clean_pages(text, pages)
+    return cleaned, new_pages, categorize(cleaned, fmt)
+
+
+async def run(doc: Extracted, ctx: StageContext) -> Cleaned:
+    if len(doc.text) > OFFLOAD_CHARS:
+        text, pages, category = await ctx.run_cpu(clean_document, doc.text, doc.pages, doc.format)
+    else:
+        text, pages, category = clean_document(doc.text, doc.pages, doc.format)
+    return Cleaned(document_id=doc.document_id, text=text, pages=pages, category=category)
