@@ -16,7 +16,7 @@ import pypdfium2.raw as pdfium_c
 
 from accelerated.errors import DocumentError
 from accelerated.extractors.base import ExtractResult, assemble, tidy
-from accelerated.extractors.detect import PDF_MAGIC_WINDOW
+from accelerated.extractors.detect import HEAD_BYTES, PDF_MAGIC_WINDOW, sniff_kind
 from accelerated.models import Page
 
 MAX_PAGES: Final = 5000
@@ -26,6 +26,13 @@ SCAN_MAX_CHARS: Final = 200
 SCAN_MIN_IMAGE_COVER: Final = 0.5
 
 _LOCK: Final = threading.Lock()
+_LOOKS_LIKE: Final = {
+    "html": "a web page, such as a saved download error",
+    "xml": "an XML file",
+    "json": "a JSON file",
+    "eml": "an e-mail",
+    "txt": "plain text",
+}
 
 
 def _image_cover(page: pdfium.PdfPage) -> float:
@@ -58,9 +65,10 @@ def _read_page(doc: pdfium.PdfDocument, index: int) -> tuple[str, bool]:
 
 def _open(data: bytes) -> pdfium.PdfDocument:
     if b"%PDF-" not in data[:PDF_MAGIC_WINDOW]:
+        looks_like = sniff_kind("", data[:HEAD_BYTES])
+        hint = f" (it looks like {_LOOKS_LIKE[looks_like]})" if looks_like in _LOOKS_LIKE else ""
         raise DocumentError(
-            "The file is named or labelled as a PDF but is not one (no PDF header).",
-            code="corrupt",
+            f"The file is named or labelled as a PDF but is not one{hint}.", code="corrupt"
         )
     try:
         return pdfium.PdfDocument(data)
@@ -72,7 +80,7 @@ def _open(data: bytes) -> pdfium.PdfDocument:
                 code="encrypted",
             ) from None
         raise DocumentError(
-            "The PDF is damaged and cannot be opened (PDFium could not parse it).",
+            "The PDF is damaged or incomplete and cannot be opened.",
             code="corrupt",
         ) from None
 
