@@ -37,7 +37,7 @@ async def create_pool(settings: Settings) -> asyncpg.Pool:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """True unless the server rejected the data itself (SQLSTATE class 22 or 23).
+    """True unless the data itself is bad (SQLSTATE class 22 or 23, or unencodable).
 
     Connection loss, shutdowns, lock timeouts, deadlocks and even a missing table (the
     schema is being migrated) are worth retrying; a bad value is not.
@@ -45,6 +45,8 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, asyncpg.PostgresError):
         state = getattr(exc, "sqlstate", None) or ""
         return not state.startswith(_DATA_CLASSES)
+    if isinstance(exc, asyncpg.DataError):  # client side: a value asyncpg cannot encode
+        return False
     return isinstance(exc, OSError | TimeoutError | asyncpg.InterfaceError)
 
 

@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 PRUNE_AFTER: Final = "7 days"
 PRUNE_EVERY_S: Final = 3600.0
 _DB_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+# What asyncpg raises while encoding a value the column type cannot hold (bad rows).
+_ENCODE_ERRORS: Final = (OverflowError, ValueError, TypeError)
 
 # Marks a document terminal once its rows are committed, unless it was re-ingested
 # meanwhile (a newer generation owns the state hash then).
@@ -278,6 +280,8 @@ class WriteBehindWriter:
                 if not is_transient(exc):
                     raise _DataRejected(describe(exc)) from exc
                 await self._wait(exc, delay, stop)
+            except _ENCODE_ERRORS as exc:
+                raise _DataRejected(describe(exc)) from exc
             except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
                 await self._wait(exc, delay, stop)
             else:

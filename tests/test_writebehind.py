@@ -1,0 +1,539 @@
+"""The write-behind writer against real Redis and Postgres.
+
+Documents are built from real corpus text (read at test time) with simple, deterministic
+stand-ins for the stages, so the rows have realistic sizes and characters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import msgspec
+import pytest
+import redis.asyncio as aioredis
+
+from accelerated import ids, state
+from accelerated.codec import Codec
+from accelerated.keys import Keys
+from accelerated.models import (
+    CanonicalEntity,
+    Chunk,
+    Chunked,
+    Cleaned,
+    Extracted,
+    Mention,
+    Mentions,
+    Page,
+    Related,
+    Relationship,
+    Resolved,
+    SourceRef,
+)
+from accelerated.settings import Settings
+from persistence import rows
+from persistence.intents import FIELD, Intent, intent_for_document, queue_intent
+from persistence.schema import migrate
+from persistence.writebehind import WriteBehindWriter
+
+PROJECT = "acme-litigation"
+CORPUS_TEXTS = (
+    "courtlistener/opinions_txt/opinion_text.txt",
+    "courtlistener/opinions_txt/txt_file_with_no_encoding__latin1.txt",
+)
+
+
+@dataclass
+class Doc:
+    source: SourceRef
+    extracted: Extracted
+    cleaned: Cleaned
+    chunked: Chunked
+    mentions: Mentions
+    resolved: Resolved
+    related: Related
+
+    def intent(self, status: str = state.DONE, error: str | None = None) -> Intent:
+        return intent_for_document(
+            self.source,
+            self.extracted,
+            self.cleaned,
+            self.resolved,
+            self.related,
+            status,
+            error,
+            chunked=self.chunked,
+        )
+
+
+def corpus_text(corpus: Path, name: str) -> str:
+    return (corpus / name).read_bytes().decode("utf-8", errors="replace")
+
+
+def build_document(
+    text: str, source_key: str, project: str = PROJECT, generation: int = 1, max_mentions: int = 80
+) -> Doc:
+    """Deterministic stand-ins for the six stages; output lists in the documented order."""
+    doc = ids.document_id(project, source_key)
+    sha = hashlib.sha256(text.encode()).hexdigest()
+    source = SourceRef(
+        document_id=doc,
+        project=project,
+        source=f"/in/{source_key}",
+        source_key=source_key,
+        sha256=sha,
+        size=len(text.encode()),
+        format="txt",
+        generation=generation,
+    )
+    pages = [
+        Page(i + 1, s, min(s + 3000, len(text))) for i, s in enumerate(range(0, len(text), 3000))
+    ]
+    extracted = Extracted(
+        document_id=doc,
+        sha256=sha,
+        format="txt",
+        method="plain",
+        text=text,
+        pages=pages,
+        metadata={"title": source_key, "encoding": "utf-8 ✓"},
+    )
+    clean = re.sub(r"[ \t]+", " ", text)
+    cpages = [
+        Page(i + 1, s, min(s + 3000, len(clean))) for i, s in enumerate(range(0, len(clean), 3000))
+    ]
+    cleaned = Cleaned(document_id=doc, text=clean, pages=cpages, category="opinion")
+    chunks = [
+        Chunk(
+            id=ids.chunk_id(doc, i),
+            document_id=doc,
+            index=i,
+            text=clean[s : s + 1000],
+            start=s,
+            end=min(s + 1000, len(clean)),
+            page_start=s // 3000 + 1,
+            page_end=(min(s + 1000, len(clean)) - 1) // 3000 + 1,
+        )
+        for i, s in enumerate(range(0, len(clean), 900))
+    ]
+    chunked = Chunked(document_id=doc, chunks=chunks)
+    found: dict[uuid.UUID, Mention] = {}
+    for m in re.finditer(r"\b[A-Z][a-z]{3,}(?: [A-Z][a-z]+)?\b", clean):
+        etype = "ORGANIZATION" if len(m.group()) % 2 else "PERSON"
+        mid = ids.mention_id(doc, etype, m.start(), m.end())
+        found[mid] = Mention(
+            id=mid,
+            document_id=doc,
+            chunk_id=chunks[min(m.start() // 900, len(chunks) - 1)].id,
+            type=etype,
+            text=m.group(),
+            normalized=m.group().lower(),
+            start=m.start(),
+            end=m.end(),
+        )
+        if len(found) >= max_mentions:
+            break
+    ordered = sorted(found.values(), key=lambda m: (m.start, m.end, m.type, str(m.id)))
+    mentions = Mentions(document_id=doc, chunk_ids=[c.id for c in chunks], mentions=ordered)
+    canon: dict[uuid.UUID, CanonicalEntity] = {}
+    resolved_mentions = []
+    for m in ordered:
+        cid = ids.canonical_id(project, m.type, m.normalized)
+        canon.setdefault(
+            cid,
+            CanonicalEntity(id=cid, project=project, type=m.type, key=m.normalized, name=m.text),
+        )
+        resolved_mentions.append(
+            Mention(
+                id=m.id,
+                document_id=doc,
+                chunk_id=m.chunk_id,
+                type=m.type,
+                text=m.text,
+                normalized=m.normalized,
+                start=m.start,
+                end=m.end,
+                canonical_id=cid,
+            )
+        )
+    resolved = Resolved(
+        document_id=doc,
+        chunk_ids=[c.id for c in chunks],
+        mentions=resolved_mentions,
+        canonicals=sorted(canon.values(), key=lambda c: (c.type, c.key)),
+    )
+    rels = [_rel(project, doc, "HAS_CHUNK", "DOCUMENT", doc, "CHUNK", c.id) for c in chunks]
+    rels += [_rel(project, doc, "MENTIONS", "CHUNK", m.chunk_id, "MENTION", m.id) for m in ordered]
+    rels += [
+        _rel(project, doc, "REFERS_TO", "MENTION", m.id, "CANONICAL", m.canonical_id)
+        for m in resolved_mentions
+        if m.canonical_id
+    ]
+    return Doc(
+        source,
+        extracted,
+        cleaned,
+        chunked,
+        mentions,
+        resolved,
+        Related(document_id=doc, relationships=rels),
+    )
+
+
+def _rel(
+    project: str, doc: uuid.UUID, rtype: str, st: str, sid: uuid.UUID, tt: str, tid: uuid.UUID
+) -> Relationship:
+    return Relationship(
+        id=ids.relationship_id(rtype, sid, tid, doc),
+        project=project,
+        document_id=doc,
+        type=rtype,
+        source_type=st,
+        source_id=sid,
+        target_type=tt,
+        target_id=tid,
+        weight=0.5 if rtype == "MENTIONS" else 1.0,
+    )
+
+
+def _parsed(table: str, row: Sequence[object]) -> tuple[object, ...]:
+    """JSON columns parsed: jsonb prints ``{"a": 1}`` where msgspec writes ``{"a":1}``."""
+    return tuple(
+        msgspec.json.decode(v) if t == "jsonb" and isinstance(v, str) else v
+        for v, (_c, t) in zip(row, rows.TABLES[table], strict=True)
+    )
+
+
+async def table_rows(pool: asyncpg.Pool, table: str) -> list[tuple[object, ...]]:
+    """Rows in rows.COLUMNS order, in rows.py's JSON-safe form, sorted by id."""
+    cols = ", ".join(f"{c}::text" if t in ("uuid", "jsonb") else c for c, t in rows.TABLES[table])
+    got = await pool.fetch(f"SELECT {cols} FROM {table} ORDER BY id")
+    return [_parsed(table, r) for r in got]
+
+
+def expected_rows(docs: list[Doc], table: str) -> list[tuple[object, ...]]:
+    """What the records say the table must hold (canonical names: the least one)."""
+    out: dict[str, tuple[object, ...]] = {}
+    for d in docs:
+        for r in d.intent().tables.get(table, []):
+            row = _parsed(table, r)
+            if table == "canonical_entities" and row[0] in out:
+                row = min(out[str(row[0])], row, key=lambda x: str(x[4]))
+            out[str(row[0])] = row
+    return [out[k] for k in sorted(out)]
+
+
+async def start_document(redis: aioredis.Redis, keys: Keys, d: Doc) -> None:
+    """What intake does in Redis: state hash with the generation, outstanding set."""
+    await redis.hset(
+        keys.state(d.source.document_id),
+        mapping={state.GENERATION: d.source.generation, state.STATUS: state.PERSISTING},
+    )
+    await redis.sadd(keys.outstanding(d.source.project), str(d.source.document_id))
+
+
+async def queue(redis: aioredis.Redis, keys: Keys, codec: Codec, intents: list[Intent]) -> None:
+    async with redis.pipeline(transaction=True) as pipe:
+        for it in intents:
+            queue_intent(pipe, keys, codec, it)
+        await pipe.execute()
+
+
+@pytest.fixture
+async def docs(corpus: Path) -> list[Doc]:
+    texts = [corpus_text(corpus, n) for n in CORPUS_TEXTS]
+    return [build_document(texts[i % 2][i * 500 :], f"case-{i}.txt") for i in range(4)]
+
+
+@pytest.fixture
+async def writer(
+    redis: aioredis.Redis,
+    pg_pool: asyncpg.Pool,
+    keys: Keys,
+    codec: Codec,
+    settings: Settings,
+    pg_schema: str,
+) -> WriteBehindWriter:
+    await migrate(pg_pool, pg_schema)
+    return WriteBehindWriter(redis, pg_pool, keys, codec, settings, consumer="w1")
+
+
+async def test_writer_applies_intents_and_rows_equal_records(
+    writer: WriteBehindWriter, redis: aioredis.Redis, keys: Keys, codec: Codec, docs: list[Doc]
+) -> None:
+    for d in docs:
+        await start_document(redis, keys, d)
+    await queue(redis, keys, codec, [d.intent() for d in docs])
+    assert await writer.backlog() == len(docs)
+
+    assert await writer.drain() == len(docs)
+
+    assert await writer.backlog() == 0
+    for table in rows.TABLE_ORDER:
+        got = await table_rows(writer.pool, table)
+        assert len(got) > 0, table
+        assert got == expected_rows(docs, table), table
+    for d in docs:
+        st = await redis.hgetall(keys.state(d.source.document_id))
+        assert st[state.STATUS.encode()] == b"done"
+        assert float(st[state.DONE_AT.encode()]) <= time.time()
+    assert await redis.scard(keys.outstanding(PROJECT)) == 0
+    assert await redis.xpending(keys.wb_stream(), keys.WB_GROUP) == {
+        "pending": 0,
+        "min": None,
+        "max": None,
+        "consumers": [],
+    }
+    assert writer.stats.applied == len(docs)
+
+
+async def test_reprocess_replaces_rows_and_skips_unchanged(
+    writer: WriteBehindWriter, redis: aioredis.Redis, keys: Keys, codec: Codec, docs: list[Doc]
+) -> None:
+    d = docs[0]
+    await queue(redis, keys, codec, [d.intent()])
+    await writer.drain()
+    before = await writer.pool.fetch("SELECT id, xmin::text FROM chunks ORDER BY id")
+    # Same records again (a reprocess): no row changes, so no row versions are written.
+    await queue(redis, keys, codec, [d.intent()])
+    await writer.drain()
+    assert await writer.pool.fetch("SELECT id, xmin::text FROM chunks ORDER BY id") == before
+    # Fewer chunks now: the stale ones go, so the table is exactly the new output.
+    d.chunked.chunks = d.chunked.chunks[:2]
+    await queue(redis, keys, codec, [d.intent()])
+    await writer.drain()
+    got = await writer.pool.fetch("SELECT idx FROM chunks ORDER BY idx")
+    assert [r[0] for r in got] == [0, 1]
+
+
+async def test_redelivery_after_crash_adds_nothing_and_marks_done(
+    writer: WriteBehindWriter, redis: aioredis.Redis, keys: Keys, codec: Codec, docs: list[Doc]
+) -> None:
+    d = docs[1]
+    await start_document(redis, keys, d)
+    await queue(redis, keys, codec, [d.intent()])
+    # Simulate a crash between COMMIT and XACK: commit the batch, never acknowledge it.
+    batch = await writer._collect(block_ms=100)
+    assert len(batch.items) == 1
+    await writer._commit([it for _sid, it in batch.items])
+    committed = {t: await table_rows(writer.pool, t) for t in rows.TABLE_ORDER}
+    assert await redis.hget(keys.state(d.source.document_id), state.STATUS) == b"persisting"
+    assert (await redis.xpending(keys.wb_stream(), keys.WB_GROUP))["pending"] == 1
+
+    # A fresh writer with the same consumer name (the restarted process) takes its own
+    # pending entry first.
+    again = WriteBehindWriter(redis, writer.pool, keys, codec, writer.settings, consumer="w1")
+    assert await again.drain() == 1
+    assert again.stats.applied == 0 and again.stats.redelivered == 1
+    assert {t: await table_rows(writer.pool, t) for t in rows.TABLE_ORDER} == committed
+    assert await writer.pool.fetchval("SELECT count(*) FROM wb_applied") == 1
+    assert await redis.hget(keys.state(d.source.document_id), state.STATUS) == b"done"
+    assert await again.backlog() == 0
+
+
+async def test_autoclaim_takes_a_dead_consumers_entries(
+    writer: WriteBehindWriter, redis: aioredis.Redis, keys: Keys, codec: Codec, docs: list[Doc]
+) -> None:
+    for d in docs[:2]:
+        await start_document(redis, keys, d)
+    await queue(redis, keys, codec, [d.intent() for d in docs[:2]])
+    dead = WriteBehindWriter(redis, writer.pool, keys, codec, writer.settings, consumer="dead")
+    assert len((await dead._collect(block_ms=100)).items) == 2  # read, then "crashed"
+
+    t0 = time.monotonic()
+    assert await writer.drain() == 2
+    # claim_idle_ms is 2 s in the test settings: the entries were not taken before that.
+    assert time.monotonic() - t0 >= writer.settings.claim_idle_ms / 1000 * 0.9
+    assert writer.stats.applied == 2
+    for d in docs[:2]:
+        assert await redis.hget(keys.state(d.source.document_id), state.STATUS) == b"done"
+    assert (await redis.xpending(keys.wb_stream(), keys.WB_GROUP))["pending"] == 0
+
+
+async def test_postgres_lock_timeout_retries_and_acks_nothing_until_commit(
+    redis: aioredis.Redis,
+    pg_pool: asyncpg.Pool,
+    keys: Keys,
+    codec: Codec,
+    settings: Settings,
+    pg_schema: str,
+    docs: list[Doc],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A real server error on every attempt (lock_timeout behind an ACCESS EXCLUSIVE lock)."""
+    from tests.conftest import DATABASE_URL
+
+    await migrate(pg_pool, pg_schema)
+    impatient = await asyncpg.create_pool(
+        DATABASE_URL,
+        min_size=1,
+        max_size=2,
+        server_settings={"search_path": pg_schema, "lock_timeout": "50ms"},
+    )
+    fast_retry = settings.model_copy(update={"wb_retry_max_s": 0.2})
+    w = WriteBehindWriter(redis, impatient, keys, codec, fast_retry, consumer="w1")
+    d = docs[2]
+    await start_document(redis, keys, d)
+    await queue(redis, keys, codec, [d.intent()])
+    locker = await pg_pool.acquire()
+    tx = locker.transaction()
+    await tx.start()
+    await locker.execute("LOCK TABLE chunks IN ACCESS EXCLUSIVE MODE")
+    stop = asyncio.Event()
+    task = asyncio.create_task(w.run(stop))
+    try:
+        await _until(lambda: w.stats.retries >= 3)
+        assert (await redis.xpending(keys.wb_stream(), keys.WB_GROUP))["pending"] == 1
+        assert await redis.xlen(keys.wb_stream()) == 1
+        assert await redis.hget(keys.state(d.source.document_id), state.STATUS) == b"persisting"
+        assert await pg_pool.fetchval("SELECT count(*) FROM wb_applied") == 0
+        outage_logs = [r for r in caplog.records if "backend unavailable" in r.getMessage()]
+        assert len(outage_logs) == 1  # once per outage, not once per retry
+        assert "LockNotAvailable" in outage_logs[0].getMessage()
+    finally:
+        await tx.rollback()
+        await pg_pool.release(locker)
+    await _until_async(lambda: _status(redis, keys, d), b"done")
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    await impatient.close()
+    assert await redis.xlen(keys.wb_stream()) == 0
+    assert len(await table_rows(pg_pool, "chunks")) == len(d.chunked.chunks)
+
+
+async def test_stop_during_outage_leaves_entries_pending(
+    redis: aioredis.Redis, keys: Keys, codec: Codec, settings: Settings, docs: list[Doc]
+) -> None:
+    """A pool whose server is gone: nothing is acked, and stop still returns promptly."""
+    from tests.conftest import DATABASE_URL
+
+    pool = await asyncpg.create_pool(DATABASE_URL, min_size=0, max_size=1)
+    await pool.close()  # every acquire now fails with InterfaceError
+    w = WriteBehindWriter(redis, pool, keys, codec, settings, consumer="w1")
+    await queue(redis, keys, codec, [docs[0].intent()])
+    stop = asyncio.Event()
+    task = asyncio.create_task(w.run(stop))
+    await _until(lambda: w.stats.retries >= 2)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert await redis.xlen(keys.wb_stream()) == 1
+    assert (await redis.xpending(keys.wb_stream(), keys.WB_GROUP))["pending"] == 1
+
+
+async def test_generation_mismatch_does_not_mark_reingested_document(
+    writer: WriteBehindWriter, redis: aioredis.Redis, keys: Keys, codec: Codec, docs: list[Doc]
+) -> None:
+    d = docs[3]
+    await start_document(redis, keys, d)
+    await queue(redis, keys, codec, [d.intent()])
+    # Re-ingested before the writer got to it: the state hash now belongs to generation 2.
+    await redis.hset(
+        keys.state(d.source.document_id), mapping={state.GENERATION: 2, state.STATUS: state.QUEUED}
+    )
+    assert await writer.drain() == 1
+    st = await redis.hgetall(keys.state(d.source.document_id))
+    assert st[state.STATUS.encode()] == b"queued"
+    assert state.DONE_AT.encode() not in st
+    assert await redis.sismember(keys.outstanding(PROJECT), str(d.source.document_id))
+    # ... and a stale generation never overwrites the newer documents row.
+    newer = build_document(d.extracted.text, d.source.source_key, generation=2)
+    await writer.pool.execute(
+        "UPDATE documents SET generation = 2, status = 'queued' WHERE id = $1", d.source.document_id
+    )
+    await queue(redis, keys, codec, [d.intent()])
+    await writer.drain()
+    assert (
+        await writer.pool.fetchval(
+            "SELECT status FROM documents WHERE id = $1", newer.source.document_id
+        )
+        == "queued"
+    )
+
+
+async def test_failed_document_is_recorded(
+    writer: WriteBehindWriter, redis: aioredis.Redis, keys: Keys, codec: Codec, docs: list[Doc]
+) -> None:
+    d = docs[0]
+    await start_document(redis, keys, d)
+    intent = intent_for_document(
+        d.source, None, None, None, None, state.FAILED, "bad_input: encrypted"
+    )
+    await queue(redis, keys, codec, [intent])
+    assert await writer.drain() == 1
+    assert (
+        await redis.hget(keys.failed(PROJECT), str(d.source.document_id)) == b"bad_input: encrypted"
+    )
+    assert await writer.pool.fetchval("SELECT error FROM documents") == "bad_input: encrypted"
+    assert await redis.hget(keys.state(d.source.document_id), state.STATUS) == b"failed"
+
+
+async def test_poison_intent_goes_to_dlq(
+    writer: WriteBehindWriter, redis: aioredis.Redis, keys: Keys, codec: Codec, docs: list[Doc]
+) -> None:
+    good = docs[0]
+    await start_document(redis, keys, good)
+    await redis.xadd(keys.wb_stream(), {FIELD: b"not an intent"})
+    await redis.xadd(keys.wb_stream(), {FIELD: codec.encode({"intent_id": "nope"})})
+    await queue(redis, keys, codec, [good.intent()])
+    assert await writer.drain() == 1
+    dlq = await redis.xrange(f"{keys.wb_stream()}:dlq")
+    assert len(dlq) == 2
+    assert all(b"error" in fields for _sid, fields in dlq)
+    assert b"codec header" in dlq[0][1][b"error"]
+    assert await writer.backlog() == 0
+    assert (await redis.xpending(keys.wb_stream(), keys.WB_GROUP))["pending"] == 0
+    assert await redis.hget(keys.state(good.source.document_id), state.STATUS) == b"done"
+
+
+async def test_rows_postgres_rejects_are_dead_lettered_alone(
+    writer: WriteBehindWriter, redis: aioredis.Redis, keys: Keys, codec: Codec, docs: list[Doc]
+) -> None:
+    """A data error (SQLSTATE 22) fails only its own document; the batch commits."""
+    bad, good = docs[0], docs[1]
+    for d in (bad, good):
+        await start_document(redis, keys, d)
+    broken = bad.intent()
+    row = list(broken.tables["chunks"][0])
+    row[3] = 2**40  # idx out of integer range
+    broken.tables["chunks"][0] = row
+    await queue(redis, keys, codec, [broken, good.intent()])
+    assert await writer.drain() == 1
+    assert await redis.hget(keys.state(good.source.document_id), state.STATUS) == b"done"
+    assert await redis.hget(keys.state(bad.source.document_id), state.STATUS) == b"failed"
+    err = await redis.hget(keys.failed(PROJECT), str(bad.source.document_id))
+    assert err is not None and err.startswith(b"persist:")
+    assert (
+        await writer.pool.fetchval(
+            "SELECT count(*) FROM chunks WHERE document_id = $1", bad.source.document_id
+        )
+        == 0
+    )
+    assert len(await redis.xrange(f"{keys.wb_stream()}:dlq")) == 1
+
+
+async def _status(redis: aioredis.Redis, keys: Keys, d: Doc) -> bytes | None:
+    value = await redis.hget(keys.state(d.source.document_id), state.STATUS)
+    return value
+
+
+async def _until(cond: object, limit_s: float = 10.0) -> None:
+    end = time.monotonic() + limit_s
+    while not cond():  # type: ignore[operator]
+        if time.monotonic() > end:
+            pytest.fail("condition not reached in time")
+        await asyncio.sleep(0.02)
+
+
+async def _until_async(fn: object, want: object, limit_s: float = 10.0) -> None:
+    end = time.monotonic() + limit_s
+    while await fn() != want:  # type: ignore[operator]
+        if time.monotonic() > end:
+            pytest.fail(f"never became {want!r}")
+        await asyncio.sleep(0.02)
