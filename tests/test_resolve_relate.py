@@ -149,6 +149,8 @@ async def test_within_document_merging(ctx: StageContext, registry: CountingRegi
     assert cid["Unit 1 Holdings LLC"] != cid["Unit 2 Holdings LLC"]
     assert cid["42 U.S.C. § 1983"] == cid["42 U.S.C. §  1983"] != cid["42 U.S.C. § 1983a"]
     assert cid["The Company"] is None
+    stale = [msgspec.structs.replace(m, canonical_id=uuid.uuid4()) for m in doc.mentions]
+    assert await resolve.run(msgspec.structs.replace(doc, mentions=stale), ctx) == out
 
     canon = {c.id: c for c in out.canonicals}
     assert len(canon) == len(out.canonicals) == 9
@@ -163,7 +165,7 @@ async def test_within_document_merging(ctx: StageContext, registry: CountingRegi
     assert all(m.canonical_id in canon for m in out.mentions if m.canonical_id)
     assert out.chunk_ids == doc.chunk_ids and out.document_id == doc.document_id
 
-    assert registry.calls == 1
+    assert registry.calls == 2  # once per document
     assert await registry.list(PROJECT) == out.canonicals
 
 

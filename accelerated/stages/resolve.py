@@ -103,7 +103,12 @@ def plan(project: str, doc: Mentions) -> Plan:
         for (etype, key), counts in surface.items()
     ]
     canonicals.sort(key=lambda e: e.id)
-    return [assigned.get(m.id, m) for m in mentions], canonicals
+    # A mention without identity is unresolved even if its input said otherwise.
+    out = [
+        assigned[m.id] if m.id in assigned else msgspec.structs.replace(m, canonical_id=None)
+        for m in mentions
+    ]
+    return out, canonicals
 
 
 def _validated(doc: Mentions) -> list[Mention]:
