@@ -83,10 +83,10 @@ def relationships(project: str, doc: Resolved) -> list[Relationship]:
     for (a, b), n in pairs.items():
         add("CO_OCCURS_WITH", "CANONICAL", a, "CANONICAL", b, weight=float(n))
 
-    return sorted(edges.values(), key=lambda r: (r.type, r.source_id, r.target_id))
+    return sorted(edges.values(), key=lambda r: (r.type, r.source_id.int, r.target_id.int))
 
 
 def _most_mentioned(counts: Counter[uuid.UUID]) -> list[uuid.UUID]:
     """The chunk's top canonicals (ties by id), sorted by id so pairs come out (small, large)."""
-    top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_COOCCURRING]
-    return sorted(cid for cid, _ in top)
+    top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0].int))[:MAX_COOCCURRING]
+    return sorted((cid for cid, _ in top), key=lambda cid: cid.int)
