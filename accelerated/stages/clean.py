@@ -75,96 +75,115 @@ EML_PRIOR = 8  # an e-mail is correspondence unless another category clearly win
 
 _M, _I = re.MULTILINE, re.IGNORECASE
 _HDR = r"(?:From|To|Subject|Sent|Cc|Date)"
+_MONTH = (
+    r"(?:January|February|March|April|May|June|July|August|September|October|November|December"
+    r"|Jan\.|Feb\.|Mar\.|Apr\.|Jun\.|Jul\.|Aug\.|Sept?\.|Oct\.|Nov\.|Dec\.)"
+)
+_ROLES = r"(?:appellants?|appellees?|respondents?|petitioners?|plaintiffs?|defendants?)"
+
+
+def _rx(pattern: str, flags: int = 0) -> re.Pattern[str]:
+    return re.compile(pattern, flags)
+
+
 # (category, weight, pattern): each rule counts once; weights are evidence, not odds.
 RULES: tuple[tuple[str, int, re.Pattern[str]], ...] = (
-    ("opinion", 5, re.compile(r"delivered the opinion of the court", _I)),
-    ("opinion", 4, re.compile(r"^\s*(?:PER CURIAM|(?:MEMORANDUM )?OPINION(?: AND ORDER)?)\b", _M)),
-    ("opinion", 3, re.compile(r"\b(?:OPINION|Opinion) of the Court\b|^\s*SYLLABUS\b|Syllabus", _M)),
-    ("opinion", 3, re.compile(r"\bJ\.,? (?:delivered|dissenting|concurring|wrote)\b")),
-    ("opinion", 3, re.compile(r"\b(?:Argued|Submitted)\b.{0,60}\b(?:Decided|Filed)\b", re.S)),
-    ("opinion", 3, re.compile(r"\bAppeal from the\b|\bOn (?:Writ of )?Certiorari\b", _I)),
-    ("opinion", 3, re.compile(r"\bBefore:?\s.{0,200}\b(?:Circuit |Senior )?Judges\b|\bJJ\.", re.S)),
-    ("opinion", 2, re.compile(r"\bwe (?:affirm|reverse|vacate|hold|conclude)\b", _I)),
-    ("opinion", 2, re.compile(r"\b(?:AFFIRMED|REVERSED|REMANDED)\b")),
+    # opinions: authorship, decision dates, appearances, panels, dispositions
+    ("opinion", 5, _rx(r"delivered the opinion of the court", _I)),
+    ("opinion", 4, _rx(r"^\s*(?:PER CURIAM|(?:MEMORANDUM )?OPINION(?: AND ORDER)?)\b", _M)),
+    ("opinion", 3, _rx(r"\b(?:OPINION|Opinion) of the Court\b|^\s*SYLLABUS\b|Syllabus", _M)),
+    ("opinion", 3, _rx(r"\bJ\.,? (?:delivered|dissenting|concurring|wrote)\b")),
     (
         "opinion",
-        1,
-        re.compile(r"\b\d+ (?:U\. ?S\.|F\. ?[234]d|S\. ?Ct\.|A\.[23]d|N\.E\.[23]d) \d+"),
-    ),
-    ("order", 5, re.compile(r"\bIT IS (?:HEREBY |FURTHER )?ORDERED\b|\bORDERED,? ADJUDGED\b", _I)),
-    ("order", 5, re.compile(r"^\s*(?:\w+ )?ORDER (?:GRANTING|DENYING|ON|RE|REGARDING|TO)\b", _M)),
-    ("order", 4, re.compile(r"^\s*(?:MINUTE |SCHEDULING |PROTECTIVE |FINAL )?ORDER\s*$", _M)),
-    ("order", 3, re.compile(r"\bSO ORDERED\b|^\s*JUDGMENT\s*$", _M)),
-    (
-        "motion_brief",
-        5,
-        re.compile(
-            r"\bMEMORANDUM (?:OF (?:POINTS AND )?(?:LAW|AUTHORITIES)|IN (?:SUPPORT|OPPOSITION))", _I
-        ),
-    ),
-    ("motion_brief", 4, re.compile(r"^.{0,80}\b(?:MOTION|Motion) (?:TO|FOR|to|for)\b", _M)),
-    (
-        "motion_brief",
         4,
-        re.compile(r"^\s*(?:\w+ )?(?:BRIEF|COMPLAINT|PETITION|REPLY|ANSWER)\b", _M),
-    ),
-    (
-        "motion_brief",
-        4,
-        re.compile(r"\b(?:respectfully )?(?:moves?|submits?) (?:this|the) Court\b", _I),
-    ),
-    ("motion_brief", 3, re.compile(r"\bRespectfully submitted\b|\bWHEREFORE\b", _I)),
-    (
-        "motion_brief",
-        2,
-        re.compile(r"^\s*(?:PRELIMINARY STATEMENT|ARGUMENT|STATEMENT OF FACTS)\s*$", _M),
-    ),
-    (
-        "motion_brief",
-        2,
-        re.compile(r"\bAttorneys? for (?:Plaintiff|Defendant|Petitioner|Debtor)", _I),
-    ),
-    (
-        "contract",
-        5,
-        re.compile(
-            r"\bthis [\w\s,-]{0,60}?agreement\b.{0,200}?\b(?:is )?(?:made|entered)", _I | re.S
-        ),
-    ),
-    ("contract", 4, re.compile(r"\bIN WITNESS WHEREOF\b|\bNOW,? THEREFORE\b", _I)),
-    ("contract", 4, re.compile(r"^\s*[\w ,.&-]{0,80}\bAGREEMENT\b", _M)),
-    ("contract", 3, re.compile(r"^\s*WHEREAS\b", _M | _I)),
-    ("contract", 3, re.compile(r"\bthe parties (?:hereto|agree)\b|\bhereinafter\b", _I)),
-    (
-        "contract",
-        2,
-        re.compile(r"\b(?:Licensor|Licensee|Franchisee|Distributor|Lessee|Supplier)\b"),
-    ),
-    (
-        "contract",
-        2,
-        re.compile(r"\bgoverned by (?:and construed in accordance with )?the laws? of\b", _I),
-    ),
-    (
-        "correspondence",
-        4,
-        re.compile(
-            rf"^{_HDR}: .+\n(?:.*\n){{0,3}}?{_HDR}: ",
+        _rx(
+            r"^\s*[A-Z][A-Za-z.'’ -]{1,40},\s*(?:Presiding |Chief |Associate |Senior )?"
+            r"(?:Judge|Justice|J\.|C\.\s?J\.|J\.S\.C\.|P\.\s?J\.)",
             _M,
         ),
     ),
-    ("correspondence", 4, re.compile(r"^\s*Dear (?:Mr|Ms|Mrs|Dr|Sir|Madam|Judge|Counsel)\b", _M)),
+    (
+        "opinion",
+        3,
+        _rx(
+            r"\b(?:Decided|Filed|Promulgated|Argued|Submitted|Decision Date)(?: on)?:?\s+"
+            rf"(?:{_MONTH}|\d)"
+        ),
+    ),
+    (
+        "opinion",
+        3,
+        _rx(
+            rf",\s+for (?:the )?(?:{_ROLES}|taxpayer|the State|the Commissioner"
+            r"|the United States)\b"
+        ),
+    ),
+    (
+        "opinion",
+        3,
+        _rx(r"\bAppeal from the\b|\bOn (?:Writ of )?Certiorari\b|^\s*Appeal of\b", _I | _M),
+    ),
+    ("opinion", 3, _rx(r"^\s*Before:?\s+[A-Z]|\bJJ\.", _M)),
+    ("opinion", 3, _rx(r"\bFINDINGS OF FACT\b.{0,3000}\bCONCLUSIONS OF LAW\b", re.S)),
+    ("opinion", 2, _rx(r"\b(?:this|the court's|our) opinion\b|\bSlip Op\b", _I)),
+    (
+        "opinion",
+        2,
+        _rx(r"^\s*(?:\w+ )?(?:Court of (?:Criminal |Civil )?Appeals|Supreme Court)", _M | _I),
+    ),
+    ("opinion", 2, _rx(r"\bwe (?:affirm|reverse|vacate|hold|conclude)\b", _I)),
+    ("opinion", 2, _rx(r"\b(?:AFFIRMED|REVERSED|REMANDED|Affirmed\.)")),
+    (
+        "opinion",
+        1,
+        _rx(r"\b\d+ (?:U\. ?S\.|F\. ?[234]d|S\. ?Ct\.|A\.[23]d|N\.E\.[23]d|So\. ?[23]d) \d+"),
+    ),
+    # orders: decretal language and order titles
+    ("order", 5, _rx(r"\bIT IS (?:HEREBY |FURTHER )?ORDERED\b|\bORDERED,? ADJUDGED\b", _I)),
+    ("order", 5, _rx(r"^\s*(?:\w+ )?ORDER (?:GRANTING|DENYING|ON|RE|REGARDING|TO)\b", _M)),
+    ("order", 4, _rx(r"^\s*(?:MINUTE |SCHEDULING |PROTECTIVE |FINAL )?ORDER\s*$", _M)),
+    ("order", 3, _rx(r"\bSO ORDERED\b|^\s*JUDGMENT\s*$", _M)),
+    # party filings: motions, briefs, pleadings
+    (
+        "motion_brief",
+        5,
+        _rx(
+            r"\bMEMORANDUM (?:OF (?:POINTS AND )?(?:LAW|AUTHORITIES)|IN (?:SUPPORT|OPPOSITION))", _I
+        ),
+    ),
+    ("motion_brief", 4, _rx(r"^.{0,80}\b(?:MOTION|Motion) (?:TO|FOR|to|for)\b", _M)),
+    ("motion_brief", 4, _rx(r"^\s*(?:\w+ )?(?:BRIEF|COMPLAINT|PETITION|REPLY|ANSWER)\b", _M)),
+    ("motion_brief", 4, _rx(r"\b(?:respectfully )?(?:moves?|submits?) (?:this|the) Court\b", _I)),
+    ("motion_brief", 3, _rx(r"\bRespectfully submitted\b|\bWHEREFORE\b", _I)),
+    ("motion_brief", 2, _rx(r"^\s*(?:PRELIMINARY STATEMENT|ARGUMENT|STATEMENT OF FACTS)\s*$", _M)),
+    ("motion_brief", 2, _rx(r"\bAttorneys? for (?:Plaintiff|Defendant|Petitioner|Debtor)", _I)),
+    # contracts: recitals, operative words, SEC exhibit headers, defined terms
+    (
+        "contract",
+        5,
+        _rx(r"\bthis [\w\s,-]{0,60}?agreement\b.{0,200}?\b(?:is )?(?:made|entered)", _I | re.S),
+    ),
+    ("contract", 4, _rx(r"\bIN WITNESS WHEREOF\b|\bNOW,? THEREFORE\b", _I)),
+    ("contract", 4, _rx(r"^\s*[\w ,.&-]{0,80}\b(?:AGREEMENT|CONTRACT)\b", _M)),
+    ("contract", 4, _rx(r"\b(?:hereby )?agree as follows\b|\bhereinafter referred to as\b", _I)),
+    ("contract", 3, _rx(r"^\s*WHEREAS\b", _M | _I)),
+    ("contract", 3, _rx(r"\bthe parties (?:hereto|agree)\b|\bhereinafter\b", _I)),
+    ("contract", 3, _rx(r"^\s*(?:EX-10\.\d+|EXHIBIT 10\.\d+)", _M | _I)),
+    ("contract", 2, _rx(r"\b(?:Licensor|Licensee|Franchisee|Distributor|Lessee|Supplier)\b")),
+    ("contract", 2, _rx(r"\bgoverned by (?:and construed in accordance with )?the laws? of\b", _I)),
+    ("contract", 2, _rx(r"\((?:the )?[\"“][A-Z][\w ]{1,40}[\"”]\)")),
+    # correspondence: headers, salutations, closings, court notices
+    ("correspondence", 4, _rx(rf"^{_HDR}: .+\n(?:.*\n){{0,3}}?{_HDR}: ", _M)),
+    ("correspondence", 4, _rx(r"^\s*Dear (?:Mr|Ms|Mrs|Dr|Sir|Madam|Judge|Counsel)\b", _M)),
     (
         "correspondence",
         3,
-        re.compile(
-            r"^\s*(?:Sincerely|Very truly yours|Best regards|Kind regards|Regards),?\s*$", _M | _I
-        ),
+        _rx(r"^\s*(?:Sincerely|Very truly yours|Best regards|Kind regards|Regards),?\s*$", _M | _I),
     ),
     (
         "correspondence",
         2,
-        re.compile(r"\bNotice of Electronic Filing\b|\bautomatic e-?mail message\b", _I),
+        _rx(r"\bNotice of Electronic Filing\b|\bautomatic e-?mail message\b", _I),
     ),
 )
 

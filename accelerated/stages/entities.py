@@ -1,0 +1,102 @@
+"""Stage 4, ``entities``: run an entity backend per chunk, with a content-hash cache.
+
+Results are cached per (backend version, sha256 of chunk text), so an unchanged
+chunk is never re-analysed; because a backend sees only the chunk text, a cached and
+a fresh result are the same bytes and the output is identical either way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import msgspec
+
+from accelerated.entities import EntityBackend, RawMention, get_backend
+from accelerated.errors import PipelineError
+from accelerated.ids import mention_id
+from accelerated.models import ENTITY_TYPES, Chunked, Mention, Mentions
+from accelerated.stages import StageContext
+
+_ENCODER = msgspec.json.Encoder()
+_DECODER = msgspec.json.Decoder(list[RawMention])
+_TYPES = frozenset(ENTITY_TYPES)
+
+
+def run_backend(backend: EntityBackend, texts: list[str]) -> list[list[RawMention]]:
+    """Top-level so the backend and texts can be pickled to a process pool."""
+    return backend.extract(texts)
+
+
+def encode_result(mentions: list[RawMention]) -> bytes:
+    return _ENCODER.encode(mentions)
+
+
+def decode_result(data: bytes) -> list[RawMention] | None:
+    """A corrupt cache entry is a miss (recomputed), never a failed document."""
+    try:
+        return _DECODER.decode(data)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+
+
+async def chunk_results(
+    texts: list[str], backend: EntityBackend, ctx: StageContext
+) -> list[list[RawMention]]:
+    """Backend results per text: cache hits first, one backend call for all misses."""
+    hashes = [hashlib.sha256(t.encode("utf-8", "surrogatepass")).hexdigest() for t in texts]
+    results: list[list[RawMention] | None] = [None] * len(texts)
+    if ctx.chunk_cache is not None and texts:
+        cached = await ctx.chunk_cache.get_many(backend.version, hashes)
+        for i, data in enumerate(cached):
+            if data is not None:
+                results[i] = decode_result(data)
+    missing: dict[str, list[int]] = {}  # same text twice in a document: computed once
+    for i, r in enumerate(results):
+        if r is None:
+            missing.setdefault(hashes[i], []).append(i)
+    if missing:
+        todo = [texts[idx[0]] for idx in missing.values()]
+        fresh = await ctx.run_cpu(run_backend, backend, todo)
+        if len(fresh) != len(todo):
+            raise PipelineError(f"entity backend {backend.version} returned a wrong result count")
+        for idx, found in zip(missing.values(), fresh, strict=True):
+            for i in idx:
+                results[i] = found
+        if ctx.chunk_cache is not None:
+            await ctx.chunk_cache.put_many(
+                backend.version, {h: encode_result(f) for h, f in zip(missing, fresh, strict=True)}
+            )
+    return [r if r is not None else [] for r in results]
+
+
+async def run(doc: Chunked, ctx: StageContext) -> Mentions:
+    backend = get_backend(ctx.extras.get("entity_backend", "rules"))
+    chunks = doc.chunks
+    found = await chunk_results([c.text for c in chunks], backend, ctx)
+    mentions: dict[tuple[int, int, str], Mention] = {}
+    for i, (chunk, raw) in enumerate(zip(chunks, found, strict=True)):
+        # A chunk owns [start, next start): overlapping regions are reported once.
+        owns_to = chunks[i + 1].start if i + 1 < len(chunks) else chunk.end
+        for m in raw:
+            start, end = chunk.start + m.start, chunk.start + m.end
+            if not (chunk.start <= start < owns_to) or m.type not in _TYPES:
+                continue
+            if not (0 <= m.start < m.end <= len(chunk.text)):
+                continue  # a backend bug must not corrupt spans
+            key = (start, end, m.type)
+            if key not in mentions:
+                mentions[key] = Mention(
+                    id=mention_id(doc.document_id, m.type, start, end),
+                    document_id=doc.document_id,
+                    chunk_id=chunk.id,
+                    type=m.type,
+                    text=chunk.text[m.start : m.end],
+                    normalized=m.normalized,
+                    start=start,
+                    end=end,
+                )
+    return Mentions(
+        document_id=doc.document_id,
+        chunk_ids=[c.id for c in chunks],
+        mentions=[mentions[k] for k in sorted(mentions)],
+    )
