@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pypdf
 import pytest
+from prometheus_client import REGISTRY
 
 from accelerated.blobs import LocalBlobReader
 from accelerated.errors import DocumentError
@@ -330,7 +331,9 @@ def source_for(path: Path, *, sha256: str | None = None) -> SourceRef:
 
 
 def calls(fmt: str) -> float:
-    return EXTRACTOR_CALLS.labels(format=fmt)._value.get()
+    """Read the counter the way a scrape would: from the default registry."""
+    value = REGISTRY.get_sample_value("extractor_calls_total", {"format": fmt})
+    return value or 0.0
 
 
 def context(settings: Settings, cache: MemoryExtractCache | None = None) -> StageContext:
@@ -355,6 +358,9 @@ async def test_stage_extracts_and_caches_by_sha(corpus: Path, settings: Settings
     assert first.sha256 == first_source.sha256 and first.method == "text_layer"
     assert "NICHOLE MARIE JAGELS" in first.text and len(first.pages) == 5
     assert set(cache.items) == {first_source.sha256}
+    metric = next(iter(EXTRACTOR_CALLS.collect()))
+    exported = {s.labels["format"]: s.value for s in metric.samples if s.name.endswith("_total")}
+    assert exported["pdf"] == calls("pdf")  # the module's counter is the registered one
 
     # Same bytes under another document id (a re-run or a duplicate): no extraction.
     second_source = source_for(path)

@@ -47,10 +47,10 @@ def _local(tag: Any) -> str:
     return etree.QName(tag).localname if isinstance(tag, str) else ""
 
 
-def xml_to_text(data: bytes | str) -> str:
+def xml_to_text(text: str) -> str:
     """Text content of an XML document, with block elements on their own lines."""
-    raw = data.encode("utf-8") if isinstance(data, str) else data
-    raw = re.sub(rb"^\s*<\?xml[^>]*\?>", b"", raw)  # str input must not declare an encoding
+    # Already decoded: drop the declaration so its encoding claim cannot contradict.
+    raw = re.sub(r"^\s*<\?xml[^>]*\?>", "", text).encode("utf-8")
     try:
         root = etree.fromstring(raw, _parser())
     except etree.XMLSyntaxError as exc:
@@ -79,7 +79,8 @@ def xml_to_text(data: bytes | str) -> str:
 
 
 def extract_xml(data: bytes) -> ExtractResult:
-    return single_page("xml", "xml", xml_to_text(data))
+    text, encoding = decode_text(data)  # binary named .xml fails as not_text, like .txt
+    return single_page("xml", "xml", xml_to_text(text), encoding=encoding)
 
 
 def _markup_to_text(value: str) -> str:
