@@ -7,6 +7,7 @@ through the stage's Prometheus counter.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import uuid
@@ -403,3 +404,14 @@ async def test_stage_in_process_pool(corpus: Path, settings: Settings) -> None:
         with pytest.raises(DocumentError) as info:
             await extract_stage.run(source_for(bad), ctx)
         assert info.value.code == "unsupported_format"
+
+
+async def test_concurrent_pdfs_in_threads_match_sequential(
+    corpus: Path, settings: Settings
+) -> None:
+    """PDFium is not thread-safe: the default thread pool must still give exact results."""
+    paths = [corpus / rel for rel, _ in TEXT_PDFS] * 2
+    expected = [extract_bytes(p.read_bytes(), p.name).text for p in paths]
+    ctx = context(settings)  # executor None: the loop's default thread pool
+    results = await asyncio.gather(*(extract_stage.run(source_for(p), ctx) for p in paths))
+    assert [r.text for r in results] == expected
