@@ -150,10 +150,11 @@ _ORG_SUFFIX = (
     r"|L\.L\.P\.|L\.P\.|N\.A\.|PLC|P\.C\.|GmbH|S\.A\.|Bank|University|Association|Trust"
     r"|Holdings|Partners|Authority|Agency|Department|Commission)"
 )
+_GAP = r"(?:[ \t]+|[ \t]*\n[ \t]*)"  # names may wrap onto the next line, once
 ORG_RES: Final = (
     re.compile(
-        rf"\b(?P<name>{_ORG_TOK}(?:,?[ \t]+(?:(?:of|and|the|for|de)[ \t]+)?{_ORG_TOK}){{0,6}}?"
-        rf",?[ \t]+(?=[A-Z])(?i:{_ORG_SUFFIX}))(?![\w])"
+        rf"\b(?P<name>{_ORG_TOK}(?:,?{_GAP}(?:(?:of|and|the|for|de){_GAP})?{_ORG_TOK}){{0,6}}?"
+        rf",?{_GAP}(?=[A-Z])(?i:{_ORG_SUFFIX})(?:,?[ \t]+(?=[A-Z])(?i:{_ORG_SUFFIX}))?)(?![\w])"
     ),
     # "Bank of America", "University of Michigan"
     re.compile(
@@ -228,7 +229,8 @@ ORG_SUFFIX_CANON: Final = (
 _ROLE = (
     r"(?i:plaintiffs?|defendants?|petitioners?|respondents?|appellants?|appellees?"
     r"|plaintiffs?-appellants?|plaintiffs?-appellees?|defendants?-appellants?"
-    r"|defendants?-appellees?|cross-appellants?|cross-appellees?|claimants?|debtors?)"
+    r"|defendants?-appellees?|cross-appellants?|cross-appellees?|claimants?|debtors?"
+    r"|petitioners?[ \t]*-[ \t]*appellants?|respondents?[ \t]*-[ \t]*appellees?)"
 )
 _PARTY_TOK = rf"(?!{_ROLE}\b){_ORG_TOK}"
 _PARTY = (
@@ -239,7 +241,8 @@ _PARTY = (
 # short window ending at the anchor (a forward scan from every capital is 10x slower).
 VERSUS_RE: Final = re.compile(r"\s(?:v\.|vs\.?|V\.|VS\.?|versus)\s+")
 CAPTION_LEFT_RE: Final = re.compile(
-    rf"(?P<left>{_PARTY})(?:,?\s+(?:et[ \t]+al\.,?\s+)?{_ROLE}[,.]?)?,?\Z"
+    rf"(?P<left>{_PARTY})(?:,?\s+et[ \t]+al\.)?"
+    rf"(?:,?\s+{_ROLE}(?:[ \t]*/[ \t]*{_ROLE})*[,.]?)?,?\s*\Z"
 )
 CAPTION_RIGHT_RE: Final = re.compile(rf"(?P<right>{_PARTY})")
 CAPTION_WINDOW: Final = 240

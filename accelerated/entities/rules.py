@@ -165,8 +165,11 @@ def _court_tables() -> tuple[Any, dict[str, str]]:
         cid = court["id"]
         names = [court["name"], *court.get("examples", [])]
         names += [r for r in court.get("regex", []) if literal.match(r)]
+        bankruptcy = "bankruptcy" in court["name"].lower()
         for name in names:
             key = " ".join(_COURT_TOKEN.findall(name.translate(_ASCII_LOWER)))
+            if bankruptcy and "bankr" not in key:
+                continue  # courts-db lists district-court names as bankruptcy examples
             if (
                 len(key.split()) >= P.COURT_MIN_TOKENS
                 and key not in P.COURT_GENERIC
