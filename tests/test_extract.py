@@ -143,6 +143,19 @@ def test_txt_form_feeds_are_pages(corpus: Path) -> None:
     assert "FISHER v. UNIVERSITY OF TEXAS AT AUSTIN" in page_texts(result)[1]
 
 
+@pytest.mark.parametrize(
+    ("encoding", "reported"),
+    [("utf-8-sig", "utf-8-sig"), ("utf-16", "utf-16"), ("utf-16-le", "utf-16-le")],
+)
+def test_txt_bom_and_utf16_give_the_same_text(corpus: Path, encoding: str, reported: str) -> None:
+    path = corpus / "courtlistener/opinions_txt/opinion_text.txt"
+    plain = extract_file(path)
+    recoded = extract_bytes(path.read_text("utf-8").encode(encoding), path.name)
+    check_pages(recoded)
+    assert recoded.metadata["encoding"] == reported
+    assert recoded.text == plain.text and not recoded.text.startswith("\ufeff")
+
+
 def test_txt_utf8_contract(corpus: Path) -> None:
     result = extract_file(
         corpus / "cuad/contracts_txt/BLACKROCKMUNIHOLDINGSINVESTMENTQUALITYFUND_04_07_2020"
