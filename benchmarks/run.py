@@ -1,0 +1,527 @@
+"""``python -m benchmarks.run``: the accelerated and the traditional path, side by side.
+
+Both paths run in one invocation on the same staged documents, the same stage code,
+the same executor, the same concurrency and the same Postgres, through the same
+delaying proxy (which models a database across a network). The order of the two paths
+alternates between combinations so that machine drift hits both.
+
+Each path gets its own Redis key prefix and Postgres schema per latency: ``cold`` runs
+on empty caches and an empty schema; ``warm`` is ``--reprocess`` of the project that
+the cold run just ingested (traditional: from the text it stored; accelerated: from
+its caches). Both are removed afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aioredis
+from rich.console import Console
+
+from accelerated.batch_run import BatchOptions, BatchReport, run_batch
+from accelerated.runtime import Runtime, build_runtime, make_executor
+from accelerated.settings import Settings
+from benchmarks import metrics, report
+from benchmarks.inputs import StagedInputs, stage_inputs
+from benchmarks.proxy import DelayProxy, dsn_address, proxied_dsn
+from persistence.pg import create_pool
+from persistence.schema import migrate
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_INPUT = REPO.parent / "shared" / "corpus"
+WARMUP_INPUT = REPO / "examples" / "documents"
+DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
+DEFAULT_DATABASE = "postgresql://postgres@127.0.0.1:5432/postgres"
+PROJECT = "bench"
+PATHS = ("accelerated", "traditional")
+MODES = ("cold", "warm")
+
+
+@dataclass
+class BenchConfig:
+    input: Path = DEFAULT_INPUT
+    exclude: list[str] = field(default_factory=lambda: ["truth/*"])
+    docs: int | None = None
+    latencies_ms: list[float] = field(default_factory=lambda: [0.0, 20.0])
+    modes: list[str] = field(default_factory=lambda: list(MODES))
+    concurrency: int = 16
+    workers: int = 1
+    worker_processes: bool = False  # run the stages in `accelerated.worker` subprocesses
+    cpu_pool: str = "process"
+    redis_url: str = DEFAULT_REDIS
+    database_url: str = DEFAULT_DATABASE
+    warmup: bool = True
+    json_path: Path | None = None
+    plot_path: Path | None = None
+
+    @property
+    def subprocess_workers(self) -> bool:
+        return self.worker_processes or self.workers > 1
+
+
+@dataclass
+class PathEnv:
+    """One path's isolated world: its prefix, schema, pool, Redis client and runtime."""
+
+    path: str
+    settings: Settings
+    pool: asyncpg.Pool
+    redis: aioredis.Redis
+    rt: Runtime
+    cold_done: bool = False
+    procs: list[asyncio.subprocess.Process] = field(default_factory=list)
+
+
+@dataclass
+class Harness:
+    cfg: BenchConfig
+    proxy: DelayProxy
+    admin_redis: aioredis.Redis
+    executor: Executor | None
+    staged: StagedInputs
+    console: Console
+    log_dir: Path
+    runs: list[metrics.RunMetrics] = field(default_factory=list)
+    order: list[str] = field(default_factory=list)
+    diagnostics: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _warm_worker() -> int:
+    """Import the CPU-side stage code in an executor process before anything is timed."""
+    import accelerated.entities.rules
+    import accelerated.extractors.pdf
+    import accelerated.stages.entities  # noqa: F401
+
+    return os.getpid()
+
+
+def _settings(cfg: BenchConfig, path: str, database_url: str) -> Settings:
+    tag = uuid.uuid4().hex[:10]
+    return Settings.from_dsn(
+        cfg.redis_url,
+        database_url,
+        redis_prefix=f"bench-{tag}",
+        pg_schema=f"bench_{tag}",
+        enable_redis_acceleration=path == "accelerated",
+        concurrency=cfg.concurrency,
+        cpu_pool=cfg.cpu_pool,
+        _env_file=None,
+    )
+
+
+async def _drop(cfg: BenchConfig, admin_redis: aioredis.Redis, settings: Settings) -> None:
+    conn = await asyncpg.connect(cfg.database_url)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{settings.pg_schema}" CASCADE')
+    finally:
+        await conn.close()
+    batch: list[bytes] = []
+    async for key in admin_redis.scan_iter(match=f"{settings.redis_prefix}:*", count=1000):
+        batch.append(key)
+        if len(batch) >= 500:
+            await admin_redis.delete(*batch)
+            batch.clear()
+    if batch:
+        await admin_redis.delete(*batch)
+
+
+@contextlib.asynccontextmanager
+async def open_env(h: Harness, path: str) -> AsyncIterator[PathEnv]:
+    """A fresh prefix and schema behind the proxy; both removed on exit."""
+    settings = _settings(h.cfg, path, proxied_dsn(h.cfg.database_url, h.proxy.port))
+    client = aioredis.Redis.from_url(h.cfg.redis_url)
+    pool = None
+    try:
+        pool = await create_pool(settings)
+        await migrate(pool, settings.pg_schema)
+        rt = build_runtime(settings, pool, client, executor=h.executor)
+        if rt.handoff.name != path:
+            raise RuntimeError(f"asked for the {path} path, the runtime built {rt.handoff.name}")
+        env = PathEnv(path, settings, pool, client, rt)
+        async with worker_processes(h, env):
+            yield env
+    finally:
+        # The executor is shared by every run, so the runtime is not closed here.
+        if pool is not None:
+            await pool.close()
+        await client.aclose()
+        await _drop(h.cfg, h.admin_redis, settings)
+
+
+def _worker_env(cfg: BenchConfig, settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        REDIS_URL=cfg.redis_url,
+        DATABASE_URL=str(settings.database_url),
+        REDIS_PREFIX=settings.redis_prefix,
+        PG_SCHEMA=settings.pg_schema,
+        ENABLE_REDIS_ACCELERATION=str(settings.enable_redis_acceleration).lower(),
+        CONCURRENCY=str(cfg.concurrency),
+        CPU_POOL=cfg.cpu_pool,
+    )
+    return env
+
+
+@contextlib.asynccontextmanager
+async def worker_processes(h: Harness, env: PathEnv) -> AsyncIterator[None]:
+    """K ``accelerated.worker`` processes for this path, warmed up, then paused.
+
+    They live as long as the path's schema, so start-up and first imports are in no
+    timed run (an untimed batch of examples/documents under project "warmup" warms
+    them), and they are SIGSTOPped while the other path runs, so their idle polling
+    is not counted against it.
+    """
+    if not h.cfg.subprocess_workers:
+        yield
+        return
+    log_path = h.log_dir / f"{env.settings.redis_prefix}-workers.log"
+    with log_path.open("ab") as log:
+        try:
+            for _ in range(h.cfg.workers):
+                env.procs.append(
+                    await asyncio.create_subprocess_exec(
+                        sys.executable,
+                        "-m",
+                        "accelerated.worker",
+                        env=_worker_env(h.cfg, env.settings),
+                        cwd=REPO,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
+            await _until_alive(h, env, log_path)
+            if h.cfg.warmup and WARMUP_INPUT.is_dir():
+                opts = BatchOptions(project="warmup", inputs=[WARMUP_INPUT], consume=False)
+                await run_batch(env.rt, opts)
+            _signal(env, signal.SIGSTOP)
+            yield
+        finally:
+            _signal(env, signal.SIGCONT)
+            _signal(env, signal.SIGTERM)
+            for p in env.procs:
+                try:
+                    await asyncio.wait_for(p.wait(), 60)
+                except TimeoutError:
+                    p.kill()
+                    await p.wait()
+
+
+def _signal(env: PathEnv, sig: int) -> None:
+    for p in env.procs:
+        if p.returncode is None:
+            p.send_signal(sig)
+
+
+@contextlib.asynccontextmanager
+async def active(h: Harness, env: PathEnv) -> AsyncIterator[None]:
+    """Resume the path's workers for one batch (no-op in in-process mode)."""
+    if not env.procs:
+        yield
+        return
+    _signal(env, signal.SIGCONT)
+    await _until_alive(h, env, h.log_dir / f"{env.settings.redis_prefix}-workers.log")
+    try:
+        yield
+    finally:
+        _signal(env, signal.SIGSTOP)
+
+
+async def _until_alive(h: Harness, env: PathEnv, log_path: Path) -> None:
+    """Wait for every worker's heartbeat key, so start-up is in no timed run."""
+    pattern = f"{env.settings.redis_prefix}:consumer:*"
+    deadline = time.monotonic() + 120
+    while len([k async for k in h.admin_redis.scan_iter(match=pattern)]) < len(env.procs):
+        if any(p.returncode is not None for p in env.procs) or time.monotonic() > deadline:
+            tail = (await asyncio.to_thread(log_path.read_text, errors="replace"))[-2000:]
+            raise RuntimeError(f"a benchmark worker did not start:\n{tail}")
+        await asyncio.sleep(0.1)
+
+
+async def _entity_cache_keys(h: Harness, env: PathEnv) -> int:
+    pattern = f"{env.settings.redis_prefix}:cache:entities:*"
+    return len([k async for k in h.admin_redis.scan_iter(match=pattern, count=1000)])
+
+
+async def measure(h: Harness, env: PathEnv, mode: str, latency: float) -> metrics.RunMetrics:
+    """One timed run: cold ingest of the staged folder, or warm reprocess of the project."""
+    warm = mode == "warm"
+    if warm and not env.cold_done:
+        raise RuntimeError("a warm run needs the cold run of the same path first")
+    opts = BatchOptions(
+        project=PROJECT,
+        inputs=[] if warm else [h.staged.root],
+        reprocess=warm,
+        consume=not env.procs,
+    )
+    async with active(h, env):
+        db0, cmd0 = h.proxy.counters(), await metrics.redis_commands(h.admin_redis)
+        async with metrics.RssPeak().watch() as rss:
+            rep: BatchReport = await run_batch(env.rt, opts)
+        db1, cmd1 = h.proxy.counters(), await metrics.redis_commands(h.admin_redis)
+    env.cold_done = True
+    stored = raw = 0
+    if env.rt.accelerated:
+        ids = [r.document_id for r in await _documents(env)]
+        stored, raw = await metrics.stage_bytes(h.admin_redis, env.rt.keys, env.rt.codec, ids)
+        if not warm:
+            h.diagnostics.append(
+                {
+                    "db_latency_ms": latency,
+                    "chunks": rep.chunks,
+                    "entity_cache_entries_after_cold": await _entity_cache_keys(h, env),
+                }
+            )
+    run = metrics.build(
+        path=env.path,
+        mode=mode,
+        db_latency_ms=latency,
+        workers=h.cfg.workers,
+        report=rep,
+        db=db1 - db0,
+        redis_cmds=cmd1 - cmd0 - 2,  # minus the two INFO calls around the run
+        redis_bytes=stored,
+        raw_json_bytes=raw,
+        peak_rss_mb=rss.peak_mb,
+    )
+    if run.failed:
+        worst = sorted(rep.failed.items())[:5]
+        h.console.print(f"[yellow]{env.path} {mode}: {run.failed} failed[/yellow] e.g. {worst}")
+    h.order.append(f"{env.path}/{mode}/{latency:g}ms")
+    h.console.print(
+        f"  {env.path:<11} {mode:<4} {latency:>5g} ms: {run.docs} docs, {run.failed} failed, "
+        f"{run.elapsed_s:.1f}s, {run.docs_per_s:.2f} docs/s, "
+        f"{run.db_roundtrips_per_doc:.2f} DB round trips/doc"
+    )
+    return run
+
+
+async def _documents(env: PathEnv) -> Sequence[Any]:
+    from persistence.documents import project_documents
+
+    return await project_documents(env.pool, PROJECT)
+
+
+async def _warmup(h: Harness) -> None:
+    """Untimed: imports, executor processes, first connections, for both paths."""
+    if h.executor is not None:
+        loop = asyncio.get_running_loop()
+        n = os.cpu_count() or 1
+        await asyncio.gather(
+            *(loop.run_in_executor(h.executor, _warm_worker) for _ in range(2 * n))
+        )
+    if not h.cfg.warmup or not WARMUP_INPUT.is_dir():
+        return
+    h.proxy.delay_ms = 0
+    for path in PATHS:
+        async with open_env(h, path) as env:
+            await run_batch(env.rt, BatchOptions(project=PROJECT, inputs=[WARMUP_INPUT]))
+
+
+def _order(i: int) -> tuple[str, ...]:
+    return PATHS if i % 2 == 0 else PATHS[::-1]
+
+
+async def sweep(h: Harness) -> None:
+    for li, latency in enumerate(h.cfg.latencies_ms):
+        h.proxy.delay_ms = latency
+        async with contextlib.AsyncExitStack() as stack:
+            envs = {p: await stack.enter_async_context(open_env(h, p)) for p in PATHS}
+            for mi, mode in enumerate(MODES):
+                if mode == "warm" and "warm" not in h.cfg.modes:
+                    continue
+                for path in _order(li + mi):
+                    env = envs[path]
+                    if mode == "warm" and not env.cold_done:  # warm only: untimed ingest
+                        opts = BatchOptions(PROJECT, inputs=[h.staged.root], consume=not env.procs)
+                        async with active(h, env):
+                            await run_batch(env.rt, opts)
+                        env.cold_done = True
+                    if mode in h.cfg.modes:
+                        h.runs.append(await measure(h, env, mode, latency))
+
+
+def _git_commit() -> str:
+    with contextlib.suppress(OSError, subprocess.CalledProcessError):
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, check=True
+        )
+        return out.stdout.decode().strip()
+    return "unknown"
+
+
+def _redact(dsn: str) -> str:
+    if "@" not in dsn or ":" not in dsn.split("://", 1)[-1].split("@", 1)[0]:
+        return dsn
+    scheme, rest = dsn.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
+
+
+def config_json(h: Harness) -> dict[str, Any]:
+    cfg = h.cfg
+    return {
+        "command": " ".join(["python -m benchmarks.run", *sys.argv[1:]]),
+        "input": str(cfg.input.resolve()),
+        "exclude": cfg.exclude,
+        "docs_requested": cfg.docs,
+        "docs_original": h.staged.originals,
+        "docs_copies": h.staged.copies,
+        "copies_by_format": h.staged.copies_by_format,
+        "copy_method": "TXT/HTML/EML copies get a 'benchmark copy N' marker at the start of "
+        "their text; PDF/DOCX/JSON/XML are never copied",
+        "db_latency_ms": cfg.latencies_ms,
+        "modes": cfg.modes,
+        "concurrency": cfg.concurrency,
+        "workers": cfg.workers,
+        "workers_mode": "subprocess" if cfg.subprocess_workers else "in-process",
+        "cpu_pool": cfg.cpu_pool,
+        "cpu_workers": os.cpu_count(),
+        "redis_url": _redact(cfg.redis_url),
+        "database_url": _redact(cfg.database_url),
+        "proxy": "asyncio TCP proxy in a child process; client-to-server bytes delayed by "
+        "db_latency_ms; round trips counted as direction changes per connection",
+        "run_order": h.order,
+        "diagnostics": h.diagnostics,
+        "notes": [
+            "redis_commands_per_doc is the server's total_commands_processed delta: it "
+            "includes the harness's own progress polling (SMEMBERS every 50-200 ms) and "
+            "any other client of that server",
+            "redis_bytes_per_doc and raw_json_bytes_per_doc are 0 on the traditional path: "
+            "it keeps no stage outputs in Redis",
+            "peak_rss_mb: peak of the summed RSS of the harness process and all its "
+            "descendants (executor, workers, proxy), sampled every 200 ms",
+            "an untimed warm-up (examples/documents, both paths) precedes the sweep, so "
+            "imports and executor start-up are in no timed run",
+        ],
+        "machine": {
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "git_commit": _git_commit(),
+        "started_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+
+
+async def run_benchmark(
+    cfg: BenchConfig, console: Console | None = None
+) -> tuple[dict[str, Any], list[metrics.RunMetrics]]:
+    """The whole sweep; returns (config, runs) and writes the JSON/plot when asked."""
+    console = console or Console()
+    admin_redis = aioredis.Redis.from_url(cfg.redis_url)
+    executor = None
+    try:
+        await admin_redis.ping()
+        with (
+            tempfile.TemporaryDirectory(prefix="bench-inputs-") as tmp,
+            DelayProxy(*dsn_address(cfg.database_url)) as proxy,
+        ):
+            staged = stage_inputs(cfg.input, cfg.exclude, cfg.docs, Path(tmp) / "docs")
+            log_dir = Path(tmp) / "logs"
+            log_dir.mkdir()
+            executor = make_executor(_settings(cfg, "accelerated", cfg.database_url))
+            h = Harness(cfg, proxy, admin_redis, executor, staged, console, log_dir)
+            console.print(
+                f"[bold]benchmark[/bold]: {staged.total} documents ({staged.copies} copies), "
+                f"latencies {cfg.latencies_ms} ms, modes {cfg.modes}, "
+                f"concurrency {cfg.concurrency}, workers {cfg.workers}"
+            )
+            await _warmup(h)
+            await sweep(h)
+            config = config_json(h)
+    finally:
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+        await admin_redis.aclose()
+    report.print_table(h.runs, console)
+    if cfg.json_path is not None:
+        report.write_json(cfg.json_path, config, h.runs)
+    if cfg.plot_path is not None:
+        report.plot(
+            cfg.plot_path, h.runs, f"{staged.total} documents, concurrency {cfg.concurrency}"
+        )
+    return config, h.runs
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of numbers: {text}") from None
+    if not values or any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError("latencies must be >= 0")
+    return values
+
+
+def _modes(text: str) -> list[str]:
+    modes = [m.strip() for m in text.split(",") if m.strip()]
+    if not modes or any(m not in MODES for m in modes):
+        raise argparse.ArgumentTypeError(f"modes are a comma-separated subset of {MODES}")
+    return modes
+
+
+def parse_args(argv: list[str] | None = None) -> BenchConfig:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
+    p.add_argument("--input", type=Path, default=DEFAULT_INPUT, help="folder of documents")
+    p.add_argument(
+        "--exclude", action="append", help="input-relative glob to skip (default truth/*)"
+    )
+    p.add_argument("--docs", type=int, help="documents per run (default: all; copies beyond)")
+    p.add_argument("--db-latency-ms", type=_floats, default=[0.0, 20.0], help="e.g. 0,20")
+    p.add_argument("--mode", type=_modes, default=list(MODES), help="cold,warm")
+    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--workers", type=int, default=1, help="K > 1: K worker processes")
+    p.add_argument(
+        "--worker-processes", action="store_true", help="subprocess workers even for K=1"
+    )
+    p.add_argument("--cpu-pool", choices=("process", "thread"), default="process")
+    p.add_argument("--redis-url", default=DEFAULT_REDIS)
+    p.add_argument("--database-url", default=DEFAULT_DATABASE)
+    p.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up run")
+    p.add_argument("--json", type=Path, dest="json_path")
+    p.add_argument("--plot", type=Path, dest="plot_path")
+    a = p.parse_args(argv)
+    if a.workers < 1 or a.concurrency < 1:
+        p.error("--workers and --concurrency must be >= 1")
+    return BenchConfig(
+        input=a.input,
+        exclude=a.exclude if a.exclude is not None else ["truth/*"],
+        docs=a.docs,
+        latencies_ms=a.db_latency_ms,
+        modes=a.mode,
+        concurrency=a.concurrency,
+        workers=a.workers,
+        worker_processes=a.worker_processes,
+        cpu_pool=a.cpu_pool,
+        redis_url=a.redis_url,
+        database_url=a.database_url,
+        warmup=not a.no_warmup,
+        json_path=a.json_path,
+        plot_path=a.plot_path,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    cfg = parse_args(argv)
+    asyncio.run(run_benchmark(cfg))
+
+
+if __name__ == "__main__":
+    main()
