@@ -115,31 +115,49 @@ class WriteBehindWriter:
     # Public API -----------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set, then finish the batch in hand."""
-        while not stop.is_set():
-            try:
-                await self._maybe_prune()
-                batch = await self._collect(block_ms=max(self.settings.wb_batch_ms, 200))
-                if len(batch):
+        idle = max(self.settings.wb_batch_ms, 200)
+        ahead: asyncio.Task[_Batch] | None = None
+        try:
+            while not stop.is_set():
+                try:
+                    await self._maybe_prune()
+                    batch = await (ahead or self._collect(idle))
+                    ahead = None
+                    if len(batch):
+                        # Read and decode the next batch while Postgres works on this one.
+                        ahead = asyncio.create_task(self._collect(idle))
+                        await self._process(batch, stop)
+                except _Stopped:
+                    return
+                except (*_DB_ERRORS, aioredis.ConnectionError, aioredis.TimeoutError) as exc:
+                    await self._outage(exc, stop)
+            if ahead is not None:  # already read (pending to us): finish it too
+                batch, ahead = await ahead, None
+                with contextlib.suppress(_Stopped):
                     await self._process(batch, stop)
-            except _Stopped:
-                return
-            except (*_DB_ERRORS, aioredis.ConnectionError, aioredis.TimeoutError) as exc:
-                await self._outage(exc, stop)
+        finally:
+            await _settle(ahead)
 
     async def drain(self, idle_ms: int = 100) -> int:
         """Process until the stream holds nothing; returns the intents processed."""
         done = 0
         never = asyncio.Event()
+        ahead: asyncio.Task[_Batch] | None = None
         await self._maybe_prune()
-        while True:
-            batch = await self._collect(block_ms=idle_ms)
-            if len(batch):
-                done += await self._process(batch, never)
-                continue
-            if await self.backlog() == 0:
-                return done
-            # Entries pending to another consumer: wait until XAUTOCLAIM may take them.
-            await asyncio.sleep(min(self.settings.claim_idle_ms / 4000, 0.5))
+        try:
+            while True:
+                batch = await (ahead or self._collect(idle_ms))
+                ahead = None
+                if len(batch):
+                    ahead = asyncio.create_task(self._collect(idle_ms))
+                    done += await self._process(batch, never)
+                    continue
+                if await self.backlog() == 0:
+                    return done
+                # Entries pending to another consumer: wait until XAUTOCLAIM may take them.
+                await asyncio.sleep(min(self.settings.claim_idle_ms / 4000, 0.5))
+        finally:
+            await _settle(ahead)
 
     async def backlog(self) -> int:
         """Intents not yet applied (applied entries are XDELed, so this is XLEN)."""
@@ -403,6 +421,14 @@ class WriteBehindWriter:
             )
         except _DB_ERRORS as exc:  # pruning is housekeeping: never fail the writer for it
             log.info("write-behind writer: pruning wb_applied skipped: %s", describe(exc))
+
+
+async def _settle(task: asyncio.Task[_Batch] | None) -> None:
+    """Let a read in flight finish (cancelling one mid-reply would drop its connection);
+    its entries stay pending to this consumer and are read again or claimed."""
+    if task is not None:
+        with contextlib.suppress(Exception):
+            await task
 
 
 class _DataRejected(Exception):

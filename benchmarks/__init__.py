@@ -1,0 +1,1 @@
+"""Benchmarks: the accelerated vs traditional harness and micro-benchmarks."""
