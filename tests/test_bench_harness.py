@@ -1,0 +1,104 @@
+"""The benchmark harness on a tiny run: both paths, both modes, two latencies."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from accelerated.intake import discover
+from accelerated.settings import Settings
+from benchmarks.inputs import stage_inputs
+from benchmarks.metrics import RUN_FIELDS
+from benchmarks.run import BenchConfig, parse_args, run_benchmark
+from tests.conftest import EXAMPLES
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+async def test_tiny_run_reports_every_field_for_every_run(
+    settings: Settings, tmp_path: Path
+) -> None:
+    assert settings.redis_url is not None and settings.database_url is not None
+    originals = len(discover([EXAMPLES]).files)
+    docs = originals + 2  # two unique copies on top of every example document
+    cfg = BenchConfig(
+        input=EXAMPLES,
+        exclude=[],
+        docs=docs,
+        latencies_ms=[0.0, 5.0],
+        modes=["cold", "warm"],
+        concurrency=8,
+        redis_url=settings.redis_url,
+        database_url=settings.database_url,
+        warmup=False,
+        json_path=tmp_path / "bench.json",
+        plot_path=tmp_path / "bench.png",
+    )
+    console = Console(file=(tmp_path / "out.txt").open("w"), width=200)
+    await run_benchmark(cfg, console)
+
+    data = json.loads((tmp_path / "bench.json").read_text())
+    assert set(data) == {"config", "runs"}
+    assert data["config"]["docs_original"] == originals and data["config"]["docs_copies"] == 2
+    runs = data["runs"]
+    combos = {(r["path"], r["mode"], r["db_latency_ms"]) for r in runs}
+    assert combos == {
+        (p, m, lat)
+        for p in ("accelerated", "traditional")
+        for m in ("cold", "warm")
+        for lat in (0, 5)
+    }
+    for r in runs:
+        assert tuple(r) == RUN_FIELDS, r
+        assert r["docs"] == docs and r["failed"] == 0 and r["workers"] == 1, r
+        assert r["elapsed_s"] > 0 and r["docs_per_s"] == pytest.approx(docs / r["elapsed_s"], 0.01)
+        assert 0 < r["p50_doc_ms"] <= r["p95_doc_ms"], r
+        assert r["db_roundtrips_per_doc"] > 0 and r["redis_commands_per_doc"] > 0, r
+        assert r["stage_compute_s"] > 0 and r["peak_rss_mb"] > 0, r
+        if r["path"] == "traditional":
+            assert r["redis_bytes_per_doc"] == r["raw_json_bytes_per_doc"] == 0, r
+        else:  # compressed stage outputs really are in Redis, smaller than their JSON
+            assert 0 < r["redis_bytes_per_doc"] < r["raw_json_bytes_per_doc"], r
+    # The two paths alternate which goes first.
+    firsts = [o.split("/")[0] for o in data["config"]["run_order"][::2]]
+    assert set(firsts) == {"accelerated", "traditional"}
+    assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = (tmp_path / "out.txt").read_text()
+    assert "ratio acc/trad" in table
+
+
+def test_copies_are_unique_and_only_of_text_formats(corpus: Path, tmp_path: Path) -> None:
+    found = discover([corpus], ["truth/*"]).files
+    staged = stage_inputs(corpus, ["truth/*"], len(found) + 25, tmp_path / "docs")
+    assert (staged.originals, staged.copies) == (len(found), 25)
+    copies = [p for p in (tmp_path / "docs").glob("_copy*/**/*") if p.is_file()]
+    assert len(copies) == 25
+    assert {p.suffix.lower() for p in copies} <= {".txt", ".html", ".htm", ".eml"}
+    originals = {_sha(p) for p, _ in found}
+    assert not originals & {_sha(p) for p in copies}  # no extraction-cache hit in cold runs
+    for p in copies:
+        assert b"benchmark copy 1" in p.read_bytes()
+    # Fewer than available: an even spread, no copies.
+    few = stage_inputs(corpus, ["truth/*"], 10, tmp_path / "few")
+    assert (few.originals, few.copies) == (10, 0)
+    assert (
+        len({p.parts[len((tmp_path / "few").parts)] for p in (tmp_path / "few").rglob("*.*")}) > 1
+    )
+
+
+def test_cli_arguments() -> None:
+    cfg = parse_args(
+        ["--docs", "5", "--db-latency-ms", "0,20,50", "--mode", "warm", "--workers", "2"]
+    )
+    assert cfg.docs == 5 and cfg.latencies_ms == [0, 20, 50] and cfg.modes == ["warm"]
+    assert cfg.exclude == ["truth/*"] and cfg.subprocess_workers
+    with pytest.raises(SystemExit):
+        parse_args(["--mode", "hot"])
+    with pytest.raises(SystemExit):
+        parse_args(["--db-latency-ms", "-3"])
