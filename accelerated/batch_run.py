@@ -111,7 +111,7 @@ async def _plan(
     ]
     candidates = [r for r, (st, _g) in zip(refs, states, strict=True)
                   if opts.reprocess or st is None or st in state.TERMINAL]
-    previous = await register_documents(rt.pool, candidates)
+    previous = await register_documents(rt.pool, candidates, reprocess=opts.reprocess)
     to_queue: dict[str, list[SourceRef]] = {}
     start_default = opts.from_stage or ("extract" if rt.accelerated else "clean")
     if opts.from_stage is not None and opts.from_stage not in STAGES:
@@ -160,8 +160,8 @@ async def run_batch(
     t0 = time.perf_counter()
     await rt.transport.setup()
     refs, waiting, to_queue, report = await _plan(rt, opts)
-    for start, refs in to_queue.items():
-        await _enqueue_with_backpressure(rt, refs, start)
+    for start, queued in to_queue.items():
+        await _enqueue_with_backpressure(rt, queued, start)
 
     stop = asyncio.Event()
     engine_task = asyncio.create_task(rt.engine().run(stop)) if opts.consume else None

@@ -90,6 +90,7 @@ class Engine:
         self.stats = EngineStats()
         self._sems = {s: asyncio.Semaphore(settings.concurrency) for s in STAGES}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._working: dict[str, set[str]] = {s: set() for s in STAGES}  # message ids in hand
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume every stage until ``stop`` is set, then finish in-flight work."""
@@ -114,11 +115,19 @@ class Engine:
             await self.transport.close()
 
     async def _heartbeat(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
+        """Keep this consumer visibly alive, and renew the lease on messages in hand so a
+        slow stage is never mistaken for a hung one and run twice."""
+        interval = max(0.2, min(3.0, self.settings.claim_idle_ms / 3000))
+        while not stop.is_set() or self._tasks:
             with contextlib.suppress(BackendUnavailable):
                 await self.transport.heartbeat()
+                for stage, ids in self._working.items():
+                    if ids:
+                        await self.transport.touch(stage, list(ids))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 3)
+                await asyncio.wait_for(stop.wait(), interval)
+            if stop.is_set():
+                await asyncio.sleep(interval)
 
     async def _consume(self, stage: str, stop: asyncio.Event) -> None:
         sem = self._sems[stage]
@@ -145,6 +154,7 @@ class Engine:
                 self._spawn(msg, sem)
 
     def _spawn(self, msg: Message, sem: asyncio.Semaphore | None) -> None:
+        self._working[msg.stage].add(msg.id)
         task = asyncio.create_task(self._process(msg, sem))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -165,6 +175,8 @@ class Engine:
                     log.warning("reclaim on %s failed: %s", stage, exc)
                     continue
                 for msg in msgs:
+                    if msg.id in self._working[stage]:
+                        continue  # ours and still in hand: not stalled
                     log.info("reclaimed %s message %s", stage, msg.id)
                     await self._sems[stage].acquire()
                     self._spawn(msg, self._sems[stage])
@@ -178,6 +190,7 @@ class Engine:
             self.stats.errors.append(repr(exc))
         finally:
             self.stats.in_flight -= 1
+            self._working[msg.stage].discard(msg.id)
             if sem is not None:
                 sem.release()
 

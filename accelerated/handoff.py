@@ -115,11 +115,11 @@ class AcceleratedHandoff:
             if msg.stage == "extract":
                 intent = intent_for_document(ref, output, None, None, None, final_status, None)
             else:
-                extracted, cleaned, resolved = await self._outputs(
-                    ref, ("extract", "clean", "resolve")
+                extracted, cleaned, chunked, resolved = await self._outputs(
+                    ref, ("extract", "clean", "chunk", "resolve")
                 )
                 intent = intent_for_document(
-                    ref, extracted, cleaned, resolved, output, final_status, None
+                    ref, extracted, cleaned, resolved, output, final_status, None, chunked=chunked
                 )
 
         def ops(pipe: Pipeline) -> None:

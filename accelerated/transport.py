@@ -79,6 +79,10 @@ class Transport(Protocol):
 
     async def heartbeat(self) -> None: ...
 
+    async def touch(self, stage: str, ids: Sequence[str]) -> None:
+        """Renew the lease on messages still being worked on (reset their idle time)."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -120,6 +124,17 @@ class RedisTransport:
         try:
             await self.redis.set(
                 self.keys.consumer_alive(self.consumer), b"1", ex=self.HEARTBEAT_TTL_S
+            )
+        except RedisError as exc:
+            raise _redis_error(exc) from None
+
+    async def touch(self, stage: str, ids: Sequence[str]) -> None:
+        if not ids:
+            return
+        try:
+            await self.redis.xclaim(
+                self.keys.stream(stage), self.keys.group(stage), self.consumer, 0, list(ids),
+                justid=True,
             )
         except RedisError as exc:
             raise _redis_error(exc) from None
@@ -340,6 +355,9 @@ class LocalTransport:
         return None
 
     async def heartbeat(self) -> None:
+        return None
+
+    async def touch(self, stage: str, ids: Sequence[str]) -> None:
         return None
 
     async def close(self) -> None:

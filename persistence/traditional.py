@@ -176,7 +176,12 @@ class TraditionalStore:
                     "ON CONFLICT (id) DO UPDATE SET name = LEAST(t.name, EXCLUDED.name) "
                     "WHERE EXCLUDED.name < t.name",
                 )
-                links = [(str(m.id), str(m.canonical_id)) for m in output.mentions]
+                # A mention with no identity (empty key) keeps canonical_id NULL.
+                links = [
+                    (str(m.id), str(m.canonical_id))
+                    for m in output.mentions
+                    if m.canonical_id is not None
+                ]
                 if links:
                     await conn.execute(
                         "UPDATE entity_mentions m SET canonical_id = u.cid "

@@ -14,6 +14,7 @@ import importlib.util
 import logging
 import re
 import tempfile
+import threading
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -107,8 +108,21 @@ def _norm_name(s: str) -> str:
 # --- citations (eyecite) ------------------------------------------------------------
 
 
-@functools.cache
+_per_thread = threading.local()
+
+
 def _tokenizer(kind: str, cache_dir: str) -> Any:
+    """One tokenizer per thread: a Hyperscan database's scratch space is single-user."""
+    cache: dict[tuple[str, str], Any] | None = getattr(_per_thread, "tokenizers", None)
+    if cache is None:
+        cache = _per_thread.tokenizers = {}
+    tok = cache.get((kind, cache_dir))
+    if tok is None:
+        tok = cache[(kind, cache_dir)] = _new_tokenizer(kind, cache_dir)
+    return tok
+
+
+def _new_tokenizer(kind: str, cache_dir: str) -> Any:
     from eyecite.tokenizers import HyperscanTokenizer, default_tokenizer
 
     if kind != "hyperscan":

@@ -46,8 +46,9 @@ class ChunkResultCache(Protocol):
 class CanonicalRegistry(Protocol):
     """Project-wide canonical entities; ``get_or_create`` is atomic across workers.
 
-    Returns, for each requested entity, the entity as registered (the first writer's
-    display name wins in the registry; ids are deterministic either way).
+    Returns, for each requested entity, the entity as registered. Ids are uuid5 over
+    (project, type, key) and the registry keeps the least display name seen, exactly
+    as the database does, so the outcome never depends on document order.
     """
 
     async def get_or_create(
