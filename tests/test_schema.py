@@ -9,7 +9,7 @@ import pytest
 
 from accelerated.errors import BackendUnavailable
 from accelerated.settings import Settings
-from persistence.pg import create_pool
+from persistence.pg import create_pool, is_transient, translate
 from persistence.rows import TABLES
 from persistence.schema import MIGRATIONS, migrate
 
@@ -89,3 +89,18 @@ async def test_create_pool_unreachable_is_backend_unavailable(settings: Settings
         await create_pool(bad)
     assert "secret" not in str(info.value)
     assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+async def test_translate_maps_reachability_errors_only(pg_pool: asyncpg.Pool) -> None:
+    from tests.conftest import DATABASE_URL
+
+    closed = await asyncpg.create_pool(DATABASE_URL, min_size=0, max_size=1)
+    await closed.close()
+    with pytest.raises(asyncpg.InterfaceError) as gone:
+        await closed.fetchval("SELECT 1")
+    assert isinstance(translate(gone.value), BackendUnavailable)
+    assert is_transient(gone.value)
+    with pytest.raises(asyncpg.PostgresError) as bad:
+        await pg_pool.fetchval("SELECT 1/0")
+    assert translate(bad.value) is bad.value
+    assert not is_transient(bad.value)  # SQLSTATE 22012: the data, not the server
