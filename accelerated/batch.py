@@ -37,10 +37,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"file or folder to ingest (repeatable; default {DEFAULT_INPUT} unless --reprocess)",
     )
     p.add_argument("--reprocess", action="store_true", help="re-run every document of the project")
-    p.add_argument("--from", dest="from_stage", choices=STAGES, help="with --reprocess: drop cached outputs from this stage on")
-    p.add_argument("--exclude", action="append", default=[], help="glob of input-relative paths to skip (repeatable)")
+    p.add_argument(
+        "--from",
+        dest="from_stage",
+        choices=STAGES,
+        help="with --reprocess: drop cached outputs from this stage on",
+    )
+    p.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        help="glob of input-relative paths to skip (repeatable)",
+    )
     p.add_argument("--limit", type=int, help="take at most this many documents")
-    p.add_argument("--no-consume", action="store_true", help="only queue; workers elsewhere do the work")
+    p.add_argument(
+        "--no-consume", action="store_true", help="only queue; workers elsewhere do the work"
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     if args.from_stage and not args.reprocess:
@@ -77,13 +89,26 @@ def summary_table(report: BatchReport) -> Table:
     return t
 
 
+def summary_line(report: BatchReport) -> str:
+    """The same numbers on one greppable line (logs are rarely as wide as a terminal)."""
+    return (
+        f"summary: path={report.path} documents={report.total} done={report.done} "
+        f"needs_ocr={report.needs_ocr} failed={len(report.failed)} chunks={report.chunks} "
+        f"mentions={report.mentions} canonical_entities={report.canonicals} "
+        f"relationships={report.relationships} elapsed_s={report.elapsed_s:.2f} "
+        f"docs_per_s={report.docs_per_s:.1f}"
+    )
+
+
 async def amain(args: argparse.Namespace, console: Console) -> int:
     settings = Settings()
     validate_project(args.project)
     async with open_clients(settings) as clients:
         for notice in clients.notices:
             console.print(f"[yellow]{notice}[/yellow]")
-        rt = build_runtime(clients.settings, clients.pool, clients.redis, executor=make_executor(clients.settings))
+        rt = build_runtime(
+            clients.settings, clients.pool, clients.redis, executor=make_executor(clients.settings)
+        )
         opts = BatchOptions(
             project=args.project,
             inputs=list(args.input or []),
@@ -109,8 +134,11 @@ async def amain(args: argparse.Namespace, console: Console) -> int:
         finally:
             rt.close()
     console.print(summary_table(report))
+    console.print(summary_line(report), soft_wrap=True)
     if report.skipped_files:
-        console.print(f"skipped {report.skipped_files} file(s) that are not a document type we take")
+        console.print(
+            f"skipped {report.skipped_files} file(s) that are not a document type we take"
+        )
     if report.unchanged:
         console.print(f"{report.unchanged} document(s) unchanged since they were done: not re-run")
     if report.failed:

@@ -106,11 +106,15 @@ async def _plan(
 
     states = await _states(rt, refs)
     in_flight = [
-        r for r, (st, _g) in zip(refs, states, strict=True)
+        r
+        for r, (st, _g) in zip(refs, states, strict=True)
         if st is not None and st not in state.TERMINAL and not opts.reprocess
     ]
-    candidates = [r for r, (st, _g) in zip(refs, states, strict=True)
-                  if opts.reprocess or st is None or st in state.TERMINAL]
+    candidates = [
+        r
+        for r, (st, _g) in zip(refs, states, strict=True)
+        if opts.reprocess or st is None or st in state.TERMINAL
+    ]
     previous = await register_documents(rt.pool, candidates, reprocess=opts.reprocess)
     to_queue: dict[str, list[SourceRef]] = {}
     start_default = opts.from_stage or ("extract" if rt.accelerated else "clean")
@@ -160,13 +164,14 @@ async def run_batch(
     t0 = time.perf_counter()
     await rt.transport.setup()
     refs, waiting, to_queue, report = await _plan(rt, opts)
-    for start, queued in to_queue.items():
-        await _enqueue_with_backpressure(rt, queued, start)
 
     stop = asyncio.Event()
+    # The engine (and its writer) start before intake, so backpressure can drain.
     engine_task = asyncio.create_task(rt.engine().run(stop)) if opts.consume else None
     ids = {str(r.document_id) for r in waiting}
     try:
+        for start, queued in to_queue.items():
+            await _enqueue_with_backpressure(rt, queued, start)
         while True:
             left = await _left(rt, opts.project, ids)
             if progress is not None:
@@ -202,7 +207,8 @@ async def _enqueue_with_backpressure(rt: Runtime, refs: list[SourceRef], stage: 
     step = max(1, rt.settings.wb_backlog_max // 4)
     for i in range(0, len(refs), step):
         if rt.writer is not None:
-            while await rt.writer.backlog() > rt.settings.wb_backlog_max:
+            # The backlog lives in Redis, shared with other hosts: poll it.
+            while await rt.writer.backlog() > rt.settings.wb_backlog_max:  # noqa: ASYNC110
                 await asyncio.sleep(0.1)
         await rt.transport.enqueue(refs[i : i + step], stage)
 
@@ -216,10 +222,13 @@ async def _summarise(
             "SELECT source_key, status, error FROM documents WHERE id = ANY($1::uuid[])", ids
         )
         counts = await conn.fetchrow(
-            """SELECT (SELECT count(*) FROM chunks WHERE document_id = ANY($1::uuid[])) AS chunks,
-                      (SELECT count(*) FROM entity_mentions WHERE document_id = ANY($1::uuid[])) AS mentions,
-                      (SELECT count(*) FROM canonical_entities WHERE project = $2) AS canonicals,
-                      (SELECT count(*) FROM relationships WHERE document_id = ANY($1::uuid[])) AS rels""",
+            """SELECT
+                 (SELECT count(*) FROM chunks WHERE document_id = ANY($1::uuid[])) AS chunks,
+                 (SELECT count(*) FROM entity_mentions WHERE document_id = ANY($1::uuid[]))
+                     AS mentions,
+                 (SELECT count(*) FROM canonical_entities WHERE project = $2) AS canonicals,
+                 (SELECT count(*) FROM relationships WHERE document_id = ANY($1::uuid[])) AS rels
+            """,
             ids,
             project,
         )

@@ -94,9 +94,7 @@ class Codec:
         except zstandard.ZstdError as exc:
             raise CodecError(f"corrupt compressed value: {exc}") from None
         if total > self.max_decompressed_bytes:
-            raise CodecError(
-                f"value decompresses past the {self.max_decompressed_bytes}-byte cap"
-            )
+            raise CodecError(f"value decompresses past the {self.max_decompressed_bytes}-byte cap")
         return b"".join(chunks)
 
     def _decoder(self, type_: Any) -> msgspec.json.Decoder[Any]:

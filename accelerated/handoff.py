@@ -67,7 +67,12 @@ class AcceleratedHandoff:
     name = "accelerated"
 
     def __init__(
-        self, redis: aioredis.Redis, transport: Transport, keys: Keys, codec: Codec, settings: Settings
+        self,
+        redis: aioredis.Redis,
+        transport: Transport,
+        keys: Keys,
+        codec: Codec,
+        settings: Settings,
     ) -> None:
         self.redis, self.transport, self.keys, self.codec = redis, transport, keys, codec
         self.ttl = settings.ttl_stage_s

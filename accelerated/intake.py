@@ -57,7 +57,7 @@ def new_generation() -> int:
     return time.time_ns() // 1_000_000 & 0x7FFFFFFF
 
 
-def _fingerprint(path: Path) -> tuple[str, int, bytes]:
+def _fingerprint(path: Path) -> tuple[str, int, bytes, str]:
     h = hashlib.sha256()
     size = 0
     head = b""
@@ -67,7 +67,7 @@ def _fingerprint(path: Path) -> tuple[str, int, bytes]:
                 head = block[:_HEAD_BYTES]
             h.update(block)
             size += len(block)
-    return h.hexdigest(), size, head
+    return h.hexdigest(), size, head, str(path.resolve())
 
 
 def sniff(name: str, head: bytes) -> str:
@@ -86,14 +86,15 @@ async def fingerprint_all(
     async def one(path: Path, key: str) -> SourceRef:
         async with sem:
             try:
-                sha, size, head = await asyncio.to_thread(_fingerprint, path)
+                sha, size, head, source = await asyncio.to_thread(_fingerprint, path)
                 fmt = sniff(key, head)
             except OSError:
                 sha, size, fmt = hashlib.sha256(b"").hexdigest(), 0, "unknown"
+                source = str(path)  # unreadable: extract will say why
         return SourceRef(
             document_id=document_id(project, key),
             project=project,
-            source=str(path.resolve()),
+            source=source,
             source_key=key,
             sha256=sha,
             size=size,

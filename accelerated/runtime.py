@@ -116,7 +116,9 @@ def build_runtime(
         max_decompressed_bytes=settings.max_decompressed_bytes,
     )
     name = consumer or consumer_name()
-    transport: Transport = RedisTransport(redis, keys, name) if redis is not None else LocalTransport()
+    transport: Transport = (
+        RedisTransport(redis, keys, name) if redis is not None else LocalTransport()
+    )
     if redis is not None and settings.enable_redis_acceleration:
         return Runtime(
             settings=settings,

@@ -133,7 +133,11 @@ class RedisTransport:
             return
         try:
             await self.redis.xclaim(
-                self.keys.stream(stage), self.keys.group(stage), self.consumer, 0, list(ids),
+                self.keys.stream(stage),
+                self.keys.group(stage),
+                self.consumer,
+                0,
+                list(ids),
                 justid=True,
             )
         except RedisError as exc:
@@ -319,7 +323,9 @@ class RedisTransport:
         pipe = self.redis.pipeline(transaction=False)
         compute_fields = [state.stage_time_field(s) for s in STAGES]
         for ref in refs:
-            pipe.hmget(self.keys.state(ref.document_id), state.INTAKE_AT, state.DONE_AT, *compute_fields)
+            pipe.hmget(
+                self.keys.state(ref.document_id), state.INTAKE_AT, state.DONE_AT, *compute_fields
+            )
         out = []
         for row in await pipe.execute():
             if row[0] is None or row[1] is None:

@@ -36,7 +36,9 @@ async def amain(metrics_port: int | None) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        log.warning("worker %s started (%s path, pid %d)", rt.consumer, rt.handoff.name, os.getpid())
+        log.warning(
+            "worker %s started (%s path, pid %d)", rt.consumer, rt.handoff.name, os.getpid()
+        )
         try:
             await rt.engine().run(stop)
         finally:

@@ -59,7 +59,11 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _embedded is not None:
         asyncio.run(_embedded.__aexit__(None, None, None))
-CORPUS = Path(os.environ.get("CORPUS_DIR", Path(__file__).resolve().parents[1].parent / "shared" / "corpus"))
+
+
+CORPUS = Path(
+    os.environ.get("CORPUS_DIR", Path(__file__).resolve().parents[1].parent / "shared" / "corpus")
+)
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "documents"
 
 
@@ -137,9 +141,9 @@ def codec() -> Codec:
 def _fail_on_loop_exceptions(request: pytest.FixtureRequest) -> Iterator[None]:
     """Collect exceptions the running loop would only log, and fail the test on any."""
     errors: list[dict[str, Any]] = []
-    if not any(m.name == "asyncio" for m in request.node.iter_markers()) and not asyncio.iscoroutinefunction(
-        getattr(request.node, "obj", None)
-    ):
+    if not any(
+        m.name == "asyncio" for m in request.node.iter_markers()
+    ) and not asyncio.iscoroutinefunction(getattr(request.node, "obj", None)):
         yield
         return
 

@@ -55,7 +55,8 @@ async def dump(pool: asyncpg.Pool) -> dict[str, list[tuple[Any, ...]]]:
                 r["column_name"]
                 for r in await conn.fetch(
                     "SELECT column_name FROM information_schema.columns "
-                    "WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position",
+                    "WHERE table_schema = current_schema() AND table_name = $1 "
+                    "ORDER BY ordinal_position",
                     table,
                 )
                 if r["column_name"] not in VOLATILE

@@ -172,7 +172,7 @@ async def test_bad_input_is_recorded_and_the_rest_completes(
     }
     for name, code in expected_codes.items():
         assert f"{code}:" in report.failed[name], (name, report.failed[name])
-        doc_id = (await pg_pool.fetchval("SELECT id FROM documents WHERE source_key = $1", name))
+        doc_id = await pg_pool.fetchval("SELECT id FROM documents WHERE source_key = $1", name)
         st = await redis.hgetall(keys.state(doc_id))
         assert st[state.STATUS.encode()] == b"failed"
         assert code.encode() in st[state.ERROR.encode()]

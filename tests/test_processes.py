@@ -42,18 +42,24 @@ def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> str:
 
 
 @contextlib.asynccontextmanager
-async def reference(settings: Settings, inputs: Path, project: str) -> AsyncIterator[dict[str, list[tuple[object, ...]]]]:
+async def reference(
+    settings: Settings, inputs: Path, project: str
+) -> AsyncIterator[dict[str, list[tuple[object, ...]]]]:
     """Rows that one uninterrupted in-process run gives, in a schema of their own."""
     schema, prefix = f"{settings.pg_schema}_ref", f"{settings.redis_prefix}-ref"
     admin = await asyncpg.connect(DATABASE_URL)
     await admin.execute(f'CREATE SCHEMA "{schema}"')
-    pool = await asyncpg.create_pool(DATABASE_URL, min_size=1, max_size=4, server_settings={"search_path": schema})
+    pool = await asyncpg.create_pool(
+        DATABASE_URL, min_size=1, max_size=4, server_settings={"search_path": schema}
+    )
     redis = aioredis.Redis.from_url(str(settings.redis_url))
     assert pool is not None
     try:
         s = settings.model_copy(update={"pg_schema": schema, "redis_prefix": prefix})
         await migrate(pool, schema)
-        await run_batch(make_runtime(s, pool, redis, accelerated=True), BatchOptions(project, [inputs]))
+        await run_batch(
+            make_runtime(s, pool, redis, accelerated=True), BatchOptions(project, [inputs])
+        )
         yield await dump(pool)
     finally:
         await pool.close()
@@ -76,7 +82,12 @@ async def _wait_some_progress(redis: aioredis.Redis, keys: Keys, project: str, t
 
 
 async def test_sigkilled_worker_loses_nothing(
-    corpus: Path, tmp_path: Path, settings: Settings, pg_pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys
+    corpus: Path,
+    tmp_path: Path,
+    settings: Settings,
+    pg_pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+    keys: Keys,
 ) -> None:
     sample_corpus(corpus, tmp_path / "in", n=24)
     await migrate(pg_pool, settings.pg_schema)
@@ -103,7 +114,12 @@ async def test_sigkilled_worker_loses_nothing(
 
 
 async def test_sigkilled_batch_resumes_with_the_same_command(
-    corpus: Path, tmp_path: Path, settings: Settings, pg_pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys
+    corpus: Path,
+    tmp_path: Path,
+    settings: Settings,
+    pg_pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+    keys: Keys,
 ) -> None:
     sample_corpus(corpus, tmp_path / "in", n=24)
     args = ["accelerated.batch", "--project", "killb", "--input", str(tmp_path / "in")]
@@ -121,7 +137,12 @@ async def test_sigkilled_batch_resumes_with_the_same_command(
 
 
 async def test_two_workers_never_duplicate_canonical_entities(
-    corpus: Path, tmp_path: Path, settings: Settings, pg_pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys
+    corpus: Path,
+    tmp_path: Path,
+    settings: Settings,
+    pg_pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+    keys: Keys,
 ) -> None:
     sample_corpus(corpus, tmp_path / "in", n=16)
     for p in EXAMPLES.iterdir():  # the examples share parties and organisations
@@ -137,7 +158,8 @@ async def test_two_workers_never_duplicate_canonical_entities(
         logs = [_stop(w) for w in workers]
     assert report.done > 10, logs
     dupes = await pg_pool.fetch(
-        "SELECT type, key, count(*) FROM canonical_entities GROUP BY project, type, key HAVING count(*) > 1"
+        "SELECT type, key, count(*) FROM canonical_entities "
+        "GROUP BY project, type, key HAVING count(*) > 1"
     )
     assert dupes == []
     n_rows = await pg_pool.fetchval("SELECT count(*) FROM canonical_entities WHERE project = 'two'")
@@ -150,11 +172,13 @@ def test_cli_falls_back_to_traditional_path_when_redis_is_down(
     settings: Settings, pg_pool: asyncpg.Pool
 ) -> None:
     env = {"REDIS_URL": "redis://127.0.0.1:1/0"}
-    proc = _spawn(["accelerated.batch", "--project", "fallback", "--input", str(EXAMPLES)], settings, **env)
+    proc = _spawn(
+        ["accelerated.batch", "--project", "fallback", "--input", str(EXAMPLES)], settings, **env
+    )
     out = proc.communicate(timeout=240)[0].decode()
     assert proc.returncode == 0, out
     assert "unreachable" in out and "traditional" in out
-    assert "documents" in out and "docs/s" in out
+    assert "summary: path=traditional documents=7 done=7" in out
 
 
 def test_cli_exits_non_zero_and_lists_failed_documents(
@@ -163,7 +187,10 @@ def test_cli_exits_non_zero_and_lists_failed_documents(
     src = tmp_path / "in"
     src.mkdir()
     (src / "empty.pdf").write_bytes(b"")
-    (src / "order.txt").write_text("ORDER\n\nIT IS ORDERED that the motion is granted. Smith v. Jones, 123 F.3d 456 (9th Cir. 1999).\n")
+    (src / "order.txt").write_text(
+        "ORDER\n\nIT IS ORDERED that the motion is granted. "
+        "Smith v. Jones, 123 F.3d 456 (9th Cir. 1999).\n"
+    )
     proc = _spawn(["accelerated.batch", "--project", "exitcode", "--input", str(src)], settings)
     out = proc.communicate(timeout=240)[0].decode()
     assert proc.returncode == 1, out
