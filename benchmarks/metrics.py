@@ -150,6 +150,34 @@ class RssPeak:
         return self.peak_bytes / (1024 * 1024)
 
 
+@dataclass(frozen=True)
+class CpuTimes:
+    """CPU seconds of the harness process and of its descendants (executor, workers)."""
+
+    own_s: float
+    children_s: dict[int, float]
+
+    @classmethod
+    def now(cls, exclude: frozenset[int] = frozenset()) -> CpuTimes:
+        if psutil is None:
+            return cls(0.0, {})
+        me = psutil.Process()
+        t = me.cpu_times()
+        kids: dict[int, float] = {}
+        for child in me.children(recursive=True):
+            if child.pid in exclude:
+                continue
+            with contextlib.suppress(psutil.Error):
+                ct = child.cpu_times()
+                kids[child.pid] = ct.user + ct.system
+        return cls(t.user + t.system, kids)
+
+    def since(self, before: CpuTimes) -> tuple[float, float]:
+        """(harness CPU s, descendants' CPU s) between ``before`` and this snapshot."""
+        kids = sum(v - before.children_s.get(pid, 0.0) for pid, v in self.children_s.items())
+        return self.own_s - before.own_s, kids
+
+
 def build(
     *,
     path: str,

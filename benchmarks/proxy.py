@@ -189,6 +189,10 @@ class DelayProxy:
         )
 
     @property
+    def pid(self) -> int | None:
+        return self._proc.pid
+
+    @property
     def port(self) -> int:
         return int(self._counters[PORT])
 

@@ -271,23 +271,32 @@ async def measure(h: Harness, env: PathEnv, mode: str, latency: float) -> metric
         consume=not env.procs,
     )
     async with active(h, env):
+        not_ours = frozenset({h.proxy.pid or -1})
         db0, cmd0 = h.proxy.counters(), await metrics.redis_commands(h.admin_redis)
+        cpu0 = metrics.CpuTimes.now(not_ours)
         async with metrics.RssPeak().watch() as rss:
             rep: BatchReport = await run_batch(env.rt, opts)
+        cpu1 = metrics.CpuTimes.now(not_ours)
         db1, cmd1 = h.proxy.counters(), await metrics.redis_commands(h.admin_redis)
     env.cold_done = True
+    harness_cpu, children_cpu = cpu1.since(cpu0)
+    h.diagnostics.append(
+        {
+            "run": f"{env.path}/{mode}/{latency:g}ms",
+            "harness_cpu_s": round(harness_cpu, 2),
+            "executor_and_worker_cpu_s": round(children_cpu, 2),
+            "db_bytes_up_per_doc": round((db1 - db0).bytes_up / max(1, rep.total)),
+            "db_connections_opened": (db1 - db0).connections,
+            "chunks": rep.chunks,
+            "mentions": rep.mentions,
+        }
+    )
     stored = raw = 0
     if env.rt.accelerated:
         ids = [r.document_id for r in await _documents(env)]
         stored, raw = await metrics.stage_bytes(h.admin_redis, env.rt.keys, env.rt.codec, ids)
         if not warm:
-            h.diagnostics.append(
-                {
-                    "db_latency_ms": latency,
-                    "chunks": rep.chunks,
-                    "entity_cache_entries_after_cold": await _entity_cache_keys(h, env),
-                }
-            )
+            h.diagnostics[-1]["entity_cache_entries"] = await _entity_cache_keys(h, env)
     run = metrics.build(
         path=env.path,
         mode=mode,
@@ -301,8 +310,8 @@ async def measure(h: Harness, env: PathEnv, mode: str, latency: float) -> metric
         peak_rss_mb=rss.peak_mb,
     )
     if run.failed:
-        worst = sorted(rep.failed.items())[:5]
-        h.console.print(f"[yellow]{env.path} {mode}: {run.failed} failed[/yellow] e.g. {worst}")
+        codes = sorted({err.split(":")[1].strip() for err in rep.failed.values() if ":" in err})
+        h.console.print(f"  [yellow]{run.failed} failed[/yellow] ({', '.join(codes)})")
     h.order.append(f"{env.path}/{mode}/{latency:g}ms")
     h.console.print(
         f"  {env.path:<11} {mode:<4} {latency:>5g} ms: {run.docs} docs, {run.failed} failed, "
@@ -405,6 +414,11 @@ def config_json(h: Harness) -> dict[str, Any]:
             "any other client of that server",
             "redis_bytes_per_doc and raw_json_bytes_per_doc are 0 on the traditional path: "
             "it keeps no stage outputs in Redis",
+            "diagnostics: per run, CPU seconds of the harness process (event loop: "
+            "handoffs, codec, clients, in-loop stage code) and of its descendants "
+            "(executor processes running PDF parsing and entity rules); stage_compute_s is "
+            "wall time inside stage code summed over concurrent documents, so it includes "
+            "waiting for a free executor process and can exceed elapsed_s",
             "peak_rss_mb: peak of the summed RSS of the harness process and all its "
             "descendants (executor, workers, proxy), sampled every 200 ms",
             "an untimed warm-up (examples/documents, both paths) precedes the sweep, so "
