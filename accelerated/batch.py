@@ -63,29 +63,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def summary_table(report: BatchReport) -> Table:
-    t = Table(title=f"project {report.project} ({report.path} path)", show_header=True)
-    t.add_column("documents")
-    t.add_column("done", justify="right")
-    t.add_column("needs OCR", justify="right")
-    t.add_column("failed", justify="right")
-    t.add_column("chunks", justify="right")
-    t.add_column("mentions", justify="right")
-    t.add_column("canonical entities", justify="right")
-    t.add_column("relationships", justify="right")
-    t.add_column("elapsed s", justify="right")
-    t.add_column("docs/s", justify="right")
-    t.add_row(
-        str(report.total),
-        str(report.done),
-        str(report.needs_ocr),
-        str(len(report.failed)),
-        str(report.chunks),
-        str(report.mentions),
-        str(report.canonicals),
-        str(report.relationships),
-        f"{report.elapsed_s:.2f}",
-        f"{report.docs_per_s:.1f}",
-    )
+    """One row per figure: readable at any terminal width, and in CI logs."""
+    t = Table(title=f"project {report.project} ({report.path} path)")
+    t.add_column("")
+    t.add_column("", justify="right")
+    for label, value in (
+        ("documents", report.total),
+        ("done", report.done),
+        ("needs OCR", report.needs_ocr),
+        ("failed", len(report.failed)),
+        ("chunks", report.chunks),
+        ("entity mentions", report.mentions),
+        ("canonical entities", report.canonicals),
+        ("relationships", report.relationships),
+        ("elapsed s", f"{report.elapsed_s:.2f}"),
+        ("documents / s", f"{report.docs_per_s:.1f}"),
+    ):
+        t.add_row(label, str(value))
     return t
 
 
@@ -143,7 +137,7 @@ async def amain(args: argparse.Namespace, console: Console) -> int:
         console.print(f"{report.unchanged} document(s) unchanged since they were done: not re-run")
     if report.failed:
         fails = Table(title="failed documents", show_header=True)
-        fails.add_column("document")
+        fails.add_column("document", overflow="fold")
         fails.add_column("error")
         for key, error in sorted(report.failed.items()):
             fails.add_row(key, error)

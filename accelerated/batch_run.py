@@ -10,11 +10,12 @@ import asyncio
 import contextlib
 import statistics
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from accelerated import state
+from accelerated import fingerprint, state
 from accelerated.errors import BatchFailed, ConfigError
 from accelerated.intake import discover, fingerprint_all, new_generation
 from accelerated.keys import STAGES
@@ -115,45 +116,85 @@ async def _plan(
         for r, (st, _g) in zip(refs, states, strict=True)
         if opts.reprocess or st is None or st in state.TERMINAL
     ]
-    previous = await register_documents(rt.pool, candidates, reprocess=opts.reprocess)
-    to_queue: dict[str, list[SourceRef]] = {}
-    start_default = opts.from_stage or ("extract" if rt.accelerated else "clean")
     if opts.from_stage is not None and opts.from_stage not in STAGES:
         raise ConfigError(f"--from must be one of {', '.join(STAGES)}")
-    for ref in candidates:
-        prev = previous.get(ref.document_id)
-        if not opts.reprocess and prev in (state.DONE, state.NEEDS_OCR):
-            report.unchanged += 1
-            continue
-        start = "extract"
-        if opts.reprocess and prev == state.DONE:
-            start = start_default
-        to_queue.setdefault(start, []).append(ref)
-    if rt.accelerated and rt.redis is not None:
-        to_queue = await _accelerated_starts(rt, to_queue)
+    # Rows of finished documents with unchanged content are left alone here.
+    previous = await register_documents(rt.pool, candidates)
+    finished = [r for r in candidates if previous.get(r.document_id) in _FINISHED]
+    finished_ids = {r.document_id for r in finished}
+    to_queue: dict[str, list[SourceRef]] = {}
+    fresh = [r for r in candidates if r.document_id not in finished_ids]
+    if fresh:
+        to_queue["extract"] = fresh
+    if not opts.reprocess:
+        report.unchanged = len(finished)
+    elif finished:
+        starts = await _reprocess_starts(rt, finished, previous, opts.from_stage)
+        report.unchanged = len(starts.pop(None, []))
+        rerun = [r for rs in starts.values() for r in rs]
+        await register_documents(rt.pool, rerun, reprocess=True)
+        for stage, refs_at in starts.items():
+            assert stage is not None
+            to_queue.setdefault(stage, []).extend(refs_at)
     waiting = in_flight + [r for rs in to_queue.values() for r in rs]
     return refs, waiting, to_queue, report
 
 
-async def _accelerated_starts(
-    rt: Runtime, to_queue: dict[str, list[SourceRef]]
-) -> dict[str, list[SourceRef]]:
-    """Start later than extract only where the previous stage's output is still cached;
-    drop cached outputs from the start stage on (``--from``)."""
-    assert rt.redis is not None
-    out: dict[str, list[SourceRef]] = {}
-    for start, refs in to_queue.items():
-        i = STAGES.index(start)
-        if i == 0:
-            out.setdefault(start, []).extend(refs)
-            continue
+_FINISHED = (state.DONE, state.NEEDS_OCR)
+
+
+async def _reprocess_starts(
+    rt: Runtime,
+    refs: list[SourceRef],
+    previous: dict[uuid.UUID, str],
+    from_stage: str | None,
+) -> dict[str | None, list[SourceRef]]:
+    """Where each finished, unchanged document starts again (None: nothing to redo).
+
+    Traditional path: from the extracted text it stored (``clean``), or ``--from``.
+    Accelerated path: ``--from`` drops the cached outputs from that stage on; without
+    it, each document starts at the first stage whose fingerprint (input content, code
+    version, settings) differs from its stored output's, and a document whose outputs
+    and committed rows are all current is not re-run at all.
+    """
+    out: dict[str | None, list[SourceRef]] = {}
+    if not rt.accelerated or rt.redis is None:
+        for ref in refs:
+            done = previous.get(ref.document_id) == state.DONE
+            out.setdefault(from_stage or ("clean" if done else "extract"), []).append(ref)
+        return out
+    if from_stage is not None:
+        i = STAGES.index(from_stage)
         pipe = rt.redis.pipeline(transaction=False)
         for ref in refs:
-            pipe.exists(rt.keys.output(ref.document_id, STAGES[i - 1]))
+            pipe.exists(rt.keys.output(ref.document_id, STAGES[max(i - 1, 0)]))
             pipe.delete(*(rt.keys.output(ref.document_id, s) for s in STAGES[i:]))
         res = await pipe.execute()
         for n, ref in enumerate(refs):
-            out.setdefault(start if res[2 * n] else "extract", []).append(ref)
+            out.setdefault(from_stage if i == 0 or res[2 * n] else "extract", []).append(ref)
+        return out
+    pipe = rt.redis.pipeline(transaction=False)
+    fp_fields = [fingerprint.field(s) for s in STAGES]
+    for ref in refs:
+        pipe.hmget(rt.keys.state(ref.document_id), state.STATUS, *fp_fields)
+        for s in STAGES:
+            pipe.exists(rt.keys.output(ref.document_id, s))
+    res = await pipe.execute()
+    step = 1 + len(STAGES)
+    for n, ref in enumerate(refs):
+        stored, exists = res[n * step], res[n * step + 1 : (n + 1) * step]
+        status = stored[0].decode() if stored[0] else None
+        want = rt.fingerprints(ref)
+        have = [v.decode() if v else None for v in stored[1:]]
+        current = [have[i] == want[s] and bool(exists[i]) for i, s in enumerate(STAGES)]
+        start: str | None
+        if status == state.NEEDS_OCR and current[0]:
+            start = None
+        elif all(current):
+            start = None if status == state.DONE else STAGES[-1]
+        else:
+            start = STAGES[current.index(False)]
+        out.setdefault(start, []).append(ref)
     return out
 
 

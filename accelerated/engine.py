@@ -19,7 +19,7 @@ from typing import Any
 
 from prometheus_client import Counter, Histogram
 
-from accelerated import state
+from accelerated import fingerprint, state
 from accelerated.errors import BackendUnavailable, DocumentError
 from accelerated.handoff import Handoff, MissingInput
 from accelerated.keys import STAGES
@@ -80,6 +80,7 @@ class Engine:
         context: Callable[[SourceRef], StageContext],
         stages: dict[str, StageFn] | None = None,
         background: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] | None = None,
+        fingerprints: Callable[[SourceRef], dict[str, str]] | None = None,
     ) -> None:
         self.settings = settings
         self.transport = transport
@@ -87,6 +88,7 @@ class Engine:
         self.context = context
         self.stages = stages or load_stages()
         self.background = background or []
+        self.fingerprints = fingerprints
         self.stats = EngineStats()
         self._sems = {s: asyncio.Semaphore(settings.concurrency) for s in STAGES}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -118,16 +120,19 @@ class Engine:
         """Keep this consumer visibly alive, and renew the lease on messages in hand so a
         slow stage is never mistaken for a hung one and run twice."""
         interval = max(0.2, min(3.0, self.settings.claim_idle_ms / 3000))
-        while not stop.is_set() or self._tasks:
+        while True:
             with contextlib.suppress(BackendUnavailable):
                 await self.transport.heartbeat()
                 for stage, ids in self._working.items():
                     if ids:
                         await self.transport.touch(stage, list(ids))
+            if stop.is_set():
+                if not self._tasks:
+                    return
+                await asyncio.sleep(0.1)  # draining: renew until the last task ends
+                continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)
-            if stop.is_set():
-                await asyncio.sleep(interval)
 
     async def _consume(self, stage: str, stop: asyncio.Event) -> None:
         sem = self._sems[stage]
@@ -222,6 +227,8 @@ class Engine:
                 state.STATUS: state.RUNNING,
                 state.stage_time_field(stage): f"{compute:.6f}",
             }
+            if self.fingerprints is not None:
+                fields[fingerprint.field(stage)] = self.fingerprints(ref)[stage]
             await self.handoff.commit(msg, output, nxt, final, fields)
             MESSAGES.labels(stage, "ok").inc()
             self.stats.processed += 1

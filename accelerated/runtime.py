@@ -8,6 +8,7 @@ batch command and the worker do.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import multiprocessing
 import os
@@ -21,6 +22,7 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 
+from accelerated import fingerprint
 from accelerated.blobs import LocalBlobReader
 from accelerated.caches import RedisChunkCache, RedisExtractCache
 from accelerated.canonical import PassThroughCanonicalRegistry, RedisCanonicalRegistry
@@ -84,6 +86,16 @@ class Runtime:
             extras={"entity_backend": self.settings.entity_backend},
         )
 
+    @functools.cached_property
+    def stage_params(self) -> dict[str, str]:
+        from accelerated.entities import get_backend
+
+        version = get_backend(self.settings.entity_backend).version
+        return fingerprint.stage_params(self.settings, version)
+
+    def fingerprints(self, ref: SourceRef) -> dict[str, str]:
+        return fingerprint.fingerprints(ref, self.stage_params)
+
     def engine(self) -> Engine:
         background: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = []
         if self.writer is not None:
@@ -94,6 +106,7 @@ class Runtime:
             handoff=self.handoff,
             context=self.context,
             background=background,
+            fingerprints=self.fingerprints,
         )
 
     def close(self) -> None:

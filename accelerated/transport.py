@@ -25,6 +25,12 @@ from accelerated.keys import STAGES, Keys
 from accelerated.models import SourceRef
 
 PipeOps = Callable[[Pipeline], None]
+_RUN_FIELDS: tuple[str, ...] = (
+    state.ERROR,
+    state.DONE_AT,
+    *(state.attempts_field(s) for s in STAGES),
+    *(state.stage_time_field(s) for s in STAGES),
+)
 _ref_encoder = msgspec.json.Encoder()
 _ref_decoder = msgspec.json.Decoder(SourceRef)
 
@@ -285,7 +291,9 @@ class RedisTransport:
             pipe = self.redis.pipeline(transaction=True)
             for ref in refs[i : i + 500]:
                 skey = self.keys.state(ref.document_id)
-                pipe.delete(skey)
+                # Keep the stage fingerprints (they describe outputs still stored); reset
+                # everything about the previous run.
+                pipe.hdel(skey, *_RUN_FIELDS)
                 pipe.hset(
                     skey,
                     mapping={

@@ -100,28 +100,53 @@ async def test_rerun_adds_nothing_and_reprocess_skips_extraction(
 
     first = await run_batch(rt, opts)
     rows = await dump(pg_pool)
-    calls = extractor_calls()
+    failed_in_extract = sum(1 for e in first.failed.values() if e.startswith("extract:"))
+    assert first.done >= 8
 
+    # Same input again: finished documents are not queued; only failures are retried.
+    calls = extractor_calls()
     second = await run_batch(rt, opts)
     assert second.unchanged == first.total - len(first.failed)
     assert await dump(pg_pool) == rows
-    failed_in_extract = sum(1 for e in first.failed.values() if e.startswith("extract:"))
     assert extractor_calls() == calls + failed_in_extract
 
+    # --reprocess with nothing changed: every stored output is current, nothing re-runs.
     calls = extractor_calls()
     again = await run_batch(rt, BatchOptions(project="rerun", reprocess=True))
     assert again.total == first.total and again.done == first.done
-    # Only the files that failed extraction are tried again; failures are not cached.
+    assert again.unchanged == first.done + first.needs_ocr
+    assert extractor_calls() == calls + failed_in_extract
+    assert await dump(pg_pool) == rows
+
+    # --from extract drops the stage outputs but keeps the content cache: no extraction.
+    calls = extractor_calls()
+    full = await run_batch(rt, BatchOptions(project="rerun", reprocess=True, from_stage="extract"))
+    assert full.unchanged == 0 and full.done == first.done
     assert extractor_calls() == calls + failed_in_extract, "reprocess must reuse the cache"
     assert await dump(pg_pool) == rows
 
+    # A setting that changes chunking re-runs from chunk on, still without extraction.
     calls = extractor_calls()
+    rechunk = make_runtime(
+        settings.model_copy(update={"chunk_chars": 1200, "chunk_overlap": 100}),
+        pg_pool,
+        redis,
+        accelerated=True,
+    )
+    changed = await run_batch(rechunk, BatchOptions(project="rerun", reprocess=True))
+    assert changed.done == first.done and changed.unchanged == first.needs_ocr
+    assert changed.chunks > first.chunks
+    assert extractor_calls() == calls + failed_in_extract
+    rows_rechunked = await dump(pg_pool)
+    stale = await pg_pool.fetchval("SELECT count(*) FROM chunks WHERE end_char - start_char > 1200")
+    assert stale == 0, "rows of the old chunking must be replaced"
+
+    # --from entities keeps the chunks and gives the same rows again.
     partial = await run_batch(
-        rt, BatchOptions(project="rerun", reprocess=True, from_stage="entities")
+        rechunk, BatchOptions(project="rerun", reprocess=True, from_stage="entities")
     )
     assert partial.done == first.done
-    assert extractor_calls() == calls + failed_in_extract
-    assert await dump(pg_pool) == rows
+    assert await dump(pg_pool) == rows_rechunked
 
 
 BAD_FILES: dict[str, bytes] = {
