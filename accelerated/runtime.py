@@ -27,7 +27,7 @@ from accelerated.blobs import LocalBlobReader
 from accelerated.caches import RedisChunkCache, RedisExtractCache
 from accelerated.canonical import PassThroughCanonicalRegistry, RedisCanonicalRegistry
 from accelerated.codec import Codec
-from accelerated.engine import Engine
+from accelerated.engine import Engine, StageFn, load_stages
 from accelerated.handoff import AcceleratedHandoff, Handoff, TraditionalHandoff
 from accelerated.keys import Keys
 from accelerated.models import SourceRef
@@ -68,6 +68,7 @@ class Runtime:
     chunk_cache: RedisChunkCache | None = None
     writer: WriteBehindWriter | None = None
     blobs: LocalBlobReader = field(default_factory=LocalBlobReader)
+    stage_overrides: dict[str, StageFn] = field(default_factory=dict)  # tests, experiments
 
     @property
     def accelerated(self) -> bool:
@@ -107,6 +108,7 @@ class Runtime:
             context=self.context,
             background=background,
             fingerprints=self.fingerprints,
+            stages={**load_stages(), **self.stage_overrides},
         )
 
     def close(self) -> None:

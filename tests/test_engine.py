@@ -1,0 +1,96 @@
+"""The stream engine's failure handling: retries, dead letters, backpressure."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from accelerated import state
+from accelerated.batch_run import BatchOptions, _enqueue_with_backpressure, run_batch
+from accelerated.intake import discover, fingerprint_all, new_generation
+from accelerated.keys import Keys
+from accelerated.models import Extracted
+from accelerated.settings import Settings
+from accelerated.stages import StageContext
+from accelerated.stages import clean as clean_stage
+from persistence.schema import migrate
+from tests.conftest import EXAMPLES
+from tests.support import make_runtime
+
+
+def _one_example(tmp_path: Path) -> Path:
+    src = tmp_path / "in"
+    src.mkdir()
+    order = next(p for p in sorted(EXAMPLES.iterdir()) if p.suffix == ".txt")
+    (src / order.name).write_bytes(order.read_bytes())
+    return src
+
+
+async def test_transient_error_is_retried_then_succeeds(
+    tmp_path: Path, settings: Settings, pg_pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys
+) -> None:
+    await migrate(pg_pool, settings.pg_schema)
+    rt = make_runtime(settings, pg_pool, redis, accelerated=True)
+    calls = 0
+
+    async def flaky_clean(doc: Extracted, ctx: StageContext) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ConnectionError("model server hiccup")
+        return await clean_stage.run(doc, ctx)
+
+    rt.stage_overrides["clean"] = flaky_clean
+    report = await run_batch(rt, BatchOptions("flaky", [_one_example(tmp_path)]))
+    assert report.done == 1 and report.failed == {}
+    assert calls == 2
+    doc_id = await pg_pool.fetchval("SELECT id FROM documents")
+    st = await redis.hgetall(keys.state(doc_id))
+    assert st[state.attempts_field("clean").encode()] == b"2"
+    assert st[state.STATUS.encode()] == b"done"
+
+
+async def test_persistent_error_goes_to_the_dead_letter_stream(
+    tmp_path: Path, settings: Settings, pg_pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys
+) -> None:
+    await migrate(pg_pool, settings.pg_schema)
+    rt = make_runtime(
+        settings.model_copy(update={"max_deliveries": 2}), pg_pool, redis, accelerated=True
+    )
+
+    async def broken_clean(doc: Extracted, ctx: StageContext) -> Any:
+        raise RuntimeError("bug in stage code")
+
+    rt.stage_overrides["clean"] = broken_clean
+    report = await run_batch(rt, BatchOptions("broken", [_one_example(tmp_path)]))
+    assert report.done == 0
+    [(_name, error)] = report.failed.items()
+    assert "gave_up" in error and "bug in stage code" in error
+    dead = await redis.xrange(keys.dlq("clean"))
+    assert len(dead) == 1 and b"bug in stage code" in dead[0][1][b"error"]
+    row = await pg_pool.fetchrow("SELECT status, error FROM documents")
+    assert row["status"] == "failed" and "gave_up" in row["error"]
+
+
+async def test_intake_pauses_while_the_write_behind_backlog_is_over_its_bound(
+    settings: Settings, pg_pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys
+) -> None:
+    await migrate(pg_pool, settings.pg_schema)
+    rt = make_runtime(
+        settings.model_copy(update={"wb_backlog_max": 3}), pg_pool, redis, accelerated=True
+    )
+    await rt.transport.setup()
+    for n in range(5):
+        await redis.xadd(keys.wb_stream(), {b"i": str(n).encode()})
+    refs = await fingerprint_all("bp", discover([EXAMPLES]).files, new_generation())
+    task = asyncio.create_task(_enqueue_with_backpressure(rt, refs, "extract"))
+    await asyncio.sleep(0.5)
+    assert not task.done()
+    assert await redis.xlen(keys.stream("extract")) == 0
+    await redis.delete(keys.wb_stream())  # the writer caught up
+    await asyncio.wait_for(task, 5)
+    assert await redis.xlen(keys.stream("extract")) == len(refs)
