@@ -134,31 +134,27 @@ def build_runtime(
     transport: Transport = (
         RedisTransport(redis, keys, name) if redis is not None else LocalTransport()
     )
+    common: dict[str, Any] = {
+        "settings": settings,
+        "pool": pool,
+        "redis": redis,
+        "keys": keys,
+        "codec": codec,
+        "transport": transport,
+        "executor": executor,
+        "consumer": name,
+    }
     if redis is not None and settings.enable_redis_acceleration:
         return Runtime(
-            settings=settings,
-            pool=pool,
-            redis=redis,
-            keys=keys,
-            codec=codec,
-            transport=transport,
+            **common,
             handoff=AcceleratedHandoff(redis, transport, keys, codec, settings),
             canonical=RedisCanonicalRegistry(redis, keys),
-            executor=executor,
-            consumer=name,
             extract_cache=RedisExtractCache(redis, keys, codec, settings.ttl_cache_s),
             chunk_cache=RedisChunkCache(redis, keys, settings.ttl_cache_s),
             writer=WriteBehindWriter(redis, pool, keys, codec, settings, consumer=name),
         )
     return Runtime(
-        settings=settings,
-        pool=pool,
-        redis=redis,
-        keys=keys,
-        codec=codec,
-        transport=transport,
+        **common,
         handoff=TraditionalHandoff(TraditionalStore(pool), transport),
         canonical=PassThroughCanonicalRegistry(),
-        executor=executor,
-        consumer=name,
     )

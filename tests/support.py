@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +66,31 @@ async def dump(pool: asyncpg.Pool) -> dict[str, list[tuple[Any, ...]]]:
             rows = await conn.fetch(f"SELECT {', '.join(cols)} FROM {table} ORDER BY id")
             out[table] = [tuple(r) for r in rows]
     return out
+
+
+@contextlib.asynccontextmanager
+async def side_store(
+    settings: Settings, database_url: str, suffix: str
+) -> AsyncIterator[tuple[Settings, asyncpg.Pool, aioredis.Redis]]:
+    """A second schema and key prefix beside the test's own, removed afterwards."""
+    schema, prefix = f"{settings.pg_schema}_{suffix}", f"{settings.redis_prefix}-{suffix}"
+    admin = await asyncpg.connect(database_url)
+    await admin.execute(f'CREATE SCHEMA "{schema}"')
+    pool = await asyncpg.create_pool(
+        database_url, min_size=1, max_size=8, server_settings={"search_path": schema}
+    )
+    redis = aioredis.Redis.from_url(str(settings.redis_url))
+    assert pool is not None
+    try:
+        yield settings.model_copy(update={"pg_schema": schema, "redis_prefix": prefix}), pool, redis
+    finally:
+        await pool.close()
+        await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        await admin.close()
+        stale = [k async for k in redis.scan_iter(match=f"{prefix}:*", count=1000)]
+        if stale:
+            await redis.delete(*stale)
+        await redis.aclose()
 
 
 def subprocess_env(settings: Settings) -> dict[str, str]:

@@ -16,7 +16,7 @@ from accelerated.settings import Settings
 from accelerated.stages.extract import EXTRACTOR_CALLS
 from persistence.schema import migrate
 from tests.conftest import DATABASE_URL, EXAMPLES
-from tests.support import dump, make_runtime, sample_corpus
+from tests.support import dump, make_runtime, sample_corpus, side_store
 
 
 def extractor_calls() -> float:
@@ -60,26 +60,10 @@ async def test_both_paths_give_identical_rows(
     accel = await run_batch(make_runtime(settings, pg_pool, redis, accelerated=True), opts)
     rows_accel = await dump(pg_pool)
 
-    schema_b = f"{settings.pg_schema}_b"
-    prefix_b = f"{settings.redis_prefix}-b"
-    admin = await asyncpg.connect(DATABASE_URL)
-    await admin.execute(f'CREATE SCHEMA "{schema_b}"')
-    pool_b = await asyncpg.create_pool(
-        DATABASE_URL, min_size=1, max_size=8, server_settings={"search_path": schema_b}
-    )
-    assert pool_b is not None
-    try:
-        settings_b = settings.model_copy(update={"pg_schema": schema_b, "redis_prefix": prefix_b})
-        await migrate(pool_b, schema_b)
-        trad = await run_batch(make_runtime(settings_b, pool_b, redis, accelerated=False), opts)
+    async with side_store(settings, DATABASE_URL, "b") as (settings_b, pool_b, redis_b):
+        await migrate(pool_b, settings_b.pg_schema)
+        trad = await run_batch(make_runtime(settings_b, pool_b, redis_b, accelerated=False), opts)
         rows_trad = await dump(pool_b)
-    finally:
-        await pool_b.close()
-        await admin.execute(f'DROP SCHEMA "{schema_b}" CASCADE')
-        await admin.close()
-        stale = [k async for k in redis.scan_iter(match=f"{prefix_b}:*", count=1000)]
-        if stale:
-            await redis.delete(*stale)
 
     assert accel.total == trad.total == len(picked)
     assert (accel.done, accel.needs_ocr, accel.failed) == (trad.done, trad.needs_ocr, trad.failed)

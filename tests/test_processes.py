@@ -18,7 +18,7 @@ from accelerated.keys import Keys
 from accelerated.settings import Settings
 from persistence.schema import migrate
 from tests.conftest import DATABASE_URL, EXAMPLES
-from tests.support import PYTHON, dump, make_runtime, sample_corpus, subprocess_env
+from tests.support import PYTHON, dump, make_runtime, sample_corpus, side_store, subprocess_env
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,29 +46,12 @@ async def reference(
     settings: Settings, inputs: Path, project: str
 ) -> AsyncIterator[dict[str, list[tuple[object, ...]]]]:
     """Rows that one uninterrupted in-process run gives, in a schema of their own."""
-    schema, prefix = f"{settings.pg_schema}_ref", f"{settings.redis_prefix}-ref"
-    admin = await asyncpg.connect(DATABASE_URL)
-    await admin.execute(f'CREATE SCHEMA "{schema}"')
-    pool = await asyncpg.create_pool(
-        DATABASE_URL, min_size=1, max_size=4, server_settings={"search_path": schema}
-    )
-    redis = aioredis.Redis.from_url(str(settings.redis_url))
-    assert pool is not None
-    try:
-        s = settings.model_copy(update={"pg_schema": schema, "redis_prefix": prefix})
-        await migrate(pool, schema)
+    async with side_store(settings, DATABASE_URL, "ref") as (s, pool, redis):
+        await migrate(pool, s.pg_schema)
         await run_batch(
             make_runtime(s, pool, redis, accelerated=True), BatchOptions(project, [inputs])
         )
         yield await dump(pool)
-    finally:
-        await pool.close()
-        await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        await admin.close()
-        keys = [k async for k in redis.scan_iter(match=f"{prefix}:*", count=1000)]
-        if keys:
-            await redis.delete(*keys)
-        await redis.aclose()
 
 
 async def _wait_some_progress(redis: aioredis.Redis, keys: Keys, project: str, total: int) -> None:
