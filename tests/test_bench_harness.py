@@ -58,9 +58,12 @@ async def test_tiny_run_reports_every_field_for_every_run(
         assert tuple(r) == RUN_FIELDS, r
         assert r["docs"] == docs and r["failed"] == 0 and r["workers"] == 1, r
         assert r["elapsed_s"] > 0 and r["docs_per_s"] == pytest.approx(docs / r["elapsed_s"], 0.01)
-        assert 0 < r["p50_doc_ms"] <= r["p95_doc_ms"], r
+        assert 0 <= r["p50_doc_ms"] <= r["p95_doc_ms"], r
         assert r["db_roundtrips_per_doc"] > 0 and r["redis_commands_per_doc"] > 0, r
-        assert r["stage_compute_s"] > 0 and r["peak_rss_mb"] > 0, r
+        assert r["peak_rss_mb"] > 0, r
+        # A warm accelerated run may find nothing changed and run no stage code at all.
+        if (r["path"], r["mode"]) != ("accelerated", "warm"):
+            assert r["p50_doc_ms"] > 0 and r["stage_compute_s"] > 0, r
         if r["path"] == "traditional":
             assert r["redis_bytes_per_doc"] == r["raw_json_bytes_per_doc"] == 0, r
         else:  # compressed stage outputs really are in Redis, smaller than their JSON
