@@ -216,9 +216,10 @@ class Engine:
             return
         try:
             inp = await self.handoff.load(stage, ref, begin.input_raw)
+            ctx = self.context(ref)
             t0 = time.perf_counter()
-            output = await self.stages[stage](inp, self.context(ref))
-            compute = time.perf_counter() - t0
+            output = await self.stages[stage](inp, ctx)
+            compute = ctx.compute_seconds(time.perf_counter() - t0)
             STAGE_SECONDS.labels(stage).observe(compute)
             self.stats.compute_s += compute
             nxt, final = next_stage(stage, output)

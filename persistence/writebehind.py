@@ -111,12 +111,16 @@ class WriteBehindWriter:
         self._rows_per_intent = 64.0
         self._in_outage = False
         self._sql = {t: _upsert_sql(self._schema, t) for t in rows.COLUMNS}
+        self._conn: asyncpg.Connection | None = None
+        self._hold = False  # run()/drain() keep one connection for their whole lifetime
+        self._staged: set[asyncpg.Connection] = set()
 
     # Public API -----------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set, then finish the batch in hand."""
         idle = max(self.settings.wb_batch_ms, 200)
         ahead: asyncio.Task[_Batch] | None = None
+        self._hold = True
         try:
             while not stop.is_set():
                 try:
@@ -137,12 +141,14 @@ class WriteBehindWriter:
                     await self._process(batch, stop)
         finally:
             await _settle(ahead)
+            await self.close()
 
     async def drain(self, idle_ms: int = 100) -> int:
         """Process until the stream holds nothing; returns the intents processed."""
         done = 0
         never = asyncio.Event()
         ahead: asyncio.Task[_Batch] | None = None
+        self._hold = True
         await self._maybe_prune()
         try:
             while True:
@@ -158,6 +164,7 @@ class WriteBehindWriter:
                 await asyncio.sleep(min(self.settings.claim_idle_ms / 4000, 0.5))
         finally:
             await _settle(ahead)
+            await self.close()
 
     async def backlog(self) -> int:
         """Intents not yet applied (applied entries are XDELed, so this is XLEN)."""
@@ -333,8 +340,16 @@ class WriteBehindWriter:
 
     async def _commit(self, intents: list[Intent]) -> None:
         """One transaction: record intent ids, then upsert the new intents' rows."""
+        if self._hold:
+            await self._apply(await self._connection(), intents)
+        else:
+            async with self.pool.acquire() as conn:
+                await self._apply(conn, intents)
+
+    async def _apply(self, conn: asyncpg.Connection, intents: list[Intent]) -> None:
         s = self._schema
-        async with self.pool.acquire() as conn, conn.transaction():
+        await self._ensure_temp_tables(conn)
+        async with conn.transaction():
             new = {
                 str(r[0])
                 for r in await conn.fetch(
@@ -354,29 +369,54 @@ class WriteBehindWriter:
         self.stats.applied += len(new)
         self.stats.redelivered += len(intents) - len(new)
 
+    async def _ensure_temp_tables(self, conn: asyncpg.Connection) -> None:
+        """Per-connection staging tables, made once (emptied at every commit)."""
+        if conn in self._staged:
+            return
+        await conn.execute(
+            "".join(
+                f"CREATE TEMP TABLE IF NOT EXISTS _wb_{t} ON COMMIT DELETE ROWS AS "
+                f"SELECT {', '.join(cols)} FROM {self._schema}.{t} WITH NO DATA;"
+                for t, cols in rows.COLUMNS.items()
+            )
+        )
+        self._staged.add(conn)
+
     async def _load(self, conn: asyncpg.Connection, table: str, owners: list[Intent]) -> int:
         if table == "canonical_entities":
             records = rows.least_names([r for it in owners for r in it.tables[table]])
         else:  # last wins; ids are unique per document, so this is rarely a real merge
             records = list({r[0]: r for it in owners for r in it.tables[table]}.values())
-        tmp = f"_wb_{table}"
-        cols = ", ".join(rows.COLUMNS[table])
-        await conn.execute(
-            f"CREATE TEMP TABLE {tmp} ON COMMIT DROP AS "
-            f"SELECT {cols} FROM {self._schema}.{table} WITH NO DATA"
-        )
         if records:
-            await conn.copy_records_to_table(tmp, records=records, columns=rows.COLUMNS[table])
-        if table in rows.PER_DOCUMENT:
-            # The intent is the document's full row set: drop rows its new output lacks.
-            await conn.execute(
-                f"DELETE FROM {self._schema}.{table} t WHERE t.document_id = ANY($1::uuid[]) "
-                f"AND NOT EXISTS (SELECT 1 FROM {tmp} n WHERE n.id = t.id)",
-                [str(it.document_id) for it in owners],
+            await conn.copy_records_to_table(
+                f"_wb_{table}", records=records, columns=rows.COLUMNS[table]
             )
-        if records:
+        if table in rows.PER_DOCUMENT:
+            # The intent is the document's full row set: the same statement drops the
+            # rows its new output lacks.
+            await conn.execute(self._sql[table], [str(it.document_id) for it in owners])
+        elif records:
             await conn.execute(self._sql[table])
         return len(records)
+
+    async def _connection(self) -> asyncpg.Connection:
+        """One connection for a run()/drain(): no pool reset round trip per batch."""
+        conn = self._conn
+        if conn is None or conn.is_closed():
+            if conn is not None:
+                self._staged.discard(conn)
+                with contextlib.suppress(Exception):
+                    await self.pool.release(conn)
+            self._conn = conn = await self.pool.acquire()
+        return conn
+
+    async def close(self) -> None:
+        self._hold = False
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            self._staged.discard(conn)
+            with contextlib.suppress(Exception):
+                await self.pool.release(conn)
 
     async def _acknowledge(
         self,
@@ -436,12 +476,19 @@ class _DataRejected(Exception):
 
 
 def _upsert_sql(schema: str, table: str) -> str:
+    """Upsert from the staging table; for per-document tables the same statement
+    deletes the documents' ($1) rows that their new output no longer has."""
     cols = rows.COLUMNS[table]
     names = ", ".join(cols)
     head = (
         f"INSERT INTO {schema}.{table} AS t ({names}) SELECT {names} FROM _wb_{table} "
         "ON CONFLICT (id) DO UPDATE SET "
     )
+    if table in rows.PER_DOCUMENT:
+        head = (
+            f"WITH gone AS (DELETE FROM {schema}.{table} t WHERE t.document_id = ANY($1::uuid[]) "
+            f"AND NOT EXISTS (SELECT 1 FROM _wb_{table} n WHERE n.id = t.id)) " + head
+        )
     if table == "canonical_entities":
         return head + "name = LEAST(t.name, EXCLUDED.name) WHERE EXCLUDED.name < t.name"
     rest = [c for c in cols if c != "id"]

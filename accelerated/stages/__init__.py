@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -69,9 +70,29 @@ class StageContext:
     executor: Executor | None = None  # None: the loop's default thread pool
     source: SourceRef | None = None  # the document being processed
     extras: dict[str, Any] = field(default_factory=dict)
+    # Accounting, so "time inside stage code" excludes waiting for a free executor.
+    cpu_s: float = 0.0  # CPU seconds the offloaded calls used where they ran
+    offloaded_s: float = 0.0  # wall seconds this stage spent awaiting them
 
     async def run_cpu(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
         """Run CPU-bound code off the event loop (process pool when configured)."""
         loop = asyncio.get_running_loop()
         call = functools.partial(fn, *args, **kwargs) if kwargs else functools.partial(fn, *args)
-        return await loop.run_in_executor(self.executor, call)
+        t0 = time.perf_counter()
+        try:
+            result, cpu = await loop.run_in_executor(self.executor, _timed, call)
+        finally:
+            self.offloaded_s += time.perf_counter() - t0
+        self.cpu_s += cpu
+        return result
+
+    def compute_seconds(self, wall_s: float) -> float:
+        """Time inside stage code: its own time on the loop plus its executor CPU."""
+        return max(0.0, wall_s - self.offloaded_s) + self.cpu_s
+
+
+def _timed(call: Callable[[], R]) -> tuple[R, float]:
+    """Runs in the executor (thread or process): the call's result and its CPU time."""
+    t0 = time.thread_time()
+    result = call()
+    return result, time.thread_time() - t0
