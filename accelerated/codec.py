@@ -9,6 +9,7 @@ both sides keep a hostile or runaway value from exhausting memory.
 from __future__ import annotations
 
 import io
+import threading
 from typing import Any, Final, TypeVar
 
 import msgspec
@@ -41,15 +42,26 @@ class Codec:
         self._level = level
         self._encoder = msgspec.json.Encoder()
         self._decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
+        self._local = threading.local()
 
     def _cctx(self) -> zstandard.ZstdCompressor:
-        # Contexts are not thread-safe; stages run in executors, so make one per call.
-        return zstandard.ZstdCompressor(level=self._level, dict_data=self._dict)
+        # zstd contexts are not thread-safe but are costly to make: one per thread.
+        cctx: zstandard.ZstdCompressor | None = getattr(self._local, "cctx", None)
+        if cctx is None:
+            cctx = self._local.cctx = zstandard.ZstdCompressor(
+                level=self._level, dict_data=self._dict
+            )
+        return cctx
 
     def _dctx(self, with_dict: bool) -> zstandard.ZstdDecompressor:
         if with_dict and self._dict is None:
             raise CodecError("value was written with a zstd dictionary this codec lacks")
-        return zstandard.ZstdDecompressor(dict_data=self._dict if with_dict else None)
+        name = "dctx_dict" if with_dict else "dctx"
+        dctx: zstandard.ZstdDecompressor | None = getattr(self._local, name, None)
+        if dctx is None:
+            dctx = zstandard.ZstdDecompressor(dict_data=self._dict if with_dict else None)
+            setattr(self._local, name, dctx)
+        return dctx
 
     def dumps_json(self, obj: Any) -> bytes:
         """Plain JSON (what the raw-bytes comparison in the benchmark measures)."""

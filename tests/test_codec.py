@@ -1,0 +1,90 @@
+"""The Redis value codec: header, round trip, caps, bounded decompression, corruption."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import zstandard
+
+from accelerated.codec import HEADER_LEN, MAGIC, VERSION, Codec, train_dictionary
+from accelerated.errors import CodecError
+from accelerated.models import Chunk, Chunked, Page
+
+
+def _chunked(n: int, text: str = "The court held that the statute applies. ") -> Chunked:
+    doc = uuid.uuid4()
+    return Chunked(
+        document_id=doc,
+        chunks=[
+            Chunk(
+                id=uuid.uuid5(doc, str(i)),
+                document_id=doc,
+                index=i,
+                text=text * 20,
+                start=i * 100,
+                end=i * 100 + 90,
+                page_start=1,
+                page_end=2,
+            )
+            for i in range(n)
+        ],
+    )
+
+
+def test_round_trip_with_header_and_real_compression() -> None:
+    codec = Codec()
+    value = _chunked(50)
+    data = codec.encode(value)
+    assert data[:2] == MAGIC and data[2] == VERSION and data[3] == 0
+    assert len(data) < len(codec.dumps_json(value)) / 4
+    assert codec.decode(data, Chunked) == value
+
+
+def test_encode_refuses_values_over_the_cap() -> None:
+    with pytest.raises(CodecError, match="cap"):
+        Codec(max_value_bytes=200).encode(_chunked(50, text="x" * 7 + str(uuid.uuid4())))
+
+
+def test_decompression_is_bounded_even_when_the_frame_lies() -> None:
+    bomb = b"0" * (5 * 1024 * 1024)
+    # A frame without a content size in its header, as a hostile writer would make it.
+    body = zstandard.ZstdCompressor(write_content_size=False).compress(bomb)
+    data = MAGIC + bytes((VERSION, 0)) + body
+    with pytest.raises(CodecError, match="decompresses past"):
+        Codec(max_decompressed_bytes=1024 * 1024).decompress(data)
+    assert Codec().decompress(data) == bomb
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "no codec header"),
+        (b'{"plain": "json"}', "no codec header"),
+        (MAGIC + bytes((99, 0)) + b"xx", "unknown codec version 99"),
+        (MAGIC + bytes((VERSION, 0)) + b"not zstd at all", "corrupt"),
+    ],
+)
+def test_foreign_or_corrupt_values_raise_codec_error(data: bytes, message: str) -> None:
+    with pytest.raises(CodecError, match=message):
+        Codec().decode(data, Chunked)
+
+
+def test_a_value_of_the_wrong_shape_is_a_codec_error() -> None:
+    codec = Codec()
+    with pytest.raises(CodecError, match="does not match"):
+        codec.decode(codec.encode([Page(1, 0, 5)]), Chunked)
+
+
+def test_trained_dictionary_is_flagged_and_required_to_read() -> None:
+    samples = [
+        Codec().dumps_json(_chunked(3, text=f"Sample {i} v. Other {i}. ")) for i in range(200)
+    ]
+    with_dict = Codec(dictionary=train_dictionary(list(samples), size=16 * 1024))
+    value = _chunked(2, text="Sample 7 v. Other 7. ")
+    data = with_dict.encode(value)
+    assert data[3] == 1
+    assert with_dict.decode(data, Chunked) == value
+    with pytest.raises(CodecError, match="dictionary"):
+        Codec().decode(data, Chunked)
+    assert len(data) > HEADER_LEN
