@@ -55,7 +55,7 @@ class Settings(BaseSettings):
 
     # Write-behind writer.
     wb_batch_rows: int = 20_000
-    wb_batch_ms: int = 250  # larger batches: fewer DB round trips per document
+    wb_batch_ms: int = 1000  # larger batches: fewer DB round trips per document
     wb_backlog_max: int = 5_000  # intents pending before intake pauses (backpressure)
     wb_retry_max_s: float = 30.0
 

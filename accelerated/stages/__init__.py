@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 from accelerated.models import CanonicalEntity, Extracted, SourceRef
 from accelerated.settings import Settings
@@ -86,9 +87,41 @@ class StageContext:
         self.cpu_s += cpu
         return result
 
+    def __post_init__(self) -> None:
+        # Awaiting I/O (file reads, caches, the registry) is not stage compute either:
+        # other documents' work runs on the loop meanwhile.
+        self.blobs = cast(BlobReader, _Awaited(self.blobs, self))
+        self.canonical = cast(CanonicalRegistry, _Awaited(self.canonical, self))
+        if self.extract_cache is not None:
+            self.extract_cache = cast(ExtractCache, _Awaited(self.extract_cache, self))
+        if self.chunk_cache is not None:
+            self.chunk_cache = cast(ChunkResultCache, _Awaited(self.chunk_cache, self))
+
     def compute_seconds(self, wall_s: float) -> float:
         """Time inside stage code: its own time on the loop plus its executor CPU."""
         return max(0.0, wall_s - self.offloaded_s) + self.cpu_s
+
+
+class _Awaited:
+    """Proxy that books the time spent awaiting the target's coroutines as not-compute."""
+
+    def __init__(self, target: Any, ctx: StageContext) -> None:
+        self._target, self._ctx = target, ctx
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._target, name)
+        if not inspect.iscoroutinefunction(attr):
+            return attr
+
+        @functools.wraps(attr)
+        async def timed(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return await attr(*args, **kwargs)
+            finally:
+                self._ctx.offloaded_s += time.perf_counter() - t0
+
+        return timed
 
 
 def _timed(call: Callable[[], R]) -> tuple[R, float]:
