@@ -34,6 +34,7 @@ from persistence.schema import quote_schema
 log = logging.getLogger(__name__)
 
 PRUNE_AFTER: Final = "7 days"
+_QUIET_GAP_MS: Final = 250
 PRUNE_EVERY_S: Final = 3600.0
 _DB_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 # What asyncpg raises while encoding a value the column type cannot hold (bad rows).
@@ -197,13 +198,13 @@ class WriteBehindWriter:
             if deadline is None:
                 block: int | None = block_ms
             else:
+                # Keep the batch open while intents keep coming, up to wb_batch_ms;
+                # a quiet gap closes it early, so a lone intent is not held back.
                 left = int((deadline - time.monotonic()) * 1000)
-                block = left if left >= 1 else None
+                block = min(left, _QUIET_GAP_MS) if left >= 1 else None
             entries = await self._read(">", block)
             if not entries:
-                if deadline is None or block is None:
-                    break
-                continue
+                break
             self._add(batch, entries)
             if deadline is None:
                 deadline = time.monotonic() + self.settings.wb_batch_ms / 1000
