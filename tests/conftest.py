@@ -115,8 +115,8 @@ async def pg_pool(pg_schema: str) -> AsyncIterator[asyncpg.Pool]:
 
 
 @pytest.fixture
-def settings(prefix: str, pg_schema: str, tmp_path: Path) -> Settings:
-    return Settings.from_dsn(
+def settings(prefix: str, pg_schema: str, tmp_path: Path) -> Iterator[Settings]:
+    yield Settings.from_dsn(
         REDIS_URL,
         DATABASE_URL,
         redis_prefix=prefix,
@@ -125,6 +125,14 @@ def settings(prefix: str, pg_schema: str, tmp_path: Path) -> Settings:
         claim_idle_ms=2_000,
         _env_file=None,
     )
+    # Subprocesses (CLI, workers) write under the prefix too: remove what they left.
+    import redis as sync_redis
+
+    client = sync_redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    for i in range(0, len(keys), 500):
+        client.delete(*keys[i : i + 500])
+    client.close()
 
 
 @pytest.fixture
