@@ -147,8 +147,8 @@ async def test_two_workers_never_duplicate_canonical_entities(
     assert dupes == []
     n_rows = await pg_pool.fetchval("SELECT count(*) FROM canonical_entities WHERE project = 'two'")
     assert await redis.hlen(keys.canonical("two")) == n_rows > 0
-    # Both workers did work (the consumer group spread the documents).
-    assert all("started" in log for log in logs)
+    # Both workers really ran against the same streams (and stopped cleanly on SIGTERM).
+    assert all("started" in log and "stopped" in log for log in logs), logs
 
 
 def test_cli_falls_back_to_traditional_path_when_redis_is_down(
