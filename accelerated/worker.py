@@ -15,7 +15,7 @@ import signal
 from prometheus_client import start_http_server
 
 from accelerated.connect import open_clients
-from accelerated.errors import PipelineError
+from accelerated.errors import BackendUnavailable, PipelineError
 from accelerated.runtime import build_runtime, make_executor
 from accelerated.settings import Settings
 
@@ -27,6 +27,9 @@ async def amain(metrics_port: int | None) -> None:
     async with open_clients(settings) as clients:
         for notice in clients.notices:
             log.warning("%s", notice)
+        if clients.redis is None:
+            # Without Redis there are no streams to consume: only `batch` can fall back.
+            raise BackendUnavailable("the worker needs Redis (its stage streams); set REDIS_URL")
         rt = build_runtime(
             clients.settings, clients.pool, clients.redis, executor=make_executor(clients.settings)
         )
