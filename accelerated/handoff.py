@@ -8,6 +8,8 @@ Postgres and output is written to Postgres synchronously before the message move
 
 from __future__ import annotations
 
+import uuid
+from collections import OrderedDict
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
@@ -76,32 +78,65 @@ class AcceleratedHandoff:
     ) -> None:
         self.redis, self.transport, self.keys, self.codec = redis, transport, keys, codec
         self.ttl = settings.ttl_stage_s
+        # Outputs this process just committed, so that when it also runs the next stage
+        # it skips the GET and the decode. Redis keeps the durable copy; a miss reads it.
+        self._recent: OrderedDict[tuple[uuid.UUID, str, int], Any] = OrderedDict()
+        self._recent_max = max(64, settings.concurrency * len(STAGES) * 4)
+
+    def _remember(self, ref: SourceRef, stage: str, output: Any) -> None:
+        self._recent[(ref.document_id, stage, ref.generation)] = output
+        self._recent.move_to_end((ref.document_id, stage, ref.generation))
+        while len(self._recent) > self._recent_max:
+            self._recent.popitem(last=False)
+
+    def _recalled(self, ref: SourceRef, stage: str) -> Any | None:
+        return self._recent.get((ref.document_id, stage, ref.generation))
+
+    def _forget(self, ref: SourceRef) -> None:
+        for stage in STAGES:
+            self._recent.pop((ref.document_id, stage, ref.generation), None)
 
     def input_key(self, stage: str, ref: SourceRef) -> str | None:
         prev = previous_stage(stage)
-        return None if prev is None else self.keys.output(ref.document_id, prev)
+        if prev is None or self._recalled(ref, prev) is not None:
+            return None
+        return self.keys.output(ref.document_id, prev)
 
     async def load(self, stage: str, ref: SourceRef, raw: bytes | None) -> Any:
         prev = previous_stage(stage)
         if prev is None:
             return ref
         if raw is None:
-            raise MissingInput(f"output of {prev} is missing for {ref.document_id}")
+            recalled = self._recalled(ref, prev)
+            if recalled is not None:
+                return recalled
+            (value,) = await self._outputs(ref, (prev,))
+            return value
         try:
             return self.codec.decode(raw, OUTPUT_TYPES[prev])
         except CodecError as exc:
             raise MissingInput(f"output of {prev} is unreadable: {exc}") from None
 
     async def _outputs(self, ref: SourceRef, stages: tuple[str, ...]) -> list[Any]:
+        out: list[Any] = [self._recalled(ref, s) for s in stages]
+        missing = [s for s, v in zip(stages, out, strict=True) if v is None]
+        if not missing:
+            return out
         try:
-            raws = await self.redis.mget([self.keys.output(ref.document_id, s) for s in stages])
+            raws = await self.redis.mget([self.keys.output(ref.document_id, s) for s in missing])
         except RedisError as exc:
             raise BackendUnavailable(f"redis: {exc}") from None
-        out = []
-        for s, raw in zip(stages, raws, strict=True):
+        fetched = dict(zip(missing, raws, strict=True))
+        for i, s in enumerate(stages):
+            if out[i] is not None:
+                continue
+            raw = fetched[s]
             if raw is None:
                 raise MissingInput(f"output of {s} is missing for {ref.document_id}")
-            out.append(self.codec.decode(raw, OUTPUT_TYPES[s]))  # type: ignore[arg-type]
+            try:
+                out[i] = self.codec.decode(raw, OUTPUT_TYPES[s])  # type: ignore[arg-type]
+            except CodecError as exc:
+                raise MissingInput(f"output of {s} is unreadable: {exc}") from None
         return out
 
     async def commit(
@@ -135,6 +170,10 @@ class AcceleratedHandoff:
         if final_status is not None:
             fields = {**fields, state.STATUS: state.PERSISTING}
         await self.transport.advance(msg, next_stage, fields, None, ops)
+        if final_status is None:
+            self._remember(ref, msg.stage, output)
+        else:
+            self._forget(ref)
 
     async def fail(self, msg: Message, error: str) -> None:
         intent = intent_for_document(msg.ref, None, None, None, None, state.FAILED, error)

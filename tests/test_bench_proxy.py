@@ -20,16 +20,24 @@ def pg_proxy(settings: Settings) -> Iterator[DelayProxy]:
         yield proxy
 
 
-async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    while data := await reader.read(1 << 16):
-        writer.write(data)
-        await writer.drain()
-    writer.close()
-
-
 @pytest.fixture
 async def echo_proxy() -> AsyncIterator[DelayProxy]:
-    server = await asyncio.start_server(_echo, "127.0.0.1", 0)
+    handlers: set[asyncio.Task[None]] = set()
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.add(task)
+        try:
+            while data := await reader.read(1 << 16):
+                writer.write(data)
+                await writer.drain()
+        except ConnectionError:
+            pass  # the proxy process was stopped mid-connection
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(echo, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     proxy = DelayProxy("127.0.0.1", port).start()
     try:
@@ -37,6 +45,10 @@ async def echo_proxy() -> AsyncIterator[DelayProxy]:
     finally:
         proxy.stop()
         server.close()
+        # Let every handler see its connection end before the loop goes away: a handler
+        # cancelled at loop shutdown makes asyncio log an error, which fails the test.
+        if handlers:
+            await asyncio.wait(handlers, timeout=5)
         await server.wait_closed()
 
 
