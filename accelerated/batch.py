@@ -59,6 +59,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--from needs --reprocess")
     if args.input is None and not args.reprocess:
         args.input = [DEFAULT_INPUT]
+    missing = [str(p) for p in args.input or [] if not p.exists()]
+    if missing:
+        p.error(f"input not found: {', '.join(missing)}")
     return args
 
 
