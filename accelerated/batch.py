@@ -16,9 +16,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from accelerated.batch_run import BatchOptions, BatchReport, run_batch
+from accelerated.batch_run import BatchOptions, BatchReport, raise_for_failures, run_batch
 from accelerated.connect import open_clients
-from accelerated.errors import PipelineError
+from accelerated.errors import BatchFailed, PipelineError
 from accelerated.ids import validate_project
 from accelerated.keys import STAGES
 from accelerated.runtime import build_runtime, make_executor
@@ -138,11 +138,13 @@ async def amain(args: argparse.Namespace, console: Console) -> int:
         )
     if report.unchanged:
         console.print(f"{report.unchanged} document(s) unchanged since they were done: not re-run")
-    if report.failed:
+    try:
+        raise_for_failures(report)
+    except BatchFailed as exc:
         fails = Table(title="failed documents", show_header=True)
         fails.add_column("document", overflow="fold")
         fails.add_column("error")
-        for key, error in sorted(report.failed.items()):
+        for key, error in sorted(exc.failed.items()):
             fails.add_row(key, error)
         console.print(fails)
         return 1

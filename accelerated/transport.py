@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import msgspec
@@ -77,8 +77,6 @@ class Transport(Protocol):
 
     async def outstanding(self, project: str) -> int: ...
 
-    async def failures(self, project: str) -> dict[str, str]: ...
-
     async def latencies(self, refs: Sequence[SourceRef]) -> list[tuple[float, float, float]]:
         """(intake_at, done_at, compute seconds) per terminal document."""
         ...
@@ -90,10 +88,6 @@ class Transport(Protocol):
         ...
 
     async def close(self) -> None: ...
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _now() -> str:
@@ -320,13 +314,6 @@ class RedisTransport:
         except RedisError as exc:
             raise _redis_error(exc) from None
 
-    async def failures(self, project: str) -> dict[str, str]:
-        try:
-            raw = await self.redis.hgetall(self.keys.failed(project))
-        except RedisError as exc:
-            raise _redis_error(exc) from None
-        return {_text(k): _text(v) for k, v in raw.items()}
-
     async def latencies(self, refs: Sequence[SourceRef]) -> list[tuple[float, float, float]]:
         pipe = self.redis.pipeline(transaction=False)
         compute_fields = [state.stage_time_field(s) for s in STAGES]
@@ -346,11 +333,6 @@ class RedisTransport:
             await self.redis.delete(self.keys.consumer_alive(self.consumer))
 
 
-@dataclass
-class _LocalDoc:
-    fields: dict[str, str | float] = field(default_factory=dict)
-
-
 class LocalTransport:
     """In-process queues: the traditional path keeps working when Redis is unreachable.
 
@@ -362,7 +344,6 @@ class LocalTransport:
         self._queues: dict[str, asyncio.Queue[Message]] = {s: asyncio.Queue() for s in STAGES}
         self._state: dict[str, dict[str, Any]] = {}
         self._outstanding: dict[str, set[str]] = {}
-        self._failed: dict[str, dict[str, str]] = {}
         self._seq = 0
 
     async def setup(self) -> None:
@@ -418,7 +399,7 @@ class LocalTransport:
             status, error = terminal
             st[state.STATUS], st[state.DONE_AT] = status, _now()
             if error:
-                self._failed.setdefault(msg.ref.project, {})[doc] = error
+                st[state.ERROR] = error
             self._outstanding.get(msg.ref.project, set()).discard(doc)
         if next_stage is not None:
             self._put(next_stage, msg.ref)
@@ -438,14 +419,10 @@ class LocalTransport:
                 state.INTAKE_AT: _now(),
             }
             self._outstanding.setdefault(ref.project, set()).add(doc)
-            self._failed.get(ref.project, {}).pop(doc, None)
             self._put(stage, ref)
 
     async def outstanding(self, project: str) -> int:
         return len(self._outstanding.get(project, ()))
-
-    async def failures(self, project: str) -> dict[str, str]:
-        return dict(self._failed.get(project, {}))
 
     async def latencies(self, refs: Sequence[SourceRef]) -> list[tuple[float, float, float]]:
         out = []
