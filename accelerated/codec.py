@@ -23,6 +23,7 @@ MAGIC: Final = b"LP"
 VERSION: Final = 1
 FLAG_DICT: Final = 0x01
 HEADER_LEN: Final = 4
+_STREAM_CHUNK: Final = 1024 * 1024
 
 
 class Codec:
@@ -93,14 +94,33 @@ class Codec:
             raise CodecError(f"unknown codec version {version}")
         if len(data) > self.max_value_bytes:
             raise CodecError(f"stored value is {len(data)} bytes, over the cap")
-        reader = self._dctx(bool(flags & FLAG_DICT)).stream_reader(io.BytesIO(data[HEADER_LEN:]))
+        dctx = self._dctx(bool(flags & FLAG_DICT))
+        body = memoryview(data)[HEADER_LEN:]
         try:
-            raw = reader.read(self.max_decompressed_bytes + 1)
-            # stream_reader.read may return less than asked before EOF; loop to the cap.
-            chunks = [raw]
-            total = len(raw)
-            while raw and total <= self.max_decompressed_bytes:
-                raw = reader.read(self.max_decompressed_bytes + 1 - total)
+            size = zstandard.frame_content_size(body)
+        except zstandard.ZstdError as exc:
+            raise CodecError(f"corrupt compressed value: {exc}") from None
+        if size > self.max_decompressed_bytes:
+            raise CodecError(f"value decompresses past the {self.max_decompressed_bytes}-byte cap")
+        if size >= 0:
+            # Our own frames carry their size: one call, one exact allocation (zstd fails
+            # if the frame's content does not match the size it declares).
+            try:
+                return dctx.decompress(body)
+            except zstandard.ZstdError as exc:
+                raise CodecError(f"corrupt compressed value: {exc}") from None
+        return self._decompress_unsized(dctx, body)
+
+    def _decompress_unsized(self, dctx: zstandard.ZstdDecompressor, body: memoryview) -> bytes:
+        """A frame without a declared size (not ours): stream it, stopping at the cap."""
+        reader = dctx.stream_reader(io.BytesIO(body))
+        chunks: list[bytes] = []
+        total = 0
+        try:
+            while total <= self.max_decompressed_bytes:
+                raw = reader.read(min(_STREAM_CHUNK, self.max_decompressed_bytes + 1 - total))
+                if not raw:
+                    break
                 chunks.append(raw)
                 total += len(raw)
         except zstandard.ZstdError as exc:

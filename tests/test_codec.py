@@ -88,3 +88,23 @@ def test_trained_dictionary_is_flagged_and_required_to_read() -> None:
     with pytest.raises(CodecError, match="dictionary"):
         Codec().decode(data, Chunked)
     assert len(data) > HEADER_LEN
+
+
+def test_a_frame_declaring_more_than_the_cap_is_refused_before_decompressing() -> None:
+    body = zstandard.ZstdCompressor().compress(b"1" * (2 * 1024 * 1024))
+    assert zstandard.frame_content_size(body) == 2 * 1024 * 1024
+    with pytest.raises(CodecError, match="decompresses past"):
+        Codec(max_decompressed_bytes=1024 * 1024).decompress(MAGIC + bytes((VERSION, 0)) + body)
+
+
+def test_a_frame_whose_declared_size_is_wrong_is_corrupt() -> None:
+    body = bytearray(zstandard.ZstdCompressor().compress(b"abc" * 1000))
+    # Frame header: magic (4 bytes), descriptor, then a 2-byte content size stored
+    # as size - 256 (RFC 8878); declare 2,000 bytes instead of 3,000.
+    assert zstandard.get_frame_parameters(bytes(body)).content_size == 3000
+    idx = bytes(body).find((3000 - 256).to_bytes(2, "little"))
+    assert 0 < idx < 8
+    body[idx : idx + 2] = (2000 - 256).to_bytes(2, "little")
+    assert zstandard.frame_content_size(bytes(body)) == 2000
+    with pytest.raises(CodecError, match="corrupt"):
+        Codec().decompress(MAGIC + bytes((VERSION, 0)) + bytes(body))
