@@ -363,10 +363,11 @@ class WriteBehindWriter:
             for it in intents:
                 if str(it.intent_id) in new:
                     latest[it.document_id] = it
+            fresh: set[str] = set()  # documents whose row this transaction inserted
             for table in rows.TABLE_ORDER:
                 owners = [it for it in latest.values() if table in it.tables]
                 if owners:
-                    self.stats.rows += await self._load(conn, table, owners)
+                    self.stats.rows += await self._load(conn, table, owners, fresh)
         self.stats.applied += len(new)
         self.stats.redelivered += len(intents) - len(new)
 
@@ -383,21 +384,41 @@ class WriteBehindWriter:
         )
         self._staged.add(conn)
 
-    async def _load(self, conn: asyncpg.Connection, table: str, owners: list[Intent]) -> int:
+    async def _load(
+        self, conn: asyncpg.Connection, table: str, owners: list[Intent], fresh: set[str]
+    ) -> int:
         if table == "canonical_entities":
             records = rows.least_names([r for it in owners for r in it.tables[table]])
         else:  # last wins; ids are unique per document, so this is rarely a real merge
             records = list({r[0]: r for it in owners for r in it.tables[table]}.values())
-        if records:
+        cols = rows.COLUMNS[table]
+        if table == "documents":
+            await conn.copy_records_to_table(f"_wb_{table}", records=records, columns=cols)
+            # xmax = 0 on the returned row: inserted now, not updated. The insert holds the
+            # row's lock until commit, so a concurrent writer of the same document waits
+            # and then sees it as existing.
+            fresh.update(str(r[0]) for r in await conn.fetch(self._sql[table]) if r[1])
+            return len(records)
+        if table not in rows.PER_DOCUMENT:
+            if records:
+                await conn.copy_records_to_table(f"_wb_{table}", records=records, columns=cols)
+                await conn.execute(self._sql[table])
+            return len(records)
+        # A document seen for the first time has no rows to merge with: its rows go
+        # straight into the table. Re-processed documents are merged, so unchanged rows
+        # are not rewritten and rows the new output lacks are deleted.
+        doc = cols.index("document_id")
+        new_rows = [r for r in records if str(r[doc]) in fresh]
+        if new_rows:
             await conn.copy_records_to_table(
-                f"_wb_{table}", records=records, columns=rows.COLUMNS[table]
+                table, records=new_rows, columns=cols, schema_name=self.settings.pg_schema
             )
-        if table in rows.PER_DOCUMENT:
-            # The intent is the document's full row set: the same statement drops the
-            # rows its new output lacks.
-            await conn.execute(self._sql[table], [str(it.document_id) for it in owners])
-        elif records:
-            await conn.execute(self._sql[table])
+        old_owners = [str(it.document_id) for it in owners if str(it.document_id) not in fresh]
+        if old_owners:
+            old_rows = [r for r in records if str(r[doc]) not in fresh]
+            if old_rows:
+                await conn.copy_records_to_table(f"_wb_{table}", records=old_rows, columns=cols)
+            await conn.execute(self._sql[table], old_owners)
         return len(records)
 
     async def _connection(self) -> asyncpg.Connection:
@@ -500,5 +521,8 @@ def _upsert_sql(schema: str, table: str) -> str:
     )
     if table == "documents":  # never let a stale generation overwrite a re-ingested one
         newer = "t.generation <= EXCLUDED.generation"
-        return f"{head}{sets}, updated_at = now() WHERE {newer} AND {changed}"
+        return (
+            f"{head}{sets}, updated_at = now() WHERE {newer} AND {changed} "
+            "RETURNING t.id, t.xmax = 0"
+        )
     return f"{head}{sets} WHERE {changed}"

@@ -537,3 +537,34 @@ async def _until_async(fn: object, want: object, limit_s: float = 10.0) -> None:
         if time.monotonic() > end:
             pytest.fail(f"never became {want!r}")
         await asyncio.sleep(0.02)
+
+
+async def test_first_write_of_a_document_racing_another_writer_merges_cleanly(
+    writer: WriteBehindWriter,
+    redis: aioredis.Redis,
+    pg_pool: asyncpg.Pool,
+    keys: Keys,
+    codec: Codec,
+    settings: Settings,
+    docs: list[Doc],
+) -> None:
+    """A new document's rows are copied straight in; a second writer applying the same
+    document meanwhile must wait on its row, then merge, not collide or duplicate."""
+    d = docs[0]
+    first = d.intent()
+    d.chunked.chunks = d.chunked.chunks[:3]
+    second = d.intent()
+    other = WriteBehindWriter(redis, pg_pool, keys, codec, settings, consumer="w2")
+    async with pg_pool.acquire() as conn_a, pg_pool.acquire() as conn_b:
+        held = conn_a.transaction()
+        await held.start()
+        await writer._apply(conn_a, [first])  # inserted, not yet committed: row locked
+        racing = asyncio.create_task(other._apply(conn_b, [second]))
+        await asyncio.sleep(0.3)
+        assert not racing.done()  # waits on the uncommitted documents row
+        await held.commit()
+        await asyncio.wait_for(racing, 10)
+    got = await pg_pool.fetch("SELECT idx FROM chunks ORDER BY idx")
+    assert [r[0] for r in got] == [0, 1, 2]
+    mentions = await table_rows(pg_pool, "entity_mentions")
+    assert len(mentions) == len(second.tables["entity_mentions"])
