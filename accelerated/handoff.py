@@ -8,6 +8,7 @@ Postgres and output is written to Postgres synchronously before the message move
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import OrderedDict
 from typing import Any, Protocol
@@ -23,7 +24,7 @@ from accelerated.keys import STAGES, Keys
 from accelerated.models import Chunked, Cleaned, Extracted, Mentions, Related, Resolved, SourceRef
 from accelerated.settings import Settings
 from accelerated.transport import Message, Transport
-from persistence.intents import intent_for_document, queue_intent
+from persistence.intents import IntentMemo, intent_for_document, queue_intent
 from persistence.traditional import TraditionalStore
 
 # The record type each stage produces (and the next one consumes).
@@ -75,31 +76,58 @@ class AcceleratedHandoff:
         keys: Keys,
         codec: Codec,
         settings: Settings,
+        intents: IntentMemo | None = None,
     ) -> None:
         self.redis, self.transport, self.keys, self.codec = redis, transport, keys, codec
+        self.intents = intents  # shared with a write-behind writer in this process
         self.ttl = settings.ttl_stage_s
         # Outputs this process just committed, so that when it also runs the next stage
         # it skips the GET and the decode. Redis keeps the durable copy; a miss reads it.
-        self._recent: OrderedDict[tuple[uuid.UUID, str, int], Any] = OrderedDict()
-        self._recent_max = max(64, settings.concurrency * len(STAGES) * 4)
+        # New entries are refused while the budget is spent (the documents already in it
+        # are the ones furthest along); entries of documents that never came back expire.
+        self._recent: OrderedDict[tuple[uuid.UUID, str, int], tuple[Any, int, float]] = (
+            OrderedDict()
+        )
+        self._recent_bytes = 0
+        self._budget = settings.handoff_memo_bytes
+        self._max_age = settings.handoff_memo_s
+        self.memo_hits = 0
+        self.memo_misses = 0
 
-    def _remember(self, ref: SourceRef, stage: str, output: Any) -> None:
-        self._recent[(ref.document_id, stage, ref.generation)] = output
-        self._recent.move_to_end((ref.document_id, stage, ref.generation))
-        while len(self._recent) > self._recent_max:
-            self._recent.popitem(last=False)
+    def _remember(self, ref: SourceRef, stage: str, output: Any, cost: int) -> None:
+        now = time.monotonic()
+        while self._recent:
+            key, (_out, size, at) = next(iter(self._recent.items()))
+            if now - at < self._max_age:
+                break
+            del self._recent[key]
+            self._recent_bytes -= size
+        if self._recent_bytes + cost > self._budget:
+            return
+        self._recent[(ref.document_id, stage, ref.generation)] = (output, cost, now)
+        self._recent_bytes += cost
 
     def _recalled(self, ref: SourceRef, stage: str) -> Any | None:
-        return self._recent.get((ref.document_id, stage, ref.generation))
+        hit = self._recent.get((ref.document_id, stage, ref.generation))
+        return None if hit is None else hit[0]
+
+    def _drop(self, ref: SourceRef, stage: str) -> None:
+        hit = self._recent.pop((ref.document_id, stage, ref.generation), None)
+        if hit is not None:
+            self._recent_bytes -= hit[1]
 
     def _forget(self, ref: SourceRef) -> None:
         for stage in STAGES:
-            self._recent.pop((ref.document_id, stage, ref.generation), None)
+            self._drop(ref, stage)
 
     def input_key(self, stage: str, ref: SourceRef) -> str | None:
         prev = previous_stage(stage)
-        if prev is None or self._recalled(ref, prev) is not None:
+        if prev is None:
             return None
+        if self._recalled(ref, prev) is not None:
+            self.memo_hits += 1
+            return None
+        self.memo_misses += 1
         return self.keys.output(ref.document_id, prev)
 
     async def load(self, stage: str, ref: SourceRef, raw: bytes | None) -> Any:
@@ -165,24 +193,32 @@ class AcceleratedHandoff:
         def ops(pipe: Pipeline) -> None:
             pipe.set(out_key, value, ex=self.ttl)
             if intent is not None:
-                queue_intent(pipe, self.keys, self.codec, intent)
+                queue_intent(pipe, self.keys, self.codec, intent, self.intents)
 
         if final_status is not None:
             fields = {**fields, state.STATUS: state.PERSISTING}
-        await self.transport.advance(msg, next_stage, fields, None, ops)
-        if final_status is None:
-            self._remember(ref, msg.stage, output)
-        else:
+        if final_status is not None:
+            await self.transport.advance(msg, next_stage, fields, None, ops)
             self._forget(ref)
+            return
+        # Remembered before the message moves on: the next stage's consumer in this
+        # process may receive it before this coroutine resumes after the MULTI.
+        self._remember(ref, msg.stage, output, len(value))
+        try:
+            await self.transport.advance(msg, next_stage, fields, None, ops)
+        except BaseException:
+            self._drop(ref, msg.stage)
+            raise
 
     async def fail(self, msg: Message, error: str) -> None:
         intent = intent_for_document(msg.ref, None, None, None, None, state.FAILED, error)
 
         def ops(pipe: Pipeline) -> None:
-            queue_intent(pipe, self.keys, self.codec, intent)
+            queue_intent(pipe, self.keys, self.codec, intent, self.intents)
 
         fields: dict[str, str | float] = {state.STATUS: state.PERSISTING, state.ERROR: error}
         await self.transport.advance(msg, None, fields, None, ops)
+        self._forget(msg.ref)
 
 
 class TraditionalHandoff:

@@ -34,6 +34,7 @@ from accelerated.models import SourceRef
 from accelerated.settings import Settings
 from accelerated.stages import CanonicalRegistry, StageContext
 from accelerated.transport import LocalTransport, RedisTransport, Transport
+from persistence.intents import IntentMemo
 from persistence.traditional import TraditionalStore
 from persistence.writebehind import WriteBehindWriter
 
@@ -145,13 +146,14 @@ def build_runtime(
         "consumer": name,
     }
     if redis is not None and settings.enable_redis_acceleration:
+        memo = IntentMemo()  # the writer below takes what the handoff queues, undecoded
         return Runtime(
             **common,
-            handoff=AcceleratedHandoff(redis, transport, keys, codec, settings),
+            handoff=AcceleratedHandoff(redis, transport, keys, codec, settings, memo),
             canonical=RedisCanonicalRegistry(redis, keys),
             extract_cache=RedisExtractCache(redis, keys, codec, settings.ttl_cache_s),
             chunk_cache=RedisChunkCache(redis, keys, settings.ttl_cache_s),
-            writer=WriteBehindWriter(redis, pool, keys, codec, settings, consumer=name),
+            writer=WriteBehindWriter(redis, pool, keys, codec, settings, consumer=name, memo=memo),
         )
     return Runtime(
         **common,

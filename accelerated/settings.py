@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     # Engine.
     concurrency: int = 16  # documents in flight per stage in one process
     read_count: int = 16  # XREADGROUP COUNT
+    # Stage outputs kept in memory for the next stage in this process (Redis keeps the
+    # durable copy): budget in compressed bytes, and how long an entry may wait.
+    handoff_memo_bytes: int = 32 * 1024 * 1024
+    handoff_memo_s: float = 300.0
     block_ms: int = 200
     claim_idle_ms: int = 60_000  # XAUTOCLAIM messages idle this long
     max_deliveries: int = 3  # then the message goes to the stage's dead-letter stream

@@ -36,6 +36,7 @@ import redis.asyncio as aioredis
 from rich.console import Console
 
 from accelerated.batch_run import BatchOptions, BatchReport, run_batch
+from accelerated.handoff import AcceleratedHandoff
 from accelerated.runtime import Runtime, build_runtime, make_executor
 from accelerated.settings import Settings
 from benchmarks import metrics, report
@@ -271,6 +272,17 @@ async def _entity_cache_keys(h: Harness, env: PathEnv) -> int:
     return len([k async for k in h.admin_redis.scan_iter(match=pattern, count=1000)])
 
 
+def _memo_counters(env: PathEnv) -> dict[str, int]:
+    handoff, writer = env.rt.handoff, env.rt.writer
+    if not isinstance(handoff, AcceleratedHandoff) or writer is None or writer.memo is None:
+        return {}
+    return {
+        "handoff_memo_hits": handoff.memo_hits,
+        "handoff_memo_misses": handoff.memo_misses,
+        "intent_memo_hits": writer.memo.hits,
+    }
+
+
 async def measure(h: Harness, env: PathEnv, mode: str, latency: float) -> metrics.RunMetrics:
     """One timed run: cold ingest of the staged folder, or warm reprocess of the project."""
     warm = mode == "warm"
@@ -286,9 +298,11 @@ async def measure(h: Harness, env: PathEnv, mode: str, latency: float) -> metric
         not_ours = frozenset({h.proxy.pid or -1})
         db0, cmd0 = h.proxy.counters(), await metrics.redis_commands(h.admin_redis)
         cpu0 = metrics.CpuTimes.now(not_ours)
+        memo0 = _memo_counters(env)
         async with metrics.RssPeak().watch() as rss:
             rep: BatchReport = await run_batch(env.rt, opts)
         cpu1 = metrics.CpuTimes.now(not_ours)
+        memo1 = _memo_counters(env)
         db1, cmd1 = h.proxy.counters(), await metrics.redis_commands(h.admin_redis)
     env.cold_done = True
     harness_cpu, children_cpu = cpu1.since(cpu0)
@@ -305,6 +319,9 @@ async def measure(h: Harness, env: PathEnv, mode: str, latency: float) -> metric
             if rep.stage_compute_s > 0
             else None,
             "db_bytes_up_per_doc": round((db1 - db0).bytes_up / max(1, rep.total)),
+            # In-process reuse: stage inputs taken from memory instead of Redis, and
+            # intents the writer took without decoding them.
+            **{k: memo1[k] - memo0[k] for k in memo0},
             "db_connections_opened": (db1 - db0).connections,
             "chunks": rep.chunks,
             "mentions": rep.mentions,

@@ -7,6 +7,7 @@ takes the caller's pipeline), so nothing Redis acknowledged lives only in memory
 from __future__ import annotations
 
 import uuid
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -19,6 +20,7 @@ from accelerated.models import Chunked, Cleaned, Extracted, Related, Resolved, S
 from persistence import rows
 
 FIELD: Final = b"i"  # stream entry field holding the codec-encoded intent
+ID_FIELD: Final = b"id"  # the intent id (16 bytes), readable without decoding the intent
 
 
 class Intent(msgspec.Struct, kw_only=True):
@@ -40,12 +42,49 @@ class Intent(msgspec.Struct, kw_only=True):
         return sum(len(v) for v in self.tables.values())
 
 
-def queue_intent(pipe: Pipeline, keys: Keys, codec: Codec, intent: Intent) -> None:
+class IntentMemo:
+    """Intents this process queued, by id, so a writer in the same process takes the
+    object instead of decoding the copy it reads back from the stream.
+
+    The stream entry stays the durable copy (a writer elsewhere, or this one after a
+    restart, decodes it); the memo only saves work. Bounded by rows: when no writer
+    here takes them, the oldest are dropped.
+    """
+
+    def __init__(self, max_rows: int = 200_000) -> None:
+        self.max_rows = max_rows
+        self._items: OrderedDict[bytes, Intent] = OrderedDict()
+        self._rows = 0
+        self.hits = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, intent: Intent) -> None:
+        self._items[intent.intent_id.bytes] = intent
+        self._rows += intent.row_count()
+        while self._rows > self.max_rows and self._items:
+            _key, old = self._items.popitem(last=False)
+            self._rows -= old.row_count()
+
+    def take(self, intent_id: bytes) -> Intent | None:
+        intent = self._items.pop(intent_id, None)
+        if intent is not None:
+            self._rows -= intent.row_count()
+            self.hits += 1
+        return intent
+
+
+def queue_intent(
+    pipe: Pipeline, keys: Keys, codec: Codec, intent: Intent, memo: IntentMemo | None = None
+) -> None:
     """XADD the intent onto the caller's pipeline (executed in the caller's MULTI)."""
     unknown = set(intent.tables) - set(rows.COLUMNS)
     if unknown:
         raise ValueError(f"intent has rows for unknown tables: {sorted(unknown)}")
-    pipe.xadd(keys.wb_stream(), {FIELD: codec.encode(intent)})
+    pipe.xadd(keys.wb_stream(), {FIELD: codec.encode(intent), ID_FIELD: intent.intent_id.bytes})
+    if memo is not None:
+        memo.put(intent)
 
 
 def intent_for_document(

@@ -27,7 +27,7 @@ from accelerated.errors import CodecError
 from accelerated.keys import Keys
 from accelerated.settings import Settings
 from persistence import rows
-from persistence.intents import FIELD, Intent
+from persistence.intents import FIELD, ID_FIELD, Intent, IntentMemo
 from persistence.pg import describe, is_transient
 from persistence.schema import quote_schema
 
@@ -92,8 +92,10 @@ class WriteBehindWriter:
         codec: Codec,
         settings: Settings,
         consumer: str,
+        memo: IntentMemo | None = None,
     ) -> None:
         self.redis = redis
+        self.memo = memo
         self.pool = pool
         self.keys = keys
         self.codec = codec
@@ -251,6 +253,11 @@ class WriteBehindWriter:
             if raw is None:
                 batch.poison.append((sid, b"", f"entry has no {FIELD!r} field"))
                 continue
+            iid = fields.get(ID_FIELD)
+            known = self.memo.take(iid) if self.memo is not None and iid else None
+            if known is not None:
+                self._take(batch, sid, known)
+                continue
             try:
                 intent = self.codec.decode(raw, Intent)
                 bad = set(intent.tables) - set(rows.COLUMNS)
@@ -259,10 +266,13 @@ class WriteBehindWriter:
             except CodecError as exc:
                 batch.poison.append((sid, raw, str(exc)))
                 continue
-            n = intent.row_count()
-            batch.items.append((sid, intent))
-            batch.rows += n
-            self._rows_per_intent = 0.8 * self._rows_per_intent + 0.2 * max(n, 1)
+            self._take(batch, sid, intent)
+
+    def _take(self, batch: _Batch, sid: bytes, intent: Intent) -> None:
+        n = intent.row_count()
+        batch.items.append((sid, intent))
+        batch.rows += n
+        self._rows_per_intent = 0.8 * self._rows_per_intent + 0.2 * max(n, 1)
 
     # Applying ---------------------------------------------------------------------------
     async def _process(self, batch: _Batch, stop: asyncio.Event) -> int:

@@ -39,7 +39,7 @@ from accelerated.models import (
 )
 from accelerated.settings import Settings
 from persistence import rows
-from persistence.intents import FIELD, Intent, intent_for_document, queue_intent
+from persistence.intents import FIELD, Intent, IntentMemo, intent_for_document, queue_intent
 from persistence.schema import migrate
 from persistence.writebehind import WriteBehindWriter
 
@@ -239,10 +239,16 @@ async def start_document(redis: aioredis.Redis, keys: Keys, d: Doc) -> None:
     await redis.sadd(keys.outstanding(d.source.project), str(d.source.document_id))
 
 
-async def queue(redis: aioredis.Redis, keys: Keys, codec: Codec, intents: list[Intent]) -> None:
+async def queue(
+    redis: aioredis.Redis,
+    keys: Keys,
+    codec: Codec,
+    intents: list[Intent],
+    memo: IntentMemo | None = None,
+) -> None:
     async with redis.pipeline(transaction=True) as pipe:
         for it in intents:
-            queue_intent(pipe, keys, codec, it)
+            queue_intent(pipe, keys, codec, it, memo)
         await pipe.execute()
 
 
@@ -568,3 +574,35 @@ async def test_first_write_of_a_document_racing_another_writer_merges_cleanly(
     assert [r[0] for r in got] == [0, 1, 2]
     mentions = await table_rows(pg_pool, "entity_mentions")
     assert len(mentions) == len(second.tables["entity_mentions"])
+
+
+async def test_a_writer_in_the_queueing_process_takes_intents_without_decoding(
+    redis: aioredis.Redis,
+    pg_pool: asyncpg.Pool,
+    keys: Keys,
+    codec: Codec,
+    settings: Settings,
+    pg_schema: str,
+    docs: list[Doc],
+) -> None:
+    await migrate(pg_pool, pg_schema)
+    memo = IntentMemo()
+    writer = WriteBehindWriter(redis, pg_pool, keys, codec, settings, consumer="w1", memo=memo)
+    intents = [d.intent() for d in docs]
+    await queue(redis, keys, codec, intents, memo)
+    assert len(memo) == len(docs)
+    assert memo.take(intents[0].intent_id.bytes) is intents[0]  # gone: read back and decoded
+    memo.hits = 0
+    assert await writer.drain() == len(docs)
+    assert memo.hits == len(docs) - 1 and len(memo) == 0
+    for table in rows.TABLE_ORDER:
+        assert await table_rows(pg_pool, table) == expected_rows(docs, table), table
+
+
+def test_intent_memo_is_bounded_by_rows(docs: list[Doc]) -> None:
+    intents = [d.intent() for d in docs]
+    memo = IntentMemo(max_rows=intents[-1].row_count())
+    for it in intents:
+        memo.put(it)
+    assert len(memo) == 1 and memo.take(intents[-1].intent_id.bytes) is intents[-1]
+    assert memo.take(intents[0].intent_id.bytes) is None

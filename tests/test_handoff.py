@@ -1,0 +1,54 @@
+"""In-process reuse on the accelerated path: stage outputs and intents kept in memory.
+
+Redis always holds the durable copy; memory only saves GET + decode. So the same run
+with the memo disabled must give exactly the same rows, and a memo must never grow
+without bound or keep documents that are finished.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+
+from accelerated.batch_run import BatchOptions, run_batch
+from accelerated.handoff import AcceleratedHandoff
+from accelerated.settings import Settings
+from persistence.schema import migrate
+from tests.conftest import EXAMPLES
+from tests.support import dump, make_runtime
+
+
+@pytest.mark.parametrize("budget", [32 * 1024 * 1024, 0])
+async def test_memo_saves_reads_and_changes_nothing(
+    settings: Settings, pg_pool: asyncpg.Pool, redis: aioredis.Redis, budget: int
+) -> None:
+    await migrate(pg_pool, settings.pg_schema)
+    rt = make_runtime(
+        settings.model_copy(update={"handoff_memo_bytes": budget}), pg_pool, redis, accelerated=True
+    )
+    handoff = rt.handoff
+    assert isinstance(handoff, AcceleratedHandoff) and rt.writer is not None
+    assert rt.writer.memo is not None
+    report = await run_batch(rt, BatchOptions("memo", [EXAMPLES]))
+    assert report.done + report.needs_ocr == report.total > 0
+    # Every stage after extract asks for its input once per document.
+    asked = handoff.memo_hits + handoff.memo_misses
+    assert asked >= 5 * report.done
+    if budget:
+        assert handoff.memo_misses == 0
+    else:
+        assert handoff.memo_hits == 0
+    assert handoff._recent == {} and handoff._recent_bytes == 0  # finished: forgotten
+    # The writer in this process took every intent the handoff queued, undecoded.
+    assert rt.writer.memo.hits == report.total and len(rt.writer.memo) == 0
+    rows = await dump(pg_pool)
+    assert len(rows["chunks"]) > 0 and len(rows["relationships"]) > 0
+    await pg_pool.execute("TRUNCATE documents, chunks, entity_mentions, relationships")
+    # Same documents through a runtime with no memo at all: the same rows.
+    plain = make_runtime(
+        settings.model_copy(update={"handoff_memo_bytes": 0}), pg_pool, redis, accelerated=True
+    )
+    plain.writer.memo = None  # type: ignore[union-attr]
+    await run_batch(plain, BatchOptions("memo", [EXAMPLES], reprocess=True))
+    assert await dump(pg_pool) == rows
