@@ -24,7 +24,7 @@ ID_FIELD: Final = b"id"  # the intent id (16 bytes), readable without decoding t
 
 
 class Intent(msgspec.Struct, kw_only=True):
-    """Rows per table in ``rows.COLUMNS`` order, JSON-safe (uuids as strings).
+    """Rows per table in ``rows.COLUMNS`` order, JSON-encodable (see ``persistence.rows``).
 
     ``intent_id`` is a random uuid4 made when queued, not a stream id: stream ids start
     over when Redis restarts, and ``wb_applied`` must never confuse two intents.

@@ -1,9 +1,13 @@
 """Records -> row tuples, in one column order per table, for both persistence paths.
 
 The write-behind writer and the traditional store both build rows here, so the same
-records always give the same rows. Values are JSON-safe (uuids as strings, JSON
-columns as msgspec-encoded text) because write-behind rows travel inside a Redis
-stream entry; asyncpg accepts those forms for uuid and jsonb columns directly.
+records always give the same rows. Values are JSON-encodable because write-behind rows
+travel inside a Redis stream entry: JSON columns are msgspec-encoded text, and uuids
+are ``uuid.UUID`` in the bulk per-document rows (chunks, mentions, relationships:
+msgspec and asyncpg take them natively, and ``str()`` on hundreds of thousands of ids
+was a measurable share of the pipeline's CPU) but strings in the rows that are merged
+across documents (documents, canonical entities), whose ids are compared as keys. A
+decoded intent carries strings everywhere; asyncpg accepts both forms.
 
 Postgres text and jsonb cannot hold NUL, so NUL characters become U+FFFD here (the
 only place a stored value may differ from the record).
@@ -11,7 +15,6 @@ only place a stored value may differ from the record).
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -122,10 +125,6 @@ def _json(obj: Any) -> str:
     return _encoder.encode(obj).decode()
 
 
-def _u(value: uuid.UUID | None) -> str | None:
-    return None if value is None else str(value)
-
-
 def document_row(
     source: SourceRef,
     extracted: Extracted | None,
@@ -162,8 +161,8 @@ def document_row(
 def chunk_rows(project: str, chunked: Chunked) -> list[Row]:
     return [
         (
-            str(c.id),
-            str(c.document_id),
+            c.id,
+            c.document_id,
             project,
             c.index,
             _s(c.text),
@@ -179,16 +178,16 @@ def chunk_rows(project: str, chunked: Chunked) -> list[Row]:
 def mention_rows(project: str, mentions: list[Mention]) -> list[Row]:
     return [
         (
-            str(m.id),
-            str(m.document_id),
-            str(m.chunk_id),
+            m.id,
+            m.document_id,
+            m.chunk_id,
             project,
             m.type,
             _s(m.text),
             _s(m.normalized),
             m.start,
             m.end,
-            _u(m.canonical_id),
+            m.canonical_id,
         )
         for m in mentions
     ]
@@ -211,14 +210,14 @@ def least_names(canonicals: list[Sequence[Any]]) -> list[Sequence[Any]]:
 def relationship_rows(related: Related) -> list[Row]:
     return [
         (
-            str(r.id),
+            r.id,
             r.project,
-            str(r.document_id),
+            r.document_id,
             r.type,
             r.source_type,
-            str(r.source_id),
+            r.source_id,
             r.target_type,
-            str(r.target_id),
+            r.target_id,
             float(r.weight),
         )
         for r in related.relationships

@@ -204,9 +204,14 @@ def _rel(
 
 
 def _parsed(table: str, row: Sequence[object]) -> tuple[object, ...]:
-    """JSON columns parsed: jsonb prints ``{"a": 1}`` where msgspec writes ``{"a":1}``."""
+    """JSON columns parsed (jsonb prints ``{"a": 1}`` where msgspec writes ``{"a":1}``),
+    uuids as text (rows may carry ``uuid.UUID``; the query casts them to text)."""
     return tuple(
-        msgspec.json.decode(v) if t == "jsonb" and isinstance(v, str) else v
+        msgspec.json.decode(v)
+        if t == "jsonb" and isinstance(v, str)
+        else str(v)
+        if isinstance(v, uuid.UUID)
+        else v
         for v, (_c, t) in zip(row, rows.TABLES[table], strict=True)
     )
 
