@@ -202,7 +202,9 @@ class Engine:
     async def _handle(self, msg: Message) -> None:
         stage, ref = msg.stage, msg.ref
         try:
-            begin = await self.transport.begin(msg, self.handoff.input_key(stage, ref))
+            begin = await self.transport.begin(
+                msg, self.handoff.input_key(stage, ref), self.handoff.check_stale_first
+            )
         except BackendUnavailable:
             return  # stays pending; reclaimed once the backend is back
         if begin.stale:
@@ -227,10 +229,13 @@ class Engine:
                 state.STAGE: nxt or stage,
                 state.STATUS: state.RUNNING,
                 state.stage_time_field(stage): f"{compute:.6f}",
+                state.attempts_field(stage): begin.attempts,
             }
             if self.fingerprints is not None:
                 fields[fingerprint.field(stage)] = self.fingerprints(ref)[stage]
-            await self.handoff.commit(msg, output, nxt, final, fields)
+            if not await self.handoff.commit(msg, output, nxt, final, fields):
+                MESSAGES.labels(stage, "stale").inc()  # re-ingested meanwhile: dropped
+                return
             MESSAGES.labels(stage, "ok").inc()
             self.stats.processed += 1
         except DocumentError as exc:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import time
 import uuid
 from collections import OrderedDict
+from dataclasses import replace
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
-from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from accelerated import state
@@ -23,8 +23,8 @@ from accelerated.errors import BackendUnavailable, CodecError, PipelineError
 from accelerated.keys import STAGES, Keys
 from accelerated.models import Chunked, Cleaned, Extracted, Mentions, Related, Resolved, SourceRef
 from accelerated.settings import Settings
-from accelerated.transport import Message, Transport
-from persistence.intents import IntentMemo, intent_for_document, queue_intent
+from accelerated.transport import Message, Transport, Writes
+from persistence.intents import ID_FIELD, Intent, IntentMemo, intent_entry, intent_for_document
 from persistence.traditional import TraditionalStore
 
 # The record type each stage produces (and the next one consumes).
@@ -49,6 +49,9 @@ def previous_stage(stage: str) -> str | None:
 
 class Handoff(Protocol):
     name: str
+    # Whether a consumer must check for re-ingestion before running a stage: yes where
+    # the stage's writes are not atomic with the transport's advance.
+    check_stale_first: bool
 
     def input_key(self, stage: str, ref: SourceRef) -> str | None: ...
 
@@ -61,13 +64,16 @@ class Handoff(Protocol):
         next_stage: str | None,
         final_status: str | None,
         fields: dict[str, str | float],
-    ) -> None: ...
+    ) -> bool:
+        """Store the output and move the document on; False if it went stale."""
+        ...
 
     async def fail(self, msg: Message, error: str) -> None: ...
 
 
 class AcceleratedHandoff:
     name = "accelerated"
+    check_stale_first = False  # the advance script checks, atomically with the writes
 
     def __init__(
         self,
@@ -174,57 +180,58 @@ class AcceleratedHandoff:
         next_stage: str | None,
         final_status: str | None,
         fields: dict[str, str | float],
-    ) -> None:
+    ) -> bool:
         ref = msg.ref
         value = self.codec.encode(output)
-        out_key = self.keys.output(ref.document_id, msg.stage)
-        intent = None
-        if final_status is not None:
-            if msg.stage == "extract":
-                intent = intent_for_document(ref, output, None, None, None, final_status, None)
-            else:
-                extracted, cleaned, chunked, resolved = await self._outputs(
-                    ref, ("extract", "clean", "chunk", "resolve")
-                )
-                intent = intent_for_document(
-                    ref, extracted, cleaned, resolved, output, final_status, None, chunked=chunked
-                )
-
-        def ops(pipe: Pipeline) -> None:
-            pipe.set(out_key, value, ex=self.ttl)
-            if intent is not None:
-                queue_intent(pipe, self.keys, self.codec, intent, self.intents)
-
-        if final_status is not None:
-            fields = {**fields, state.STATUS: state.PERSISTING}
-        if final_status is not None:
-            await self.transport.advance(msg, next_stage, fields, None, ops)
-            self._forget(ref)
-            return
-        # Remembered before the message moves on: the next stage's consumer in this
-        # process may receive it before this coroutine resumes after the MULTI.
-        self._remember(ref, msg.stage, output, len(value))
-        try:
-            await self.transport.advance(msg, next_stage, fields, None, ops)
-        except BaseException:
-            self._drop(ref, msg.stage)
-            raise
+        writes = Writes(self.keys.output(ref.document_id, msg.stage), value, self.ttl)
+        if final_status is None:
+            # Remembered before the message moves on: the next stage's consumer in this
+            # process may receive it before this coroutine resumes after the advance.
+            self._remember(ref, msg.stage, output, len(value))
+            try:
+                moved = await self.transport.advance(msg, next_stage, fields, None, writes)
+            except BaseException:
+                self._drop(ref, msg.stage)
+                raise
+            if not moved:
+                self._drop(ref, msg.stage)
+            return moved
+        if msg.stage == "extract":
+            intent = intent_for_document(ref, output, None, None, None, final_status, None)
+        else:
+            extracted, cleaned, chunked, resolved = await self._outputs(
+                ref, ("extract", "clean", "chunk", "resolve")
+            )
+            intent = intent_for_document(
+                ref, extracted, cleaned, resolved, output, final_status, None, chunked=chunked
+            )
+        fields = {**fields, state.STATUS: state.PERSISTING}
+        return await self._finish(msg, fields, replace(writes, intent=self._entry(intent)))
 
     async def fail(self, msg: Message, error: str) -> None:
         intent = intent_for_document(msg.ref, None, None, None, None, state.FAILED, error)
-
-        def ops(pipe: Pipeline) -> None:
-            queue_intent(pipe, self.keys, self.codec, intent, self.intents)
-
         fields: dict[str, str | float] = {state.STATUS: state.PERSISTING, state.ERROR: error}
-        await self.transport.advance(msg, None, fields, None, ops)
-        self._forget(msg.ref)
+        await self._finish(msg, fields, Writes(intent=self._entry(intent)))
+
+    def _entry(self, intent: Intent) -> dict[bytes, bytes]:
+        return intent_entry(self.codec, intent, self.intents)
+
+    async def _finish(self, msg: Message, fields: dict[str, str | float], writes: Writes) -> bool:
+        """Last advance of a document: its intent goes onto the write-behind stream."""
+        try:
+            moved = await self.transport.advance(msg, None, fields, None, writes)
+        finally:
+            self._forget(msg.ref)
+        if not moved and self.intents is not None and writes.intent is not None:
+            self.intents.take(writes.intent[ID_FIELD])  # never queued: do not keep it
+        return moved
 
 
 class TraditionalHandoff:
     """Database-centric: every stage reads from and writes to Postgres, synchronously."""
 
     name = "traditional"
+    check_stale_first = True  # its Postgres writes happen before the advance
 
     def __init__(self, store: TraditionalStore, transport: Transport) -> None:
         self.store, self.transport = store, transport
@@ -244,14 +251,14 @@ class TraditionalHandoff:
         next_stage: str | None,
         final_status: str | None,
         fields: dict[str, str | float],
-    ) -> None:
+    ) -> bool:
         await self.store.write_output(msg.stage, msg.ref, output)
         terminal = None
         if final_status is not None:
             if final_status != state.DONE:
                 await self.store.mark_status(msg.ref, final_status, None)
             terminal = (final_status, None)
-        await self.transport.advance(msg, next_stage, fields, terminal)
+        return await self.transport.advance(msg, next_stage, fields, terminal)
 
     async def fail(self, msg: Message, error: str) -> None:
         await self.store.mark_status(msg.ref, state.FAILED, error)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import msgspec
 import redis.asyncio as aioredis
@@ -24,7 +24,6 @@ from accelerated.errors import BackendUnavailable
 from accelerated.keys import STAGES, Keys
 from accelerated.models import SourceRef
 
-PipeOps = Callable[[Pipeline], None]
 _RUN_FIELDS: tuple[str, ...] = (
     state.ERROR,
     state.DONE_AT,
@@ -40,6 +39,21 @@ class Message:
     id: str
     stage: str
     ref: SourceRef
+    # Deliveries of this document to this stage so far, this one included: the retries
+    # carried in the entry plus the stream's own delivery count (a consumer that died
+    # mid-stage leaves it pending; the claim counts as a delivery).
+    attempts: int = 1
+
+
+@dataclass(frozen=True)
+class Writes:
+    """What an advance stores besides state: the stage's output and, at the end, the
+    document's persistence intent (the write-behind stream entry)."""
+
+    output_key: str | None = None
+    output: bytes = b""
+    ttl_s: int = 0
+    intent: dict[bytes, bytes] | None = None
 
 
 @dataclass
@@ -58,7 +72,11 @@ class Transport(Protocol):
 
     async def reclaim(self, stage: str, min_idle_ms: int, count: int) -> list[Message]: ...
 
-    async def begin(self, msg: Message, input_key: str | None) -> Begin: ...
+    async def begin(self, msg: Message, input_key: str | None, check_stale: bool) -> Begin:
+        """What the consumer needs before running the stage. ``check_stale`` asks now
+        whether the document was re-ingested; without it only ``advance`` checks (and
+        then atomically, so nothing of a stale run is ever stored)."""
+        ...
 
     async def advance(
         self,
@@ -66,8 +84,12 @@ class Transport(Protocol):
         next_stage: str | None,
         fields: dict[str, str | float],
         terminal: tuple[str, str | None] | None = None,
-        extra: PipeOps | None = None,
-    ) -> None: ...
+        writes: Writes | None = None,
+    ) -> bool:
+        """Ack the message, store ``writes`` and the state, publish the next stage's
+        message: all or nothing. False when the document was re-ingested meanwhile
+        (then only the ack happens)."""
+        ...
 
     async def retry(self, msg: Message, error: str) -> None: ...
 
@@ -90,12 +112,48 @@ class Transport(Protocol):
     async def close(self) -> None: ...
 
 
+# One script per stage transition instead of a MULTI of six to eight commands: one
+# command for the client to pack and parse, and the re-ingestion check is atomic with
+# the writes it guards.
+ADVANCE_LUA: Final = f"""
+-- KEYS[1] state hash, KEYS[2] this stage's stream, KEYS[3] next stage's stream,
+-- KEYS[4] output key, KEYS[5] write-behind stream, KEYS[6] project outstanding set,
+-- KEYS[7] project failed hash
+-- ARGV[1] group, ARGV[2] message id, ARGV[3] generation, ARGV[4] next message ref
+-- ('' = none), ARGV[5] output ('' = none), ARGV[6] output ttl (s), ARGV[7] terminal
+-- ('' = no), ARGV[8] document id, ARGV[9] error ('' = none), ARGV[10] count of intent
+-- field/value items n, ARGV[11 .. 10+n] intent entry, ARGV[11+n ..] state field/values
+redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[2], ARGV[2])
+if redis.call('HGET', KEYS[1], '{state.GENERATION}') ~= ARGV[3] then return 0 end
+if ARGV[5] ~= '' then redis.call('SET', KEYS[4], ARGV[5], 'EX', ARGV[6]) end
+local n = tonumber(ARGV[10])
+if n > 0 then redis.call('XADD', KEYS[5], '*', unpack(ARGV, 11, 10 + n)) end
+if ARGV[7] ~= '' then
+  if ARGV[9] ~= '' then redis.call('HSET', KEYS[7], ARGV[8], ARGV[9]) end
+  redis.call('SREM', KEYS[6], ARGV[8])
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 11 + n))
+if ARGV[4] ~= '' then redis.call('XADD', KEYS[3], '*', 'ref', ARGV[4]) end
+return 1
+"""
+_ATTEMPTS: Final = b"n"  # stream entry field: attempts made before this entry (retries)
+
+
 def _now() -> str:
     return f"{time.time():.6f}"
 
 
 def _redis_error(exc: Exception) -> BackendUnavailable:
     return BackendUnavailable(f"redis: {exc}")
+
+
+def _stream_order(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+_NO_WRITES: Final = Writes()
 
 
 class RedisTransport:
@@ -106,6 +164,7 @@ class RedisTransport:
     def __init__(self, redis: aioredis.Redis, keys: Keys, consumer: str) -> None:
         self.redis, self.keys, self.consumer = redis, keys, consumer
         self._last_dead_scan = 0.0
+        self._advance = redis.register_script(ADVANCE_LUA)
 
     async def setup(self) -> None:
         for stage in STAGES:
@@ -143,13 +202,36 @@ class RedisTransport:
         except RedisError as exc:
             raise _redis_error(exc) from None
 
-    def _messages(self, stage: str, entries: Iterable[Any]) -> list[Message]:
+    def _messages(
+        self, stage: str, entries: Iterable[Any], deliveries: dict[str, int] | None = None
+    ) -> list[Message]:
         out = []
         for entry_id, fields in entries:
             if not fields:  # deleted while pending: nothing to do but ack it later
                 continue
             mid = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-            out.append(Message(mid, stage, _ref_decoder.decode(fields[b"ref"])))
+            before = int(fields.get(_ATTEMPTS, 0))
+            delivered = deliveries.get(mid, 1) if deliveries is not None else 1
+            out.append(Message(mid, stage, _ref_decoder.decode(fields[b"ref"]), before + delivered))
+        return out
+
+    async def _deliveries(self, stage: str, entries: list[Any]) -> dict[str, int]:
+        """The stream's delivery counts of entries just claimed (now pending to us)."""
+        ids = [e[0].decode() if isinstance(e[0], bytes) else str(e[0]) for e in entries if e[1]]
+        if not ids:
+            return {}
+        pending = await self.redis.xpending_range(
+            self.keys.stream(stage),
+            self.keys.group(stage),
+            min=min(ids, key=_stream_order),
+            max=max(ids, key=_stream_order),
+            count=max(len(ids), 100) * 4,
+            consumername=self.consumer,
+        )
+        out = {}
+        for p in pending:
+            mid = p["message_id"]
+            out[mid.decode() if isinstance(mid, bytes) else str(mid)] = int(p["times_delivered"])
         return out
 
     async def read(self, stage: str, count: int, block_ms: int) -> list[Message]:
@@ -185,14 +267,15 @@ class RedisTransport:
                 ids: list[Any] = [p["message_id"] for p in pending]
                 if ids:
                     claimed = await self.redis.xclaim(stream, group, self.consumer, 0, ids)
-                    msgs.extend(self._messages(stage, claimed))
+                    counts = await self._deliveries(stage, claimed)
+                    msgs.extend(self._messages(stage, claimed, counts))
                     await self._ack_deleted(stage, ids, claimed)
                 if not info["pending"] or len(ids) == info["pending"]:
                     await self.redis.xgroup_delconsumer(stream, group, name)
             _next, claimed, deleted = await self.redis.xautoclaim(
                 stream, group, self.consumer, min_idle_ms, "0-0", count=count
             )
-            msgs.extend(self._messages(stage, claimed))
+            msgs.extend(self._messages(stage, claimed, await self._deliveries(stage, claimed)))
             if deleted:
                 await self.redis.xack(stream, group, *deleted)
             return msgs
@@ -205,28 +288,34 @@ class RedisTransport:
         if gone:
             await self.redis.xack(self.keys.stream(stage), self.keys.group(stage), *gone)
 
-    async def begin(self, msg: Message, input_key: str | None) -> Begin:
-        skey = self.keys.state(msg.ref.document_id)
+    async def begin(self, msg: Message, input_key: str | None, check_stale: bool) -> Begin:
+        if input_key is None and not check_stale:
+            return Begin(msg.attempts, False)  # nothing to ask Redis
         pipe = self.redis.pipeline(transaction=False)
-        pipe.hincrby(skey, state.attempts_field(msg.stage), 1)
-        pipe.hget(skey, state.GENERATION)
+        if check_stale:
+            pipe.hget(self.keys.state(msg.ref.document_id), state.GENERATION)
         if input_key is not None:
             pipe.get(input_key)
         try:
             res = await pipe.execute()
         except RedisError as exc:
             raise _redis_error(exc) from None
-        gen = res[1]
-        stale = gen is None or int(gen) != msg.ref.generation
-        return Begin(int(res[0]), stale, res[2] if input_key is not None else None)
+        stale = False
+        if check_stale:
+            gen = res.pop(0)
+            stale = gen is None or int(gen) != msg.ref.generation
+        return Begin(msg.attempts, stale, res[0] if input_key is not None else None)
 
     def _ack(self, pipe: Pipeline, msg: Message) -> None:
         stream = self.keys.stream(msg.stage)
         pipe.xack(stream, self.keys.group(msg.stage), msg.id)
         pipe.xdel(stream, msg.id)
 
-    def _publish(self, pipe: Pipeline, stage: str, ref: SourceRef) -> None:
-        pipe.xadd(self.keys.stream(stage), {b"ref": _ref_encoder.encode(ref)})
+    def _publish(self, pipe: Pipeline, stage: str, ref: SourceRef, attempts: int = 0) -> None:
+        fields = {b"ref": _ref_encoder.encode(ref)}
+        if attempts:
+            fields[_ATTEMPTS] = str(attempts).encode()
+        pipe.xadd(self.keys.stream(stage), fields)  # type: ignore[arg-type]
 
     async def advance(
         self,
@@ -234,35 +323,52 @@ class RedisTransport:
         next_stage: str | None,
         fields: dict[str, str | float],
         terminal: tuple[str, str | None] | None = None,
-        extra: PipeOps | None = None,
-    ) -> None:
+        writes: Writes | None = None,
+    ) -> bool:
         ref = msg.ref
-        pipe = self.redis.pipeline(transaction=True)
-        skey = self.keys.state(ref.document_id)
-        if extra is not None:
-            extra(pipe)
         mapping: dict[str, str | float] = {state.UPDATED_AT: _now(), **fields}
+        error = ""
         if terminal is not None:
-            status, error = terminal
+            status, err = terminal
             mapping[state.STATUS] = status
             mapping[state.DONE_AT] = _now()
-            if error:
-                mapping[state.ERROR] = error
-                pipe.hset(self.keys.failed(ref.project), str(ref.document_id), error)
-            pipe.srem(self.keys.outstanding(ref.project), str(ref.document_id))
-        pipe.hset(skey, mapping=mapping)  # type: ignore[arg-type]
-        if next_stage is not None:
-            self._publish(pipe, next_stage, ref)
-        self._ack(pipe, msg)
+            if err:
+                mapping[state.ERROR] = error = err
+        w = writes or _NO_WRITES
+        intent: list[bytes] = [x for kv in (w.intent or {}).items() for x in kv]
+        args: list[Any] = [
+            self.keys.group(msg.stage),
+            msg.id,
+            ref.generation,
+            _ref_encoder.encode(ref) if next_stage is not None else b"",
+            w.output if w.output_key is not None else b"",
+            w.ttl_s,
+            b"1" if terminal is not None else b"",
+            str(ref.document_id),
+            error,
+            len(intent),
+            *intent,
+        ]
+        for k, v in mapping.items():
+            args += (k, v)
+        keys = [
+            self.keys.state(ref.document_id),
+            self.keys.stream(msg.stage),
+            self.keys.stream(next_stage or msg.stage),
+            w.output_key or self.keys.state(ref.document_id),
+            self.keys.wb_stream(),
+            self.keys.outstanding(ref.project),
+            self.keys.failed(ref.project),
+        ]
         try:
-            await pipe.execute()
+            return bool(await self._advance(keys=keys, args=args))
         except RedisError as exc:
             raise _redis_error(exc) from None
 
     async def retry(self, msg: Message, error: str) -> None:
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(self.keys.state(msg.ref.document_id), state.ERROR, error)
-        self._publish(pipe, msg.stage, msg.ref)
+        self._publish(pipe, msg.stage, msg.ref, msg.attempts)
         self._ack(pipe, msg)
         try:
             await pipe.execute()
@@ -358,9 +464,9 @@ class LocalTransport:
     async def close(self) -> None:
         return None
 
-    def _put(self, stage: str, ref: SourceRef) -> None:
+    def _put(self, stage: str, ref: SourceRef, attempts: int = 1) -> None:
         self._seq += 1
-        self._queues[stage].put_nowait(Message(str(self._seq), stage, ref))
+        self._queues[stage].put_nowait(Message(str(self._seq), stage, ref, attempts))
 
     async def read(self, stage: str, count: int, block_ms: int) -> list[Message]:
         q = self._queues[stage]
@@ -376,11 +482,9 @@ class LocalTransport:
     async def reclaim(self, stage: str, min_idle_ms: int, count: int) -> list[Message]:
         return []
 
-    async def begin(self, msg: Message, input_key: str | None) -> Begin:
-        st = self._state.setdefault(str(msg.ref.document_id), {})
-        key = state.attempts_field(msg.stage)
-        st[key] = int(st.get(key, 0)) + 1
-        return Begin(st[key], st.get(state.GENERATION) != msg.ref.generation)
+    async def begin(self, msg: Message, input_key: str | None, check_stale: bool) -> Begin:
+        st = self._state.get(str(msg.ref.document_id), {})
+        return Begin(msg.attempts, st.get(state.GENERATION) != msg.ref.generation)
 
     async def advance(
         self,
@@ -388,12 +492,14 @@ class LocalTransport:
         next_stage: str | None,
         fields: dict[str, str | float],
         terminal: tuple[str, str | None] | None = None,
-        extra: PipeOps | None = None,
-    ) -> None:
-        if extra is not None:
-            raise BackendUnavailable("the in-process transport cannot carry Redis operations")
+        writes: Writes | None = None,
+    ) -> bool:
+        if writes is not None:
+            raise BackendUnavailable("the in-process transport cannot store stage outputs")
         doc = str(msg.ref.document_id)
         st = self._state.setdefault(doc, {})
+        if st.get(state.GENERATION) != msg.ref.generation:
+            return False
         st.update(fields)
         if terminal is not None:
             status, error = terminal
@@ -403,9 +509,10 @@ class LocalTransport:
             self._outstanding.get(msg.ref.project, set()).discard(doc)
         if next_stage is not None:
             self._put(next_stage, msg.ref)
+        return True
 
     async def retry(self, msg: Message, error: str) -> None:
-        self._put(msg.stage, msg.ref)
+        self._put(msg.stage, msg.ref, msg.attempts + 1)
 
     async def dead_letter(self, msg: Message, error: str) -> None:
         return None

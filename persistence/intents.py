@@ -75,16 +75,24 @@ class IntentMemo:
         return intent
 
 
+def intent_entry(
+    codec: Codec, intent: Intent, memo: IntentMemo | None = None
+) -> dict[bytes, bytes]:
+    """The write-behind stream entry for ``intent`` (remembered in ``memo`` if given)."""
+    unknown = set(intent.tables) - set(rows.COLUMNS)
+    if unknown:
+        raise ValueError(f"intent has rows for unknown tables: {sorted(unknown)}")
+    entry = {FIELD: codec.encode(intent), ID_FIELD: intent.intent_id.bytes}
+    if memo is not None:
+        memo.put(intent)
+    return entry
+
+
 def queue_intent(
     pipe: Pipeline, keys: Keys, codec: Codec, intent: Intent, memo: IntentMemo | None = None
 ) -> None:
     """XADD the intent onto the caller's pipeline (executed in the caller's MULTI)."""
-    unknown = set(intent.tables) - set(rows.COLUMNS)
-    if unknown:
-        raise ValueError(f"intent has rows for unknown tables: {sorted(unknown)}")
-    pipe.xadd(keys.wb_stream(), {FIELD: codec.encode(intent), ID_FIELD: intent.intent_id.bytes})
-    if memo is not None:
-        memo.put(intent)
+    pipe.xadd(keys.wb_stream(), intent_entry(codec, intent, memo))  # type: ignore[arg-type]
 
 
 def intent_for_document(

@@ -1,0 +1,136 @@
+"""The Redis transport's contract: attempts counted across crashes and retries, and an
+advance that is all or nothing, refused for a document re-ingested meanwhile."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+import pytest
+import redis.asyncio as aioredis
+
+from accelerated import ids, state
+from accelerated.keys import Keys
+from accelerated.models import SourceRef
+from accelerated.transport import LocalTransport, RedisTransport, Transport, Writes
+
+PROJECT = "transport"
+
+
+def _ref(name: str, generation: int = 1) -> SourceRef:
+    return SourceRef(
+        document_id=ids.document_id(PROJECT, name),
+        project=PROJECT,
+        source=f"/in/{name}",
+        source_key=name,
+        sha256=hashlib.sha256(name.encode()).hexdigest(),
+        size=1,
+        format="txt",
+        generation=generation,
+    )
+
+
+async def _transports(redis: aioredis.Redis, keys: Keys) -> tuple[RedisTransport, RedisTransport]:
+    a = RedisTransport(redis, keys, "consumer-a")
+    b = RedisTransport(redis, keys, "consumer-b")
+    await a.setup()
+    await b.setup()
+    return a, b
+
+
+async def test_a_message_claimed_from_a_dead_consumer_counts_its_earlier_delivery(
+    redis: aioredis.Redis, keys: Keys
+) -> None:
+    a, b = await _transports(redis, keys)
+    await a.enqueue([_ref("doc-1")], "extract")
+    [first] = await a.read("extract", 10, 100)
+    assert first.attempts == 1
+    await a.close()  # consumer-a dies holding the message: its heartbeat key is gone
+    [again] = await b.reclaim("extract", 60_000, 10)
+    assert again.id == first.id and again.attempts == 2
+
+
+async def test_a_retry_carries_the_attempts_made_so_far(redis: aioredis.Redis, keys: Keys) -> None:
+    a, _b = await _transports(redis, keys)
+    await a.enqueue([_ref("doc-1")], "clean")
+    [msg] = await a.read("clean", 10, 100)
+    await a.retry(msg, "ConnectionError: hiccup")
+    [second] = await a.read("clean", 10, 100)
+    assert second.attempts == 2
+    await a.retry(second, "ConnectionError: hiccup")
+    [third] = await a.read("clean", 10, 100)
+    assert third.attempts == 3
+    # The retried entries were acknowledged and deleted: only the live one remains.
+    assert await redis.xlen(keys.stream("clean")) == 1
+
+
+async def test_advance_stores_everything_at_once(redis: aioredis.Redis, keys: Keys) -> None:
+    a, _b = await _transports(redis, keys)
+    ref = _ref("doc-1")
+    await a.enqueue([ref], "resolve")
+    [msg] = await a.read("resolve", 10, 100)
+    out_key = keys.output(ref.document_id, "resolve")
+    writes = Writes(out_key, b"LP-output", 60, {b"i": b"intent", b"id": b"0123456789abcdef"})
+    moved = await a.advance(msg, "relate", {state.STAGE: "relate"}, None, writes)
+    assert moved
+    assert await redis.get(out_key) == b"LP-output"
+    assert 0 < await redis.ttl(out_key) <= 60
+    [(_sid, entry)] = await redis.xrange(keys.wb_stream())
+    assert entry == {b"i": b"intent", b"id": b"0123456789abcdef"}
+    [nxt] = await a.read("relate", 10, 100)
+    assert nxt.ref == ref and nxt.attempts == 1
+    assert await redis.xlen(keys.stream("resolve")) == 0  # acked and deleted
+    st = await redis.hgetall(keys.state(ref.document_id))
+    assert st[state.STAGE.encode()] == b"relate"
+
+
+async def test_terminal_advance_records_the_failure_and_leaves_the_outstanding_set(
+    redis: aioredis.Redis, keys: Keys
+) -> None:
+    a, _b = await _transports(redis, keys)
+    ref = _ref("doc-1")
+    await a.enqueue([ref], "extract")
+    [msg] = await a.read("extract", 10, 100)
+    assert await a.advance(msg, None, {}, (state.FAILED, "extract: corrupt_file: bad xref"))
+    assert await redis.scard(keys.outstanding(PROJECT)) == 0
+    failed = await redis.hget(keys.failed(PROJECT), str(ref.document_id))
+    assert failed == b"extract: corrupt_file: bad xref"
+    st = await redis.hgetall(keys.state(ref.document_id))
+    assert st[state.STATUS.encode()] == b"failed" and state.DONE_AT.encode() in st
+
+
+@pytest.mark.parametrize("backend", ["redis", "local"])
+async def test_advance_of_a_reingested_document_stores_nothing(
+    redis: aioredis.Redis, keys: Keys, backend: str
+) -> None:
+    t: Transport = (await _transports(redis, keys))[0] if backend == "redis" else LocalTransport()
+    old = _ref("doc-1", generation=1)
+    await t.enqueue([old], "chunk")
+    [msg] = await t.read("chunk", 10, 100)
+    await t.enqueue([_ref("doc-1", generation=2)], "extract")  # re-ingested meanwhile
+    out_key = keys.output(old.document_id, "chunk")
+    writes = Writes(out_key, b"stale output", 60) if backend == "redis" else None
+    assert not await t.advance(msg, "entities", {state.STAGE: "entities"}, None, writes)
+    assert await t.read("entities", 10, 50) == []
+    if backend == "redis":
+        assert await redis.get(out_key) is None
+        assert await redis.xlen(keys.stream("chunk")) == 0  # the stale message is gone
+        st = await redis.hgetall(keys.state(old.document_id))
+        assert st[state.GENERATION.encode()] == b"2" and st[state.STAGE.encode()] == b"extract"
+
+
+async def test_begin_asks_redis_only_for_what_it_needs(redis: aioredis.Redis, keys: Keys) -> None:
+    a, _b = await _transports(redis, keys)
+    ref = _ref(f"doc-{uuid.uuid4().hex[:6]}")
+    await a.enqueue([ref], "clean")
+    [msg] = await a.read("clean", 10, 100)
+    before = int((await redis.info("stats"))["total_commands_processed"])
+    begin = await a.begin(msg, None, check_stale=False)
+    after = int((await redis.info("stats"))["total_commands_processed"])
+    assert (begin.attempts, begin.stale, begin.input_raw) == (1, False, None)
+    assert after - before == 1  # the INFO call itself: begin sent nothing
+    await redis.set(keys.output(ref.document_id, "extract"), b"input")
+    begin = await a.begin(msg, keys.output(ref.document_id, "extract"), check_stale=True)
+    assert (begin.stale, begin.input_raw) == (False, b"input")
+    await a.enqueue([_ref(ref.source_key, generation=ref.generation + 1)], "extract")
+    assert (await a.begin(msg, None, check_stale=True)).stale
