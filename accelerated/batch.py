@@ -21,7 +21,7 @@ from accelerated.connect import open_clients
 from accelerated.errors import BatchFailed, PipelineError
 from accelerated.ids import validate_project
 from accelerated.keys import STAGES
-from accelerated.runtime import build_runtime, make_executor
+from accelerated.runtime import build_runtime, make_executor, tune_gc
 from accelerated.settings import Settings
 
 DEFAULT_INPUT = Path(__file__).resolve().parent.parent / "examples" / "documents"
@@ -158,6 +158,7 @@ def main(argv: list[str] | None = None) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     console = Console(stderr=False)
+    tune_gc()
     try:
         code = asyncio.run(amain(args, console))
     except PipelineError as exc:

@@ -29,7 +29,7 @@ CATEGORIES: Final = ("opinion", "order", "motion_brief", "contract", "correspond
 FORMATS: Final = ("pdf", "docx", "txt", "html", "eml", "json", "xml", "unknown")
 
 
-class SourceRef(msgspec.Struct, frozen=True, kw_only=True):
+class SourceRef(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """What intake knows about a document before any stage runs (also its DB row)."""
 
     document_id: uuid.UUID
@@ -42,7 +42,7 @@ class SourceRef(msgspec.Struct, frozen=True, kw_only=True):
     generation: int = 1  # bumped by every (re)intake; stale messages are dropped
 
 
-class Page(msgspec.Struct, frozen=True):
+class Page(msgspec.Struct, frozen=True, gc=False):
     """A page as a half-open character range [start, end) of the document text."""
 
     number: int
@@ -72,7 +72,7 @@ class Cleaned(msgspec.Struct, kw_only=True):
     category: str
 
 
-class Chunk(msgspec.Struct, frozen=True, kw_only=True):
+class Chunk(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     id: uuid.UUID
     document_id: uuid.UUID
     index: int
@@ -88,7 +88,7 @@ class Chunked(msgspec.Struct, kw_only=True):
     chunks: list[Chunk]
 
 
-class Mention(msgspec.Struct, frozen=True, kw_only=True):
+class Mention(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     id: uuid.UUID
     document_id: uuid.UUID
     chunk_id: uuid.UUID
@@ -108,7 +108,7 @@ class Mentions(msgspec.Struct, kw_only=True):
     mentions: list[Mention]
 
 
-class CanonicalEntity(msgspec.Struct, frozen=True, kw_only=True):
+class CanonicalEntity(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     id: uuid.UUID
     project: str
     type: str
@@ -125,7 +125,7 @@ class Resolved(msgspec.Struct, kw_only=True):
     canonicals: list[CanonicalEntity]
 
 
-class Relationship(msgspec.Struct, frozen=True, kw_only=True):
+class Relationship(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     id: uuid.UUID
     project: str
     document_id: uuid.UUID

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import logging
 import multiprocessing
 import os
@@ -45,12 +46,28 @@ def consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
+def tune_gc() -> None:
+    """Collect cycles less often, and never rescan what start-up loaded.
+
+    Documents turn into millions of short-lived, acyclic objects (rows, records); at
+    CPython's default thresholds the collector ran about a thousand times per 345
+    documents, each pass rescanning every long-lived object, and took about 16 % of the
+    event loop's CPU. Reference counting still frees all of it at once; cycles are still
+    collected, only less often. Called by the command-line entry points and in every
+    executor process, not on import.
+    """
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
 def make_executor(settings: Settings) -> Executor | None:
     """Process pool for CPU-bound stage code (PDF parsing, eyecite), or None for threads."""
     if settings.cpu_pool == "thread":
         return None
     workers = settings.cpu_workers or os.cpu_count() or 1
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"))
+    return ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("forkserver"), initializer=tune_gc
+    )
 
 
 @dataclass

@@ -16,7 +16,7 @@ from prometheus_client import start_http_server
 
 from accelerated.connect import open_clients
 from accelerated.errors import BackendUnavailable, PipelineError
-from accelerated.runtime import build_runtime, make_executor
+from accelerated.runtime import build_runtime, make_executor, tune_gc
 from accelerated.settings import Settings
 
 log = logging.getLogger("accelerated.worker")
@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> None:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    tune_gc()
     try:
         asyncio.run(amain(args.metrics_port))
     except PipelineError as exc:

@@ -37,7 +37,7 @@ from rich.console import Console
 
 from accelerated.batch_run import BatchOptions, BatchReport, run_batch
 from accelerated.handoff import AcceleratedHandoff
-from accelerated.runtime import Runtime, build_runtime, make_executor
+from accelerated.runtime import Runtime, build_runtime, make_executor, tune_gc
 from accelerated.settings import Settings
 from benchmarks import metrics, report
 from benchmarks.inputs import StagedInputs, stage_inputs
@@ -571,6 +571,7 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
 
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_args(argv)
+    tune_gc()  # as the batch command and the worker do, for both paths alike
     asyncio.run(run_benchmark(cfg))
 
 
