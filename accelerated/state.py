@@ -25,7 +25,7 @@ def attempts_field(stage: str) -> str:
 
 
 def stage_time_field(stage: str) -> str:
-    """Seconds spent inside the stage's own code (pipeline overhead is the rest)."""
+    """CPU seconds spent inside the stage's own code (pipeline overhead is the rest)."""
     return f"compute:{stage}"
 
 

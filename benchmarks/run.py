@@ -454,8 +454,11 @@ def config_json(h: Harness) -> dict[str, Any]:
             "diagnostics: per run, CPU seconds of the harness process (event loop: "
             "handoffs, codec, clients, in-loop stage code) and of its descendants "
             "(executor processes running PDF parsing and entity rules); stage_compute_s is "
-            "wall time inside stage code summed over concurrent documents, so it includes "
-            "waiting for a free executor process and can exceed elapsed_s",
+            "CPU seconds inside stage code summed over documents (the loop thread's CPU in "
+            "stage code plus the executor CPU of its offloaded calls; waiting for a free "
+            "executor or for I/O is not included), so on several cores it can exceed "
+            "elapsed_s; pipeline_overhead_cpu is (all CPU of the harness and its "
+            "descendants - stage_compute_s) / stage_compute_s",
             "peak_rss_mb: peak of the summed RSS of the harness process and all its "
             "descendants (executor, workers, proxy), sampled every 200 ms",
             "an untimed warm-up (examples/documents, both paths) precedes the sweep, so "

@@ -71,19 +71,21 @@ class StageContext:
     executor: Executor | None = None  # None: the loop's default thread pool
     source: SourceRef | None = None  # the document being processed
     extras: dict[str, Any] = field(default_factory=dict)
-    # Accounting, so "time inside stage code" excludes waiting for a free executor.
+    # Accounting, so "time inside stage code" is CPU the stage itself used: its own
+    # thread CPU on the loop, less what other tasks used while it awaited, plus the CPU
+    # its offloaded calls used where they ran (not the wait for a free executor).
     cpu_s: float = 0.0  # CPU seconds the offloaded calls used where they ran
-    offloaded_s: float = 0.0  # wall seconds this stage spent awaiting them
+    offloaded_cpu_s: float = 0.0  # loop-thread CPU spent on other tasks while awaiting
 
     async def run_cpu(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
         """Run CPU-bound code off the event loop (process pool when configured)."""
         loop = asyncio.get_running_loop()
         call = functools.partial(fn, *args, **kwargs) if kwargs else functools.partial(fn, *args)
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         try:
             result, cpu = await loop.run_in_executor(self.executor, _timed, call)
         finally:
-            self.offloaded_s += time.perf_counter() - t0
+            self.offloaded_cpu_s += time.thread_time() - t0
         self.cpu_s += cpu
         return result
 
@@ -97,13 +99,14 @@ class StageContext:
         if self.chunk_cache is not None:
             self.chunk_cache = cast(ChunkResultCache, _Awaited(self.chunk_cache, self))
 
-    def compute_seconds(self, wall_s: float) -> float:
-        """Time inside stage code: its own time on the loop plus its executor CPU."""
-        return max(0.0, wall_s - self.offloaded_s) + self.cpu_s
+    def compute_seconds(self, thread_cpu_s: float) -> float:
+        """CPU inside stage code, given the loop thread's CPU over the whole stage call."""
+        return max(0.0, thread_cpu_s - self.offloaded_cpu_s) + self.cpu_s
 
 
 class _Awaited:
-    """Proxy that books the time spent awaiting the target's coroutines as not-compute."""
+    """Proxy that books the loop CPU spent while awaiting the target's coroutines (the
+    I/O client's own work and other documents' tasks) as not this stage's compute."""
 
     def __init__(self, target: Any, ctx: StageContext) -> None:
         self._target, self._ctx = target, ctx
@@ -115,11 +118,11 @@ class _Awaited:
 
         @functools.wraps(attr)
         async def timed(*args: Any, **kwargs: Any) -> Any:
-            t0 = time.perf_counter()
+            t0 = time.thread_time()
             try:
                 return await attr(*args, **kwargs)
             finally:
-                self._ctx.offloaded_s += time.perf_counter() - t0
+                self._ctx.offloaded_cpu_s += time.thread_time() - t0
 
         return timed
 
