@@ -373,7 +373,7 @@ class WriteBehindWriter:
             for it in intents:
                 if str(it.intent_id) in new:
                     latest[it.document_id] = it
-            fresh: set[str] = set()  # documents whose row this transaction inserted
+            fresh: set[Any] = set()  # documents whose row this transaction inserted
             for table in rows.TABLE_ORDER:
                 owners = [it for it in latest.values() if table in it.tables]
                 if owners:
@@ -395,7 +395,7 @@ class WriteBehindWriter:
         self._staged.add(conn)
 
     async def _load(
-        self, conn: asyncpg.Connection, table: str, owners: list[Intent], fresh: set[str]
+        self, conn: asyncpg.Connection, table: str, owners: list[Intent], fresh: set[Any]
     ) -> int:
         if table == "canonical_entities":
             records = rows.least_names([r for it in owners for r in it.tables[table]])
@@ -407,7 +407,10 @@ class WriteBehindWriter:
             # xmax = 0 on the returned row: inserted now, not updated. The insert holds the
             # row's lock until commit, so a concurrent writer of the same document waits
             # and then sees it as existing.
-            fresh.update(str(r[0]) for r in await conn.fetch(self._sql[table]) if r[1])
+            for r in await conn.fetch(self._sql[table]):
+                if r[1]:
+                    # Row values are uuid.UUID in memory and str once decoded: both forms.
+                    fresh.update((r[0], str(r[0])))
             return len(records)
         if table not in rows.PER_DOCUMENT:
             if records:
@@ -418,14 +421,14 @@ class WriteBehindWriter:
         # straight into the table. Re-processed documents are merged, so unchanged rows
         # are not rewritten and rows the new output lacks are deleted.
         doc = cols.index("document_id")
-        new_rows = [r for r in records if str(r[doc]) in fresh]
+        new_rows = [r for r in records if r[doc] in fresh]
         if new_rows:
             await conn.copy_records_to_table(
                 table, records=new_rows, columns=cols, schema_name=self.settings.pg_schema
             )
-        old_owners = [str(it.document_id) for it in owners if str(it.document_id) not in fresh]
+        old_owners = [str(it.document_id) for it in owners if it.document_id not in fresh]
         if old_owners:
-            old_rows = [r for r in records if str(r[doc]) not in fresh]
+            old_rows = [r for r in records if r[doc] not in fresh]
             if old_rows:
                 await conn.copy_records_to_table(f"_wb_{table}", records=old_rows, columns=cols)
             await conn.execute(self._sql[table], old_owners)
