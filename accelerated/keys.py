@@ -7,6 +7,7 @@ the ``{uuid}`` hash tag so one document's keys share a cluster slot.
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Final
 
@@ -99,7 +100,10 @@ class Keys:
         return f"{self.prefix}:*"
 
 
+_SHA256_HEX: Final = re.compile(r"[0-9a-f]{64}")
+
+
 def _hex(sha256: str) -> str:
-    if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+    if not isinstance(sha256, str) or not _SHA256_HEX.fullmatch(sha256):
         raise ValueError(f"not a lower-case sha256 hex digest: {sha256!r}")
     return sha256

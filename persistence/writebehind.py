@@ -373,7 +373,7 @@ class WriteBehindWriter:
             for it in intents:
                 if str(it.intent_id) in new:
                     latest[it.document_id] = it
-            fresh: set[Any] = set()  # documents whose row this transaction inserted
+            fresh: set[uuid.UUID] = set()  # documents whose row this transaction inserted
             for table in rows.TABLE_ORDER:
                 owners = [it for it in latest.values() if table in it.tables]
                 if owners:
@@ -395,44 +395,43 @@ class WriteBehindWriter:
         self._staged.add(conn)
 
     async def _load(
-        self, conn: asyncpg.Connection, table: str, owners: list[Intent], fresh: set[Any]
+        self, conn: asyncpg.Connection, table: str, owners: list[Intent], fresh: set[uuid.UUID]
     ) -> int:
-        if table == "canonical_entities":
-            records = rows.least_names([r for it in owners for r in it.tables[table]])
-        else:  # last wins; ids are unique per document, so this is rarely a real merge
-            records = list({r[0]: r for it in owners for r in it.tables[table]}.values())
+        """Rows of ``table`` for ``owners`` (one intent per document, in this batch)."""
         cols = rows.COLUMNS[table]
-        if table == "documents":
+        if table not in rows.PER_DOCUMENT:
+            if table == "canonical_entities":  # shared across documents: least name wins
+                records = rows.least_names([r for it in owners for r in it.tables[table]])
+            else:
+                records = [r for it in owners for r in it.tables[table]]
+            if not records:
+                return 0
             await conn.copy_records_to_table(f"_wb_{table}", records=records, columns=cols)
+            if table != "documents":
+                await conn.execute(self._sql[table])
+                return len(records)
             # xmax = 0 on the returned row: inserted now, not updated. The insert holds the
             # row's lock until commit, so a concurrent writer of the same document waits
             # and then sees it as existing.
-            for r in await conn.fetch(self._sql[table]):
-                if r[1]:
-                    # Row values are uuid.UUID in memory and str once decoded: both forms.
-                    fresh.update((r[0], str(r[0])))
-            return len(records)
-        if table not in rows.PER_DOCUMENT:
-            if records:
-                await conn.copy_records_to_table(f"_wb_{table}", records=records, columns=cols)
-                await conn.execute(self._sql[table])
+            fresh.update(r[0] for r in await conn.fetch(self._sql[table]) if r[1])
             return len(records)
         # A document seen for the first time has no rows to merge with: its rows go
         # straight into the table. Re-processed documents are merged, so unchanged rows
-        # are not rewritten and rows the new output lacks are deleted.
-        doc = cols.index("document_id")
-        new_rows = [r for r in records if r[doc] in fresh]
+        # are not rewritten and rows the new output lacks are deleted. (Row ids are unique
+        # within a document's rows and carry the document's id, so no two owners share one.)
+        new = [it for it in owners if it.document_id in fresh]
+        old = [it for it in owners if it.document_id not in fresh]
+        new_rows = [r for it in new for r in it.tables[table]]
         if new_rows:
             await conn.copy_records_to_table(
                 table, records=new_rows, columns=cols, schema_name=self.settings.pg_schema
             )
-        old_owners = [str(it.document_id) for it in owners if it.document_id not in fresh]
-        if old_owners:
-            old_rows = [r for r in records if r[doc] not in fresh]
-            if old_rows:
-                await conn.copy_records_to_table(f"_wb_{table}", records=old_rows, columns=cols)
-            await conn.execute(self._sql[table], old_owners)
-        return len(records)
+        old_rows = [r for it in old for r in it.tables[table]]
+        if old_rows:
+            await conn.copy_records_to_table(f"_wb_{table}", records=old_rows, columns=cols)
+        if old:
+            await conn.execute(self._sql[table], [str(it.document_id) for it in old])
+        return len(new_rows) + len(old_rows)
 
     async def _connection(self) -> asyncpg.Connection:
         """One connection for a run()/drain(): no pool reset round trip per batch."""
