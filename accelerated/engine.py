@@ -157,6 +157,11 @@ class Engine:
                 sem.release()
             for msg in msgs:
                 self._spawn(msg, sem)
+            if 0 < len(msgs) < free and self.settings.read_linger_ms > 0:
+                # Messages trickle in one by one while documents flow: wait a moment so
+                # the next read takes several (a read costs the loop as much CPU as a
+                # stage transition; a few ms per stage is nothing against seconds).
+                await asyncio.sleep(self.settings.read_linger_ms / 1000)
 
     def _spawn(self, msg: Message, sem: asyncio.Semaphore | None) -> None:
         self._working[msg.stage].add(msg.id)

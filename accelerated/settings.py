@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     handoff_memo_bytes: int = 32 * 1024 * 1024
     handoff_memo_s: float = 300.0
     block_ms: int = 200
+    read_linger_ms: int = 5  # after a partial read, wait this long before the next one
     claim_idle_ms: int = 60_000  # XAUTOCLAIM messages idle this long
     max_deliveries: int = 3  # then the message goes to the stage's dead-letter stream
     cpu_pool: Literal["process", "thread"] = "process"  # where CPU-bound stage code runs
