@@ -65,6 +65,8 @@ class WriterStats:
     redelivered: int = 0  # intents found already applied (SQL skipped, marking repeated)
     dead: int = 0  # poison intents moved to the dead-letter stream
     rows: int = 0  # rows handed to Postgres (after de-duplication)
+    copied_rows: int = 0  # per-document rows of first-written documents: COPY into the table
+    merged_rows: int = 0  # per-document rows of re-processed documents: merged via staging
     retries: int = 0
 
 
@@ -114,6 +116,7 @@ class WriteBehindWriter:
         self._rows_per_intent = 64.0
         self._in_outage = False
         self._sql = {t: _upsert_sql(self._schema, t) for t in rows.COLUMNS}
+        self._probe_sql = _probe_sql(self._schema)
         self._conn: asyncpg.Connection | None = None
         self._hold = False  # run()/drain() keep one connection for their whole lifetime
         self._staged: set[asyncpg.Connection] = set()
@@ -373,7 +376,7 @@ class WriteBehindWriter:
             for it in intents:
                 if str(it.intent_id) in new:
                     latest[it.document_id] = it
-            fresh: set[uuid.UUID] = set()  # documents whose row this transaction inserted
+            fresh: set[uuid.UUID] = set()  # documents with no rows yet in per-document tables
             for table in rows.TABLE_ORDER:
                 owners = [it for it in latest.values() if table in it.tables]
                 if owners:
@@ -407,13 +410,14 @@ class WriteBehindWriter:
             if not records:
                 return 0
             await conn.copy_records_to_table(f"_wb_{table}", records=records, columns=cols)
-            if table != "documents":
-                await conn.execute(self._sql[table])
-                return len(records)
-            # xmax = 0 on the returned row: inserted now, not updated. The insert holds the
-            # row's lock until commit, so a concurrent writer of the same document waits
-            # and then sees it as existing.
-            fresh.update(r[0] for r in await conn.fetch(self._sql[table]) if r[1])
+            await conn.execute(self._sql[table])
+            if table == "documents":
+                # The upsert has locked every document of the batch (rows it did not need
+                # to change included) until commit, so a writer racing on one of them waits
+                # here; this next statement, with a fresh snapshot, then sees its rows.
+                ids = [it.document_id for it in owners]
+                have = {r[0] for r in await conn.fetch(self._probe_sql, ids)}
+                fresh.update(d for d in ids if d not in have)
             return len(records)
         # A document seen for the first time has no rows to merge with: its rows go
         # straight into the table. Re-processed documents are merged, so unchanged rows
@@ -427,6 +431,8 @@ class WriteBehindWriter:
                 table, records=new_rows, columns=cols, schema_name=self.settings.pg_schema
             )
         old_rows = [r for it in old for r in it.tables[table]]
+        self.stats.copied_rows += len(new_rows)
+        self.stats.merged_rows += len(old_rows)
         if old_rows:
             await conn.copy_records_to_table(f"_wb_{table}", records=old_rows, columns=cols)
         if old:
@@ -509,14 +515,24 @@ class _DataRejected(Exception):
     """Postgres rejected the rows themselves (SQLSTATE 22/23)."""
 
 
+def _probe_sql(schema: str) -> str:
+    """Which of the documents in $1 already have rows in a per-document table."""
+    exists = " OR ".join(
+        f"EXISTS (SELECT 1 FROM {schema}.{t} WHERE document_id = d)" for t in rows.PER_DOCUMENT
+    )
+    return f"SELECT d FROM unnest($1::uuid[]) AS d WHERE {exists}"
+
+
 def _upsert_sql(schema: str, table: str) -> str:
     """Upsert from the staging table; for per-document tables the same statement
     deletes the documents' ($1) rows that their new output no longer has."""
     cols = rows.COLUMNS[table]
     names = ", ".join(cols)
     head = (
+        # In id order, so two writers lock shared rows (canonical entities) in the same
+        # order and never deadlock.
         f"INSERT INTO {schema}.{table} AS t ({names}) SELECT {names} FROM _wb_{table} "
-        "ON CONFLICT (id) DO UPDATE SET "
+        "ORDER BY id ON CONFLICT (id) DO UPDATE SET "
     )
     if table in rows.PER_DOCUMENT:
         head = (
@@ -533,8 +549,5 @@ def _upsert_sql(schema: str, table: str) -> str:
     )
     if table == "documents":  # never let a stale generation overwrite a re-ingested one
         newer = "t.generation <= EXCLUDED.generation"
-        return (
-            f"{head}{sets}, updated_at = now() WHERE {newer} AND {changed} "
-            "RETURNING t.id, t.xmax = 0"
-        )
+        return f"{head}{sets}, updated_at = now() WHERE {newer} AND {changed}"
     return f"{head}{sets} WHERE {changed}"

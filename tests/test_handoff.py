@@ -44,6 +44,9 @@ async def test_memo_saves_reads_and_changes_nothing(
     assert rt.writer.memo.hits == report.total and len(rt.writer.memo) == 0
     rows = await dump(pg_pool)
     assert len(rows["chunks"]) > 0 and len(rows["relationships"]) > 0
+    # Intake registered every document first; none had rows yet: all copied straight in.
+    per_doc = sum(len(rows[t]) for t in ("chunks", "entity_mentions", "relationships"))
+    assert rt.writer.stats.copied_rows == per_doc and rt.writer.stats.merged_rows == 0
     await pg_pool.execute("TRUNCATE documents, chunks, entity_mentions, relationships")
     # Same documents through a runtime with no memo at all: the same rows.
     plain = make_runtime(
@@ -52,3 +55,18 @@ async def test_memo_saves_reads_and_changes_nothing(
     plain.writer.memo = None  # type: ignore[union-attr]
     await run_batch(plain, BatchOptions("memo", [EXAMPLES], reprocess=True))
     assert await dump(pg_pool) == rows
+    assert plain.writer is not None and plain.writer.stats.copied_rows == per_doc
+
+
+async def test_reprocessed_documents_are_merged_not_copied(
+    settings: Settings, pg_pool: asyncpg.Pool, redis: aioredis.Redis
+) -> None:
+    await migrate(pg_pool, settings.pg_schema)
+    rt = make_runtime(settings, pg_pool, redis, accelerated=True)
+    await run_batch(rt, BatchOptions("merge", [EXAMPLES]))
+    before = await dump(pg_pool)
+    again = make_runtime(settings, pg_pool, redis, accelerated=True)
+    await run_batch(again, BatchOptions("merge", [], reprocess=True, from_stage="extract"))
+    assert again.writer is not None
+    assert again.writer.stats.copied_rows == 0 and again.writer.stats.merged_rows > 0
+    assert await dump(pg_pool) == before
