@@ -223,7 +223,7 @@ class AcceleratedHandoff:
         finally:
             self._forget(msg.ref)
         if not moved and self.intents is not None and writes.intent is not None:
-            self.intents.take(writes.intent[ID_FIELD])  # never queued: do not keep it
+            self.intents.discard(writes.intent[ID_FIELD])  # never queued: do not keep it
         return moved
 
 

@@ -68,10 +68,16 @@ class IntentMemo:
             self._rows -= old.row_count()
 
     def take(self, intent_id: bytes) -> Intent | None:
+        intent = self.discard(intent_id)
+        if intent is not None:
+            self.hits += 1
+        return intent
+
+    def discard(self, intent_id: bytes) -> Intent | None:
+        """Drop an intent that was never queued (its advance was refused)."""
         intent = self._items.pop(intent_id, None)
         if intent is not None:
             self._rows -= intent.row_count()
-            self.hits += 1
         return intent
 
 

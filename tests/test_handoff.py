@@ -8,11 +8,14 @@ without bound or keep documents that are finished.
 from __future__ import annotations
 
 import asyncpg
+import msgspec
 import pytest
 import redis.asyncio as aioredis
 
+from accelerated import ids
 from accelerated.batch_run import BatchOptions, run_batch
 from accelerated.handoff import AcceleratedHandoff
+from accelerated.models import SourceRef
 from accelerated.settings import Settings
 from persistence.schema import migrate
 from tests.conftest import EXAMPLES
@@ -70,3 +73,22 @@ async def test_reprocessed_documents_are_merged_not_copied(
     assert again.writer is not None
     assert again.writer.stats.copied_rows == 0 and again.writer.stats.merged_rows > 0
     assert await dump(pg_pool) == before
+
+
+async def test_an_intent_refused_as_stale_is_not_kept_in_memory(
+    settings: Settings, pg_pool: asyncpg.Pool, redis: aioredis.Redis
+) -> None:
+    rt = make_runtime(settings, pg_pool, redis, accelerated=True)
+    handoff, memo = rt.handoff, rt.writer.memo  # type: ignore[union-attr]
+    assert isinstance(handoff, AcceleratedHandoff) and memo is not None
+    await rt.transport.setup()
+    ref = SourceRef(
+        document_id=ids.document_id("stale", "a.txt"), project="stale", source="/a.txt",
+        source_key="a.txt", sha256="0" * 64, size=1, format="txt", generation=1,
+    )  # fmt: skip
+    await rt.transport.enqueue([ref], "extract")
+    [msg] = await rt.transport.read("extract", 1, 100)
+    await rt.transport.enqueue([msgspec.structs.replace(ref, generation=2)], "extract")
+    await handoff.fail(msg, "extract: corrupt_file: test")
+    assert len(memo) == 0 and memo.hits == 0
+    assert await redis.xlen(rt.keys.wb_stream()) == 0
