@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from redis.utils import str_if_bytes
+
 from accelerated import fingerprint, state
 from accelerated.errors import BatchFailed, ConfigError
 from accelerated.intake import discover, fingerprint_all, new_generation
@@ -239,7 +241,7 @@ async def _left(rt: Runtime, project: str, ids: set[str]) -> int:
         return 0
     if isinstance(rt.transport, RedisTransport) and rt.redis is not None:
         members = await rt.redis.smembers(rt.keys.outstanding(project))
-        return sum(1 for m in members if (m.decode() if isinstance(m, bytes) else m) in ids)
+        return sum(1 for m in members if str_if_bytes(m) in ids)
     return await rt.transport.outstanding(project)
 
 

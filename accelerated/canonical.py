@@ -18,6 +18,7 @@ from typing import Final
 import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+from redis.utils import str_if_bytes
 
 from accelerated.errors import BackendUnavailable, CodecError
 from accelerated.ids import validate_project
@@ -119,7 +120,7 @@ class RedisCanonicalRegistry:
         out: builtins.list[CanonicalEntity] = []
         try:
             async for field, value in self._redis.hscan_iter(key, count=1000):
-                etype, _, ekey = _text(field).partition(FIELD_SEP)
+                etype, _, ekey = str_if_bytes(field).partition(FIELD_SEP)
                 out.append(_entity(project, etype, ekey, value))
         except RedisError as exc:
             raise BackendUnavailable(f"canonical registry: {exc}") from None
@@ -140,10 +141,6 @@ class PassThroughCanonicalRegistry:
     ) -> list[CanonicalEntity]:
         validate_project(project)
         return list(entities)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _entity(project: str, etype: str, key: str, value: bytes | str) -> CanonicalEntity:

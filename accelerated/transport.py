@@ -18,6 +18,7 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError, ResponseError
+from redis.utils import str_if_bytes
 
 from accelerated import state
 from accelerated.errors import BackendUnavailable
@@ -148,11 +149,6 @@ def _redis_error(exc: Exception) -> BackendUnavailable:
     return BackendUnavailable(f"redis: {exc}")
 
 
-def _stream_order(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
-
-
 _NO_WRITES: Final = Writes()
 
 
@@ -163,7 +159,6 @@ class RedisTransport:
 
     def __init__(self, redis: aioredis.Redis, keys: Keys, consumer: str) -> None:
         self.redis, self.keys, self.consumer = redis, keys, consumer
-        self._last_dead_scan = 0.0
         self._advance = redis.register_script(ADVANCE_LUA)
 
     async def setup(self) -> None:
@@ -209,7 +204,7 @@ class RedisTransport:
         for entry_id, fields in entries:
             if not fields:  # deleted while pending: nothing to do but ack it later
                 continue
-            mid = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+            mid = str_if_bytes(entry_id)
             before = int(fields.get(_ATTEMPTS, 0))
             delivered = deliveries.get(mid, 1) if deliveries is not None else 1
             out.append(Message(mid, stage, _ref_decoder.decode(fields[b"ref"]), before + delivered))
@@ -217,21 +212,17 @@ class RedisTransport:
 
     async def _deliveries(self, stage: str, entries: list[Any]) -> dict[str, int]:
         """The stream's delivery counts of entries just claimed (now pending to us)."""
-        ids = [e[0].decode() if isinstance(e[0], bytes) else str(e[0]) for e in entries if e[1]]
+        ids = [str_if_bytes(e[0]) for e in entries if e[1]]
         if not ids:
             return {}
-        pending = await self.redis.xpending_range(
-            self.keys.stream(stage),
-            self.keys.group(stage),
-            min=min(ids, key=_stream_order),
-            max=max(ids, key=_stream_order),
-            count=max(len(ids), 100) * 4,
-            consumername=self.consumer,
-        )
+        stream, group = self.keys.stream(stage), self.keys.group(stage)
+        pipe = self.redis.pipeline(transaction=False)
+        for mid in ids:
+            pipe.xpending_range(stream, group, min=mid, max=mid, count=1)
         out = {}
-        for p in pending:
-            mid = p["message_id"]
-            out[mid.decode() if isinstance(mid, bytes) else str(mid)] = int(p["times_delivered"])
+        for pending in await pipe.execute():
+            for p in pending:
+                out[str_if_bytes(p["message_id"])] = int(p["times_delivered"])
         return out
 
     async def read(self, stage: str, count: int, block_ms: int) -> list[Message]:
@@ -256,7 +247,7 @@ class RedisTransport:
         try:
             msgs: list[Message] = []
             for info in await self.redis.xinfo_consumers(stream, group):
-                name = info["name"].decode() if isinstance(info["name"], bytes) else info["name"]
+                name = str_if_bytes(info["name"])
                 if name == self.consumer or not info["pending"]:
                     continue
                 if await self.redis.exists(self.keys.consumer_alive(name)):
@@ -351,11 +342,12 @@ class RedisTransport:
         ]
         for k, v in mapping.items():
             args += (k, v)
+        skey = self.keys.state(ref.document_id)
         keys = [
-            self.keys.state(ref.document_id),
+            skey,
             self.keys.stream(msg.stage),
             self.keys.stream(next_stage or msg.stage),
-            w.output_key or self.keys.state(ref.document_id),
+            w.output_key or skey,  # a key is required even when there is no output
             self.keys.wb_stream(),
             self.keys.outstanding(ref.project),
             self.keys.failed(ref.project),
