@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import subprocess
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -61,9 +62,29 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         asyncio.run(_embedded.__aexit__(None, None, None))
 
 
-CORPUS = Path(
-    os.environ.get("CORPUS_DIR", Path(__file__).resolve().parents[1].parent / "shared" / "corpus")
-)
+def _find_corpus() -> Path:
+    """``CORPUS_DIR``; else ``shared/corpus`` beside this checkout; else beside the local
+    checkout this one was cloned from (``git clone /work/main /tmp/x`` keeps working)."""
+    if os.environ.get("CORPUS_DIR"):
+        return Path(os.environ["CORPUS_DIR"])
+    repo = Path(__file__).resolve().parents[1]
+    candidates = [repo.parent / "shared" / "corpus"]
+    try:
+        origin = subprocess.run(
+            ["git", "-C", str(repo), "remote", "get-url", "origin"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        origin = ""
+    origin = origin.removeprefix("file://")
+    if origin and Path(origin).is_dir():
+        candidates.append(Path(origin).resolve().parent / "shared" / "corpus")
+    return next((c for c in candidates if c.is_dir()), candidates[0])
+
+
+CORPUS = _find_corpus()
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "documents"
 
 
