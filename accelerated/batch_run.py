@@ -17,11 +17,12 @@ from pathlib import Path
 
 from redis.utils import str_if_bytes
 
-from accelerated import fingerprint, state
+from accelerated import fingerprint, pipeline, state
+from accelerated.boundary import map_driver_errors
 from accelerated.errors import BatchFailed, ConfigError
 from accelerated.intake import discover, fingerprint_all, new_generation
-from accelerated.keys import STAGES
 from accelerated.models import SourceRef
+from accelerated.pipeline import PIPELINE
 from accelerated.runtime import Runtime
 from accelerated.transport import RedisTransport
 from persistence.documents import project_documents, register_documents
@@ -118,11 +119,12 @@ async def _plan(
         for r, (st, _g) in zip(refs, states, strict=True)
         if opts.reprocess or st is None or st in state.TERMINAL
     ]
-    if opts.from_stage is not None and opts.from_stage not in STAGES:
-        raise ConfigError(f"--from must be one of {', '.join(STAGES)}")
+    if opts.from_stage is not None and opts.from_stage not in pipeline.STAGE_NAMES:
+        raise ConfigError(f"--from must be one of {', '.join(pipeline.STAGE_NAMES)}")
     # Rows of finished documents with unchanged content are left alone here.
     previous = await register_documents(rt.pool, candidates)
-    finished = [r for r in candidates if previous.get(r.document_id) in _FINISHED]
+    finished_states = _FINISHED if not pipeline.stage("ocr").enabled(rt.settings) else _DONE
+    finished = [r for r in candidates if previous.get(r.document_id) in finished_states]
     finished_ids = {r.document_id for r in finished}
     to_queue: dict[str, list[SourceRef]] = {}
     fresh = [r for r in candidates if r.document_id not in finished_ids]
@@ -143,6 +145,7 @@ async def _plan(
 
 
 _FINISHED = (state.DONE, state.NEEDS_OCR)
+_DONE = (state.DONE,)  # with an OCR engine, documents left as needs_ocr are run again
 
 
 async def _reprocess_starts(
@@ -166,36 +169,50 @@ async def _reprocess_starts(
             out.setdefault(from_stage or ("clean" if done else "extract"), []).append(ref)
         return out
     if from_stage is not None:
-        i = STAGES.index(from_stage)
+        spec = pipeline.stage(from_stage)
+        dropped = pipeline.outputs_from(from_stage)
         pipe = rt.redis.pipeline(transaction=False)
         for ref in refs:
-            pipe.exists(rt.keys.output(ref.document_id, STAGES[max(i - 1, 0)]))
-            pipe.delete(*(rt.keys.output(ref.document_id, s) for s in STAGES[i:]))
-        res = await pipe.execute()
+            if spec.input_key is not None:
+                pipe.exists(rt.keys.output(ref.document_id, spec.input_key))
+            pipe.delete(*(rt.keys.output(ref.document_id, k) for k in dropped))
+        with map_driver_errors():
+            res = await pipe.execute()
+        step = 2 if spec.input_key is not None else 1
         for n, ref in enumerate(refs):
-            out.setdefault(from_stage if i == 0 or res[2 * n] else "extract", []).append(ref)
+            has_input = spec.input_key is None or bool(res[step * n])
+            out.setdefault(from_stage if has_input else pipeline.FIRST, []).append(ref)
         return out
     pipe = rt.redis.pipeline(transaction=False)
-    fp_fields = [fingerprint.field(s) for s in STAGES]
+    fp_fields = [fingerprint.field(s.name) for s in PIPELINE]
     for ref in refs:
         pipe.hmget(rt.keys.state(ref.document_id), state.STATUS, *fp_fields)
-        for s in STAGES:
-            pipe.exists(rt.keys.output(ref.document_id, s))
-    res = await pipe.execute()
-    step = 1 + len(STAGES)
+        for s in PIPELINE:
+            pipe.exists(rt.keys.output(ref.document_id, s.output_key))
+    with map_driver_errors():
+        res = await pipe.execute()
+    step = 1 + len(PIPELINE)
+    ocr_on = pipeline.stage("ocr").enabled(rt.settings)
     for n, ref in enumerate(refs):
         stored, exists = res[n * step], res[n * step + 1 : (n + 1) * step]
         status = stored[0].decode() if stored[0] else None
         want = rt.fingerprints(ref)
         have = [v.decode() if v else None for v in stored[1:]]
-        current = [have[i] == want[s] and bool(exists[i]) for i, s in enumerate(STAGES)]
+        # The stages this document went through: the main line, and a branch (OCR)
+        # only where it ran.
+        path = [
+            (st, have[i] == want[st.name] and bool(exists[i]))
+            for i, st in enumerate(PIPELINE)
+            if st.main or have[i] is not None
+        ]
+        current = [ok for _st, ok in path]
         start: str | None
         if status == state.NEEDS_OCR and current[0]:
-            start = None
+            start = "ocr" if ocr_on else None  # an OCR engine now exists: read the scan
         elif all(current):
-            start = None if status == state.DONE else STAGES[-1]
+            start = None if status == state.DONE else path[-1][0].name
         else:
-            start = STAGES[current.index(False)]
+            start = path[current.index(False)][0].name
         out.setdefault(start, []).append(ref)
     return out
 

@@ -49,7 +49,9 @@ def read_local(path: str, max_bytes: int) -> bytes:
 
 
 class LocalBlobReader:
-    """``BlobReader`` for absolute paths (and ``file://`` URIs)."""
+    """``BlobSource`` for absolute paths (and ``file://`` URIs)."""
+
+    schemes: tuple[str, ...] = ("", "file")
 
     async def read(self, source: SourceRef, max_bytes: int) -> bytes:
         path = source.source.removeprefix("file://")

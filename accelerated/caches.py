@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
+from accelerated.boundary import map_driver_errors
 from accelerated.codec import Codec
-from accelerated.errors import BackendUnavailable, CodecError
+from accelerated.errors import CodecError
 from accelerated.keys import Keys
 from accelerated.models import Extracted
 
@@ -25,10 +25,8 @@ class RedisExtractCache:
         self._redis, self._keys, self._codec, self._ttl = redis, keys, codec, ttl_s
 
     async def get(self, sha256: str) -> Extracted | None:
-        try:
+        with map_driver_errors():
             raw = await self._redis.get(self._keys.extract_cache(sha256))
-        except RedisError as exc:
-            raise BackendUnavailable(f"redis: {exc}") from None
         if raw is None:
             return None
         try:
@@ -37,12 +35,10 @@ class RedisExtractCache:
             return None  # a corrupt cache entry is a miss, never a failure
 
     async def put(self, sha256: str, value: Extracted) -> None:
-        try:
+        with map_driver_errors():
             await self._redis.set(
                 self._keys.extract_cache(sha256), self._codec.encode(value), ex=self._ttl
             )
-        except RedisError as exc:
-            raise BackendUnavailable(f"redis: {exc}") from None
 
 
 class RedisChunkCache:
@@ -54,12 +50,10 @@ class RedisChunkCache:
     async def get_many(self, version: str, hashes: Sequence[str]) -> list[bytes | None]:
         if not hashes:
             return []
-        try:
+        with map_driver_errors():
             values: list[bytes | None] = await self._redis.mget(  # type: ignore[assignment]
                 [self._keys.entity_cache(version, h) for h in hashes]
             )
-        except RedisError as exc:
-            raise BackendUnavailable(f"redis: {exc}") from None
         return values
 
     async def put_many(self, version: str, items: dict[str, bytes]) -> None:
@@ -68,7 +62,5 @@ class RedisChunkCache:
         pipe = self._redis.pipeline(transaction=False)
         for h, value in items.items():
             pipe.set(self._keys.entity_cache(version, h), value, ex=self._ttl)
-        try:
+        with map_driver_errors():
             await pipe.execute()
-        except RedisError as exc:
-            raise BackendUnavailable(f"redis: {exc}") from None

@@ -17,10 +17,10 @@ from typing import Final
 
 import msgspec
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 from redis.utils import str_if_bytes
 
-from accelerated.errors import BackendUnavailable, CodecError
+from accelerated.boundary import map_driver_errors
+from accelerated.errors import CodecError
 from accelerated.ids import validate_project
 from accelerated.keys import Keys
 from accelerated.models import CanonicalEntity
@@ -100,15 +100,13 @@ class RedisCanonicalRegistry:
         if not entities:
             return []
         values: builtins.list[bytes | str] = []
-        try:
+        with map_driver_errors():
             for start in range(0, len(entities), CHUNK):
                 args: builtins.list[str | bytes] = []
                 for entity in entities[start : start + CHUNK]:
                     args.append(field_of(entity))
                     args.append(_encode(_Stored(entity.id, entity.name)))
                 values.extend(await self._script(keys=[key], args=args))
-        except RedisError as exc:
-            raise BackendUnavailable(f"canonical registry: {exc}") from None
         return [
             _entity(project, entity.type, entity.key, value)
             for entity, value in zip(entities, values, strict=True)
@@ -118,12 +116,10 @@ class RedisCanonicalRegistry:
         """Every registered entity of the project, sorted by id (for inspection)."""
         key = self._keys.canonical(project)
         out: builtins.list[CanonicalEntity] = []
-        try:
+        with map_driver_errors():
             async for field, value in self._redis.hscan_iter(key, count=1000):
                 etype, _, ekey = str_if_bytes(field).partition(FIELD_SEP)
                 out.append(_entity(project, etype, ekey, value))
-        except RedisError as exc:
-            raise BackendUnavailable(f"canonical registry: {exc}") from None
         return sorted(out, key=lambda e: str(e.id))
 
 

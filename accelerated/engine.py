@@ -1,10 +1,21 @@
 """The stream engine: one per process, serving both the batch command and the worker.
 
-Per stage it reads messages in batches, runs the stage with bounded concurrency and
-hands the output on through the path's ``Handoff``. Failures are sorted into three
-kinds: bad input (recorded against the document at once), transient errors
-(retried with backoff, then dead-lettered) and crashes (the message stays pending
-and another consumer reclaims it).
+Per stage of the registry (:mod:`accelerated.pipeline`) it reads messages in batches,
+runs the stage with bounded concurrency and a time limit, and hands the output on
+through the path's ``Handoff`` to wherever the stage's route says. Failures are
+sorted by what another attempt can do (``errors.is_retryable``):
+
+* bad input (``DocumentError``) and deterministic failures (a value over a cap, data
+  a server rejects): recorded against the document at once, never retried;
+* transient errors and time-outs: retried with backoff, then dead-lettered;
+* Redis or Postgres unreachable or full: nothing is counted against the document;
+  the message is held and tried again, with backoff, once the server answers;
+* crashes of the process: the message stays pending and another consumer reclaims it.
+
+Every loop and background task (the write-behind writer) is supervised: one that
+fails is logged and restarted, never left dead silently. On stop, in-flight work
+gets ``SHUTDOWN_GRACE_S`` to finish; what is left is given back (its messages stay
+pending, the heartbeat key is removed, and another worker claims them at once).
 """
 
 from __future__ import annotations
@@ -13,51 +24,35 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import Counter, Histogram
 
 from accelerated import fingerprint, state
-from accelerated.errors import BackendUnavailable, DocumentError
+from accelerated.boundary import describe
+from accelerated.cpu import CpuPool
+from accelerated.errors import (
+    BackendUnavailable,
+    DocumentError,
+    StageTimeout,
+    StreamsMissing,
+    is_retryable,
+)
 from accelerated.handoff import Handoff, MissingInput
-from accelerated.keys import STAGES
-from accelerated.models import Extracted, SourceRef
+from accelerated.models import SourceRef
+from accelerated.pipeline import FIRST, PIPELINE, Finish, StageFn
 from accelerated.settings import Settings
 from accelerated.stages import StageContext
 from accelerated.transport import Message, Transport
 
 log = logging.getLogger(__name__)
 
-StageFn = Callable[[Any, StageContext], Awaitable[Any]]
-
 STAGE_SECONDS = Histogram("stage_seconds", "Time inside stage code", ["stage"])
 MESSAGES = Counter("stage_messages_total", "Messages handled", ["stage", "outcome"])
 
-
-def load_stages() -> dict[str, StageFn]:
-    """Import the six stage functions (late, so a worker starts only what it runs)."""
-    from accelerated.stages import chunk, clean, entities, extract, relate, resolve
-
-    return {
-        "extract": extract.run,
-        "clean": clean.run,
-        "chunk": chunk.run,
-        "entities": entities.run,
-        "resolve": resolve.run,
-        "relate": relate.run,
-    }
-
-
-def next_stage(stage: str, output: Any) -> tuple[str | None, str | None]:
-    """(next stage, final status if the document is finished after this stage)."""
-    if stage == "extract" and isinstance(output, Extracted) and output.needs_ocr:
-        return None, state.NEEDS_OCR
-    i = STAGES.index(stage)
-    if i + 1 < len(STAGES):
-        return STAGES[i + 1], None
-    return None, state.DONE
+Background = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
 
 @dataclass
@@ -68,6 +63,13 @@ class EngineStats:
     in_flight: int = 0
     compute_s: float = 0.0
     unhandled: int = 0  # a count, not a list: a worker runs for months
+    timeouts: int = 0
+    restarts: int = 0  # supervised loops / background tasks restarted after a failure
+    given_back: int = 0  # in-flight messages left pending at shutdown
+
+
+class _Held(Exception):
+    """A backend is unreachable: hold the message and try it again later."""
 
 
 class Engine:
@@ -79,64 +81,162 @@ class Engine:
         handoff: Handoff,
         context: Callable[[SourceRef], StageContext],
         stages: dict[str, StageFn] | None = None,
-        background: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] | None = None,
+        background: list[Background] | None = None,
         fingerprints: Callable[[SourceRef], dict[str, str]] | None = None,
     ) -> None:
         self.settings = settings
         self.transport = transport
         self.handoff = handoff
         self.context = context
-        self.stages = stages or load_stages()
+        self.specs = {s.name: s for s in PIPELINE if s.enabled(settings)}
+        overrides = stages or {}
+        self.stages: dict[str, StageFn] = {
+            name: overrides.get(name) or spec.resolve() for name, spec in self.specs.items()
+        }
+        self.limits = {
+            name: float(settings.stage_time_limits.get(name, spec.time_limit_s))
+            for name, spec in self.specs.items()
+        }
         self.background = background or []
         self.fingerprints = fingerprints
         self.stats = EngineStats()
-        self._sems = {s: asyncio.Semaphore(settings.concurrency) for s in STAGES}
+        # Since when a backend has been unreachable (None: all well), and why.
+        self.outage_since: float | None = None
+        self.outage_reason = ""
+        self._sems = {s: asyncio.Semaphore(settings.concurrency) for s in self.specs}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._working: dict[str, set[str]] = {s: set() for s in STAGES}  # message ids in hand
+        self._working: dict[str, dict[str, float]] = {s: {} for s in self.specs}  # id -> deadline
+        self._stopping = asyncio.Event()
 
+    # Lifecycle ---------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
-        """Consume every stage until ``stop`` is set, then finish in-flight work."""
-        await self.transport.setup()
-        readers_stop = asyncio.Event()
-        loops = [asyncio.create_task(self._consume(s, readers_stop)) for s in STAGES]
-        loops.append(asyncio.create_task(self._reclaim(readers_stop)))
-        loops.append(asyncio.create_task(self._heartbeat(readers_stop)))
-        bg_stop = asyncio.Event()
-        bg: list[asyncio.Task[None]] = [asyncio.create_task(fn(bg_stop)) for fn in self.background]
+        """Consume every stage until ``stop`` is set, then drain within the grace time."""
+        await self._until_available(self.transport.setup, stop)
+        readers_stop, beat_stop, bg_stop = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        loops = [
+            asyncio.create_task(self._supervise(f"{s} consumer", self._consume, readers_stop, s))
+            for s in self.specs
+        ]
+        loops.append(asyncio.create_task(self._supervise("reclaim", self._reclaim, readers_stop)))
+        beat = asyncio.create_task(self._supervise("heartbeat", self._heartbeat, beat_stop))
+        bg = [
+            asyncio.create_task(self._supervise(getattr(fn, "__qualname__", "task"), fn, bg_stop))
+            for fn in self.background
+        ]
         try:
             await stop.wait()
         finally:
+            self._stopping.set()
             readers_stop.set()
             await asyncio.gather(*loops, return_exceptions=True)
-            if self._tasks:
-                await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self._drain()
+            beat_stop.set()
+            await asyncio.gather(beat, return_exceptions=True)
             bg_stop.set()
-            for res in await asyncio.gather(*bg, return_exceptions=True):
-                if isinstance(res, BaseException):
-                    log.error("background task failed: %r", res)
+            await asyncio.gather(*bg, return_exceptions=True)
             await self.transport.close()
 
-    async def _heartbeat(self, stop: asyncio.Event) -> None:
-        """Keep this consumer visibly alive, and renew the lease on messages in hand so a
-        slow stage is never mistaken for a hung one and run twice."""
-        interval = max(0.2, min(3.0, self.settings.claim_idle_ms / 3000))
+    async def _drain(self) -> None:
+        """Give in-flight work ``shutdown_grace_s``; cancel the rest (its messages stay
+        pending to this consumer, whose heartbeat ``close`` removes: claimed at once)."""
+        if not self._tasks:
+            return
+        _done, pending = await asyncio.wait(
+            set(self._tasks), timeout=self.settings.shutdown_grace_s
+        )
+        if pending:
+            self.stats.given_back += len(pending)
+            log.warning(
+                "shutdown: %d message(s) still in flight after %.0fs; giving them back",
+                len(pending),
+                self.settings.shutdown_grace_s,
+            )
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _supervise(
+        self, name: str, fn: Callable[..., Any], stop: asyncio.Event, *a: Any
+    ) -> None:
+        """Run a loop until it returns; restart it (with backoff) whenever it fails."""
+        delay = 0.5
         while True:
-            with contextlib.suppress(BackendUnavailable):
-                await self.transport.heartbeat()
-                for stage, ids in self._working.items():
-                    if ids:
-                        await self.transport.touch(stage, list(ids))
+            try:
+                await fn(*a, stop) if a else await fn(stop)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.stats.restarts += 1
+                log.error("%s failed (%s); restarting it in %.1fs", name, describe(exc), delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
             if stop.is_set():
-                if not self._tasks:
-                    return
-                await asyncio.sleep(0.1)  # draining: renew until the last task ends
-                continue
+                return
+            delay = min(delay * 2, 10.0)
+
+    # Outages -----------------------------------------------------------------------------
+    def _outage(self, exc: BackendUnavailable) -> None:
+        if self.outage_since is None:
+            self.outage_since = time.monotonic()
+            self.outage_reason = str(exc)
+            log.warning("%s; holding work and retrying until it answers", exc)
+
+    def _recovered(self) -> None:
+        if self.outage_since is not None:
+            log.warning(
+                "backend answers again after %.1fs; resuming",
+                time.monotonic() - self.outage_since,
+            )
+            self.outage_since = None
+            self.outage_reason = ""
+
+    async def _until_available(self, fn: Callable[[], Any], stop: asyncio.Event) -> None:
+        delay = 0.1
+        while True:
+            try:
+                await fn()
+                self._recovered()
+                return
+            except BackendUnavailable as exc:
+                self._outage(exc)
+            if stop.is_set():
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, 2.0)
+
+    async def _backoff(self, exc: BackendUnavailable, delay: float) -> float:
+        """After a failed call: note the outage, re-create lost groups, wait a little."""
+        self._outage(exc)
+        if isinstance(exc, StreamsMissing):
+            with contextlib.suppress(BackendUnavailable):
+                await self.transport.setup()
+                log.warning("stage streams or groups were missing (Redis restarted?): recreated")
+        await asyncio.sleep(delay)
+        return min(delay * 2, 2.0)
+
+    # Loops ---------------------------------------------------------------------------------
+    async def _heartbeat(self, stop: asyncio.Event) -> None:
+        """Keep this consumer visibly alive, and renew the lease on messages in hand, but
+        only within their time limit: a stage stuck past it must not be shielded."""
+        interval = max(0.2, min(3.0, self.settings.claim_idle_ms / 3000))
+        while not stop.is_set():
+            try:
+                await self.transport.heartbeat()
+                now = time.monotonic()
+                for stage, held in self._working.items():
+                    ids = [mid for mid, deadline in held.items() if deadline > now]
+                    if ids:
+                        await self.transport.touch(stage, ids)
+            except BackendUnavailable as exc:
+                self._outage(exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)
 
     async def _consume(self, stage: str, stop: asyncio.Event) -> None:
         sem = self._sems[stage]
-        backoff = 0.1
+        delay = 0.1
         while not stop.is_set():
             await sem.acquire()
             free = 1
@@ -145,14 +245,17 @@ class Engine:
                 free += 1
             try:
                 msgs = await self.transport.read(stage, free, self.settings.block_ms)
-                backoff = 0.1
+                delay = 0.1
+                self._recovered()
             except BackendUnavailable as exc:
                 for _ in range(free):
                     sem.release()
-                log.warning("reading %s failed (%s); retrying in %.1fs", stage, exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                delay = await self._backoff(exc, delay)
                 continue
+            except BaseException:
+                for _ in range(free):
+                    sem.release()
+                raise
             for _ in range(free - len(msgs)):
                 sem.release()
             for msg in msgs:
@@ -164,7 +267,7 @@ class Engine:
                 await asyncio.sleep(self.settings.read_linger_ms / 1000)
 
     def _spawn(self, msg: Message, sem: asyncio.Semaphore | None) -> None:
-        self._working[msg.stage].add(msg.id)
+        self._working[msg.stage][msg.id] = time.monotonic() + self.limits[msg.stage] + 5.0
         task = asyncio.create_task(self._process(msg, sem))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -176,13 +279,13 @@ class Engine:
                 await asyncio.wait_for(stop.wait(), interval)
             if stop.is_set():
                 return
-            for stage in STAGES:
+            for stage in self.specs:
                 try:
                     msgs = await self.transport.reclaim(
                         stage, self.settings.claim_idle_ms, self.settings.read_count
                     )
                 except BackendUnavailable as exc:
-                    log.warning("reclaim on %s failed: %s", stage, exc)
+                    self._outage(exc)
                     continue
                 for msg in msgs:
                     if msg.id in self._working[stage]:
@@ -191,27 +294,47 @@ class Engine:
                     await self._sems[stage].acquire()
                     self._spawn(msg, self._sems[stage])
 
+    # One message ---------------------------------------------------------------------------
     async def _process(self, msg: Message, sem: asyncio.Semaphore | None) -> None:
         self.stats.in_flight += 1
+        delay = 0.1
         try:
-            await self._handle(msg)
+            while True:
+                try:
+                    await self._handle(msg)
+                    self._recovered()
+                    return
+                except _Held as held:
+                    exc = held.args[0]
+                    assert isinstance(exc, BackendUnavailable)
+                    if self._stopping.is_set():
+                        return  # stays pending; another consumer claims it
+                    delay = await self._backoff(exc, delay)
+                    # Still ours: the lease is renewed while Redis answers again.
+                    self._working[msg.stage][msg.id] = (
+                        time.monotonic() + self.limits[msg.stage] + 5.0
+                    )
         except Exception:  # never let one document take the consumer down
             log.exception("unhandled error on %s %s", msg.stage, msg.ref.document_id)
             self.stats.unhandled += 1
         finally:
             self.stats.in_flight -= 1
-            self._working[msg.stage].discard(msg.id)
+            self._working[msg.stage].pop(msg.id, None)
             if sem is not None:
                 sem.release()
 
     async def _handle(self, msg: Message) -> None:
-        stage, ref = msg.stage, msg.ref
         try:
-            begin = await self.transport.begin(
-                msg, self.handoff.input_key(stage, ref), self.handoff.check_stale_first
-            )
-        except BackendUnavailable:
-            return  # stays pending; reclaimed once the backend is back
+            await self._attempt(msg)
+        except BackendUnavailable as exc:
+            raise _Held(exc) from None
+
+    async def _attempt(self, msg: Message) -> None:
+        stage, ref = msg.stage, msg.ref
+        spec = self.specs[stage]
+        begin = await self.transport.begin(
+            msg, self.handoff.input_key(stage, ref), self.handoff.check_stale_first
+        )
         if begin.stale:
             MESSAGES.labels(stage, "stale").inc()
             await self.transport.advance(msg, None, {})
@@ -221,15 +344,16 @@ class Engine:
             await self.transport.dead_letter(msg, error)
             await self._fail(msg, error)
             return
+        ctx: StageContext | None = None
         try:
             inp = await self.handoff.load(stage, ref, begin.input_raw)
             ctx = self.context(ref)
-            t0 = time.thread_time()
-            output = await self.stages[stage](inp, ctx)
-            compute = ctx.compute_seconds(time.thread_time() - t0)
+            output, compute = await self._run_stage(stage, inp, ctx)
             STAGE_SECONDS.labels(stage).observe(compute)
             self.stats.compute_s += compute
-            nxt, final = next_stage(stage, output)
+            route = spec.route(output, self.settings)
+            nxt = route if isinstance(route, str) else None
+            final = route.status if isinstance(route, Finish) else None
             fields: dict[str, str | float] = {
                 state.STAGE: nxt or stage,
                 state.STATUS: state.RUNNING,
@@ -246,20 +370,48 @@ class Engine:
         except DocumentError as exc:
             await self._fail(msg, f"{stage}: {exc}")
         except MissingInput as exc:
-            log.warning("%s; restarting %s from extract", exc, ref.document_id)
-            await self.transport.advance(msg, STAGES[0], {state.STAGE: STAGES[0]})
+            log.warning("%s; restarting %s from %s", exc, ref.document_id, FIRST)
+            await self.transport.advance(msg, FIRST, {state.STAGE: FIRST})
+        except BackendUnavailable:
+            raise
         except Exception as exc:
-            MESSAGES.labels(stage, "error").inc()
-            error = f"{type(exc).__name__}: {exc}"
-            if begin.attempts >= self.settings.max_deliveries:
-                await self.transport.dead_letter(msg, error)
-                await self._fail(msg, f"{stage}: gave_up after {begin.attempts} attempts: {error}")
-                return
-            log.warning("%s on %s (attempt %d): %s", stage, ref.document_id, begin.attempts, error)
-            self.stats.retried += 1
-            await asyncio.sleep(min(0.2 * 2**begin.attempts, 5.0))
-            with contextlib.suppress(BackendUnavailable):
-                await self.transport.retry(msg, error)
+            await self._failed_attempt(msg, begin.attempts, exc)
+
+    async def _run_stage(self, stage: str, inp: Any, ctx: StageContext) -> tuple[Any, float]:
+        """The stage call under its time limit; returns the output and its CPU seconds."""
+        limit = self.limits[stage]
+        t0 = time.thread_time()
+        try:
+            async with asyncio.timeout(limit) as cm:
+                output = await self.stages[stage](inp, ctx)
+        except TimeoutError:
+            if not cm.expired():
+                raise  # a time-out inside the stage (a client's own), not our limit
+            self.stats.timeouts += 1
+            if ctx.cpu_in_flight and isinstance(ctx.executor, CpuPool):
+                # The cancelled call is still running in a child: only killing it stops it.
+                ctx.executor.recycle(f"{stage} ran past its {limit:g}s limit")
+            raise StageTimeout(f"{stage} ran past its time limit of {limit:g}s") from None
+        return output, ctx.compute_seconds(time.thread_time() - t0)
+
+    async def _failed_attempt(self, msg: Message, attempts: int, exc: Exception) -> None:
+        stage, ref = msg.stage, msg.ref
+        MESSAGES.labels(stage, "error").inc()
+        error = f"{type(exc).__name__}: {describe(exc).split(': ', 1)[-1]}"
+        if not is_retryable(exc):
+            # The same input fails the same way: no retry, but dead-lettered so that it
+            # can be replayed once the cause (a cap, a setting) is fixed.
+            await self.transport.dead_letter(msg, error)
+            await self._fail(msg, f"{stage}: {error}")
+            return
+        if attempts >= self.settings.max_deliveries:
+            await self.transport.dead_letter(msg, error)
+            await self._fail(msg, f"{stage}: gave_up after {attempts} attempts: {error}")
+            return
+        log.warning("%s on %s (attempt %d): %s", stage, ref.document_id, attempts, error)
+        self.stats.retried += 1
+        await asyncio.sleep(min(0.2 * 2**attempts, 5.0))
+        await self.transport.retry(msg, error)
 
     async def _fail(self, msg: Message, error: str) -> None:
         MESSAGES.labels(msg.stage, "failed").inc()

@@ -15,36 +15,27 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
-from accelerated import state
+from accelerated import pipeline, state
+from accelerated.boundary import map_driver_errors
 from accelerated.codec import Codec
-from accelerated.errors import BackendUnavailable, CodecError, PipelineError
-from accelerated.keys import STAGES, Keys
-from accelerated.models import Chunked, Cleaned, Extracted, Mentions, Related, Resolved, SourceRef
+from accelerated.errors import CodecError, PipelineError
+from accelerated.keys import Keys
+from accelerated.models import Extracted, SourceRef
+from accelerated.pipeline import OUTPUT_KEYS, OUTPUT_TYPES
 from accelerated.settings import Settings
 from accelerated.transport import Message, Transport, Writes
 from persistence.intents import ID_FIELD, Intent, IntentMemo, intent_entry, intent_for_document
 from persistence.traditional import TraditionalStore
-
-# The record type each stage produces (and the next one consumes).
-OUTPUT_TYPES: dict[str, type[Any]] = {
-    "extract": Extracted,
-    "clean": Cleaned,
-    "chunk": Chunked,
-    "entities": Mentions,
-    "resolve": Resolved,
-    "relate": Related,
-}
 
 
 class MissingInput(PipelineError):
     """The previous stage's output is gone (expired or evicted): restart from extract."""
 
 
-def previous_stage(stage: str) -> str | None:
-    i = STAGES.index(stage)
-    return STAGES[i - 1] if i else None
+def input_key(stage: str) -> str | None:
+    """The output key the stage reads (from the stage registry); None: the SourceRef."""
+    return pipeline.stage(stage).input_key
 
 
 class Handoff(Protocol):
@@ -123,11 +114,11 @@ class AcceleratedHandoff:
             self._recent_bytes -= hit[1]
 
     def _forget(self, ref: SourceRef) -> None:
-        for stage in STAGES:
-            self._drop(ref, stage)
+        for key in OUTPUT_KEYS:
+            self._drop(ref, key)
 
     def input_key(self, stage: str, ref: SourceRef) -> str | None:
-        prev = previous_stage(stage)
+        prev = input_key(stage)
         if prev is None:
             return None
         if self._recalled(ref, prev) is not None:
@@ -137,7 +128,7 @@ class AcceleratedHandoff:
         return self.keys.output(ref.document_id, prev)
 
     async def load(self, stage: str, ref: SourceRef, raw: bytes | None) -> Any:
-        prev = previous_stage(stage)
+        prev = input_key(stage)
         if prev is None:
             return ref
         if raw is None:
@@ -152,14 +143,13 @@ class AcceleratedHandoff:
             raise MissingInput(f"output of {prev} is unreadable: {exc}") from None
 
     async def _outputs(self, ref: SourceRef, stages: tuple[str, ...]) -> list[Any]:
+        """Outputs by key name (memo first, one MGET for the rest)."""
         out: list[Any] = [self._recalled(ref, s) for s in stages]
         missing = [s for s, v in zip(stages, out, strict=True) if v is None]
         if not missing:
             return out
-        try:
+        with map_driver_errors():
             raws = await self.redis.mget([self.keys.output(ref.document_id, s) for s in missing])
-        except RedisError as exc:
-            raise BackendUnavailable(f"redis: {exc}") from None
         fetched = dict(zip(missing, raws, strict=True))
         for i, s in enumerate(stages):
             if out[i] is not None:
@@ -183,24 +173,25 @@ class AcceleratedHandoff:
     ) -> bool:
         ref = msg.ref
         value = self.codec.encode(output)
-        writes = Writes(self.keys.output(ref.document_id, msg.stage), value, self.ttl)
+        out_key = pipeline.stage(msg.stage).output_key
+        writes = Writes(self.keys.output(ref.document_id, out_key), value, self.ttl)
         if final_status is None:
             # Remembered before the message moves on: the next stage's consumer in this
             # process may receive it before this coroutine resumes after the advance.
-            self._remember(ref, msg.stage, output, len(value))
+            self._remember(ref, out_key, output, len(value))
             try:
                 moved = await self.transport.advance(msg, next_stage, fields, None, writes)
             except BaseException:
-                self._drop(ref, msg.stage)
+                self._drop(ref, out_key)
                 raise
             if not moved:
-                self._drop(ref, msg.stage)
+                self._drop(ref, out_key)
             return moved
-        if msg.stage == "extract":
+        if isinstance(output, Extracted):  # finished before clean (needs OCR)
             intent = intent_for_document(ref, output, None, None, None, final_status, None)
         else:
             extracted, cleaned, chunked, resolved = await self._outputs(
-                ref, ("extract", "clean", "chunk", "resolve")
+                ref, ("ocr", "clean", "chunks", "canonical")
             )
             intent = intent_for_document(
                 ref, extracted, cleaned, resolved, output, final_status, None, chunked=chunked
@@ -240,7 +231,7 @@ class TraditionalHandoff:
         return None
 
     async def load(self, stage: str, ref: SourceRef, raw: bytes | None) -> Any:
-        if stage == STAGES[0]:
+        if input_key(stage) is None:
             return ref
         return await self.store.read_input(stage, ref)
 

@@ -12,17 +12,12 @@ import uuid
 from typing import Final
 
 from accelerated.ids import parse_uuid, validate_project
+from accelerated.pipeline import OUTPUT_KEYS, PIPELINE, STAGE_NAMES
 
-STAGES: Final = ("extract", "clean", "chunk", "entities", "resolve", "relate")
+# Derived from the stage registry (accelerated/pipeline.py), the one place stages are defined.
+STAGES: Final = STAGE_NAMES
 # Name of each stage's output key, as in DESIGN.md.
-OUTPUT_NAMES: Final = {
-    "extract": "ocr",
-    "clean": "clean",
-    "chunk": "chunks",
-    "entities": "entities",
-    "resolve": "canonical",
-    "relate": "relations",
-}
+OUTPUT_NAMES: Final = {s.name: s.output_key for s in PIPELINE}
 
 
 class Keys:
@@ -32,10 +27,17 @@ class Keys:
         self.prefix = prefix
 
     # Per document -------------------------------------------------------------
-    def output(self, doc_id: uuid.UUID | str, stage: str) -> str:
-        if stage not in OUTPUT_NAMES:
-            raise ValueError(f"unknown stage {stage!r}")
-        return f"{self.prefix}:doc:{{{parse_uuid(doc_id)}}}:{OUTPUT_NAMES[stage]}"
+    def output(self, doc_id: uuid.UUID | str, name: str) -> str:
+        """A stage output key, by output key name (``ocr``) or by stage name (``extract``)."""
+        if name not in OUTPUT_KEYS:
+            if name not in OUTPUT_NAMES:
+                raise ValueError(f"unknown stage or output {name!r}")
+            name = OUTPUT_NAMES[name]
+        return f"{self.prefix}:doc:{{{parse_uuid(doc_id)}}}:{name}"
+
+    def outputs(self, doc_id: uuid.UUID | str) -> list[str]:
+        """Every stage output key of a document."""
+        return [self.output(doc_id, k) for k in OUTPUT_KEYS]
 
     def state(self, doc_id: uuid.UUID | str) -> str:
         return f"{self.prefix}:doc:{{{parse_uuid(doc_id)}}}:state"

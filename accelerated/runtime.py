@@ -11,12 +11,11 @@ import asyncio
 import functools
 import gc
 import logging
-import multiprocessing
 import os
 import socket
 import uuid
 from collections.abc import Callable, Coroutine
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,14 +23,16 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from accelerated import fingerprint
-from accelerated.blobs import LocalBlobReader
+from accelerated.backends import Backends, resolve_backends
 from accelerated.caches import RedisChunkCache, RedisExtractCache
 from accelerated.canonical import PassThroughCanonicalRegistry, RedisCanonicalRegistry
 from accelerated.codec import Codec
-from accelerated.engine import Engine, StageFn, load_stages
+from accelerated.cpu import CpuPool
+from accelerated.engine import Engine
 from accelerated.handoff import AcceleratedHandoff, Handoff, TraditionalHandoff
 from accelerated.keys import Keys
 from accelerated.models import SourceRef
+from accelerated.pipeline import StageFn
 from accelerated.settings import Settings
 from accelerated.stages import CanonicalRegistry, StageContext
 from accelerated.transport import LocalTransport, RedisTransport, Transport
@@ -60,14 +61,12 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
-def make_executor(settings: Settings) -> Executor | None:
-    """Process pool for CPU-bound stage code (PDF parsing, eyecite), or None for threads."""
+def make_executor(settings: Settings) -> CpuPool | None:
+    """Supervised process pool for CPU-bound stage code (PDF parsing, eyecite, OCR), or
+    None for the loop's threads (``CPU_POOL=thread``: tests, debugging)."""
     if settings.cpu_pool == "thread":
         return None
-    workers = settings.cpu_workers or os.cpu_count() or 1
-    return ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context("forkserver"), initializer=tune_gc
-    )
+    return CpuPool(settings.cpu_workers or os.cpu_count() or 1, initializer=tune_gc)
 
 
 @dataclass
@@ -85,8 +84,12 @@ class Runtime:
     extract_cache: RedisExtractCache | None = None
     chunk_cache: RedisChunkCache | None = None
     writer: WriteBehindWriter | None = None
-    blobs: LocalBlobReader = field(default_factory=LocalBlobReader)
+    backends: Backends | None = None  # None: built from settings on first use
     stage_overrides: dict[str, StageFn] = field(default_factory=dict)  # tests, experiments
+
+    def __post_init__(self) -> None:
+        if self.backends is None:
+            self.backends = resolve_backends(self.settings)
 
     @property
     def accelerated(self) -> bool:
@@ -96,21 +99,24 @@ class Runtime:
         return StageContext(
             project=ref.project,
             settings=self.settings,
-            blobs=self.blobs,
+            blobs=self.backends_.blobs,
             canonical=self.canonical,
             extract_cache=self.extract_cache,
             chunk_cache=self.chunk_cache,
             executor=self.executor,
             source=ref,
             extras={"entity_backend": self.settings.entity_backend},
+            backends=self.backends_,
         )
+
+    @property
+    def backends_(self) -> Backends:
+        assert self.backends is not None
+        return self.backends
 
     @functools.cached_property
     def stage_params(self) -> dict[str, str]:
-        from accelerated.entities import get_backend
-
-        version = get_backend(self.settings.entity_backend).version
-        return fingerprint.stage_params(self.settings, version)
+        return fingerprint.stage_params(self.settings, self.backends_)
 
     def fingerprints(self, ref: SourceRef) -> dict[str, str]:
         return fingerprint.fingerprints(ref, self.stage_params)
@@ -126,7 +132,7 @@ class Runtime:
             context=self.context,
             background=background,
             fingerprints=self.fingerprints,
-            stages={**load_stages(), **self.stage_overrides},
+            stages=self.stage_overrides,
         )
 
     def close(self) -> None:
@@ -141,6 +147,7 @@ def build_runtime(
     *,
     executor: Executor | None = None,
     consumer: str | None = None,
+    backends: Backends | None = None,
 ) -> Runtime:
     """Accelerated when Redis is given and the flag is on; traditional otherwise."""
     keys = Keys(settings.redis_prefix)
@@ -161,6 +168,7 @@ def build_runtime(
         "transport": transport,
         "executor": executor,
         "consumer": name,
+        "backends": backends or resolve_backends(settings),
     }
     if redis is not None and settings.enable_redis_acceleration:
         memo = IntentMemo()  # the writer below takes what the handoff queues, undecoded

@@ -57,6 +57,12 @@ class Settings(BaseSettings):
     cpu_pool: Literal["process", "thread"] = "process"  # where CPU-bound stage code runs
     cpu_workers: int = 0  # 0: one per core
     entity_backend: str = "rules"  # rules | transformers | llm (later issues)
+    # Backends, time limits, shutdown (see accelerated/backends.py, accelerated/pipeline.py).
+    ocr_backend: str = "none"  # an OCR_ENGINES name; "none": scans end as needs_ocr
+    plugins: list[str] = Field(default_factory=list)  # modules imported at start-up
+    stage_time_limits: dict[str, float] = Field(default_factory=dict)  # {"extract": 600}
+    shutdown_grace_s: float = 30.0  # worker: finish in-flight work within this, then give back
+    cpu_retries: int = 2  # resubmissions of a call whose pool child died under it
 
     # Write-behind writer.
     wb_batch_rows: int = 20_000

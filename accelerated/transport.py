@@ -21,6 +21,7 @@ from redis.exceptions import RedisError, ResponseError
 from redis.utils import str_if_bytes
 
 from accelerated import state
+from accelerated.boundary import map_driver_errors
 from accelerated.errors import BackendUnavailable
 from accelerated.keys import STAGES, Keys
 from accelerated.models import SourceRef
@@ -124,7 +125,9 @@ ADVANCE_LUA: Final = f"""
 -- ('' = none), ARGV[5] output ('' = none), ARGV[6] output ttl (s), ARGV[7] terminal
 -- ('' = no), ARGV[8] document id, ARGV[9] error ('' = none), ARGV[10] count of intent
 -- field/value items n, ARGV[11 .. 10+n] intent entry, ARGV[11+n ..] state field/values
-redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
+-- Not pending any more: this message was advanced already (a reply lost to a dropped
+-- connection, then the same attempt again; or another consumer took it over).
+if redis.call('XACK', KEYS[2], ARGV[1], ARGV[2]) == 0 then return 0 end
 redis.call('XDEL', KEYS[2], ARGV[2])
 if redis.call('HGET', KEYS[1], '{state.GENERATION}') ~= ARGV[3] then return 0 end
 if ARGV[5] ~= '' then redis.call('SET', KEYS[4], ARGV[5], 'EX', ARGV[6]) end
@@ -145,10 +148,6 @@ def _now() -> str:
     return f"{time.time():.6f}"
 
 
-def _redis_error(exc: Exception) -> BackendUnavailable:
-    return BackendUnavailable(f"redis: {exc}")
-
-
 _NO_WRITES: Final = Writes()
 
 
@@ -162,30 +161,28 @@ class RedisTransport:
         self._advance = redis.register_script(ADVANCE_LUA)
 
     async def setup(self) -> None:
-        for stage in STAGES:
-            try:
-                await self.redis.xgroup_create(
-                    self.keys.stream(stage), self.keys.group(stage), id="0", mkstream=True
-                )
-            except ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise _redis_error(exc) from None
-            except RedisError as exc:
-                raise _redis_error(exc) from None
+        """Create every stage's stream and group (again, after Redis lost them)."""
+        with map_driver_errors():
+            for stage in STAGES:
+                try:
+                    await self.redis.xgroup_create(
+                        self.keys.stream(stage), self.keys.group(stage), id="0", mkstream=True
+                    )
+                except ResponseError as exc:
+                    if "BUSYGROUP" not in str(exc):
+                        raise
         await self.heartbeat()
 
     async def heartbeat(self) -> None:
-        try:
+        with map_driver_errors():
             await self.redis.set(
                 self.keys.consumer_alive(self.consumer), b"1", ex=self.HEARTBEAT_TTL_S
             )
-        except RedisError as exc:
-            raise _redis_error(exc) from None
 
     async def touch(self, stage: str, ids: Sequence[str]) -> None:
         if not ids:
             return
-        try:
+        with map_driver_errors():
             await self.redis.xclaim(
                 self.keys.stream(stage),
                 self.keys.group(stage),
@@ -194,8 +191,6 @@ class RedisTransport:
                 list(ids),
                 justid=True,
             )
-        except RedisError as exc:
-            raise _redis_error(exc) from None
 
     def _messages(
         self, stage: str, entries: Iterable[Any], deliveries: dict[str, int] | None = None
@@ -226,7 +221,7 @@ class RedisTransport:
         return out
 
     async def read(self, stage: str, count: int, block_ms: int) -> list[Message]:
-        try:
+        with map_driver_errors():
             resp = await self.redis.xreadgroup(
                 self.keys.group(stage),
                 self.consumer,
@@ -234,8 +229,6 @@ class RedisTransport:
                 count=count,
                 block=block_ms,
             )
-        except RedisError as exc:
-            raise _redis_error(exc) from None
         msgs: list[Message] = []
         for _stream, entries in resp or []:  # type: ignore[str-unpack]
             msgs.extend(self._messages(stage, entries))  # type: ignore[arg-type]
@@ -244,7 +237,7 @@ class RedisTransport:
     async def reclaim(self, stage: str, min_idle_ms: int, count: int) -> list[Message]:
         """Take over messages of dead consumers at once, and of hung ones after an idle time."""
         stream, group = self.keys.stream(stage), self.keys.group(stage)
-        try:
+        with map_driver_errors():
             msgs: list[Message] = []
             for info in await self.redis.xinfo_consumers(stream, group):
                 name = str_if_bytes(info["name"])
@@ -270,8 +263,6 @@ class RedisTransport:
             if deleted:
                 await self.redis.xack(stream, group, *deleted)
             return msgs
-        except RedisError as exc:
-            raise _redis_error(exc) from None
 
     async def _ack_deleted(self, stage: str, ids: list[Any], claimed: list[Any]) -> None:
         got = {c[0] for c in claimed if c[1]}
@@ -287,10 +278,8 @@ class RedisTransport:
             pipe.hget(self.keys.state(msg.ref.document_id), state.GENERATION)
         if input_key is not None:
             pipe.get(input_key)
-        try:
+        with map_driver_errors():
             res = await pipe.execute()
-        except RedisError as exc:
-            raise _redis_error(exc) from None
         stale = False
         if check_stale:
             gen = res.pop(0)
@@ -352,31 +341,25 @@ class RedisTransport:
             self.keys.outstanding(ref.project),
             self.keys.failed(ref.project),
         ]
-        try:
+        with map_driver_errors():
             return bool(await self._advance(keys=keys, args=args))
-        except RedisError as exc:
-            raise _redis_error(exc) from None
 
     async def retry(self, msg: Message, error: str) -> None:
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(self.keys.state(msg.ref.document_id), state.ERROR, error)
         self._publish(pipe, msg.stage, msg.ref, msg.attempts)
         self._ack(pipe, msg)
-        try:
+        with map_driver_errors():
             await pipe.execute()
-        except RedisError as exc:
-            raise _redis_error(exc) from None
 
     async def dead_letter(self, msg: Message, error: str) -> None:
-        try:
+        with map_driver_errors():
             await self.redis.xadd(
                 self.keys.dlq(msg.stage),
                 {b"ref": _ref_encoder.encode(msg.ref), b"error": error.encode()[:4096]},
                 maxlen=100_000,
                 approximate=True,
             )
-        except RedisError as exc:
-            raise _redis_error(exc) from None
 
     async def enqueue(self, refs: Sequence[SourceRef], stage: str) -> None:
         for i in range(0, len(refs), 500):
@@ -401,16 +384,12 @@ class RedisTransport:
                 pipe.sadd(self.keys.outstanding(ref.project), str(ref.document_id))
                 pipe.hdel(self.keys.failed(ref.project), str(ref.document_id))
                 self._publish(pipe, stage, ref)
-            try:
+            with map_driver_errors():
                 await pipe.execute()
-            except RedisError as exc:
-                raise _redis_error(exc) from None
 
     async def outstanding(self, project: str) -> int:
-        try:
+        with map_driver_errors():
             return int(await self.redis.scard(self.keys.outstanding(project)))
-        except RedisError as exc:
-            raise _redis_error(exc) from None
 
     async def latencies(self, refs: Sequence[SourceRef]) -> list[tuple[float, float, float]]:
         pipe = self.redis.pipeline(transaction=False)

@@ -21,6 +21,8 @@ from typing import Any, Final
 import asyncpg  # type: ignore[import-untyped]
 import msgspec
 
+from accelerated import pipeline
+from accelerated.boundary import translated
 from accelerated.errors import DocumentError
 from accelerated.models import (
     CanonicalEntity,
@@ -41,7 +43,7 @@ Record = SourceRef | Extracted | Cleaned | Chunked | Mentions | Resolved | Relat
 
 # Columns each stage owns in the documents row (the rest belong to intake or others).
 _DOC_COLUMNS: Final = {
-    "extract": ("format", "method", "page_count", "raw_pages", "metadata", "raw_text"),
+    "ocr": ("format", "method", "page_count", "raw_pages", "metadata", "raw_text"),
     "clean": ("category", "pages", "text"),
 }
 
@@ -67,12 +69,14 @@ class TraditionalStore:
         self.pool = pool
 
     # Reading ----------------------------------------------------------------------------
+    @translated("postgres")
     async def read_input(self, stage: str, source: SourceRef) -> Record:
         """The stage's input record, rebuilt from Postgres with one query."""
         doc = source.document_id
-        if stage == "extract":
+        key = pipeline.stage(stage).input_key  # which stage output to rebuild
+        if key is None:
             return source
-        if stage == "clean":
+        if key == "ocr":
             r = await self.pool.fetchrow(
                 "SELECT sha256, format, method, raw_text, raw_pages::text, metadata::text "
                 "FROM documents WHERE id = $1",
@@ -91,7 +95,7 @@ class TraditionalStore:
                 needs_ocr=r["method"] == "needs_ocr",
                 metadata=_meta.decode(r["metadata"] or "{}"),
             )
-        if stage == "chunk":
+        if key == "clean":
             r = await self.pool.fetchrow(
                 "SELECT text, pages::text, category FROM documents WHERE id = $1", doc
             )
@@ -103,7 +107,7 @@ class TraditionalStore:
                 pages=_pages.decode(r["pages"] or "[]"),
                 category=r["category"],
             )
-        if stage == "entities":
+        if key == "chunks":
             records = await self.pool.fetch(
                 "SELECT id, idx, text, start_char, end_char, page_start, page_end "
                 "FROM chunks WHERE document_id = $1 ORDER BY idx",
@@ -125,7 +129,7 @@ class TraditionalStore:
                     for c in records
                 ],
             )
-        if stage == "resolve":
+        if key == "entities":
             r = await self.pool.fetchrow(f"SELECT {_CHUNK_IDS} AS c, {_MENTIONS} AS m", doc)
             assert r is not None
             return Mentions(
@@ -133,7 +137,7 @@ class TraditionalStore:
                 chunk_ids=[_uuid(c) for c in r["c"]],
                 mentions=_to_mentions(doc, r["m"]),
             )
-        if stage == "relate":
+        if key == "canonical":
             r = await self.pool.fetchrow(
                 f"SELECT {_CHUNK_IDS} AS c, {_MENTIONS} AS m, {_CANONICALS} AS e", doc
             )
@@ -147,27 +151,29 @@ class TraditionalStore:
                     for i, p, t, k, n in _canonicals.decode(r["e"])
                 ],
             )
-        raise ValueError(f"unknown stage {stage!r}")
+        raise ValueError(f"no reader for output {key!r} of stage {stage!r}")
 
     # Writing ----------------------------------------------------------------------------
+    @translated("postgres")
     async def write_output(self, stage: str, source: SourceRef, output: Any) -> None:
         """Write the stage's rows in one transaction, one batched statement per table."""
         doc = source.document_id
         project = source.project
+        key = pipeline.stage(stage).output_key
         async with self.pool.acquire() as conn, conn.transaction():
-            if stage == "extract":
+            if key == "ocr":
                 row = rows.document_row(source, output, None, "running", None)
-                await _upsert_document(conn, row, _DOC_COLUMNS[stage])
-            elif stage == "clean":
+                await _upsert_document(conn, row, _DOC_COLUMNS[key])
+            elif key == "clean":
                 row = rows.document_row(source, None, output, "running", None)
-                await _upsert_document(conn, row, _DOC_COLUMNS[stage])
-            elif stage == "chunk":
+                await _upsert_document(conn, row, _DOC_COLUMNS[key])
+            elif key == "chunks":
                 await conn.execute("DELETE FROM chunks WHERE document_id = $1", doc)
                 await _insert(conn, "chunks", rows.chunk_rows(project, output))
-            elif stage == "entities":
+            elif key == "entities":
                 await conn.execute("DELETE FROM entity_mentions WHERE document_id = $1", doc)
                 await _insert(conn, "entity_mentions", rows.mention_rows(project, output.mentions))
-            elif stage == "resolve":
+            elif key == "canonical":
                 canon = rows.least_names(list(rows.canonical_rows(output.canonicals)))
                 await _insert(
                     conn,
@@ -189,7 +195,7 @@ class TraditionalStore:
                         "WHERE m.id = u.id AND m.canonical_id IS DISTINCT FROM u.cid",
                         *zip(*links, strict=True),
                     )
-            elif stage == "relate":
+            elif key == "relations":
                 await conn.execute("DELETE FROM relationships WHERE document_id = $1", doc)
                 await _insert(conn, "relationships", rows.relationship_rows(output))
                 await conn.execute(
@@ -198,8 +204,9 @@ class TraditionalStore:
                     doc,
                 )
             else:
-                raise ValueError(f"unknown stage {stage!r}")
+                raise ValueError(f"no writer for output {key!r} of stage {stage!r}")
 
+    @translated("postgres")
     async def mark_status(self, source: SourceRef, status: str, error: str | None) -> None:
         await self.pool.execute(
             "UPDATE documents SET status = $2, error = $3, updated_at = now() WHERE id = $1",

@@ -88,7 +88,7 @@ async def test_missing_input_is_a_document_error(store: TraditionalStore, doc: D
         await store.read_input("clean", doc.source)
     assert info.value.code == "missing_input"
     with pytest.raises(ValueError, match="unknown stage"):
-        await store.read_input("ocr", doc.source)
+        await store.read_input("nope", doc.source)
 
 
 async def test_mark_status(store: TraditionalStore, doc: Doc) -> None:

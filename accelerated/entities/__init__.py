@@ -1,18 +1,20 @@
-"""Entity backends: one protocol, one vocabulary (``models.ENTITY_TYPES``), a registry.
+"""Entity backends: the mention record they report, and the built-in ones.
 
-Backends are plain picklable objects with a sync ``extract`` so the stage can ship
-them to a process pool; heavy state (compiled tables, models) is built lazily inside
-the worker process, never pickled.
+The protocols (``EntityBackend`` and its ``pool`` / ``async`` forms) and the registry
+live in :mod:`accelerated.backends`, beside every other kind of backend; this package
+holds the implementations (``rules``: eyecite, courts-db, regexes).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING
 
 import msgspec
 
-from accelerated.errors import ConfigError
+if TYPE_CHECKING:
+    from accelerated.backends import EntityBackend
+    from accelerated.settings import Settings
 
 
 class RawMention(msgspec.Struct, array_like=True, frozen=True):
@@ -24,35 +26,28 @@ class RawMention(msgspec.Struct, array_like=True, frozen=True):
     normalized: str
 
 
-@runtime_checkable
-class EntityBackend(Protocol):
-    """``version`` is part of the chunk-cache key: bump it whenever results can change."""
-
-    @property
-    def version(self) -> str: ...
-
-    def extract(self, texts: list[str]) -> list[list[RawMention]]: ...
-
-
-def _rules() -> EntityBackend:
-    from accelerated.entities.rules import RulesBackend
-
-    return RulesBackend()
-
-
-_FACTORIES: dict[str, Callable[[], EntityBackend]] = {"rules": _rules}
 DEFAULT_BACKEND = "rules"
 
 
-def register_backend(name: str, factory: Callable[[], EntityBackend]) -> None:
-    """Later backends (transformers, llm) plug in here without touching the stage."""
-    _FACTORIES[name] = factory
+def register_backend(name: str, factory: Callable[[Settings], EntityBackend]) -> None:
+    """Shorthand for ``accelerated.backends.ENTITY_BACKENDS.register``."""
+    from accelerated.backends import ENTITY_BACKENDS
+
+    ENTITY_BACKENDS.register(name, factory)
 
 
-def get_backend(name: str = DEFAULT_BACKEND) -> EntityBackend:
-    try:
-        factory = _FACTORIES[name]
-    except KeyError:
-        known = ", ".join(sorted(_FACTORIES))
-        raise ConfigError(f"unknown entity backend {name!r}; known: {known}") from None
-    return factory()
+def get_backend(name: str = DEFAULT_BACKEND, settings: Settings | None = None) -> EntityBackend:
+    """Build a registered backend by name (``ConfigError`` listing the known ones)."""
+    from accelerated.backends import ENTITY_BACKENDS
+    from accelerated.settings import Settings
+
+    return ENTITY_BACKENDS.create(name, settings or Settings(_env_file=None))  # type: ignore[call-arg]
+
+
+def __getattr__(name: str) -> object:
+    # Older imports (``from accelerated.entities import EntityBackend``) keep working.
+    if name == "EntityBackend":
+        from accelerated.backends import PoolEntityBackend
+
+        return PoolEntityBackend
+    raise AttributeError(name)

@@ -17,6 +17,8 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, cast
 
+from accelerated.backends import Backends
+from accelerated.cpu import CpuPool
 from accelerated.models import CanonicalEntity, Extracted, SourceRef
 from accelerated.settings import Settings
 
@@ -24,7 +26,7 @@ R = TypeVar("R")
 
 
 class BlobReader(Protocol):
-    """Reads a document's bytes (local path today; S3 in a later backend)."""
+    """What a stage reads document bytes through (``backends.BlobSource`` implements it)."""
 
     async def read(self, source: SourceRef, max_bytes: int) -> bytes: ...
 
@@ -71,20 +73,31 @@ class StageContext:
     executor: Executor | None = None  # None: the loop's default thread pool
     source: SourceRef | None = None  # the document being processed
     extras: dict[str, Any] = field(default_factory=dict)
+    backends: Backends | None = None  # built once at the CLI edge (accelerated/backends.py)
     # Accounting, so "time inside stage code" is CPU the stage itself used: its own
     # thread CPU on the loop, less what other tasks used while it awaited, plus the CPU
     # its offloaded calls used where they ran (not the wait for a free executor).
     cpu_s: float = 0.0  # CPU seconds the offloaded calls used where they ran
     offloaded_cpu_s: float = 0.0  # loop-thread CPU spent on other tasks while awaiting
+    cpu_in_flight: int = 0  # offloaded calls not yet returned (a time limit recycles them)
 
     async def run_cpu(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
         """Run CPU-bound code off the event loop (process pool when configured)."""
         loop = asyncio.get_running_loop()
         call = functools.partial(fn, *args, **kwargs) if kwargs else functools.partial(fn, *args)
         t0 = time.thread_time()
+        self.cpu_in_flight += 1
         try:
-            result, cpu = await loop.run_in_executor(self.executor, _timed, call)
+            if isinstance(self.executor, CpuPool):
+                # Supervised: a child that dies under the call is replaced and the call
+                # resubmitted; the engine recycles the pool if the time limit fires.
+                result, cpu = await self.executor.run(
+                    functools.partial(_timed, call), self.settings.cpu_retries
+                )
+            else:
+                result, cpu = await loop.run_in_executor(self.executor, _timed, call)
         finally:
+            self.cpu_in_flight -= 1
             self.offloaded_cpu_s += time.thread_time() - t0
         self.cpu_s += cpu
         return result

@@ -11,7 +11,14 @@ import hashlib
 
 import msgspec
 
-from accelerated.entities import EntityBackend, RawMention, get_backend
+from accelerated.backends import (
+    ENTITY_BACKENDS,
+    AsyncEntityBackend,
+    EntityBackend,
+    PoolEntityBackend,
+    entity_mode,
+)
+from accelerated.entities import RawMention
 from accelerated.errors import PipelineError
 from accelerated.ids import mention_id
 from accelerated.models import ENTITY_TYPES, Chunked, Mention, Mentions
@@ -22,9 +29,20 @@ _DECODER = msgspec.json.Decoder(list[RawMention])
 _TYPES = frozenset(ENTITY_TYPES)
 
 
-def run_backend(backend: EntityBackend, texts: list[str]) -> list[list[RawMention]]:
+def run_backend(backend: PoolEntityBackend, texts: list[str]) -> list[list[RawMention]]:
     """Top-level so the backend and texts can be pickled to a process pool."""
     return backend.extract(texts)
+
+
+async def call_backend(
+    backend: EntityBackend, texts: list[str], ctx: StageContext
+) -> list[list[RawMention]]:
+    """Run the backend where its mode says: the process pool, or awaited on the loop."""
+    if entity_mode(backend) == "pool":
+        assert isinstance(backend, PoolEntityBackend)
+        return await ctx.run_cpu(run_backend, backend, texts)
+    assert isinstance(backend, AsyncEntityBackend)
+    return await backend.extract_async(texts)
 
 
 def encode_result(mentions: list[RawMention]) -> bytes:
@@ -56,7 +74,7 @@ async def chunk_results(
             missing.setdefault(hashes[i], []).append(i)
     if missing:
         todo = [texts[idx[0]] for idx in missing.values()]
-        fresh = await ctx.run_cpu(run_backend, backend, todo)
+        fresh = await call_backend(backend, todo, ctx)
         if len(fresh) != len(todo):
             raise PipelineError(f"entity backend {backend.version} returned a wrong result count")
         for idx, found in zip(missing.values(), fresh, strict=True):
@@ -70,7 +88,11 @@ async def chunk_results(
 
 
 async def run(doc: Chunked, ctx: StageContext) -> Mentions:
-    backend = get_backend(ctx.extras.get("entity_backend", "rules"))
+    backend = (
+        ctx.backends.entities
+        if ctx.backends is not None
+        else ENTITY_BACKENDS.create(ctx.settings.entity_backend, ctx.settings)
+    )
     chunks = doc.chunks
     found = await chunk_results([c.text for c in chunks], backend, ctx)
     mentions: dict[tuple[int, int, str], Mention] = {}
