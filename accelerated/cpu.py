@@ -48,8 +48,13 @@ def die_with_parent() -> None:
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def _child_init(initializer: Callable[[], None] | None) -> None:
+def _child_init(owner: int, initializer: Callable[[], None] | None) -> None:
     die_with_parent()
+    # If the owner died before the line above ran, no signal will ever come: leave now.
+    try:
+        os.kill(owner, 0)
+    except ProcessLookupError:
+        os._exit(1)
     if initializer is not None:
         initializer()
 
@@ -66,11 +71,14 @@ class CpuPool(Executor):
         self._closed = False
 
     def _new(self) -> ProcessPoolExecutor:
+        ctx = multiprocessing.get_context("forkserver")
+        # The forkserver is the children's parent: it must die with us for them to.
+        ctx.set_forkserver_preload(["accelerated._pool_child"])
         return ProcessPoolExecutor(
             self.workers,
-            mp_context=multiprocessing.get_context("forkserver"),
+            mp_context=ctx,
             initializer=_child_init,
-            initargs=(self._initializer,),
+            initargs=(os.getpid(), self._initializer),
         )
 
     # Executor interface (run_in_executor, the benchmark's warm-up) -------------------

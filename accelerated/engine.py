@@ -388,7 +388,7 @@ class Engine:
             if not cm.expired():
                 raise  # a time-out inside the stage (a client's own), not our limit
             self.stats.timeouts += 1
-            if ctx.cpu_in_flight and isinstance(ctx.executor, CpuPool):
+            if ctx.cpu_abandoned and isinstance(ctx.executor, CpuPool):
                 # The cancelled call is still running in a child: only killing it stops it.
                 ctx.executor.recycle(f"{stage} ran past its {limit:g}s limit")
             raise StageTimeout(f"{stage} ran past its time limit of {limit:g}s") from None

@@ -6,12 +6,13 @@ below the CLI reads ``os.environ``.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -59,8 +60,10 @@ class Settings(BaseSettings):
     entity_backend: str = "rules"  # rules | transformers | llm (later issues)
     # Backends, time limits, shutdown (see accelerated/backends.py, accelerated/pipeline.py).
     ocr_backend: str = "none"  # an OCR_ENGINES name; "none": scans end as needs_ocr
-    plugins: list[str] = Field(default_factory=list)  # modules imported at start-up
-    stage_time_limits: dict[str, float] = Field(default_factory=dict)  # {"extract": 600}
+    # Modules imported at start-up, which register backends: "pkg.mod,other.mod".
+    plugins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Per stage time limit in seconds: "extract=600,entities=120" (or JSON).
+    stage_time_limits: Annotated[dict[str, float], NoDecode] = Field(default_factory=dict)
     shutdown_grace_s: float = 30.0  # worker: finish in-flight work within this, then give back
     cpu_retries: int = 2  # resubmissions of a call whose pool child died under it
 
@@ -72,6 +75,35 @@ class Settings(BaseSettings):
 
     # API keys (later backends); never logged.
     openai_api_key: SecretStr | None = None
+
+    @field_validator("plugins", mode="before")
+    @classmethod
+    def _split_plugins(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return [p.strip() for p in v.split(",") if p.strip()]
+        return v
+
+    @field_validator("stage_time_limits", mode="before")
+    @classmethod
+    def _parse_limits(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = v.strip()
+            if v.startswith("{"):
+                return json.loads(v)
+            out: dict[str, str] = {}
+            for part in filter(None, (p.strip() for p in v.split(","))):
+                name, sep, value = part.partition("=")
+                if not sep:
+                    raise ValueError(f"expected stage=seconds, got {part!r}")
+                out[name.strip()] = value.strip()
+            v = out
+        if isinstance(v, dict):
+            from accelerated.pipeline import STAGE_NAMES
+
+            unknown = sorted(set(v) - set(STAGE_NAMES))
+            if unknown:
+                raise ValueError(f"unknown stage(s) {unknown}; stages: {', '.join(STAGE_NAMES)}")
+        return v
 
     @field_validator("pg_schema")
     @classmethod

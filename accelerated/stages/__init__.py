@@ -79,7 +79,8 @@ class StageContext:
     # its offloaded calls used where they ran (not the wait for a free executor).
     cpu_s: float = 0.0  # CPU seconds the offloaded calls used where they ran
     offloaded_cpu_s: float = 0.0  # loop-thread CPU spent on other tasks while awaiting
-    cpu_in_flight: int = 0  # offloaded calls not yet returned (a time limit recycles them)
+    cpu_in_flight: int = 0  # offloaded calls not yet returned
+    cpu_abandoned: int = 0  # offloaded calls cancelled while running (a time limit fired)
 
     async def run_cpu(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
         """Run CPU-bound code off the event loop (process pool when configured)."""
@@ -96,6 +97,9 @@ class StageContext:
                 )
             else:
                 result, cpu = await loop.run_in_executor(self.executor, _timed, call)
+        except asyncio.CancelledError:
+            self.cpu_abandoned += 1  # still running where it was sent: see the engine
+            raise
         finally:
             self.cpu_in_flight -= 1
             self.offloaded_cpu_s += time.thread_time() - t0

@@ -65,7 +65,8 @@ async def run(extracted: Extracted, ctx: StageContext) -> Extracted:
     meta["ocr_engine"] = engine.version
     meta["ocr_pages"] = ",".join(str(i + 1) for i in range(len(pages)))
     meta["ocr_confidence"] = ",".join(f"{r.confidence:.1f}" for r, _s in pages)
-    meta["ocr_seconds"] = ",".join(f"{s:.3f}" for _r, s in pages)
+    # Per-page seconds vary run to run, so they are not part of the stored content: the
+    # stage's compute time (state hash, metrics) accounts for them.
     return msgspec.structs.replace(
         extracted, method="ocr", text=text, pages=ranges, needs_ocr=False, metadata=meta
     )
