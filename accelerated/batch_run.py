@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import statistics
 import time
 import uuid
@@ -19,14 +20,16 @@ from redis.utils import str_if_bytes
 
 from accelerated import fingerprint, pipeline, state
 from accelerated.boundary import map_driver_errors
-from accelerated.errors import BatchFailed, ConfigError
+from accelerated.errors import BackendUnavailable, BatchFailed, ConfigError
 from accelerated.intake import discover, fingerprint_all, new_generation
 from accelerated.models import SourceRef
 from accelerated.pipeline import PIPELINE
 from accelerated.runtime import Runtime
+from accelerated.settings import Settings
 from accelerated.transport import RedisTransport
 from persistence.documents import project_documents, register_documents
 
+log = logging.getLogger(__name__)
 ProgressFn = Callable[[int, int], None]  # (finished, total)
 
 
@@ -218,38 +221,124 @@ async def _reprocess_starts(
 
 
 async def run_batch(
-    rt: Runtime, opts: BatchOptions, progress: ProgressFn | None = None
+    rt: Runtime,
+    opts: BatchOptions,
+    progress: ProgressFn | None = None,
+    notice: NoticeFn | None = None,
 ) -> BatchReport:
-    """Ingest or reprocess ``opts.project`` and wait until every document is terminal."""
+    """Ingest or reprocess ``opts.project`` and wait until every document is terminal.
+
+    While Redis cannot be reached (or is full), the run waits and says so through
+    ``notice`` (``REDIS_OUTAGE=wait``, the default: documents already handed to Redis
+    can move only through it, and Redis holds no only copy, so waiting loses nothing),
+    or gives up with :class:`BackendUnavailable` after ``REDIS_OUTAGE_LIMIT_S``
+    (``REDIS_OUTAGE=fail``: the CLI exits 3). When Redis comes back empty (restarted
+    without persistence), the run notices that its marker key is gone and queues the
+    documents that Postgres does not hold as finished again.
+    """
     t0 = time.perf_counter()
+    say = notice or (lambda text: log.warning("%s", text))
     await rt.transport.setup()
     refs, waiting, to_queue, report = await _plan(rt, opts)
+    by_id = {str(r.document_id): r for r in waiting}
 
     stop = asyncio.Event()
     # The engine (and its writer) start before intake, so backpressure can drain.
-    engine_task = asyncio.create_task(rt.engine().run(stop)) if opts.consume else None
-    ids = {str(r.document_id) for r in waiting}
+    engine = rt.engine()
+    engine_task = asyncio.create_task(engine.run(stop)) if opts.consume else None
+    ids = set(by_id)
+    watch = _Outage(rt.settings, say)
+    marker = rt.keys.run_marker(opts.project, uuid.uuid4().hex) if rt.redis is not None else None
     try:
+        if marker is not None and rt.redis is not None:
+            with map_driver_errors():
+                await rt.redis.set(marker, b"1")
         for start, queued in to_queue.items():
             await _enqueue_with_backpressure(rt, queued, start)
         while True:
-            left = await _left(rt, opts.project, ids)
+            if engine_task is not None and engine_task.done():
+                engine_task.result()  # surfaces the engine's crash
+                raise RuntimeError("engine stopped before the batch finished")
+            try:
+                if marker is not None and await _lost(rt, marker):
+                    await _requeue(rt, marker, by_id, say)
+                left = await _left(rt, opts.project, ids)
+                watch.ok()
+            except BackendUnavailable as exc:
+                watch.failed(exc)
+                await asyncio.sleep(0.5)
+                continue
             if progress is not None:
                 progress(len(ids) - left, len(ids))
             if left == 0:
                 break
-            if engine_task is not None and engine_task.done():
-                engine_task.result()  # surfaces the engine's crash
-                raise RuntimeError("engine stopped before the batch finished")
             await asyncio.sleep(0.05 if len(ids) < 200 else 0.2)
     finally:
         stop.set()
         if engine_task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await engine_task
+        if marker is not None and rt.redis is not None:
+            with contextlib.suppress(BackendUnavailable), map_driver_errors():
+                await rt.redis.delete(marker)
     report.elapsed_s = time.perf_counter() - t0
     await _summarise(rt, opts.project, refs, waiting, report)
     return report
+
+
+NoticeFn = Callable[[str], None]
+
+
+class _Outage:
+    """Tells the user once that Redis is unreachable, and gives up past the limit."""
+
+    def __init__(self, settings: Settings, say: NoticeFn) -> None:
+        self.policy, self.limit = settings.redis_outage, settings.redis_outage_limit_s
+        self.say = say
+        self.since: float | None = None
+
+    def failed(self, exc: BackendUnavailable) -> None:
+        now = time.monotonic()
+        if self.since is None:
+            self.since = now
+            what = "gives up" if self.policy == "fail" else "waits"
+            self.say(f"{exc}; the run {what} (REDIS_OUTAGE={self.policy}, limit {self.limit:g}s)")
+        elif self.policy == "fail" and now - self.since > self.limit:
+            raise BackendUnavailable(
+                f"Redis unavailable for more than {self.limit:g}s (REDIS_OUTAGE_LIMIT_S): {exc}"
+            )
+
+    def ok(self) -> None:
+        if self.since is not None:
+            self.say(f"Redis answers again after {time.monotonic() - self.since:.1f}s; resuming")
+            self.since = None
+
+
+async def _lost(rt: Runtime, marker: str) -> bool:
+    """True when Redis no longer holds this run's marker: it restarted empty."""
+    assert rt.redis is not None
+    with map_driver_errors():
+        return not await rt.redis.exists(marker)
+
+
+async def _requeue(rt: Runtime, marker: str, by_id: dict[str, SourceRef], say: NoticeFn) -> None:
+    """Queue again, from Postgres, the run's documents that are not finished there."""
+    assert rt.redis is not None
+    with map_driver_errors("postgres"):
+        rows = await rt.pool.fetch(
+            "SELECT id, status FROM documents WHERE id = ANY($1::uuid[])",
+            [uuid.UUID(i) for i in by_id],
+        )
+    finished = {str(r["id"]) for r in rows if r["status"] in state.TERMINAL}
+    again = [ref for i, ref in by_id.items() if i not in finished]
+    say(
+        f"Redis lost its data (restarted without persistence?): queueing {len(again)} "
+        "unfinished document(s) again from Postgres"
+    )
+    await rt.transport.setup()
+    await rt.transport.enqueue(again, pipeline.FIRST)
+    with map_driver_errors():
+        await rt.redis.set(marker, b"1")
 
 
 async def _left(rt: Runtime, project: str, ids: set[str]) -> int:
@@ -257,9 +346,16 @@ async def _left(rt: Runtime, project: str, ids: set[str]) -> int:
     if not ids:
         return 0
     if isinstance(rt.transport, RedisTransport) and rt.redis is not None:
-        members = await rt.redis.smembers(rt.keys.outstanding(project))
+        with map_driver_errors():
+            members = await rt.redis.smembers(rt.keys.outstanding(project))
         return sum(1 for m in members if str_if_bytes(m) in ids)
     return await rt.transport.outstanding(project)
+
+
+async def _backlog(rt: Runtime) -> int:
+    assert rt.writer is not None
+    with map_driver_errors():
+        return await rt.writer.backlog()
 
 
 async def _enqueue_with_backpressure(rt: Runtime, refs: list[SourceRef], stage: str) -> None:
@@ -268,7 +364,7 @@ async def _enqueue_with_backpressure(rt: Runtime, refs: list[SourceRef], stage: 
     for i in range(0, len(refs), step):
         if rt.writer is not None:
             # The backlog lives in Redis, shared with other hosts: poll it.
-            while await rt.writer.backlog() > rt.settings.wb_backlog_max:  # noqa: ASYNC110
+            while await _backlog(rt) > rt.settings.wb_backlog_max:  # noqa: ASYNC110
                 await asyncio.sleep(0.1)
         await rt.transport.enqueue(refs[i : i + step], stage)
 

@@ -15,7 +15,7 @@ from typing import Any, Final, TypeVar
 import msgspec
 import zstandard
 
-from accelerated.errors import CodecError
+from accelerated.errors import CodecError, ValueTooLarge
 
 T = TypeVar("T")
 
@@ -74,8 +74,9 @@ class Codec:
         body = self._cctx().compress(raw)
         out = MAGIC + bytes((VERSION, flags)) + body
         if len(out) > self.max_value_bytes:
-            raise CodecError(
-                f"encoded value is {len(out)} bytes, over the {self.max_value_bytes}-byte cap"
+            raise ValueTooLarge(
+                f"encoded value is {len(out)} bytes, over the {self.max_value_bytes}-byte cap "
+                "(MAX_VALUE_BYTES)"
             )
         return out
 

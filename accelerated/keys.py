@@ -64,6 +64,12 @@ class Keys:
         """Hash doc id -> error of the project's failed documents (summary, exit code)."""
         return f"{self.prefix}:project:{{{validate_project(project)}}}:failed"
 
+    def run_marker(self, project: str, token: str) -> str:
+        """Set for as long as a batch runs (no TTL): gone means Redis lost its data."""
+        if not re.fullmatch(r"[0-9a-f]{32}", token):
+            raise ValueError(f"not a run token: {token!r}")
+        return f"{self.prefix}:project:{{{validate_project(project)}}}:run:{token}"
+
     # Streams ----------------------------------------------------------------------
     def stream(self, stage: str) -> str:
         if stage not in STAGES:

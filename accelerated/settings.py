@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     max_value_bytes: int = 64 * 1024 * 1024  # compressed value cap per key
     max_decompressed_bytes: int = 512 * 1024 * 1024  # zip-bomb guard on reads
     max_file_bytes: int = 200 * 1024 * 1024  # larger inputs fail with a clear error
+    max_text_chars: int = 20_000_000  # ~6,000 pages; more text fails at once, not after hours
 
     # Chunking.
     chunk_chars: int = 2000
@@ -66,6 +67,10 @@ class Settings(BaseSettings):
     stage_time_limits: Annotated[dict[str, float], NoDecode] = Field(default_factory=dict)
     shutdown_grace_s: float = 30.0  # worker: finish in-flight work within this, then give back
     cpu_retries: int = 2  # resubmissions of a call whose pool child died under it
+    # Redis unreachable or full during a batch: "wait" (say so, carry on when it is back)
+    # or "fail" (exit 3 once it has lasted redis_outage_limit_s).
+    redis_outage: Literal["wait", "fail"] = "wait"
+    redis_outage_limit_s: float = 600.0
 
     # Write-behind writer.
     wb_batch_rows: int = 20_000

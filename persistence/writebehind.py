@@ -141,6 +141,13 @@ class WriteBehindWriter:
                     return
                 except (*_DB_ERRORS, aioredis.ConnectionError, aioredis.TimeoutError) as exc:
                     await self._outage(exc, stop)
+                except ResponseError as exc:
+                    if not str(exc).startswith("NOGROUP"):
+                        raise
+                    # Redis restarted empty: make the group again (the engine re-queues).
+                    self._group_ready = False
+                    ahead = None
+                    await self._outage(exc, stop)
             if ahead is not None:  # already read (pending to us): finish it too
                 batch, ahead = await ahead, None
                 with contextlib.suppress(_Stopped):

@@ -48,6 +48,20 @@ def to_extracted(source: SourceRef, sha256: str, result: ExtractResult) -> Extra
     )
 
 
+def extract_capped(data: bytes, name: str, max_chars: int) -> ExtractResult:
+    """Extract, refusing text past the cap where it was made (in the pool child), so a
+    150 MB text file or a DOCX that unpacks to 200 MiB fails once, fast, and its text
+    never crosses the process boundary or reaches the later stages."""
+    result = extract_bytes(data, name)
+    if len(result.text) > max_chars:
+        raise DocumentError(
+            f"The document's text is {len(result.text):,} characters, over the "
+            f"{max_chars:,} limit; split it or raise MAX_TEXT_CHARS.",
+            code="too_large",
+        )
+    return result
+
+
 async def run(source: SourceRef, ctx: StageContext) -> Extracted:
     data = await ctx.blobs.read(source, ctx.settings.max_file_bytes)
     sha = await _sha256(data)
@@ -63,7 +77,7 @@ async def run(source: SourceRef, ctx: StageContext) -> Extracted:
             return msgspec.structs.replace(cached, document_id=source.document_id)
     name = _filename(source)
     EXTRACTOR_CALLS.labels(format=sniff_format(name, data[:HEAD_BYTES])).inc()
-    result = await ctx.run_cpu(extract_bytes, data, name)
+    result = await ctx.run_cpu(extract_capped, data, name, ctx.settings.max_text_chars)
     extracted = to_extracted(source, sha, result)
     if ctx.extract_cache is not None:
         await ctx.extract_cache.put(sha, extracted)
