@@ -192,7 +192,14 @@ def _local_files(_settings: Settings) -> BlobSource:
     return LocalBlobReader()
 
 
+def _tesseract(_settings: Settings) -> OcrEngine:
+    from accelerated.ocr.tesseract import TesseractEngine
+
+    return TesseractEngine()
+
+
 ENTITY_BACKENDS.register("rules", _rules)
+OCR_ENGINES.register("tesseract", _tesseract)
 BLOB_SOURCES.register("file", _local_files)
 
 

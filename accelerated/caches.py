@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import msgspec
 import redis.asyncio as aioredis
 
+from accelerated import pipeline
+from accelerated.backends import OcrText
 from accelerated.boundary import map_driver_errors
 from accelerated.codec import Codec
 from accelerated.errors import CodecError
@@ -19,14 +22,15 @@ from accelerated.models import Extracted
 
 
 class RedisExtractCache:
-    """``cache:ocr:<sha256>``: same bytes under a new document id = no extraction."""
+    """``cache:extract:v<version>:<sha256>``: same bytes under a new id = no extraction."""
 
     def __init__(self, redis: aioredis.Redis, keys: Keys, codec: Codec, ttl_s: int) -> None:
         self._redis, self._keys, self._codec, self._ttl = redis, keys, codec, ttl_s
+        self._version = pipeline.stage("extract").version
 
     async def get(self, sha256: str) -> Extracted | None:
         with map_driver_errors():
-            raw = await self._redis.get(self._keys.extract_cache(sha256))
+            raw = await self._redis.get(self._keys.extract_cache(sha256, self._version))
         if raw is None:
             return None
         try:
@@ -37,7 +41,9 @@ class RedisExtractCache:
     async def put(self, sha256: str, value: Extracted) -> None:
         with map_driver_errors():
             await self._redis.set(
-                self._keys.extract_cache(sha256), self._codec.encode(value), ex=self._ttl
+                self._keys.extract_cache(sha256, self._version),
+                self._codec.encode(value),
+                ex=self._ttl,
             )
 
 
@@ -64,3 +70,31 @@ class RedisChunkCache:
             pipe.set(self._keys.entity_cache(version, h), value, ex=self._ttl)
         with map_driver_errors():
             await pipe.execute()
+
+
+_OCR_PAGES = msgspec.json.Decoder(dict[int, OcrText])
+
+
+class RedisOcrCache:
+    """``cache:ocr:<engine version>:<sha256>``: the same scan under another name, in
+    another project or on another host is never OCRed twice (pages are stored as read,
+    so a mixed PDF's later run needs only the pages not read before)."""
+
+    def __init__(self, redis: aioredis.Redis, keys: Keys, codec: Codec, ttl_s: int) -> None:
+        self._redis, self._keys, self._codec, self._ttl = redis, keys, codec, ttl_s
+
+    async def get(self, version: str, sha256: str) -> dict[int, OcrText] | None:
+        with map_driver_errors():
+            raw = await self._redis.get(self._keys.ocr_cache(version, sha256))
+        if raw is None:
+            return None
+        try:
+            return _OCR_PAGES.decode(self._codec.decompress(bytes(raw)))  # type: ignore[arg-type]
+        except (CodecError, msgspec.DecodeError, msgspec.ValidationError):
+            return None  # a corrupt entry is a miss
+
+    async def put(self, version: str, sha256: str, pages: dict[int, OcrText]) -> None:
+        with map_driver_errors():
+            await self._redis.set(
+                self._keys.ocr_cache(version, sha256), self._codec.encode(pages), ex=self._ttl
+            )

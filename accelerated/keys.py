@@ -43,8 +43,18 @@ class Keys:
         return f"{self.prefix}:doc:{{{parse_uuid(doc_id)}}}:state"
 
     # Content-hash caches --------------------------------------------------------
-    def extract_cache(self, sha256: str) -> str:
-        return f"{self.prefix}:cache:ocr:{_hex(sha256)}"
+    def extract_cache(self, sha256: str, version: str = "") -> str:
+        """Extraction result by file sha256, per extract-stage code version (an extractor
+        change must not serve results of the old code)."""
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{0,32}", version):
+            raise ValueError(f"unsafe extractor version {version!r}")
+        return f"{self.prefix}:cache:extract:v{version}:{_hex(sha256)}"
+
+    def ocr_cache(self, version: str, sha256: str) -> str:
+        """OCR pages by engine version (with dpi and language) and file sha256."""
+        if not re.fullmatch(r"[A-Za-z0-9_.@+-]{1,100}", version):
+            raise ValueError(f"unsafe OCR engine version {version!r}")
+        return f"{self.prefix}:cache:ocr:{version}:{_hex(sha256)}"
 
     def entity_cache(self, version: str, sha256: str) -> str:
         return f"{self.prefix}:cache:entities:{version}:{_hex(sha256)}"

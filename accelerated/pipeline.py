@@ -114,7 +114,12 @@ def _ocr_params(_settings: Settings, backends: Backends) -> str:
 
 
 def _extract_outcome(output: Any) -> str:
-    return "needs_ocr" if isinstance(output, Extracted) and output.needs_ocr else OK
+    if isinstance(output, Extracted):
+        if output.needs_ocr:
+            return "needs_ocr"  # no text layer at all
+        if output.metadata.get("ocr_pages"):
+            return "partly_scanned"  # a filed brief with scanned exhibits
+    return OK
 
 
 def _ocr_enabled(settings: Settings) -> bool:
@@ -128,10 +133,11 @@ PIPELINE: Final[tuple[Stage, ...]] = (
         output_type=Extracted,
         output_key="ocr",
         input_key=None,
-        version="1",
+        version="2",  # 2: pages drawn as vector outlines count as scans
         outcome=_extract_outcome,
-        routes={OK: "clean", "needs_ocr": "ocr"},
-        fallback={"needs_ocr": Finish(state.NEEDS_OCR)},
+        routes={OK: "clean", "needs_ocr": "ocr", "partly_scanned": "ocr"},
+        # Without an OCR engine: a scan waits for one; a mixed PDF goes on with its text.
+        fallback={"needs_ocr": Finish(state.NEEDS_OCR), "partly_scanned": "clean"},
         time_limit_s=300.0,
     ),
     Stage(

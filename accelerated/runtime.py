@@ -24,7 +24,7 @@ import redis.asyncio as aioredis
 
 from accelerated import fingerprint
 from accelerated.backends import Backends, resolve_backends
-from accelerated.caches import RedisChunkCache, RedisExtractCache
+from accelerated.caches import RedisChunkCache, RedisExtractCache, RedisOcrCache
 from accelerated.canonical import PassThroughCanonicalRegistry, RedisCanonicalRegistry
 from accelerated.codec import Codec
 from accelerated.cpu import CpuPool
@@ -83,6 +83,7 @@ class Runtime:
     consumer: str
     extract_cache: RedisExtractCache | None = None
     chunk_cache: RedisChunkCache | None = None
+    ocr_cache: RedisOcrCache | None = None
     writer: WriteBehindWriter | None = None
     backends: Backends | None = None  # None: built from settings on first use
     stage_overrides: dict[str, StageFn] = field(default_factory=dict)  # tests, experiments
@@ -103,6 +104,7 @@ class Runtime:
             canonical=self.canonical,
             extract_cache=self.extract_cache,
             chunk_cache=self.chunk_cache,
+            ocr_cache=self.ocr_cache,
             executor=self.executor,
             source=ref,
             extras={"entity_backend": self.settings.entity_backend},
@@ -178,6 +180,7 @@ def build_runtime(
             canonical=RedisCanonicalRegistry(redis, keys),
             extract_cache=RedisExtractCache(redis, keys, codec, settings.ttl_cache_s),
             chunk_cache=RedisChunkCache(redis, keys, settings.ttl_cache_s),
+            ocr_cache=RedisOcrCache(redis, keys, codec, settings.ttl_cache_s),
             writer=WriteBehindWriter(redis, pool, keys, codec, settings, consumer=name, memo=memo),
         )
     return Runtime(

@@ -36,10 +36,13 @@ _LOOKS_LIKE: Final = {
 
 
 def _image_cover(page: pdfium.PdfPage) -> float:
+    """Share of the page covered by images, or by vector paths: a page whose words are
+    drawn as outlines (a "vector" or flattened PDF) has no text to read either."""
     width, height = page.get_size()
     area = max(width * height, 1.0)
     covered = 0.0
-    for obj in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=4):
+    kinds = [pdfium_c.FPDF_PAGEOBJ_IMAGE, pdfium_c.FPDF_PAGEOBJ_PATH]
+    for obj in page.get_objects(filter=kinds, max_depth=4):
         left, bottom, right, top = obj.get_bounds()
         covered += max(right - left, 0.0) * max(top - bottom, 0.0)
     return float(min(covered / area, 1.0))

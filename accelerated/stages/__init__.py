@@ -17,7 +17,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, cast
 
-from accelerated.backends import Backends
+from accelerated.backends import Backends, OcrText
 from accelerated.cpu import CpuPool
 from accelerated.models import CanonicalEntity, Extracted, SourceRef
 from accelerated.settings import Settings
@@ -47,6 +47,14 @@ class ChunkResultCache(Protocol):
     async def put_many(self, version: str, items: dict[str, bytes]) -> None: ...
 
 
+class OcrCache(Protocol):
+    """OCR results by (engine version with dpi, file sha256): page number -> text."""
+
+    async def get(self, version: str, sha256: str) -> dict[int, OcrText] | None: ...
+
+    async def put(self, version: str, sha256: str, pages: dict[int, OcrText]) -> None: ...
+
+
 class CanonicalRegistry(Protocol):
     """Project-wide canonical entities; ``get_or_create`` is atomic across workers.
 
@@ -70,6 +78,7 @@ class StageContext:
     canonical: CanonicalRegistry
     extract_cache: ExtractCache | None = None  # None on the traditional path
     chunk_cache: ChunkResultCache | None = None  # None on the traditional path
+    ocr_cache: OcrCache | None = None  # None on the traditional path
     executor: Executor | None = None  # None: the loop's default thread pool
     source: SourceRef | None = None  # the document being processed
     extras: dict[str, Any] = field(default_factory=dict)
@@ -115,6 +124,8 @@ class StageContext:
             self.extract_cache = cast(ExtractCache, _Awaited(self.extract_cache, self))
         if self.chunk_cache is not None:
             self.chunk_cache = cast(ChunkResultCache, _Awaited(self.chunk_cache, self))
+        if self.ocr_cache is not None:
+            self.ocr_cache = cast(OcrCache, _Awaited(self.ocr_cache, self))
 
     def compute_seconds(self, thread_cpu_s: float) -> float:
         """CPU inside stage code, given the loop thread's CPU over the whole stage call."""

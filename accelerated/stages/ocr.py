@@ -13,14 +13,18 @@ import asyncio
 import time
 
 import msgspec
+from prometheus_client import Counter
 
 from accelerated.backends import OcrEngine, OcrText, PageImage
 from accelerated.errors import ConfigError, DocumentError
-from accelerated.extractors.base import assemble
+from accelerated.extractors.base import PAGE_SEP, assemble, tidy
 from accelerated.models import Extracted
 from accelerated.stages import StageContext
 
 OCR_DPI = 300
+OCR_PAGES = Counter(
+    "ocr_pages_total", "Pages read by an OCR engine or taken from the OCR cache", ["source"]
+)
 
 
 def render_pdf_page(data: bytes, index: int, dpi: int) -> PageImage:
@@ -49,6 +53,23 @@ def ocr_pdf_page(data: bytes, index: int, dpi: int, engine: OcrEngine) -> tuple[
     return result, time.perf_counter() - t0
 
 
+def page_texts(doc: Extracted) -> list[str]:
+    """Each page's text without its trailing separator (the inverse of ``assemble``)."""
+    last = len(doc.pages)
+    return [
+        doc.text[p.start : p.end].removesuffix(PAGE_SEP) if p.number < last else doc.text[p.start :]
+        for p in doc.pages
+    ]
+
+
+def pages_to_read(extracted: Extracted) -> list[int]:
+    """Page numbers without a text layer: all of a scan, the scanned pages of a mixed PDF."""
+    if extracted.needs_ocr:
+        return [p.number for p in extracted.pages]
+    listed = extracted.metadata.get("ocr_pages", "")
+    return [int(n) for n in listed.split(",") if n.strip().isdigit()]
+
+
 async def run(extracted: Extracted, ctx: StageContext) -> Extracted:
     engine = ctx.backends.ocr if ctx.backends is not None else None
     if engine is None:
@@ -56,17 +77,38 @@ async def run(extracted: Extracted, ctx: StageContext) -> Extracted:
     if extracted.format != "pdf":
         raise DocumentError(f"OCR of {extracted.format} files is not supported", code="ocr")
     assert ctx.source is not None
-    data = await ctx.blobs.read(ctx.source, ctx.settings.max_file_bytes)
-    pages = await asyncio.gather(
-        *(ctx.run_cpu(ocr_pdf_page, data, i, OCR_DPI, engine) for i in range(len(extracted.pages)))
-    )
-    text, ranges = assemble([r.text for r, _s in pages])
+    wanted = pages_to_read(extracted)
+    version = f"{engine.version}@{OCR_DPI}dpi"
+    read: dict[int, OcrText] = {}
+    if ctx.ocr_cache is not None:
+        read = await ctx.ocr_cache.get(version, extracted.sha256) or {}
+    missing = [n for n in wanted if n not in read]
+    if missing:
+        data = await ctx.blobs.read(ctx.source, ctx.settings.max_file_bytes)
+        done = await asyncio.gather(
+            *(ctx.run_cpu(ocr_pdf_page, data, n - 1, OCR_DPI, engine) for n in missing)
+        )
+        OCR_PAGES.labels("engine").inc(len(missing))
+        read.update({n: r for n, (r, _s) in zip(missing, done, strict=True)})
+        if ctx.ocr_cache is not None:
+            await ctx.ocr_cache.put(version, extracted.sha256, read)
+    OCR_PAGES.labels("cache").inc(len(wanted) - len(missing))
+    layer = [] if extracted.needs_ocr else page_texts(extracted)
+    parts = [
+        read[p.number].text.strip() if p.number in read else layer[p.number - 1]
+        for p in extracted.pages
+    ]
+    text, ranges = assemble([tidy(t) for t in parts])
     meta = dict(extracted.metadata)
-    meta["ocr_engine"] = engine.version
-    meta["ocr_pages"] = ",".join(str(i + 1) for i in range(len(pages)))
-    meta["ocr_confidence"] = ",".join(f"{r.confidence:.1f}" for r, _s in pages)
+    meta["ocr_engine"] = version
+    meta["ocr_pages"] = ",".join(map(str, wanted))
+    meta["ocr_confidence"] = ",".join(f"{read[n].confidence:.1f}" for n in wanted)
+    meta["page_methods"] = ",".join(
+        "ocr" if p.number in read else "text_layer" for p in extracted.pages
+    )
     # Per-page seconds vary run to run, so they are not part of the stored content: the
     # stage's compute time (state hash, metrics) accounts for them.
+    method = "ocr" if extracted.needs_ocr else "text_layer+ocr"
     return msgspec.structs.replace(
-        extracted, method="ocr", text=text, pages=ranges, needs_ocr=False, metadata=meta
+        extracted, method=method, text=text, pages=ranges, needs_ocr=False, metadata=meta
     )
