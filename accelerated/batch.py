@@ -95,6 +95,7 @@ def summary_table(report: BatchReport) -> Table:
         ("done", report.done),
         ("needs OCR", report.needs_ocr),
         ("failed", len(report.failed)),
+        ("skipped files", report.skipped_files),
         ("chunks", report.chunks),
         ("entity mentions", report.mentions),
         ("canonical entities", report.canonicals),
@@ -220,7 +221,7 @@ async def amain(args: argparse.Namespace, console: Console, ctx: CliContext) -> 
     if todo.skipped:
         console.print(_listing("skipped files", todo.skipped))
     if todo.needs_ocr:
-        console.print(_listing("documents that need OCR", todo.needs_ocr))
+        console.print(_listing("needs OCR", todo.needs_ocr))
     if todo.failed:
         console.print(_listing("failed documents", todo.failed, "error"))
         return EXIT_FAILED
