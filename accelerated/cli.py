@@ -206,10 +206,9 @@ def exit_code(exc: BaseException) -> tuple[int, str] | None:
         return EXIT_UNAVAILABLE, f"unavailable: Redis: {exc}"
     if isinstance(
         exc,
-        asyncpg.PostgresConnectionError
-        | asyncpg.CannotConnectNowError
-        | asyncpg.TooManyConnectionsError
-        | asyncpg.InterfaceError,
+        asyncpg.PostgresConnectionError  # also: the connection does not exist (any more)
+        | asyncpg.exceptions.OperatorInterventionError  # shut down, terminated, starting up
+        | asyncpg.TooManyConnectionsError,
     ):
         return EXIT_UNAVAILABLE, f"unavailable: Postgres: {type(exc).__name__}: {exc}"
     if _is_network_oserror(exc):
@@ -240,6 +239,7 @@ def setup_output(verbose: bool, *, info_loggers: tuple[str, ...] = ()) -> None:
     )
     for name in info_loggers:
         logging.getLogger(name).setLevel(logging.INFO)
+    logging.captureWarnings(True)  # warnings go through the same redacting handlers
     install_log_redaction()
     sys.excepthook = _redacting_excepthook
 

@@ -21,6 +21,7 @@ import asyncpg
 import pytest
 import redis as sync_redis
 import redis.asyncio as aioredis
+import redis.exceptions as redis_errors
 
 from accelerated.batch_run import BatchOptions
 from accelerated.cli import (
@@ -29,9 +30,10 @@ from accelerated.cli import (
     EXIT_OK,
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
+    exit_code,
     load_settings,
 )
-from accelerated.errors import ConfigError
+from accelerated.errors import BackendUnavailable, BatchFailed, ConfigError
 from accelerated.keys import Keys
 from accelerated.settings import Settings
 from tests.conftest import DATABASE_URL, EXAMPLES
@@ -250,10 +252,16 @@ def test_no_password_in_any_output_on_any_failure(
             assert "Postgres" in out, out
 
 
-def test_a_running_worker_logs_no_password(
-    settings: Settings, pg_pool: asyncpg.Pool, private_redis: int, tmp_path: Path
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_running_worker_logs_no_password_and_stops_on_a_signal(
+    sig: signal.Signals,
+    settings: Settings,
+    pg_pool: asyncpg.Pool,
+    private_redis: int,
+    tmp_path: Path,
 ) -> None:
-    """The happy path too: start-up, notices and shutdown lines with -v."""
+    """The happy path too: start-up, notices and shutdown lines with -v; one signal
+    drains and exits 0 with one line about it."""
     log = tmp_path / "worker.log"
     env = {
         **subprocess_env(settings),
@@ -269,7 +277,7 @@ def test_a_running_worker_logs_no_password(
                 if b"started" in log.read_bytes() or proc.poll() is not None:
                     break
                 time.sleep(0.05)
-            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(sig)
             code = proc.wait(timeout=60)
         finally:
             if proc.poll() is None:
@@ -277,7 +285,39 @@ def test_a_running_worker_logs_no_password(
     out = log.read_text(errors="replace")
     assert code == EXIT_OK, out
     assert "started" in out and "stopped" in out and " INFO " in out, out
+    said = "interrupted:" if sig == signal.SIGINT else "SIGTERM:"
+    assert sum(said in line for line in out.splitlines()) == 1, out
     _assert_no_secret(out)
+
+
+@pytest.mark.parametrize(
+    ("exc", "code"),
+    [
+        (BackendUnavailable("Redis down"), EXIT_UNAVAILABLE),
+        (redis_errors.ConnectionError("Error 111 connecting"), EXIT_UNAVAILABLE),
+        (redis_errors.TimeoutError("Timeout reading"), EXIT_UNAVAILABLE),
+        (ConnectionRefusedError(111, "refused"), EXIT_UNAVAILABLE),
+        (asyncpg.ConnectionDoesNotExistError("connection was closed"), EXIT_UNAVAILABLE),
+        (asyncpg.CannotConnectNowError("the database system is starting up"), EXIT_UNAVAILABLE),
+        (redis_errors.AuthenticationError("invalid password"), EXIT_USAGE),
+        (asyncpg.InvalidPasswordError("password authentication failed"), EXIT_USAGE),
+        (ConfigError("A=1 is not valid\nB=2 is not valid"), EXIT_USAGE),
+        (BatchFailed({"a.pdf": "bad"}), EXIT_FAILED),
+    ],
+)
+def test_exit_codes(exc: BaseException, code: int) -> None:
+    mapped = exit_code(exc)
+    assert mapped is not None and mapped[0] == code
+    if isinstance(exc, ConfigError):
+        assert mapped[1].splitlines() == [
+            "configuration error: A=1 is not valid",
+            "configuration error: B=2 is not valid",
+        ]
+
+
+def test_a_bug_is_not_disguised_as_an_exit_code() -> None:
+    assert exit_code(KeyError("x")) is None
+    assert exit_code(asyncpg.InterfaceError("another operation is in progress")) is None
 
 
 # --- Ctrl-C ------------------------------------------------------------------------------
