@@ -27,6 +27,7 @@ import os
 import signal
 import socket
 import sys
+import time
 import traceback
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -53,6 +54,7 @@ EXIT_FAILED = 1  # some documents failed (each listed)
 EXIT_USAGE = 2  # usage or configuration error
 EXIT_UNAVAILABLE = 3  # Redis or Postgres unavailable past the limit
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell convention
+EXIT_GRACE_S = 10.0  # how long tasks left over at exit may take to end once cancelled
 
 Say = Callable[[str], None]
 
@@ -272,24 +274,67 @@ def run(
 
     ``say`` shows the signal lines, ``error`` (default: ``say``) the error line.
     """
+    runner = asyncio.Runner()
+    ctx = CliContext()
     try:
-        return asyncio.run(_supervise(body, say, first_signal))
-    except KeyboardInterrupt:  # before the loop's handler was in place, or after
-        say("interrupted")
-        return EXIT_INTERRUPTED
+        code = runner.run(_supervise(ctx, body, say, first_signal))
+    except KeyboardInterrupt:
+        # Not from our handler: a process-pool child hit by the same Ctrl-C (a terminal
+        # signals the whole process group) hands its KeyboardInterrupt back as a
+        # task's result, and asyncio re-raises that out of the loop.
+        if not ctx.interrupted:
+            say("interrupted")
+        code = EXIT_INTERRUPTED
     except BaseException as exc:
         mapped = exit_code(exc)
         if mapped is None:
+            _shutdown(runner, say, EXIT_FAILED)
             raise
         code, line = mapped
         (error or say)(redact(line))
-        return code
+    _shutdown(runner, say, code)
+    return code
+
+
+def _shutdown(runner: asyncio.Runner, say: Say, code: int) -> None:
+    """Close the loop, giving the tasks still running ``EXIT_GRACE_S`` to end.
+
+    ``asyncio.run`` would wait for ever; a task that ignores its cancellation (or a
+    pool future that never resolves) must not keep a finished CLI alive.
+    """
+    try:
+        loop = runner.get_loop()
+    except RuntimeError:  # closed already
+        return
+    deadline = time.monotonic() + EXIT_GRACE_S
+    tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    for t in tasks:
+        t.cancel()
+    while tasks and (remaining := deadline - time.monotonic()) > 0:
+        with contextlib.suppress(KeyboardInterrupt):  # another child's, see run()
+            loop.run_until_complete(asyncio.wait(tasks, timeout=remaining))
+        tasks = [t for t in tasks if not t.done()]
+    if tasks:
+        _exit_now(say, code, tasks)
+    with contextlib.suppress(KeyboardInterrupt):
+        runner.close()
+
+
+def _exit_now(say: Say, code: int, tasks: list[asyncio.Task[Any]]) -> None:
+    names = ", ".join(sorted({getattr(t.get_coro(), "__qualname__", "?") for t in tasks}))
+    say(f"{len(tasks)} task(s) did not stop within {EXIT_GRACE_S:g}s ({names[:200]}): exiting")
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(code)
 
 
 async def _supervise(
-    body: Callable[[CliContext], Coroutine[Any, Any, int]], say: Say, first_signal: str
+    ctx: CliContext,
+    body: Callable[[CliContext], Coroutine[Any, Any, int]],
+    say: Say,
+    first_signal: str,
 ) -> int:
-    ctx = CliContext()
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
@@ -310,11 +355,37 @@ async def _supervise(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
     try:
-        return await main
-    except asyncio.CancelledError:
-        if ctx.interrupted and task.cancelling() == 0:
-            return EXIT_INTERRUPTED
-        raise
+        try:
+            code = await main
+        except asyncio.CancelledError:
+            if not (ctx.interrupted and task.cancelling() == 0):
+                raise
+            code = EXIT_INTERRUPTED
+        except BaseException as exc:
+            mapped = exit_code(exc)
+            await _reap_leftovers(say, mapped[0] if mapped else EXIT_FAILED)
+            raise
+        await _reap_leftovers(say, code)
+        return code
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+async def _reap_leftovers(say: Say, code: int) -> None:
+    """Cancel the tasks the body left behind, and wait for them a bounded time.
+
+    ``asyncio.run`` would wait for ever for a task that does not end when cancelled
+    (a retry loop that treats the cancellation as one more error, a future of a broken
+    process pool): the process then hangs after its work is over. Past the grace
+    period we say so and exit with the code we already have.
+    """
+    me = asyncio.current_task()
+    left = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
+    if not left:
+        return
+    for t in left:
+        t.cancel()
+    _done, pending = await asyncio.wait(left, timeout=EXIT_GRACE_S)
+    if pending:
+        _exit_now(say, code, list(pending))
