@@ -272,7 +272,8 @@ def run(
 ) -> int:
     """Run ``body`` to its exit status; every expected error becomes one line and a code.
 
-    ``say`` shows the signal lines, ``error`` (default: ``say``) the error line.
+    ``say`` shows the signal lines, ``error`` (default: ``say``) the error line. A
+    bug (an exception no exit code covers) prints its traceback, redacted, and gives 1.
     """
     runner = asyncio.Runner()
     ctx = CliContext()
@@ -285,13 +286,14 @@ def run(
         if not ctx.interrupted:
             say("interrupted")
         code = EXIT_INTERRUPTED
-    except BaseException as exc:
+    except Exception as exc:
         mapped = exit_code(exc)
-        if mapped is None:
-            _shutdown(runner, say, EXIT_FAILED)
-            raise
-        code, line = mapped
-        (error or say)(redact(line))
+        if mapped is None:  # a bug: its traceback, passwords masked, then exit 1
+            _redacting_excepthook(type(exc), exc, exc.__traceback__)
+            code = EXIT_FAILED
+        else:
+            code, line = mapped
+            (error or say)(redact(line))
     _shutdown(runner, say, code)
     return code
 
@@ -361,10 +363,7 @@ async def _supervise(
             if not (ctx.interrupted and task.cancelling() == 0):
                 raise
             code = EXIT_INTERRUPTED
-        except BaseException as exc:
-            mapped = exit_code(exc)
-            await _reap_leftovers(say, mapped[0] if mapped else EXIT_FAILED)
-            raise
+        # (An error propagates: run() prints its line first, then _shutdown reaps.)
         await _reap_leftovers(say, code)
         return code
     finally:

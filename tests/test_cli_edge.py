@@ -30,9 +30,11 @@ from accelerated.cli import (
     EXIT_OK,
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
+    CliContext,
     exit_code,
     load_settings,
 )
+from accelerated.cli import run as cli_run
 from accelerated.embedded import find_redis_binary
 from accelerated.errors import BackendUnavailable, BatchFailed, ConfigError
 from accelerated.keys import Keys
@@ -509,3 +511,47 @@ def test_follow_symlinks_takes_a_link_out_of_the_folder(
         pytest.skip("batch_run.BatchOptions has no follow_symlinks yet")
     assert code == EXIT_OK, out
     assert "documents=1 done=1" in out, out
+
+
+# --- cli.run in-process --------------------------------------------------------------
+
+
+def test_run_gives_a_bug_its_traceback_with_passwords_masked(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async def body(ctx: CliContext) -> int:
+        raise RuntimeError(f"unexpected state talking to redis://:{REDIS_SECRET}@h:1/0")
+
+    code = cli_run(body)
+    err = capsys.readouterr().err
+    assert code == EXIT_FAILED
+    assert "Traceback" in err and "RuntimeError" in err and "redis://:***@h:1/0" in err
+    _assert_secret_free(err)
+
+
+def test_run_turns_an_outage_into_one_masked_line_and_3(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async def body(ctx: CliContext) -> int:
+        raise BackendUnavailable(f"Postgres at postgresql://u:{PG_SECRET}@h/db?token=x is down")
+
+    lines: list[str] = []
+    code = cli_run(body, say=lines.append)
+    assert code == EXIT_UNAVAILABLE
+    assert lines == ["unavailable: Postgres at postgresql://u:***@h/db?token=*** is down"]
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_run_returns_the_body_code_and_leaves_no_task_behind() -> None:
+    seen: list[asyncio.Task[None]] = []
+
+    async def body(ctx: CliContext) -> int:
+        seen.append(asyncio.create_task(asyncio.sleep(3600)))  # a forgotten task
+        return EXIT_OK
+
+    assert cli_run(body) == EXIT_OK
+    assert seen[0].cancelled()
+
+
+def _assert_secret_free(text: str) -> None:
+    assert not [s for s in SECRETS if s in text], text
