@@ -1,28 +1,43 @@
 """``python -m accelerated.batch``: ingest or bulk-reprocess a project, then exit.
 
 Exit status: 0 when every document finished (done, or needs OCR), 1 when any
-document failed (each listed with its error), 2 for usage or configuration errors.
+document failed (each listed with its error), 2 for usage or configuration errors,
+3 when Redis or Postgres is unavailable, 130 when interrupted (Ctrl-C: the documents
+in flight finish or go back to their streams; run the same command again).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
+import dataclasses
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from accelerated.batch_run import BatchOptions, BatchReport, raise_for_failures, run_batch
+from accelerated import cli, state
+from accelerated.batch_run import BatchOptions, BatchReport, run_batch
+from accelerated.cli import (
+    EXIT_FAILED,
+    EXIT_OK,
+    CliContext,
+    load_settings,
+    setup_output,
+    validate_startup,
+)
 from accelerated.connect import open_clients
-from accelerated.errors import BatchFailed, PipelineError
+from accelerated.errors import ConfigError
 from accelerated.ids import validate_project
+from accelerated.intake import NOT_A_DOCUMENT, discover
 from accelerated.keys import STAGES
+from accelerated.redact import redact
 from accelerated.runtime import build_runtime, make_executor, tune_gc
-from accelerated.settings import Settings
 
 DEFAULT_INPUT = Path(__file__).resolve().parent.parent / "examples" / "documents"
 
@@ -53,6 +68,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--no-consume", action="store_true", help="only queue; workers elsewhere do the work"
     )
+    p.add_argument(
+        "--follow-symlinks",
+        action="store_true",
+        help="follow symlinks that lead outside the input folder (skipped by default)",
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     if args.from_stage and not args.reprocess:
@@ -75,6 +95,7 @@ def summary_table(report: BatchReport) -> Table:
         ("done", report.done),
         ("needs OCR", report.needs_ocr),
         ("failed", len(report.failed)),
+        ("skipped files", report.skipped_files),
         ("chunks", report.chunks),
         ("entity mentions", report.mentions),
         ("canonical entities", report.canonicals),
@@ -97,23 +118,85 @@ def summary_line(report: BatchReport) -> str:
     )
 
 
-async def amain(args: argparse.Namespace, console: Console) -> int:
-    settings = Settings()
+def _batch_options(args: argparse.Namespace) -> BatchOptions:
+    extra: dict[str, Any] = {}
+    if args.follow_symlinks:
+        # The planner passes it to intake.discover once BatchOptions carries it.
+        if "follow_symlinks" not in {f.name for f in dataclasses.fields(BatchOptions)}:
+            raise ConfigError("--follow-symlinks is not supported by this build's batch planner")
+        extra["follow_symlinks"] = True
+    return BatchOptions(
+        project=args.project,
+        inputs=list(args.input or []),
+        reprocess=args.reprocess,
+        from_stage=args.from_stage,
+        exclude=args.exclude,
+        consume=not args.no_consume,
+        limit=args.limit,
+        **extra,
+    )
+
+
+@dataclass
+class Attention:
+    """The documents a person must look at after a run, each with the reason."""
+
+    needs_ocr: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+async def attention(pool: asyncpg.Pool, args: argparse.Namespace, report: BatchReport) -> Attention:
+    """Needs-OCR documents from Postgres, failures from the report, skipped files from
+    the same walk intake made (it is cheap, and it knows why each file was left out)."""
+    out = Attention(failed=dict(report.failed))
+    keys: list[str] | None = None
+    if args.input:
+        disc = await asyncio.to_thread(
+            discover, list(args.input), args.exclude, follow_symlinks=args.follow_symlinks
+        )
+        out.skipped = {k: disc.reasons.get(k, NOT_A_DOCUMENT) for k in disc.skipped}
+        if not args.reprocess:
+            keys = [k for _p, k in disc.files][: args.limit]
+    if report.needs_ocr:
+        rows = await pool.fetch(
+            "SELECT source_key, error FROM documents WHERE project = $1 AND status = $2 "
+            "AND ($3::text[] IS NULL OR source_key = ANY($3::text[])) ORDER BY source_key",
+            args.project,
+            state.NEEDS_OCR,
+            keys,
+        )
+        out.needs_ocr = {r["source_key"]: r["error"] or _NO_TEXT_LAYER for r in rows}
+    return out
+
+
+_NO_TEXT_LAYER = "no text layer (a scanned document): waiting for OCR"
+_LIST_MAX = 200  # rows shown per list; the documents table holds them all
+
+
+def _listing(title: str, items: dict[str, str], why: str = "reason") -> Table:
+    t = Table(title=f"{title} ({len(items)})", show_header=True)
+    t.add_column("document", overflow="fold")
+    t.add_column(why, overflow="fold")
+    for key, reason in sorted(items.items())[:_LIST_MAX]:
+        t.add_row(redact(key), redact(reason))
+    if len(items) > _LIST_MAX:
+        t.add_row(f"... and {len(items) - _LIST_MAX} more", "see the documents table")
+    return t
+
+
+async def amain(args: argparse.Namespace, console: Console, ctx: CliContext) -> int:
+    settings = load_settings()
+    validate_startup(settings)
     validate_project(args.project)
+    opts = _batch_options(args)
     async with open_clients(settings) as clients:
         for notice in clients.notices:
-            console.print(f"[yellow]{notice}[/yellow]")
+            console.print(
+                redact(notice), style="yellow", markup=False, highlight=False, soft_wrap=True
+            )
         rt = build_runtime(
             clients.settings, clients.pool, clients.redis, executor=make_executor(clients.settings)
-        )
-        opts = BatchOptions(
-            project=args.project,
-            inputs=list(args.input or []),
-            reprocess=args.reprocess,
-            from_stage=args.from_stage,
-            exclude=args.exclude,
-            consume=not args.no_consume,
-            limit=args.limit,
         )
         try:
             with Progress(
@@ -130,44 +213,32 @@ async def amain(args: argparse.Namespace, console: Console) -> int:
                 )
         finally:
             rt.close()
+        todo = await attention(clients.pool, args, report)
     console.print(summary_table(report))
     console.print(summary_line(report), soft_wrap=True)
-    if report.skipped_files:
-        console.print(
-            f"skipped {report.skipped_files} file(s) that are not a document type we take"
-        )
     if report.unchanged:
         console.print(f"{report.unchanged} document(s) unchanged since they were done: not re-run")
-    try:
-        raise_for_failures(report)
-    except BatchFailed as exc:
-        fails = Table(title="failed documents", show_header=True)
-        fails.add_column("document", overflow="fold")
-        fails.add_column("error")
-        for key, error in sorted(exc.failed.items()):
-            fails.add_row(key, error)
-        console.print(fails)
-        return 1
-    return 0
+    if todo.skipped:
+        console.print(_listing("skipped files", todo.skipped))
+    if todo.needs_ocr:
+        console.print(_listing("needs OCR", todo.needs_ocr))
+    if todo.failed:
+        console.print(_listing("failed documents", todo.failed, "error"))
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_output(args.verbose)
     console = Console(stderr=False)
     tune_gc()
-    try:
-        code = asyncio.run(amain(args, console))
-    except PipelineError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        code = 2
-    except KeyboardInterrupt:
-        console.print("[yellow]interrupted: run the same command again to finish[/yellow]")
-        code = 130
-    sys.exit(code)
+
+    def say(line: str) -> None:
+        for part in line.splitlines():
+            console.print(part, style="yellow", markup=False, highlight=False, soft_wrap=True)
+
+    sys.exit(cli.run(lambda ctx: amain(args, console, ctx), say=say))
 
 
 if __name__ == "__main__":

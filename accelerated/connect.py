@@ -13,9 +13,11 @@ from dataclasses import dataclass
 
 import asyncpg
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import AuthenticationError, RedisError
 
 from accelerated.embedded import EmbeddedServers, check_eviction_policy
+from accelerated.errors import ConfigError
+from accelerated.redact import redact
 from accelerated.settings import Settings
 from persistence.pg import create_pool
 from persistence.schema import migrate
@@ -32,15 +34,28 @@ class Clients:
 
 
 async def _redis_or_none(url: str, notices: list[str]) -> aioredis.Redis | None:
-    client = aioredis.Redis.from_url(url, socket_connect_timeout=3, health_check_interval=30)
+    """A live client, or None (with a notice) when Redis cannot be reached.
+
+    Wrong credentials are a configuration error, not an outage: falling back to the
+    slow path would hide a typo in REDIS_URL behind a run that merely takes longer.
+    """
+    try:
+        client = aioredis.Redis.from_url(url, socket_connect_timeout=3, health_check_interval=30)
+    except ValueError as exc:
+        raise ConfigError(f"REDIS_URL={redact(url)} is not valid: {redact(str(exc))}") from None
     try:
         await client.ping()
         info = await client.info("memory")
+    except AuthenticationError as exc:
+        await client.aclose()
+        raise ConfigError(
+            f"REDIS_URL: Redis at {redact(url)} refused the credentials ({redact(str(exc))})"
+        ) from None
     except (RedisError, OSError) as exc:
         await client.aclose()
         notices.append(
-            f"Redis at {url} is unreachable ({exc}); running the traditional, "
-            "database-centric path instead"
+            f"Redis at {redact(url)} is unreachable ({redact(str(exc))}); running the "
+            "traditional, database-centric path instead"
         )
         return None
     warning = check_eviction_policy(info)
@@ -63,7 +78,7 @@ async def open_clients(settings: Settings) -> AsyncIterator[Clients]:
             updates = {}
             if need_redis:
                 updates["redis_url"] = servers.redis_url
-                notices.append(f"started embedded Redis at {servers.redis_url}")
+                notices.append(f"started embedded Redis at {redact(str(servers.redis_url))}")
             if need_pg:
                 updates["database_url"] = servers.database_url
                 notices.append(f"started embedded Postgres under {settings.state_dir}")

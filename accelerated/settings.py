@@ -11,10 +11,47 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster")
+DATABASE_SCHEMES = ("postgresql", "postgres")
+
+# Lower bounds of the numeric settings: a negative size or a zero batch is a typo that
+# would otherwise surface much later as a hang or a confusing driver error. (block_ms
+# 0 would make XREADGROUP block for ever; claim_idle_ms 0 would reclaim everything.)
+MIN_VALUES: dict[str, float] = {
+    "pg_statement_cache_size": 0,
+    "pg_pool_size": 1,
+    "ttl_stage_s": 1,
+    "ttl_cache_s": 1,
+    "max_value_bytes": 1,
+    "max_decompressed_bytes": 1,
+    "max_file_bytes": 1,
+    "chunk_chars": 1,
+    "chunk_overlap": 0,
+    "concurrency": 1,
+    "read_count": 1,
+    "handoff_memo_bytes": 0,
+    "handoff_memo_s": 0,
+    "block_ms": 1,
+    "read_linger_ms": 0,
+    "claim_idle_ms": 1,
+    "max_deliveries": 1,
+    "cpu_workers": 0,
+    "wb_batch_rows": 1,
+    "wb_batch_ms": 0,
+    "wb_backlog_max": 1,
+    "wb_retry_max_s": 0,
+}
+
+
+def url_scheme(url: str) -> str | None:
+    """The scheme of ``url`` (lower case), or None when it has no ``scheme://``."""
+    m = _SCHEME_RE.match(url)
+    return m.group(1).lower() if m else None
 
 
 class Settings(BaseSettings):
@@ -123,6 +160,38 @@ class Settings(BaseSettings):
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", v):
             raise ValueError(f"redis_prefix {v!r} must be 1-64 of [A-Za-z0-9_.-]")
         return v
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_scheme(cls, v: str | None) -> str | None:
+        if v is not None and url_scheme(v) not in REDIS_SCHEMES:
+            raise ValueError(
+                "must be a URL starting with " + ", ".join(f"{s}://" for s in REDIS_SCHEMES)
+            )
+        return v
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_scheme(cls, v: str | None) -> str | None:
+        if v is not None and url_scheme(v) not in DATABASE_SCHEMES:
+            raise ValueError(
+                "must be a URL starting with " + " or ".join(f"{s}://" for s in DATABASE_SCHEMES)
+            )
+        return v
+
+    @field_validator(*MIN_VALUES)
+    @classmethod
+    def _at_least(cls, v: float, info: ValidationInfo) -> float:
+        low = MIN_VALUES[str(info.field_name)]
+        if v < low:
+            raise ValueError(f"must be a number >= {low:g}")
+        return v
+
+    @model_validator(mode="after")
+    def _overlap_below_chunk(self) -> Settings:
+        if self.chunk_overlap >= self.chunk_chars:
+            raise ValueError("CHUNK_OVERLAP must be smaller than CHUNK_CHARS")
+        return self
 
     @classmethod
     def from_dsn(cls, redis_url: str | None, database_url: str | None, **kw: Any) -> Settings:

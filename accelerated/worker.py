@@ -1,29 +1,31 @@
 """``python -m accelerated.worker``: consume stage streams until SIGTERM/SIGINT.
 
-On a signal it stops reading, finishes the documents in flight and exits; anything
-it could not finish stays pending and another worker reclaims it.
+On a signal it stops reading, finishes the documents in flight and exits 0; anything
+it could not finish stays pending and another worker reclaims it. A second signal
+exits at once (130). Configuration errors exit 2, Redis or Postgres unavailable 3.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
-import signal
+import sys
 
 from prometheus_client import start_http_server
 
+from accelerated import cli
+from accelerated.cli import EXIT_OK, CliContext, load_settings, setup_output, validate_startup
 from accelerated.connect import open_clients
-from accelerated.errors import BackendUnavailable, PipelineError
+from accelerated.errors import BackendUnavailable
 from accelerated.runtime import build_runtime, make_executor, tune_gc
-from accelerated.settings import Settings
 
 log = logging.getLogger("accelerated.worker")
 
 
-async def amain(metrics_port: int | None) -> None:
-    settings = Settings()
+async def amain(metrics_port: int | None, ctx: CliContext) -> int:
+    settings = load_settings()
+    validate_startup(settings)
     async with open_clients(settings) as clients:
         for notice in clients.notices:
             log.warning("%s", notice)
@@ -35,18 +37,14 @@ async def amain(metrics_port: int | None) -> None:
         )
         if metrics_port:
             start_http_server(metrics_port, addr="127.0.0.1")
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        log.warning(
-            "worker %s started (%s path, pid %d)", rt.consumer, rt.handoff.name, os.getpid()
-        )
+        log.info("worker %s started (%s path, pid %d)", rt.consumer, rt.handoff.name, os.getpid())
+        ctx.graceful = True  # from here a signal stops the engine, which drains
         try:
-            await rt.engine().run(stop)
+            await rt.engine().run(ctx.stop)
         finally:
             rt.close()
-        log.warning("worker %s stopped", rt.consumer)
+        log.info("worker %s stopped", rt.consumer)
+    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -54,16 +52,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1:PORT")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    # Start and stop are the lines an operator looks for: INFO, shown without -v.
+    setup_output(args.verbose, info_loggers=(log.name,))
     tune_gc()
-    try:
-        asyncio.run(amain(args.metrics_port))
-    except PipelineError as exc:
-        log.error("%s", exc)
-        raise SystemExit(2) from None
+    sys.exit(cli.run(lambda ctx: amain(args.metrics_port, ctx), say=_say, error=_error))
+
+
+def _say(line: str) -> None:
+    """CLI lines go through the log, so they carry a time like every other line."""
+    log.warning("%s", line)
+
+
+def _error(lines: str) -> None:
+    for line in lines.splitlines():
+        log.error("%s", line)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """The benchmark's input set: N documents from a folder, copies made unique when N is larger.
 
-Documents are staged as symlinks under one temporary folder, keyed by their path
-relative to the input, so both paths see the very same files and source keys. When N
-exceeds the documents available, copies are added of the formats whose *text* can be
+Documents are staged as hard links (copies across file systems) under one temporary
+folder, keyed by their path relative to the input, so both paths see the very same
+files and source keys (not symlinks: intake skips links that lead outside its input).
+When N exceeds the documents available, copies are added of the formats whose *text* can be
 changed safely (TXT, HTML, EML): a marker goes at the start of the text, so the file's
 sha256 differs (no extraction-cache hit) and the first chunk differs. Later chunks of a
 copy may still equal the original's (the chunker snaps to paragraph breaks), so the
@@ -13,7 +14,9 @@ them differ, which would leave every chunk identical to the original's.
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +57,14 @@ COPIERS: dict[str, Callable[[bytes, str], bytes]] = {
 }
 
 
+def _place(source: Path, target: Path) -> None:
+    """A hard link (no bytes copied; the benchmark never writes its inputs), else a copy."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
 @dataclass
 class StagedInputs:
     root: Path
@@ -80,7 +91,7 @@ def stage_inputs(source: Path, exclude: list[str], docs: int | None, dest: Path)
     for path, key in picks:
         link = dest / key
         link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(path.resolve())
+        _place(path.resolve(), link)
         staged.originals += 1
     copyable = [(p, k) for p, k in found if p.suffix.lower() in COPIERS]
     if want > len(found) and not copyable:

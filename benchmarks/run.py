@@ -37,6 +37,7 @@ from rich.console import Console
 
 from accelerated.batch_run import BatchOptions, BatchReport, run_batch
 from accelerated.handoff import AcceleratedHandoff
+from accelerated.redact import redact
 from accelerated.runtime import Runtime, build_runtime, make_executor, tune_gc
 from accelerated.settings import Settings
 from benchmarks import metrics, report
@@ -412,14 +413,6 @@ def _git_commit() -> str:
     return "unknown"
 
 
-def _redact(dsn: str) -> str:
-    if "@" not in dsn or ":" not in dsn.split("://", 1)[-1].split("@", 1)[0]:
-        return dsn
-    scheme, rest = dsn.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
-
-
 def config_json(h: Harness) -> dict[str, Any]:
     cfg = h.cfg
     return {
@@ -439,8 +432,8 @@ def config_json(h: Harness) -> dict[str, Any]:
         "workers_mode": "subprocess" if cfg.subprocess_workers else "in-process",
         "cpu_pool": cfg.cpu_pool,
         "cpu_workers": os.cpu_count(),
-        "redis_url": _redact(cfg.redis_url),
-        "database_url": _redact(cfg.database_url),
+        "redis_url": redact(cfg.redis_url),
+        "database_url": redact(cfg.database_url),
         "proxy": "asyncio TCP proxy in a child process; client-to-server bytes delayed by "
         "db_latency_ms; round trips counted as direction changes per connection",
         "run_order": h.order,

@@ -1,7 +1,9 @@
 """Fixtures: real Redis and real Postgres on loopback, isolated per test.
 
-Each test gets its own Redis key prefix (deleted afterwards) and its own Postgres
-schema (dropped afterwards). An exception that reaches the event loop's handler
+The session uses its own Postgres database (created and dropped here) and a Redis
+database number user data does not use (TEST_REDIS_DB, default 15); inside them each
+test gets its own Redis key prefix (deleted afterwards) and its own Postgres schema
+(dropped afterwards). An exception that reaches the event loop's handler
 during a test fails that test, as in asyncpg's own suite.
 """
 
@@ -17,6 +19,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -26,9 +29,20 @@ from accelerated.codec import Codec
 from accelerated.keys import Keys
 from accelerated.settings import Settings
 
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+# TEST_REDIS_URL / TEST_DATABASE_URL pick the servers (default: loopback; embedded ones
+# when nothing listens there). The tests never use a database that may hold someone's
+# data: Redis database TEST_REDIS_DB (default 15) and a Postgres database of their own,
+# created for the session and dropped at its end (TEST_DATABASE_URL's database is only
+# the maintenance connection that creates it).
+TEST_REDIS_DB = int(os.environ.get("TEST_REDIS_DB", "15"))
+_REDIS_SERVER = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
+_MAINTENANCE_URL = os.environ.get(
+    "TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_URL = ""  # set in pytest_configure
+DATABASE_URL = ""  # set in pytest_configure
 _embedded: Any = None
+_test_database: str | None = None
 
 
 def _listening(host: str, port: int) -> bool:
@@ -37,27 +51,53 @@ def _listening(host: str, port: int) -> bool:
     return False
 
 
+def with_path(url: str, path: str) -> str:
+    """``url`` with its path (the Redis db number, the Postgres database) replaced."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{path}", parts.query, parts.fragment))
+
+
+async def _create_database(maintenance_url: str) -> str:
+    name = f"lp_test_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(maintenance_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return name
+
+
+async def _drop_database(maintenance_url: str, name: str) -> None:
+    conn = await asyncpg.connect(maintenance_url)
+    try:  # FORCE: a subprocess a failed test left behind must not keep it alive
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    """Use the loopback Redis/Postgres; on a machine without them, start embedded ones."""
-    global REDIS_URL, DATABASE_URL, _embedded
+    """Servers on loopback (else embedded ones), then the session's own databases."""
+    global REDIS_URL, DATABASE_URL, _embedded, _test_database, _REDIS_SERVER, _MAINTENANCE_URL
     need_redis = "TEST_REDIS_URL" not in os.environ and not _listening("127.0.0.1", 6379)
     need_pg = "TEST_DATABASE_URL" not in os.environ and not _listening("127.0.0.1", 5432)
-    if not (need_redis or need_pg):
-        return
-    from accelerated.embedded import EmbeddedServers
+    if need_redis or need_pg:
+        from accelerated.embedded import EmbeddedServers
 
-    state = Path(tempfile.gettempdir()) / "legal-pipeline-test-servers"
-    _embedded = EmbeddedServers(state, need_redis=need_redis, need_postgres=need_pg)
-    asyncio.run(_embedded.__aenter__())
-    if need_redis:
-        REDIS_URL = _embedded.redis_url
-        os.environ["TEST_REDIS_URL"] = REDIS_URL
-    if need_pg:
-        DATABASE_URL = _embedded.database_url
-        os.environ["TEST_DATABASE_URL"] = DATABASE_URL
+        state = Path(tempfile.gettempdir()) / "legal-pipeline-test-servers"
+        _embedded = EmbeddedServers(state, need_redis=need_redis, need_postgres=need_pg)
+        asyncio.run(_embedded.__aenter__())
+        if need_redis:
+            _REDIS_SERVER = _embedded.redis_url
+        if need_pg:
+            _MAINTENANCE_URL = _embedded.database_url
+    REDIS_URL = with_path(_REDIS_SERVER, str(TEST_REDIS_DB))
+    _test_database = asyncio.run(_create_database(_MAINTENANCE_URL))
+    DATABASE_URL = with_path(_MAINTENANCE_URL, _test_database)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    if _test_database is not None:
+        asyncio.run(_drop_database(_MAINTENANCE_URL, _test_database))
     if _embedded is not None:
         asyncio.run(_embedded.__aexit__(None, None, None))
 

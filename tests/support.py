@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import os
+import shutil
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,7 +23,11 @@ CONTENT_TABLES = ("documents", "chunks", "entity_mentions", "canonical_entities"
 
 
 def sample_corpus(corpus: Path, dest: Path, n: int = 60, max_bytes: int = 250_000) -> list[str]:
-    """Link a deterministic, format-diverse sample of corpus documents into ``dest``."""
+    """Put a deterministic, format-diverse sample of corpus documents into ``dest``.
+
+    Copies, never symlinks (intake skips links that lead outside ``dest``) nor hard
+    links (a test that rewrote an input in place would rewrite the shared corpus).
+    """
     with (corpus / "MANIFEST.tsv").open() as fh:
         rows = [r for r in csv.DictReader(fh, delimiter="\t") if r["role"] == "document"]
     rows = [r for r in rows if int(r["bytes"]) <= max_bytes]
@@ -37,8 +42,13 @@ def sample_corpus(corpus: Path, dest: Path, n: int = 60, max_bytes: int = 250_00
     for rel in picked:
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.symlink_to(corpus / rel)
+        place_file(corpus / rel, target)
     return picked
+
+
+def place_file(source: Path, target: Path) -> None:
+    """A private copy of ``source`` at ``target`` (at most a few MB per test)."""
+    shutil.copyfile(source, target)
 
 
 def make_runtime(
