@@ -27,7 +27,7 @@ from typing import Any, Final
 
 import asyncpg  # type: ignore[import-untyped]
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
+from redis.exceptions import OutOfMemoryError, ResponseError
 from redis.utils import str_if_bytes
 
 from accelerated import state
@@ -38,7 +38,7 @@ from accelerated.settings import Settings
 from accelerated.transport import RedisTransport
 from persistence import rows
 from persistence.intents import FIELD, ID_FIELD, Intent, IntentMemo
-from persistence.pg import describe, is_transient
+from persistence.pg import describe, is_transient, redact
 from persistence.schema import quote_schema
 
 log = logging.getLogger(__name__)
@@ -228,7 +228,7 @@ class WriteBehindWriter:
         """Entries a lost reply delivered are pending to us: read them back next; a
         Redis that came back empty has no group: make it again."""
         self._check_own_pending = True
-        if isinstance(exc, ResponseError) and str(exc).startswith("NOGROUP"):
+        if _is_nogroup(exc):
             self._group_ready = False
 
     async def _beat(self) -> None:
@@ -252,9 +252,18 @@ class WriteBehindWriter:
         try:
             await self.redis.xgroup_create(self.stream, self.group, id="0", mkstream=True)
         except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
+            # A full Redis refuses XGROUP CREATE before it looks for the group: one that
+            # exists still lets the writer read and commit while memory is short.
+            if not (_is_oom(exc) and await self._group_exists()) and "BUSYGROUP" not in str(exc):
                 raise
         self._group_ready = True
+
+    async def _group_exists(self) -> bool:
+        try:
+            groups = await self.redis.xinfo_groups(self.stream)
+        except ResponseError:  # no such key
+            return False
+        return any(str_if_bytes(g["name"]) == self.group for g in groups)
 
     async def _collect(self, block_ms: int) -> _Batch:
         """Gather entries up to ``wb_batch_rows`` rows or ``wb_batch_ms`` after the first."""
@@ -436,7 +445,10 @@ class WriteBehindWriter:
             except aioredis.RedisError as exc:
                 if not _is_outage(exc):
                     raise
-                self._after_redis_error(exc)
+                if _is_nogroup(exc):
+                    self._group_ready = False
+                # The batch is still in hand (no need to read our pending entries back);
+                # a read in flight fails on its own and is redone by _serve.
                 await self._wait(exc, delay, stop)
             else:
                 if self._in_outage:
@@ -457,6 +469,8 @@ class WriteBehindWriter:
                     "Redis is full (maxmemory reached, noeviction: it refuses writes); "
                     "raise maxmemory or free memory"
                 )
+            elif isinstance(exc, ResponseError):
+                what = f"Redis refused ({redact(_reply(exc))})"
             else:
                 what = f"backend unavailable ({describe(exc)})"
             log.warning(
@@ -628,6 +642,10 @@ class WriteBehindWriter:
             return
         now = f"{time.time():.3f}"
         async with self.redis.pipeline(transaction=True) as pipe:
+            # A write Redis refuses when full, queued first: at maxmemory the whole
+            # MULTI is then refused at EXEC (nothing acked, nothing marked), never run
+            # in part; it renews the heartbeat too.
+            pipe.set(self._alive_key, b"1", px=int(self.heartbeat_ttl_s * 1000))
             for sid, raw, err, _it in dead:
                 pipe.xadd(self.dlq, _dead_letter(sid, raw, err))
             pipe.xack(self.stream, self.group, *sids)
@@ -694,15 +712,28 @@ _REDIS_NOT_NOW: Final = ("OOM", "NOGROUP", "LOADING", "READONLY", "MISCONF", "TR
 _OUTAGE_ERRORS: Final = (*_DB_ERRORS, aioredis.ConnectionError, aioredis.TimeoutError)
 
 
+def _reply(exc: BaseException) -> str:
+    """A Redis error reply without redis-py's pipeline annotation ("Command # 1 (...)
+    of pipeline caused error: ...")."""
+    text = str(exc)
+    return text.split(" caused error: ", 1)[1] if " caused error: " in text else text
+
+
 def _is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, ResponseError) and str(exc).startswith("OOM")
+    return isinstance(exc, OutOfMemoryError) or (
+        isinstance(exc, ResponseError) and _reply(exc).startswith("OOM")
+    )
+
+
+def _is_nogroup(exc: BaseException) -> bool:
+    return isinstance(exc, ResponseError) and _reply(exc).startswith("NOGROUP")
 
 
 def _is_outage(exc: BaseException) -> bool:
     """Errors the writer waits out (a backend down, full or restarting)."""
-    if isinstance(exc, _OUTAGE_ERRORS):
+    if isinstance(exc, _OUTAGE_ERRORS) or _is_oom(exc):
         return True
-    return isinstance(exc, ResponseError) and str(exc).startswith(_REDIS_NOT_NOW)
+    return isinstance(exc, ResponseError) and _reply(exc).startswith(_REDIS_NOT_NOW)
 
 
 class _DataRejected(Exception):
