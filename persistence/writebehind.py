@@ -55,6 +55,8 @@ DLQ_RAW_MAX: Final = 1 << 20
 # How long a dead consumer's entry must have been idle before we XCLAIM it: a second
 # writer that claimed it a moment ago has reset its idle time, so only one of them wins.
 _DEAD_CLAIM_IDLE_MS: Final = 200
+# An entry pending to us this long that no batch holds is an orphan (see _orphans).
+_ORPHAN_IDLE_MS: Final = 1000
 _DB_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 # What asyncpg raises while encoding a value the column type cannot hold (bad rows).
 _ENCODE_ERRORS: Final = (OverflowError, ValueError, TypeError)
@@ -102,6 +104,7 @@ class WriterStats:
     reconnects: int = 0  # Postgres connections dropped after an error and replaced
     taken_over: int = 0  # entries claimed from consumers whose heartbeat lapsed
     consumers_removed: int = 0  # dead consumers deleted from the group
+    orphans: int = 0  # own pending entries no batch held (a read reply lost), re-read
 
 
 @dataclass
@@ -152,6 +155,10 @@ class WriteBehindWriter:
         self._last_dead_check = -heartbeat_ttl_s
         self._group_ready = False
         self._check_own_pending = True  # first read takes our own unacked entries
+        # Entries read into a batch and not yet acknowledged: any other entry pending to
+        # this consumer was delivered by a read whose reply was lost (redis-py retries
+        # a read after a dropped connection, so the writer may never see an error).
+        self._in_hand: set[bytes] = set()
         self._last_claim = 0.0
         self._last_prune = -PRUNE_EVERY_S
         self._rows_per_intent = 64.0
@@ -225,8 +232,10 @@ class WriteBehindWriter:
             await self.close()
 
     def _after_redis_error(self, exc: BaseException) -> None:
-        """Entries a lost reply delivered are pending to us: read them back next; a
-        Redis that came back empty has no group: make it again."""
+        """The batches in hand are dropped; what they held and what a lost reply
+        delivered is pending to us: read it back next. A Redis that came back empty has
+        no group: make it again."""
+        self._in_hand.clear()
         self._check_own_pending = True
         if _is_nogroup(exc):
             self._group_ready = False
@@ -275,6 +284,7 @@ class WriteBehindWriter:
         now = time.monotonic()
         if now - self._last_dead_check >= min(1.0, self.heartbeat_ttl_s / 2):
             self._last_dead_check = now
+            self._add(batch, await self._orphans())
             self._add(batch, await self._take_over())
         if now - self._last_claim >= self.settings.claim_idle_ms / 2000:
             self._last_claim = now
@@ -328,6 +338,29 @@ class WriteBehindWriter:
             if cursor in (b"0-0", "0-0") or len(out) >= 5000:
                 return out
 
+    async def _orphans(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        """Our own pending entries that no batch holds (a read's reply was lost)."""
+        pending = await self.redis.xpending_range(
+            self.stream,
+            self.group,
+            min="-",
+            max="+",
+            count=1000,
+            consumername=self.consumer,
+            idle=_ORPHAN_IDLE_MS,
+        )
+        ids: list[Any] = [p["message_id"] for p in pending if p["message_id"] not in self._in_hand]
+        if not ids:
+            return []
+        claimed: Any = await self.redis.xclaim(self.stream, self.group, self.consumer, 0, ids)
+        self.stats.orphans += len(claimed)
+        log.info(
+            "write-behind writer %s: re-read %d intents delivered by a lost reply",
+            self.consumer,
+            len(claimed),
+        )
+        return list(claimed)
+
     async def _take_over(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
         """Claim at once the entries of consumers whose heartbeat key is gone (like
         RedisTransport.reclaim for the stage streams), and delete those consumers
@@ -370,6 +403,9 @@ class WriteBehindWriter:
 
     def _add(self, batch: _Batch, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
         for sid, fields in entries:
+            if sid in self._in_hand:  # already in a batch (claimed or re-read again)
+                continue
+            self._in_hand.add(sid)
             raw = fields.get(FIELD) if fields else None
             if not fields:
                 batch.empty.append(sid)
@@ -412,6 +448,9 @@ class WriteBehindWriter:
                 items = [(sid, it) for sid, it in items if sid not in bad]
                 dead += [(sid, self.codec.encode(it), e, it) for sid, it, e in rejected]
         await self._retry(stop, self._acknowledge, items, dead, batch.empty)
+        self._in_hand.difference_update(sid for sid, _it in batch.items)
+        self._in_hand.difference_update(sid for sid, _r, _e in batch.poison)
+        self._in_hand.difference_update(batch.empty)
         return len(items)
 
     async def _commit_with_retry(

@@ -378,6 +378,32 @@ async def test_redis_clients_killed_mid_run_read_ahead_is_redone(
         await wr.aclose()
 
 
+async def test_entries_delivered_by_a_lost_reply_are_read_back(
+    schema_ready: asyncpg.Pool,
+    redis: aioredis.Redis,
+    keys: Keys,
+    wb_settings: Settings,
+    docs: list[Doc],
+    start_run: Start,
+) -> None:
+    """A read whose reply never reached the writer (redis-py re-sent it after a dropped
+    connection) left entries pending to it: they are read back within seconds, not
+    after claim_idle_ms (60 s here)."""
+    half = N_DOCS // 2
+    intents = await enqueue(redis, keys, docs[:half])
+    run = start_run(writer_for(redis, schema_ready, keys, wb_settings), redis, keys, docs)
+    await run.applied_at_least(half)
+    intents += await enqueue(redis, keys, docs[half:])
+    lost = await redis.xreadgroup(  # delivered to "w1", the reply dropped on the floor
+        keys.WB_GROUP, "w1", {keys.wb_stream(): ">"}, count=half // 2
+    )
+    assert lost and len(lost[0][1]) == half // 2
+    t_end = time.monotonic()
+    await run.finish(t_end, "entries delivered by a lost read reply")
+    assert run.writer.stats.orphans == half // 2
+    await check_outcome(schema_ready, redis, keys, wb_settings, docs, intents)
+
+
 async def test_redis_restart_with_data_mid_run(
     private_redis: faults.RedisServer,
     schema_ready: asyncpg.Pool,
