@@ -222,8 +222,16 @@ class WriteBehindWriter:
                     await self._outage(exc, stop)
             if ahead is not None:  # already read (pending to us): finish it too
                 task, ahead = ahead, None
-                with contextlib.suppress(_Stopped, *_OUTAGE_ERRORS):
+                try:
                     done += await self._process(await task, stop)
+                except _Stopped:
+                    pass
+                except Exception as exc:  # left pending: read again or taken over
+                    if not _is_outage(exc):
+                        log.error(
+                            "write-behind writer %s stopped: %s", self.consumer, describe(exc)
+                        )
+                        raise
             return done
         finally:
             beat.cancel()
