@@ -7,13 +7,18 @@ exception types; the writer uses :func:`is_transient` to tell "retry later" from
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+
 import asyncpg  # type: ignore[import-untyped]
 
 from accelerated.errors import BackendUnavailable, ConfigError
 from accelerated.settings import Settings
 
 # SQLSTATE classes that mean the rows themselves are bad: retrying cannot help.
-_DATA_CLASSES = ("22", "23")
+# 22 data exception, 23 integrity violation, 54 program limit exceeded (a value too
+# big for an index row, too many columns...): the same rows fail the same way again.
+_DATA_CLASSES = ("22", "23", "54")
 
 
 async def create_pool(settings: Settings) -> asyncpg.Pool:
@@ -62,17 +67,41 @@ def translate(exc: BaseException) -> BaseException:
 
 
 def describe(exc: BaseException) -> str:
-    """Short one-line form for logs and dead-letter entries."""
+    """Short one-line form for logs and dead-letter entries, with any password removed.
+
+    Driver messages name hosts and users, not passwords ("password authentication
+    failed for user"), but an OSError or a configuration error may quote a DSN, so the
+    text goes through the redaction every log line uses.
+    """
     state = getattr(exc, "sqlstate", None)
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    text = redact(text)
     return f"{type(exc).__name__}[{state}]: {text}" if state else f"{type(exc).__name__}: {text}"
 
 
+# userinfo password (scheme://user:PASSWORD@host; up to the last @ of the word, as a
+# password may hold an unescaped @) and password=... in a query string or a keyword DSN.
+_USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/?#@\s]*):\S*@")
+_QUERY_PW = re.compile(r"(?i)(?P<head>\b(?:password|passwd|pwd|sslpassword)=)[^&\s]*")
+
+
+def _local_redact(text: str) -> str:
+    """Stand-in until ``accelerated.redact`` exists: drops URL and query passwords."""
+    text = _USERINFO.sub(lambda m: f"{m.group('head')}:***@", text)
+    return _QUERY_PW.sub(lambda m: f"{m.group('head')}***", text)
+
+
+def _shared_redact() -> Callable[[str], str]:
+    try:
+        from accelerated.redact import redact as shared  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return _local_redact
+    return lambda text: _local_redact(shared(text))
+
+
+redact: Callable[[str], str] = _shared_redact()
+
+
 def _redact(dsn: str) -> str:
-    """Never log a password that may be in the DSN."""
-    if "@" not in dsn or "://" not in dsn:
-        return dsn
-    scheme, rest = dsn.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}@{host}"
+    """Never log a password that may be in the DSN (userinfo or query string)."""
+    return redact(dsn)

@@ -5,6 +5,13 @@ into ``wb_applied`` in the same transaction as the rows, so a redelivered intent
 crash between COMMIT and XACK, or a claim from a dead consumer) skips the SQL and only
 repeats the idempotent Redis marking. Nothing is acknowledged before its rows commit;
 while Postgres is down the entries stay pending and the writer retries with backoff.
+
+Faults are survived without a restart: a connection Postgres or a pooler dropped is
+thrown away and a fresh pool connection taken (its staging tables made again); a failed
+background read is dropped and redone, and the entries it may have taken are read back
+from this consumer's pending list; Redis out of memory is waited out with one log line;
+a consumer whose heartbeat lapsed has its pending intents taken over at once, and is
+removed from the group. Anything else stops the writer with a logged error.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -19,16 +27,18 @@ from typing import Any, Final
 
 import asyncpg  # type: ignore[import-untyped]
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
+from redis.exceptions import OutOfMemoryError, ResponseError
+from redis.utils import str_if_bytes
 
 from accelerated import state
 from accelerated.codec import Codec
 from accelerated.errors import CodecError
 from accelerated.keys import Keys
 from accelerated.settings import Settings
+from accelerated.transport import RedisTransport
 from persistence import rows
 from persistence.intents import FIELD, ID_FIELD, Intent, IntentMemo
-from persistence.pg import describe, is_transient
+from persistence.pg import describe, is_transient, redact
 from persistence.schema import quote_schema
 
 log = logging.getLogger(__name__)
@@ -36,6 +46,17 @@ log = logging.getLogger(__name__)
 PRUNE_AFTER: Final = "7 days"
 _QUIET_GAP_MS: Final = 250
 PRUNE_EVERY_S: Final = 3600.0
+# Backoff ceiling while a backend is down, whatever wb_retry_max_s says: work must
+# resume within 15 s of a fault ending, so no wait may be much longer than this.
+RESUME_WITHIN_S: Final = 5.0
+# Entries longer than this are kept out of the dead-letter stream (only their size is
+# recorded): copying an oversize value there would fill Redis a second time.
+DLQ_RAW_MAX: Final = 1 << 20
+# How long a dead consumer's entry must have been idle before we XCLAIM it: a second
+# writer that claimed it a moment ago has reset its idle time, so only one of them wins.
+_DEAD_CLAIM_IDLE_MS: Final = 200
+# An entry pending to us this long that no batch holds is an orphan (see _orphans).
+_ORPHAN_IDLE_MS: Final = 1000
 _DB_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 # What asyncpg raises while encoding a value the column type cannot hold (bad rows).
 _ENCODE_ERRORS: Final = (OverflowError, ValueError, TypeError)
@@ -58,6 +79,18 @@ end
 return 1
 """
 
+# Removes a consumer from the group only if it still has no heartbeat and nothing
+# pending, in one step: deleting a consumer deletes its pending entries, which would
+# then never be delivered again.
+DELCONSUMER_LUA: Final = """
+-- KEYS[1] stream, KEYS[2] the consumer's heartbeat key; ARGV[1] group, ARGV[2] consumer
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
+if #p > 0 then return 0 end
+redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+
 
 @dataclass
 class WriterStats:
@@ -68,6 +101,10 @@ class WriterStats:
     copied_rows: int = 0  # per-document rows of first-written documents: COPY into the table
     merged_rows: int = 0  # per-document rows of re-processed documents: merged via staging
     retries: int = 0
+    reconnects: int = 0  # Postgres connections dropped after an error and replaced
+    taken_over: int = 0  # entries claimed from consumers whose heartbeat lapsed
+    consumers_removed: int = 0  # dead consumers deleted from the group
+    orphans: int = 0  # own pending entries no batch held (a read reply lost), re-read
 
 
 @dataclass
@@ -95,6 +132,7 @@ class WriteBehindWriter:
         settings: Settings,
         consumer: str,
         memo: IntentMemo | None = None,
+        heartbeat_ttl_s: float = RedisTransport.HEARTBEAT_TTL_S,
     ) -> None:
         self.redis = redis
         self.memo = memo
@@ -109,8 +147,18 @@ class WriteBehindWriter:
         self.stats = WriterStats()
         self._schema = quote_schema(settings.pg_schema)
         self._mark = redis.register_script(MARK_LUA)
+        self._delconsumer = redis.register_script(DELCONSUMER_LUA)
+        # The engine's heartbeat key, renewed by this writer too while it runs (a writer
+        # used alone has no engine), so engine and writer agree on who is alive.
+        self.heartbeat_ttl_s = heartbeat_ttl_s
+        self._alive_key = keys.consumer_alive(consumer)
+        self._last_dead_check = -heartbeat_ttl_s
         self._group_ready = False
         self._check_own_pending = True  # first read takes our own unacked entries
+        # Entries read into a batch and not yet acknowledged: any other entry pending to
+        # this consumer was delivered by a read whose reply was lost (redis-py retries
+        # a read after a dropped connection, so the writer may never see an error).
+        self._in_hand: set[bytes] = set()
         self._last_claim = 0.0
         self._last_prune = -PRUNE_EVERY_S
         self._rows_per_intent = 64.0
@@ -124,60 +172,91 @@ class WriteBehindWriter:
     # Public API -----------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set, then finish the batch in hand."""
-        idle = max(self.settings.wb_batch_ms, 200)
-        ahead: asyncio.Task[_Batch] | None = None
-        self._hold = True
-        try:
-            while not stop.is_set():
-                try:
-                    await self._maybe_prune()
-                    batch = await (ahead or self._collect(idle))
-                    ahead = None
-                    if len(batch):
-                        # Read and decode the next batch while Postgres works on this one.
-                        ahead = asyncio.create_task(self._collect(idle))
-                        await self._process(batch, stop)
-                except _Stopped:
-                    return
-                except (*_DB_ERRORS, aioredis.ConnectionError, aioredis.TimeoutError) as exc:
-                    await self._outage(exc, stop)
-                except ResponseError as exc:
-                    if not str(exc).startswith("NOGROUP"):
-                        raise
-                    # Redis restarted empty: make the group again (the engine re-queues).
-                    self._group_ready = False
-                    ahead = None
-                    await self._outage(exc, stop)
-            if ahead is not None:  # already read (pending to us): finish it too
-                batch, ahead = await ahead, None
-                with contextlib.suppress(_Stopped):
-                    await self._process(batch, stop)
-        finally:
-            await _settle(ahead)
-            await self.close()
+        await self._serve(stop, max(self.settings.wb_batch_ms, 200), until_empty=False)
 
     async def drain(self, idle_ms: int = 100) -> int:
         """Process until the stream holds nothing; returns the intents processed."""
+        return await self._serve(asyncio.Event(), idle_ms, until_empty=True)
+
+    async def _serve(self, stop: asyncio.Event, idle: int, *, until_empty: bool) -> int:
+        """The loop of run() and drain(): read the next batch while this one commits.
+
+        A read that fails (in the read-ahead task or not) is dropped, never awaited
+        again, and this consumer's pending entries are read back, since a read whose
+        reply was lost has still made them ours. Faults of either backend are waited
+        out; any other error is logged at once and ends the writer.
+        """
         done = 0
-        never = asyncio.Event()
         ahead: asyncio.Task[_Batch] | None = None
         self._hold = True
-        await self._maybe_prune()
+        beat = asyncio.create_task(self._heartbeat(), name=f"wb-heartbeat-{self.consumer}")
         try:
-            while True:
-                batch = await (ahead or self._collect(idle_ms))
-                ahead = None
-                if len(batch):
-                    ahead = asyncio.create_task(self._collect(idle_ms))
-                    done += await self._process(batch, never)
-                    continue
-                if await self.backlog() == 0:
+            await self._beat()
+            while not stop.is_set():
+                try:
+                    await self._maybe_prune()
+                    task, ahead = ahead, None
+                    batch = await (task or self._collect(idle))
+                    if len(batch):
+                        # Read and decode the next batch while Postgres works on this one.
+                        ahead = asyncio.create_task(self._collect(idle))
+                        done += await self._process(batch, stop)
+                        continue
+                    if until_empty:
+                        if await self.backlog() == 0:
+                            return done
+                        # Entries pending to another consumer: wait until it is found
+                        # dead (heartbeat) or XAUTOCLAIM may take them.
+                        await asyncio.sleep(min(self.heartbeat_ttl_s / 4, 0.5))
+                except _Stopped:
                     return done
-                # Entries pending to another consumer: wait until XAUTOCLAIM may take them.
-                await asyncio.sleep(min(self.settings.claim_idle_ms / 4000, 0.5))
+                except Exception as exc:
+                    if not _is_outage(exc):
+                        log.error(
+                            "write-behind writer %s stopped: %s", self.consumer, describe(exc)
+                        )
+                        raise
+                    await _settle(ahead)
+                    ahead = None
+                    self._after_redis_error(exc)
+                    await self._outage(exc, stop)
+            if ahead is not None:  # already read (pending to us): finish it too
+                task, ahead = ahead, None
+                try:
+                    done += await self._process(await task, stop)
+                except _Stopped:
+                    pass
+                except Exception as exc:  # left pending: read again or taken over
+                    if not _is_outage(exc):
+                        log.error(
+                            "write-behind writer %s stopped: %s", self.consumer, describe(exc)
+                        )
+                        raise
+            return done
         finally:
+            beat.cancel()
+            await asyncio.gather(beat, return_exceptions=True)
             await _settle(ahead)
             await self.close()
+
+    def _after_redis_error(self, exc: BaseException) -> None:
+        """The batches in hand are dropped; what they held and what a lost reply
+        delivered is pending to us: read it back next. A Redis that came back empty has
+        no group: make it again."""
+        self._in_hand.clear()
+        self._check_own_pending = True
+        if _is_nogroup(exc):
+            self._group_ready = False
+
+    async def _beat(self) -> None:
+        with contextlib.suppress(aioredis.RedisError):
+            await self.redis.set(self._alive_key, b"1", px=int(self.heartbeat_ttl_s * 1000))
+
+    async def _heartbeat(self) -> None:
+        """Renew the heartbeat key while the writer runs (Redis errors: try again)."""
+        while True:
+            await asyncio.sleep(self.heartbeat_ttl_s / 3)
+            await self._beat()
 
     async def backlog(self) -> int:
         """Intents not yet applied (applied entries are XDELed, so this is XLEN)."""
@@ -190,9 +269,18 @@ class WriteBehindWriter:
         try:
             await self.redis.xgroup_create(self.stream, self.group, id="0", mkstream=True)
         except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
+            # A full Redis refuses XGROUP CREATE before it looks for the group: one that
+            # exists still lets the writer read and commit while memory is short.
+            if not (_is_oom(exc) and await self._group_exists()) and "BUSYGROUP" not in str(exc):
                 raise
         self._group_ready = True
+
+    async def _group_exists(self) -> bool:
+        try:
+            groups = await self.redis.xinfo_groups(self.stream)
+        except ResponseError:  # no such key
+            return False
+        return any(str_if_bytes(g["name"]) == self.group for g in groups)
 
     async def _collect(self, block_ms: int) -> _Batch:
         """Gather entries up to ``wb_batch_rows`` rows or ``wb_batch_ms`` after the first."""
@@ -202,6 +290,10 @@ class WriteBehindWriter:
             self._check_own_pending = False
             self._add(batch, await self._read("0", None))
         now = time.monotonic()
+        if now - self._last_dead_check >= min(1.0, self.heartbeat_ttl_s / 2):
+            self._last_dead_check = now
+            self._add(batch, await self._orphans())
+            self._add(batch, await self._take_over())
         if now - self._last_claim >= self.settings.claim_idle_ms / 2000:
             self._last_claim = now
             self._add(batch, await self._claim())
@@ -254,8 +346,74 @@ class WriteBehindWriter:
             if cursor in (b"0-0", "0-0") or len(out) >= 5000:
                 return out
 
+    async def _orphans(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        """Our own pending entries that no batch holds (a read's reply was lost)."""
+        pending = await self.redis.xpending_range(
+            self.stream,
+            self.group,
+            min="-",
+            max="+",
+            count=1000,
+            consumername=self.consumer,
+            idle=_ORPHAN_IDLE_MS,
+        )
+        ids: list[Any] = [p["message_id"] for p in pending if p["message_id"] not in self._in_hand]
+        if not ids:
+            return []
+        claimed: Any = await self.redis.xclaim(self.stream, self.group, self.consumer, 0, ids)
+        self.stats.orphans += len(claimed)
+        log.info(
+            "write-behind writer %s: re-read %d intents delivered by a lost reply",
+            self.consumer,
+            len(claimed),
+        )
+        return list(claimed)
+
+    async def _take_over(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        """Claim at once the entries of consumers whose heartbeat key is gone (like
+        RedisTransport.reclaim for the stage streams), and delete those consumers
+        from the group once they have nothing pending."""
+        out: list[tuple[bytes, dict[bytes, bytes]]] = []
+        infos: list[dict[str, Any]] = await self.redis.xinfo_consumers(self.stream, self.group)
+        named = [(i, str_if_bytes(i["name"])) for i in infos]
+        others = [(i, n) for i, n in named if n != self.consumer]
+        if not others:
+            return out
+        pipe = self.redis.pipeline(transaction=False)
+        for _info, name in others:
+            pipe.exists(self.keys.consumer_alive(name))
+        alive = await pipe.execute()
+        for (info, name), is_alive in zip(others, alive, strict=True):
+            if is_alive:
+                continue
+            if info["pending"]:
+                pending = await self.redis.xpending_range(
+                    self.stream, self.group, min="-", max="+", count=1000, consumername=name
+                )
+                ids: list[Any] = [p["message_id"] for p in pending]
+                if ids:
+                    claimed: Any = await self.redis.xclaim(
+                        self.stream, self.group, self.consumer, _DEAD_CLAIM_IDLE_MS, ids
+                    )
+                    self.stats.taken_over += len(claimed)
+                    out.extend(claimed)
+                    log.info(
+                        "write-behind writer %s: took over %d intents of %s (heartbeat lapsed)",
+                        self.consumer,
+                        len(claimed),
+                        name,
+                    )
+            removed = await self._delconsumer(
+                keys=[self.stream, self.keys.consumer_alive(name)], args=[self.group, name]
+            )
+            self.stats.consumers_removed += int(removed)
+        return out
+
     def _add(self, batch: _Batch, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
         for sid, fields in entries:
+            if sid in self._in_hand:  # already in a batch (claimed or re-read again)
+                continue
+            self._in_hand.add(sid)
             raw = fields.get(FIELD) if fields else None
             if not fields:
                 batch.empty.append(sid)
@@ -298,6 +456,9 @@ class WriteBehindWriter:
                 items = [(sid, it) for sid, it in items if sid not in bad]
                 dead += [(sid, self.codec.encode(it), e, it) for sid, it, e in rejected]
         await self._retry(stop, self._acknowledge, items, dead, batch.empty)
+        self._in_hand.difference_update(sid for sid, _it in batch.items)
+        self._in_hand.difference_update(sid for sid, _r, _e in batch.poison)
+        self._in_hand.difference_update(batch.empty)
         return len(items)
 
     async def _commit_with_retry(
@@ -328,44 +489,77 @@ class WriteBehindWriter:
                 await self._wait(exc, delay, stop)
             except _ENCODE_ERRORS as exc:
                 raise _DataRejected(describe(exc)) from exc
-            except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
+            except aioredis.RedisError as exc:
+                if not _is_outage(exc):
+                    raise
+                if _is_nogroup(exc):
+                    self._group_ready = False
+                # The batch is still in hand (no need to read our pending entries back);
+                # a read in flight fails on its own and is redone by _serve.
                 await self._wait(exc, delay, stop)
             else:
                 if self._in_outage:
                     log.warning("write-behind writer %s: backend back, resuming", self.consumer)
                     self._in_outage = False
                 return
-            delay = min(delay * 2, self.settings.wb_retry_max_s)
+            delay = min(delay * 2, self._max_delay())
+
+    def _max_delay(self) -> float:
+        return max(0.05, min(self.settings.wb_retry_max_s, RESUME_WITHIN_S))
 
     async def _wait(self, exc: BaseException, delay: float, stop: asyncio.Event) -> None:
         self.stats.retries += 1
         if not self._in_outage:
             self._in_outage = True
+            if _is_oom(exc):
+                what = (
+                    "Redis is full (maxmemory reached, noeviction: it refuses writes); "
+                    "raise maxmemory or free memory"
+                )
+            elif isinstance(exc, ResponseError):
+                what = f"Redis refused ({redact(_reply(exc))})"
+            else:
+                what = f"backend unavailable ({describe(exc)})"
             log.warning(
-                "write-behind writer %s: backend unavailable (%s); keeping the backlog "
-                "and retrying with backoff up to %.0fs",
+                "write-behind writer %s: %s; keeping the backlog and retrying with backoff "
+                "up to %.0fs",
                 self.consumer,
-                describe(exc),
-                self.settings.wb_retry_max_s,
+                what,
+                self._max_delay(),
             )
         if stop.is_set():
             raise _Stopped
+        # Jitter: writers that lost the same backend do not come back in lockstep.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), delay)
+            await asyncio.wait_for(stop.wait(), delay * random.uniform(0.5, 1.0))
         if stop.is_set():
             raise _Stopped
 
     async def _outage(self, exc: BaseException, stop: asyncio.Event) -> None:
         with contextlib.suppress(_Stopped):
-            await self._wait(exc, min(1.0, self.settings.wb_retry_max_s), stop)
+            await self._wait(exc, min(1.0, self._max_delay()), stop)
 
     async def _commit(self, intents: list[Intent]) -> None:
-        """One transaction: record intent ids, then upsert the new intents' rows."""
+        """One transaction: record intent ids, then upsert the new intents' rows.
+
+        After any error but bad data the connection is thrown away: whether Postgres
+        ended it (pg_terminate_backend, a failover, a pooler) or a timeout left it
+        mid-protocol, a fresh pool connection is cheaper than finding out.
+        """
         if self._hold:
-            await self._apply(await self._connection(), intents)
+            conn = await self._connection()
+            try:
+                await self._apply(conn, intents)
+            except _DB_ERRORS as exc:
+                if is_transient(exc):
+                    await self._drop(conn)
+                raise
         else:
             async with self.pool.acquire() as conn:
-                await self._apply(conn, intents)
+                try:
+                    await self._apply(conn, intents)
+                finally:
+                    self._staged.discard(conn)  # a proxy is not reused by the next acquire
 
     async def _apply(self, conn: asyncpg.Connection, intents: list[Intent]) -> None:
         s = self._schema
@@ -449,21 +643,39 @@ class WriteBehindWriter:
     async def _connection(self) -> asyncpg.Connection:
         """One connection for a run()/drain(): no pool reset round trip per batch."""
         conn = self._conn
-        if conn is None or conn.is_closed():
-            if conn is not None:
-                self._staged.discard(conn)
-                with contextlib.suppress(Exception):
-                    await self.pool.release(conn)
+        if conn is not None and not _usable(conn):
+            await self._drop(conn)
+            conn = None
+        if conn is None:
             self._conn = conn = await self.pool.acquire()
         return conn
+
+    async def _drop(self, conn: asyncpg.Connection) -> None:
+        """Terminate a held connection and give its slot back to the pool.
+
+        Never released as if healthy: a release resets the connection, which fails on a
+        broken one; terminate() needs no round trip, and releasing what asyncpg already
+        detached is a no-op.
+        """
+        if self._conn is conn:
+            self._conn = None
+        self._staged.discard(conn)
+        self.stats.reconnects += 1
+        with contextlib.suppress(Exception):
+            conn.terminate()
+        with contextlib.suppress(Exception):
+            await self.pool.release(conn)
 
     async def close(self) -> None:
         self._hold = False
         conn, self._conn = self._conn, None
         if conn is not None:
             self._staged.discard(conn)
-            with contextlib.suppress(Exception):
+            try:
                 await self.pool.release(conn)
+            except Exception:  # a broken one: terminate, never reuse
+                with contextlib.suppress(Exception):
+                    conn.terminate()
 
     async def _acknowledge(
         self,
@@ -477,8 +689,12 @@ class WriteBehindWriter:
             return
         now = f"{time.time():.3f}"
         async with self.redis.pipeline(transaction=True) as pipe:
+            # A write Redis refuses when full, queued first: at maxmemory the whole
+            # MULTI is then refused at EXEC (nothing acked, nothing marked), never run
+            # in part; it renews the heartbeat too.
+            pipe.set(self._alive_key, b"1", px=int(self.heartbeat_ttl_s * 1000))
             for sid, raw, err, _it in dead:
-                pipe.xadd(self.dlq, {b"id": sid, FIELD: raw, b"error": err.encode()})
+                pipe.xadd(self.dlq, _dead_letter(sid, raw, err))
             pipe.xack(self.stream, self.group, *sids)
             pipe.xdel(self.stream, *sids)
             marks = [(it.status, it.error or "", it) for _sid, it in items if it.status]
@@ -516,6 +732,55 @@ async def _settle(task: asyncio.Task[_Batch] | None) -> None:
     if task is not None:
         with contextlib.suppress(Exception):
             await task
+
+
+def _dead_letter(sid: bytes, raw: bytes, err: str) -> dict[Any, Any]:
+    """A DLQ entry: the intent as it was, unless it is too big to copy."""
+    entry: dict[Any, Any] = {b"id": sid, b"error": err.encode(), b"size": str(len(raw)).encode()}
+    if len(raw) <= DLQ_RAW_MAX:
+        entry[FIELD] = raw
+    return entry
+
+
+def _usable(conn: asyncpg.Connection) -> bool:
+    """False for a connection that is closed or that asyncpg already detached from its
+    proxy (a lost connection returns its holder to the pool by itself; the proxy then
+    raises InterfaceError on every call, is_closed() included)."""
+    try:
+        return not conn.is_closed()
+    except asyncpg.InterfaceError:
+        return False
+
+
+# Redis replies that mean "not now", not "never": out of memory under noeviction, a
+# restarted server still loading or one that lost the group (empty restart), a replica
+# after a failover, a failed background save with stop-writes-on-bgsave-error.
+_REDIS_NOT_NOW: Final = ("OOM", "NOGROUP", "LOADING", "READONLY", "MISCONF", "TRYAGAIN")
+_OUTAGE_ERRORS: Final = (*_DB_ERRORS, aioredis.ConnectionError, aioredis.TimeoutError)
+
+
+def _reply(exc: BaseException) -> str:
+    """A Redis error reply without redis-py's pipeline annotation ("Command # 1 (...)
+    of pipeline caused error: ...")."""
+    text = str(exc)
+    return text.split(" caused error: ", 1)[1] if " caused error: " in text else text
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, OutOfMemoryError) or (
+        isinstance(exc, ResponseError) and _reply(exc).startswith("OOM")
+    )
+
+
+def _is_nogroup(exc: BaseException) -> bool:
+    return isinstance(exc, ResponseError) and _reply(exc).startswith("NOGROUP")
+
+
+def _is_outage(exc: BaseException) -> bool:
+    """Errors the writer waits out (a backend down, full or restarting)."""
+    if isinstance(exc, _OUTAGE_ERRORS) or _is_oom(exc):
+        return True
+    return isinstance(exc, ResponseError) and _reply(exc).startswith(_REDIS_NOT_NOW)
 
 
 class _DataRejected(Exception):

@@ -349,14 +349,17 @@ async def test_redelivery_after_crash_adds_nothing_and_marks_done(
     assert await again.backlog() == 0
 
 
-async def test_autoclaim_takes_a_dead_consumers_entries(
+async def test_autoclaim_takes_a_hung_consumers_entries(
     writer: WriteBehindWriter, redis: aioredis.Redis, keys: Keys, codec: Codec, docs: list[Doc]
 ) -> None:
+    """A consumer whose heartbeat is still renewed but which never acks (hung) loses its
+    entries only after claim_idle_ms (a dead one's are taken at once: test_faults_writer)."""
     for d in docs[:2]:
         await start_document(redis, keys, d)
     await queue(redis, keys, codec, [d.intent() for d in docs[:2]])
-    dead = WriteBehindWriter(redis, writer.pool, keys, codec, writer.settings, consumer="dead")
-    assert len((await dead._collect(block_ms=100)).items) == 2  # read, then "crashed"
+    hung = WriteBehindWriter(redis, writer.pool, keys, codec, writer.settings, consumer="hung")
+    await redis.set(keys.consumer_alive("hung"), b"1", ex=60)
+    assert len((await hung._collect(block_ms=100)).items) == 2  # read, then never acked
 
     t0 = time.monotonic()
     assert await writer.drain() == 2
