@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 from rich.console import Console
@@ -32,7 +30,6 @@ from accelerated.cli import (
     validate_startup,
 )
 from accelerated.connect import open_clients
-from accelerated.errors import ConfigError
 from accelerated.ids import validate_project
 from accelerated.intake import NOT_A_DOCUMENT, discover
 from accelerated.keys import STAGES
@@ -119,12 +116,6 @@ def summary_line(report: BatchReport) -> str:
 
 
 def _batch_options(args: argparse.Namespace) -> BatchOptions:
-    extra: dict[str, Any] = {}
-    if args.follow_symlinks:
-        # The planner passes it to intake.discover once BatchOptions carries it.
-        if "follow_symlinks" not in {f.name for f in dataclasses.fields(BatchOptions)}:
-            raise ConfigError("--follow-symlinks is not supported by this build's batch planner")
-        extra["follow_symlinks"] = True
     return BatchOptions(
         project=args.project,
         inputs=list(args.input or []),
@@ -133,7 +124,7 @@ def _batch_options(args: argparse.Namespace) -> BatchOptions:
         exclude=args.exclude,
         consume=not args.no_consume,
         limit=args.limit,
-        **extra,
+        follow_symlinks=args.follow_symlinks,
     )
 
 
@@ -187,7 +178,7 @@ def _listing(title: str, items: dict[str, str], why: str = "reason") -> Table:
 
 async def amain(args: argparse.Namespace, console: Console, ctx: CliContext) -> int:
     settings = load_settings()
-    validate_startup(settings)
+    backends = validate_startup(settings)
     validate_project(args.project)
     opts = _batch_options(args)
     async with open_clients(settings) as clients:
@@ -196,7 +187,11 @@ async def amain(args: argparse.Namespace, console: Console, ctx: CliContext) -> 
                 redact(notice), style="yellow", markup=False, highlight=False, soft_wrap=True
             )
         rt = build_runtime(
-            clients.settings, clients.pool, clients.redis, executor=make_executor(clients.settings)
+            clients.settings,
+            clients.pool,
+            clients.redis,
+            executor=make_executor(clients.settings),
+            backends=backends,
         )
         try:
             with Progress(
@@ -209,7 +204,12 @@ async def amain(args: argparse.Namespace, console: Console, ctx: CliContext) -> 
             ) as bar:
                 task = bar.add_task("documents", total=None)
                 report = await run_batch(
-                    rt, opts, progress=lambda n, total: bar.update(task, completed=n, total=total)
+                    rt,
+                    opts,
+                    progress=lambda n, total: bar.update(task, completed=n, total=total),
+                    notice=lambda line: bar.console.print(
+                        redact(line), style="yellow", markup=False, highlight=False
+                    ),
                 )
         finally:
             rt.close()

@@ -42,6 +42,7 @@ class BatchOptions:
     exclude: list[str] = field(default_factory=list)
     consume: bool = True  # False: only intake and wait (workers elsewhere do the work)
     limit: int | None = None
+    follow_symlinks: bool = False  # links out of the input folder (see intake.discover)
 
 
 @dataclass
@@ -96,14 +97,14 @@ async def _plan(
         known = await project_documents(rt.pool, opts.project)
         files = [(Path(r.source), r.source_key) for r in known]
         if opts.inputs:
-            disc = discover(opts.inputs, opts.exclude)
+            disc = discover(opts.inputs, opts.exclude, follow_symlinks=opts.follow_symlinks)
             report.skipped_files = len(disc.skipped)
             seen = {k for _, k in files}
             files += [f for f in disc.files if f[1] not in seen]
     else:
         if not opts.inputs:
             raise ConfigError("nothing to ingest: give --input, or --reprocess")
-        disc = discover(opts.inputs, opts.exclude)
+        disc = discover(opts.inputs, opts.exclude, follow_symlinks=opts.follow_symlinks)
         report.skipped_files = len(disc.skipped)
         files = disc.files
     if opts.limit is not None:
@@ -276,8 +277,12 @@ async def run_batch(
     finally:
         stop.set()
         if engine_task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await engine_task
+            except asyncio.CancelledError:
+                # Our own cancellation (Ctrl-C) must go on up; the engine's is its end.
+                if (me := asyncio.current_task()) is not None and me.cancelling():
+                    raise
         if marker is not None and rt.redis is not None:
             with contextlib.suppress(BackendUnavailable), map_driver_errors():
                 await rt.redis.delete(marker)

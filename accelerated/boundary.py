@@ -28,7 +28,9 @@ from accelerated.errors import (
 from accelerated.redact import redact
 
 # SQLSTATE classes that mean the rows themselves are bad: retrying cannot help.
-PG_DATA_CLASSES: Final = ("22", "23")
+# 22 data exception, 23 integrity violation, 54 program limit exceeded (a value too
+# big for an index row, too many columns...): the same rows fail the same way again.
+PG_DATA_CLASSES: Final = ("22", "23", "54")
 # Classes a retry can outlive: connection exceptions (08), insufficient resources (53),
 # operator intervention / shutdown (57), system errors (58), lock timeouts and
 # deadlocks (40, 55), and a schema being migrated (42P01 undefined table).

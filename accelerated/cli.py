@@ -39,6 +39,7 @@ import asyncpg  # type: ignore[import-untyped]
 import redis.exceptions as redis_errors
 from pydantic import SecretStr, ValidationError
 
+from accelerated.backends import Backends, resolve_backends
 from accelerated.errors import (
     BackendUnavailable,
     BatchFailed,
@@ -142,13 +143,12 @@ def load_settings(**overrides: Any) -> Settings:
         raise ConfigError("\n".join(format_validation_error(exc))) from None
 
 
-def validate_startup(settings: Settings) -> None:
-    """Every check that must pass before the first connection or document.
-
-    Today: the settings that pydantic cannot judge alone (URLs that parse, schemes this
-    build can connect to). Backend resolution (entity backends, model paths, tools on
-    PATH) belongs here too, so a wrong setting never fails document after document.
-    """
+def validate_startup(settings: Settings) -> Backends:
+    """Every check that must pass before the first connection or document: the settings
+    that pydantic cannot judge alone (URLs that parse, schemes this build can connect
+    to), then every backend the settings name, built (entity backends, OCR engines, model
+    paths, tools on PATH), so a wrong setting never fails document after document.
+    Returns the built backends for the runtime."""
     problems: list[str] = []
     if settings.redis_url is not None:
         if url_scheme(settings.redis_url) == "redis+cluster":
@@ -162,6 +162,7 @@ def validate_startup(settings: Settings) -> None:
         problems += _url_problems("DATABASE_URL", settings.database_url)
     if problems:
         raise ConfigError("\n".join(problems))
+    return resolve_backends(settings)
 
 
 def _url_problems(var: str, url: str) -> list[str]:

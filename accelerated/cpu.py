@@ -55,6 +55,9 @@ def _child_init(owner: int, initializer: Callable[[], None] | None) -> None:
         os.kill(owner, 0)
     except ProcessLookupError:
         os._exit(1)
+    # Ctrl-C at a terminal reaches the whole process group: the parent decides what an
+    # interrupt means (drain, then stop); a child must not die of it mid-call.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if initializer is not None:
         initializer()
 

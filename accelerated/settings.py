@@ -113,7 +113,7 @@ class Settings(BaseSettings):
     wb_batch_rows: int = 20_000
     wb_batch_ms: int = 1000  # larger batches: fewer DB round trips per document
     wb_backlog_max: int = 5_000  # intents pending before intake pauses (backpressure)
-    wb_retry_max_s: float = 30.0
+    wb_retry_max_s: float = 5.0  # the writer resumes within this after an outage ends
 
     # API keys (later backends); never logged.
     openai_api_key: SecretStr | None = None

@@ -25,7 +25,7 @@ log = logging.getLogger("accelerated.worker")
 
 async def amain(metrics_port: int | None, ctx: CliContext) -> int:
     settings = load_settings()
-    validate_startup(settings)
+    backends = validate_startup(settings)
     async with open_clients(settings) as clients:
         for notice in clients.notices:
             log.warning("%s", notice)
@@ -33,7 +33,11 @@ async def amain(metrics_port: int | None, ctx: CliContext) -> int:
             # Without Redis there are no streams to consume: only `batch` can fall back.
             raise BackendUnavailable("the worker needs Redis (its stage streams); set REDIS_URL")
         rt = build_runtime(
-            clients.settings, clients.pool, clients.redis, executor=make_executor(clients.settings)
+            clients.settings,
+            clients.pool,
+            clients.redis,
+            executor=make_executor(clients.settings),
+            backends=backends,
         )
         if metrics_port:
             start_http_server(metrics_port, addr="127.0.0.1")

@@ -23,7 +23,6 @@ import redis as sync_redis
 import redis.asyncio as aioredis
 import redis.exceptions as redis_errors
 
-from accelerated.batch_run import BatchOptions
 from accelerated.cli import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -413,11 +412,6 @@ async def test_a_second_ctrl_c_exits_at_once(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="pool children must ignore SIGINT (runtime.make_executor initializer); "
-    "remove this marker with that change",
-)
 async def test_ctrl_c_at_a_terminal_reaches_the_pool_children_too_and_the_batch_still_ends(
     corpus: Path,
     tmp_path: Path,
@@ -496,7 +490,6 @@ async def test_summary_names_needs_ocr_failed_and_skipped_with_reasons(
 def test_follow_symlinks_takes_a_link_out_of_the_folder(
     tmp_path: Path, settings: Settings, pg_pool: asyncpg.Pool
 ) -> None:
-    import dataclasses
 
     src = tmp_path / "in"
     src.mkdir()
@@ -505,10 +498,6 @@ def test_follow_symlinks_takes_a_link_out_of_the_folder(
     (src / "escape.txt").symlink_to(outside)
     args = ["--project", "follow", "--input", str(src), "--follow-symlinks"]
     code, out = _run("accelerated.batch", args, settings)
-    if "follow_symlinks" not in {f.name for f in dataclasses.fields(BatchOptions)}:
-        # The planner does not carry the option yet: refused plainly, never ignored.
-        assert code == EXIT_USAGE and "--follow-symlinks" in out, out
-        pytest.skip("batch_run.BatchOptions has no follow_symlinks yet")
     assert code == EXIT_OK, out
     assert "documents=1 done=1" in out, out
 

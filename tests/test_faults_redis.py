@@ -25,7 +25,7 @@ from accelerated.stages import StageContext
 from accelerated.stages import clean as clean_stage
 from persistence.schema import migrate
 from tests.conftest import EXAMPLES
-from tests.private_redis import PrivateRedis
+from tests.faults import RedisServer
 from tests.support import dump, make_runtime
 
 pytestmark = pytest.mark.slow
@@ -85,8 +85,9 @@ async def test_redis_killed_and_restarted_mid_batch(
 ) -> None:
     src = _inputs(tmp_path, corpus)
     expected = await _reference(settings, pg_pool, src)
-    with PrivateRedis(tmp_path / "redis", appendonly=persistent) as server:
-        s = settings.model_copy(update={"redis_url": server.url})
+    with RedisServer(tmp_path / "redis", appendonly=persistent) as server:
+        # Two documents at a time, so that the fault lands mid-run, not at the end.
+        s = settings.model_copy(update={"redis_url": server.url, "concurrency": 2, "read_count": 2})
         client = aioredis.Redis.from_url(server.url, socket_connect_timeout=2)
         rt = make_runtime(s, pg_pool, client, accelerated=True)
         rt.stage_overrides["clean"] = _slow_clean()
@@ -98,6 +99,7 @@ async def test_redis_killed_and_restarted_mid_batch(
             if 0 < left < total:
                 break
             await asyncio.sleep(0.05)
+        assert 0 < left < total
         server.kill()
         await asyncio.sleep(2.0)
         server.start()
@@ -106,6 +108,7 @@ async def test_redis_killed_and_restarted_mid_batch(
         recovery = time.monotonic() - fault_end
         print(f"restarted {'with AOF' if persistent else 'empty'}: done {recovery:.2f}s after")
         await client.aclose()
+    assert server.left_behind() == []
     assert report.failed == {}
     assert report.done == report.total == total
     assert await dump(pg_pool) == expected

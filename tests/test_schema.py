@@ -7,9 +7,10 @@ import asyncio
 import asyncpg
 import pytest
 
-from accelerated.errors import BackendUnavailable
+from accelerated.boundary import map_driver_errors
+from accelerated.errors import BackendRejected, BackendUnavailable
 from accelerated.settings import Settings
-from persistence.pg import create_pool, is_transient, translate
+from persistence.pg import create_pool, is_transient
 from persistence.rows import TABLES
 from persistence.schema import MIGRATIONS, migrate
 
@@ -98,9 +99,11 @@ async def test_translate_maps_reachability_errors_only(pg_pool: asyncpg.Pool) ->
     await closed.close()
     with pytest.raises(asyncpg.InterfaceError) as gone:
         await closed.fetchval("SELECT 1")
-    assert isinstance(translate(gone.value), BackendUnavailable)
+    with pytest.raises(BackendUnavailable), map_driver_errors("postgres"):
+        raise gone.value
     assert is_transient(gone.value)
     with pytest.raises(asyncpg.PostgresError) as bad:
         await pg_pool.fetchval("SELECT 1/0")
-    assert translate(bad.value) is bad.value
+    with pytest.raises(BackendRejected), map_driver_errors("postgres"):
+        raise bad.value
     assert not is_transient(bad.value)  # SQLSTATE 22012: the data, not the server
