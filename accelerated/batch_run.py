@@ -12,9 +12,10 @@ import logging
 import statistics
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from redis.utils import str_if_bytes
 
@@ -30,6 +31,7 @@ from accelerated.transport import RedisTransport
 from persistence.documents import project_documents, register_documents
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 ProgressFn = Callable[[int, int], None]  # (finished, total)
 
 
@@ -239,8 +241,9 @@ async def run_batch(
     """
     t0 = time.perf_counter()
     say = notice or (lambda text: log.warning("%s", text))
-    await rt.transport.setup()
-    refs, waiting, to_queue, report = await _plan(rt, opts)
+    watch = _Outage(rt.settings, say)
+    await watch.retrying(rt.transport.setup)
+    refs, waiting, to_queue, report = await watch.retrying(lambda: _plan(rt, opts))
     by_id = {str(r.document_id): r for r in waiting}
 
     stop = asyncio.Event()
@@ -248,14 +251,18 @@ async def run_batch(
     engine = rt.engine()
     engine_task = asyncio.create_task(engine.run(stop)) if opts.consume else None
     ids = set(by_id)
-    watch = _Outage(rt.settings, say)
     marker = rt.keys.run_marker(opts.project, uuid.uuid4().hex) if rt.redis is not None else None
     try:
         if marker is not None and rt.redis is not None:
-            with map_driver_errors():
-                await rt.redis.set(marker, b"1")
+            redis = rt.redis
+
+            async def mark() -> None:
+                with map_driver_errors():
+                    await redis.set(marker, b"1")
+
+            await watch.retrying(mark)
         for start, queued in to_queue.items():
-            await _enqueue_with_backpressure(rt, queued, start)
+            await _enqueue_with_backpressure(rt, queued, start, watch)
         while True:
             if engine_task is not None and engine_task.done():
                 engine_task.result()  # surfaces the engine's crash
@@ -313,6 +320,18 @@ class _Outage:
                 f"Redis unavailable for more than {self.limit:g}s (REDIS_OUTAGE_LIMIT_S): {exc}"
             )
 
+    async def retrying(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """``fn()`` until it gets through (or the policy gives up)."""
+        while True:
+            try:
+                out = await fn()
+            except BackendUnavailable as exc:
+                self.failed(exc)
+                await asyncio.sleep(0.5)
+                continue
+            self.ok()
+            return out
+
     def ok(self) -> None:
         if self.since is not None:
             self.say(f"Redis answers again after {time.monotonic() - self.since:.1f}s; resuming")
@@ -363,15 +382,29 @@ async def _backlog(rt: Runtime) -> int:
         return await rt.writer.backlog()
 
 
-async def _enqueue_with_backpressure(rt: Runtime, refs: list[SourceRef], stage: str) -> None:
-    """Pause intake while the write-behind backlog is over its bound."""
+async def _enqueue_with_backpressure(
+    rt: Runtime, refs: list[SourceRef], stage: str, watch: _Outage | None = None
+) -> None:
+    """Pause intake while the write-behind backlog is over its bound, and while Redis
+    is unreachable or full (each chunk is one MULTI: retried whole, never twice)."""
     step = max(1, rt.settings.wb_backlog_max // 4)
     for i in range(0, len(refs), step):
-        if rt.writer is not None:
-            # The backlog lives in Redis, shared with other hosts: poll it.
-            while await _backlog(rt) > rt.settings.wb_backlog_max:  # noqa: ASYNC110
-                await asyncio.sleep(0.1)
-        await rt.transport.enqueue(refs[i : i + step], stage)
+        while True:
+            try:
+                if rt.writer is not None:
+                    # The backlog lives in Redis, shared with other hosts: poll it.
+                    while await _backlog(rt) > rt.settings.wb_backlog_max:  # noqa: ASYNC110
+                        await asyncio.sleep(0.1)
+                await rt.transport.enqueue(refs[i : i + step], stage)
+            except BackendUnavailable as exc:
+                if watch is None:
+                    raise
+                watch.failed(exc)
+                await asyncio.sleep(0.5)
+                continue
+            if watch is not None:
+                watch.ok()
+            break
 
 
 async def _summarise(

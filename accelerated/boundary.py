@@ -49,7 +49,9 @@ def _redis(exc: rx.RedisError) -> BackendError:
     text = describe(exc)
     if isinstance(exc, rx.ConnectionError | rx.TimeoutError | rx.BusyLoadingError):
         return BackendUnavailable(f"redis unavailable: {text}", backend="redis")
-    if isinstance(exc, rx.ResponseError) and str(exc).startswith("OOM"):
+    if isinstance(exc, rx.OutOfMemoryError) or (
+        isinstance(exc, rx.ResponseError) and str(exc).startswith("OOM")
+    ):
         return BackendFull(
             "Redis is full (maxmemory reached, policy noeviction): free memory or raise "
             f"maxmemory; retrying with backoff ({text})",

@@ -13,7 +13,11 @@ from dataclasses import dataclass
 
 import asyncpg
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import AuthenticationError, RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from accelerated.embedded import EmbeddedServers, check_eviction_policy
 from accelerated.errors import ConfigError
@@ -33,14 +37,29 @@ class Clients:
     notices: list[str]
 
 
-async def _redis_or_none(url: str, notices: list[str]) -> aioredis.Redis | None:
+def redis_client(url: str, settings: Settings) -> aioredis.Redis:
+    """The client every component shares: reconnects with jittered backoff (redis-py's
+    ``Retry``), and a socket timeout above the longest blocking read (a stalled server
+    must time out, never hang a reader for ever; redis-py#3138)."""
+    return aioredis.Redis.from_url(
+        url,
+        socket_connect_timeout=3,
+        socket_timeout=max(10.0, settings.block_ms / 1000 + 5.0),
+        socket_keepalive=True,
+        health_check_interval=30,
+        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 3),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+    )
+
+
+async def _redis_or_none(url: str, notices: list[str], settings: Settings) -> aioredis.Redis | None:
     """A live client, or None (with a notice) when Redis cannot be reached.
 
     Wrong credentials are a configuration error, not an outage: falling back to the
     slow path would hide a typo in REDIS_URL behind a run that merely takes longer.
     """
     try:
-        client = aioredis.Redis.from_url(url, socket_connect_timeout=3, health_check_interval=30)
+        client = redis_client(url, settings)
     except ValueError as exc:
         raise ConfigError(f"REDIS_URL={redact(url)} is not valid: {redact(str(exc))}") from None
     try:
@@ -60,6 +79,9 @@ async def _redis_or_none(url: str, notices: list[str]) -> aioredis.Redis | None:
         return None
     warning = check_eviction_policy(info)
     if warning:
+        if not settings.allow_eviction:
+            await client.aclose()
+            raise ConfigError(f"{warning} (or set ALLOW_EVICTION=true to run anyway)")
         notices.append(warning)
     return client
 
@@ -85,7 +107,7 @@ async def open_clients(settings: Settings) -> AsyncIterator[Clients]:
             settings = settings.model_copy(update=updates)
         redis = None
         if settings.redis_url is not None:
-            redis = await _redis_or_none(settings.redis_url, notices)
+            redis = await _redis_or_none(settings.redis_url, notices, settings)
             if redis is not None:
                 stack.push_async_callback(redis.aclose)
         pool = await create_pool(settings)

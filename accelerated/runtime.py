@@ -159,7 +159,9 @@ def build_runtime(
     )
     name = consumer or consumer_name()
     transport: Transport = (
-        RedisTransport(redis, keys, name) if redis is not None else LocalTransport()
+        RedisTransport(redis, keys, name, settings.ttl_stage_s)
+        if redis is not None
+        else LocalTransport()
     )
     common: dict[str, Any] = {
         "settings": settings,

@@ -73,6 +73,7 @@ class Settings(BaseSettings):
     # Stage outputs in Redis: TTLs (seconds) and size caps (bytes).
     ttl_stage_s: int = 7 * 24 * 3600
     ttl_cache_s: int = 30 * 24 * 3600
+    ttl_done_s: int = 3600  # state and outputs of a committed document (0: keep ttl_stage_s)
     max_value_bytes: int = 64 * 1024 * 1024  # compressed value cap per key
     max_decompressed_bytes: int = 512 * 1024 * 1024  # zip-bomb guard on reads
     max_file_bytes: int = 200 * 1024 * 1024  # larger inputs fail with a clear error
@@ -106,6 +107,7 @@ class Settings(BaseSettings):
     cpu_retries: int = 2  # resubmissions of a call whose pool child died under it
     # Redis unreachable or full during a batch: "wait" (say so, carry on when it is back)
     # or "fail" (exit 3 once it has lasted redis_outage_limit_s).
+    allow_eviction: bool = False  # run although Redis has an allkeys-* policy (may lose work)
     redis_outage: Literal["wait", "fail"] = "wait"
     redis_outage_limit_s: float = 600.0
 

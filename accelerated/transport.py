@@ -156,8 +156,11 @@ class RedisTransport:
 
     HEARTBEAT_TTL_S = 10
 
-    def __init__(self, redis: aioredis.Redis, keys: Keys, consumer: str) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, keys: Keys, consumer: str, ttl_stage_s: int = 7 * 24 * 3600
+    ) -> None:
         self.redis, self.keys, self.consumer = redis, keys, consumer
+        self.ttl_stage_s = ttl_stage_s
         self._advance = redis.register_script(ADVANCE_LUA)
 
     async def setup(self) -> None:
@@ -381,6 +384,11 @@ class RedisTransport:
                         state.UPDATED_AT: _now(),
                     },
                 )
+                # A finished document's keys were given a short TTL: queued again, they
+                # must live until this run is done.
+                pipe.persist(skey)
+                for key in self.keys.outputs(ref.document_id):
+                    pipe.expire(key, self.ttl_stage_s)
                 pipe.sadd(self.keys.outstanding(ref.project), str(ref.document_id))
                 pipe.hdel(self.keys.failed(ref.project), str(ref.document_id))
                 self._publish(pipe, stage, ref)

@@ -64,9 +64,19 @@ _ENCODE_ERRORS: Final = (OverflowError, ValueError, TypeError)
 # Marks a document terminal once its rows are committed, unless it was re-ingested
 # meanwhile (a newer generation owns the state hash then).
 MARK_LUA: Final = f"""
--- KEYS[1] state hash, KEYS[2] project outstanding set, KEYS[3] project failed hash
--- ARGV[1] generation, ARGV[2] status, ARGV[3] now (epoch s), ARGV[4] doc id, ARGV[5] error
+-- KEYS[1] state hash, KEYS[2] project outstanding set, KEYS[3] project failed hash,
+-- KEYS[4..] the document's stage output keys
+-- ARGV[1] generation, ARGV[2] status, ARGV[3] now (epoch s), ARGV[4] doc id, ARGV[5] error,
+-- ARGV[6] seconds the state and outputs of a finished document stay (0: keep their TTLs)
 if redis.call('HGET', KEYS[1], '{state.GENERATION}') ~= ARGV[1] then return 0 end
+-- Finished and committed: Postgres has the rows, so the document's keys need stay only
+-- a while (for a --reprocess soon after); the content caches keep their long TTLs.
+local ttl = tonumber(ARGV[6])
+if ttl > 0 then
+  for i = 1, #KEYS do
+    if i == 1 or i > 3 then redis.call('EXPIRE', KEYS[i], ttl) end
+  end
+end
 redis.call('HSET', KEYS[1], '{state.STATUS}', ARGV[2], '{state.DONE_AT}', ARGV[3],
            '{state.UPDATED_AT}', ARGV[3])
 redis.call('SREM', KEYS[2], ARGV[4])
@@ -705,8 +715,16 @@ class WriteBehindWriter:
                         self.keys.state(it.document_id),
                         self.keys.outstanding(it.project),
                         self.keys.failed(it.project),
+                        *self.keys.outputs(it.document_id),
                     ],
-                    args=[it.generation, status, now, str(it.document_id), error],
+                    args=[
+                        it.generation,
+                        status,
+                        now,
+                        str(it.document_id),
+                        error,
+                        self.settings.ttl_done_s,
+                    ],
                     client=pipe,
                 )
             await pipe.execute()
