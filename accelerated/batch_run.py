@@ -20,7 +20,7 @@ from typing import TypeVar
 from redis.utils import str_if_bytes
 
 from accelerated import fingerprint, pipeline, state
-from accelerated.boundary import map_driver_errors
+from accelerated.boundary import map_driver_errors, translated
 from accelerated.errors import BackendUnavailable, BatchFailed, ConfigError
 from accelerated.intake import discover, fingerprint_all, new_generation
 from accelerated.models import SourceRef
@@ -294,7 +294,7 @@ async def run_batch(
             with contextlib.suppress(BackendUnavailable), map_driver_errors():
                 await rt.redis.delete(marker)
     report.elapsed_s = time.perf_counter() - t0
-    await _summarise(rt, opts.project, refs, waiting, report)
+    await watch.retrying(lambda: _summarise(rt, opts.project, refs, waiting, report))
     return report
 
 
@@ -407,6 +407,7 @@ async def _enqueue_with_backpressure(
             break
 
 
+@translated("postgres")
 async def _summarise(
     rt: Runtime, project: str, refs: list[SourceRef], waited: list[SourceRef], report: BatchReport
 ) -> None:

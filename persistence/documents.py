@@ -11,6 +11,7 @@ import uuid
 
 import asyncpg  # type: ignore[import-untyped]
 
+from accelerated.boundary import translated
 from accelerated.ids import validate_project
 from accelerated.models import SourceRef
 
@@ -36,6 +37,7 @@ SELECT prev.id, prev.status FROM prev JOIN input USING (id) WHERE prev.sha256 = 
 """
 
 
+@translated("postgres")
 async def register_documents(
     pool: asyncpg.Pool,
     refs: list[SourceRef],
@@ -75,6 +77,7 @@ async def register_documents(
     return {uuid.UUID(str(r["id"])): r["status"] for r in records}
 
 
+@translated("postgres")
 async def project_documents(pool: asyncpg.Pool, project: str) -> list[SourceRef]:
     """The project's documents as intake saw them (what ``--reprocess`` re-queues)."""
     records = await pool.fetch(
