@@ -27,6 +27,11 @@ def run_backend(backend: EntityBackend, texts: list[str]) -> list[list[RawMentio
     return backend.extract(texts)
 
 
+def backend_results(backend: EntityBackend, doc: Chunked) -> list[list[RawMention]]:
+    """Uncached backend results for a document's chunks (benchmarks, tests)."""
+    return backend.extract([c.text for c in doc.chunks])
+
+
 def encode_result(mentions: list[RawMention]) -> bytes:
     return _ENCODER.encode(mentions)
 
@@ -69,10 +74,12 @@ async def chunk_results(
     return [r if r is not None else [] for r in results]
 
 
-async def run(doc: Chunked, ctx: StageContext) -> Mentions:
-    backend = get_backend(ctx.extras.get("entity_backend", "rules"))
+def assemble(doc: Chunked, found: list[list[RawMention]]) -> list[Mention]:
+    """Chunk-relative backend results -> document mentions, each reported once.
+
+    Pure, so the quality benchmark measures exactly what the stage emits.
+    """
     chunks = doc.chunks
-    found = await chunk_results([c.text for c in chunks], backend, ctx)
     mentions: dict[tuple[int, int, str], Mention] = {}
     for i, (chunk, raw) in enumerate(zip(chunks, found, strict=True)):
         # A chunk owns [start, next start): overlapping regions are reported once.
@@ -95,8 +102,14 @@ async def run(doc: Chunked, ctx: StageContext) -> Mentions:
                     start=start,
                     end=end,
                 )
+    return [mentions[k] for k in sorted(mentions)]
+
+
+async def run(doc: Chunked, ctx: StageContext) -> Mentions:
+    backend = get_backend(ctx.extras.get("entity_backend", "rules"))
+    found = await chunk_results([c.text for c in doc.chunks], backend, ctx)
     return Mentions(
         document_id=doc.document_id,
-        chunk_ids=[c.id for c in chunks],
-        mentions=[mentions[k] for k in sorted(mentions)],
+        chunk_ids=[c.id for c in doc.chunks],
+        mentions=assemble(doc, found),
     )

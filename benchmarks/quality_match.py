@@ -1,0 +1,119 @@
+"""How a predicted entity is compared with a truth item (stated in the report).
+
+One key function per entity kind, so truth fields and backend output written in
+different conventions ("Lightbourn, David" / "David Lightbourn", "4:13-md-02420" /
+"4:13-md-2420-YGR") compare equal when they name the same thing, and nothing looser.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from typing import Final
+
+MATCHING_RULE: Final = (
+    "per document and entity type, distinct values: a truth item is found when some "
+    "predicted mention of the same type matches it, a prediction is correct when it "
+    "matches some truth item of its document. Names (PARTY, ATTORNEY, JUDGE): the "
+    "surface text's word set (casefolded, punctuation dropped, runs of single letters "
+    "joined so L.L.C. = LLC, company suffixes spelled one way, 'the', 'et al', "
+    "'honorable', 'jr' ignored) equals the truth's, or one contains the other and the "
+    "smaller has at least two words. COURT: courts-db id equality. DATE: ISO date "
+    "equality. DOCKET_NUMBER: casefolded, spaces and a 'No.' label dropped, dashes "
+    "unified, leading zeros of digit runs dropped; equal, or equal after dropping a "
+    "federal number's trailing judge-initials or defendant suffixes (1:21-cv-1234-ABC). "
+    "CASE_CITATION, STATUTE: casefolded with spaces and periods removed, equal. MONEY: currency and amount equal."
+)
+
+_WORD = re.compile(r"[^\W_]+")
+_NAME_IGNORE: Final = frozenset({"the", "et", "al", "honorable", "hon", "jr", "sr", "esq"})
+_SUFFIX: Final = {
+    "incorporated": "inc",
+    "corporation": "corp",
+    "company": "co",
+    "limited": "ltd",
+}
+_NAME_TYPES: Final = frozenset({"PARTY", "ATTORNEY", "JUDGE", "PERSON", "ORGANIZATION"})
+
+
+def name_words(s: str) -> tuple[str, ...]:
+    words: list[str] = []
+    run = ""
+    for w in _WORD.findall(s.casefold()):
+        if len(w) == 1 and w.isalpha():
+            run += w
+            continue
+        if run:
+            words.append(run)
+            run = ""
+        words.append(w)
+    if run:
+        words.append(run)
+    return tuple(sorted({_SUFFIX.get(w, w) for w in words} - _NAME_IGNORE))
+
+
+def docket_key(s: str) -> str:
+    s = s.casefold().translate({ord(c): "-" for c in "\u2010\u2011\u2012\u2013\u2014"})
+    s = re.sub(r"^\s*(?:case\s+)?nos?\.?\s*:?", "", s)
+    s = re.sub(r"\s+", "", s).strip(".,;:()")
+    return re.sub(r"\d+", lambda m: str(int(m.group())), s)
+
+
+def date_key(s: str) -> str:
+    s = s.strip()
+    m = re.match(r"(\d{4})-(\d{2})-(\d{2})", s)
+    if m:
+        return m.group(0)
+    m = re.fullmatch(r"(\d{1,2})/(\d{1,2})/(\d{4})", s)
+    if m:
+        try:
+            return datetime.date(int(m[3]), int(m[1]), int(m[2])).isoformat()
+        except ValueError:
+            return ""
+    return ""
+
+
+def key_of(etype: str, value: str) -> str:
+    """The comparable form of a truth item or a prediction ("" when it has none)."""
+    if etype in _NAME_TYPES:
+        return " ".join(name_words(value))
+    if etype == "DOCKET_NUMBER":
+        return docket_key(value)
+    if etype == "DATE":
+        return date_key(value)
+    if etype == "COURT":
+        return value.strip().casefold()
+    if etype in ("CASE_CITATION", "STATUTE"):
+        return re.sub(r"[\s.]+", "", value).casefold()
+    if etype == "MONEY":
+        return money_key(value)
+    return value.strip().casefold()
+
+
+def money_key(value: str) -> str:
+    parts = value.split()
+    if len(parts) != 2:
+        return ""
+    try:
+        amount = float(parts[1].replace(",", ""))
+    except ValueError:
+        return ""
+    return f"{parts[0].upper()} {amount:.2f}"
+
+
+# A federal number "office:yy-type-number", then judge initials or a defendant number.
+_FEDERAL = re.compile(r"^(\d{1,2}:\d{2}-[a-z]{1,4}-\d+)(?:-[a-z0-9]{1,5})*$")
+
+
+def matches(etype: str, truth: str, predicted: str) -> bool:
+    """Both arguments are keys (``key_of``)."""
+    if truth == predicted:
+        return True
+    if etype in _NAME_TYPES:
+        a, b = set(truth.split()), set(predicted.split())
+        small, big = (a, b) if len(a) <= len(b) else (b, a)
+        return len(small) >= 2 and small <= big
+    if etype == "DOCKET_NUMBER":
+        ft, fp = _FEDERAL.match(truth), _FEDERAL.match(predicted)
+        return ft is not None and fp is not None and ft.group(1) == fp.group(1)
+    return False
