@@ -22,6 +22,10 @@ class RawMention(msgspec.Struct, array_like=True, frozen=True):
     start: int
     end: int
     normalized: str
+    # plaintiff, defendant, petitioner, respondent, appellant, appellee, debtor, creditor,
+    # contract party ... where the document states it. Last and defaulted, so results
+    # cached before roles existed still decode.
+    role: str | None = None
 
 
 @runtime_checkable

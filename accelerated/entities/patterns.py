@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-RULES_VERSION: Final = "rules-1"
+RULES_VERSION: Final = "rules-2"
 
 _MONTHS: Final = (
     "January",
@@ -267,3 +267,193 @@ KEYWORDS: Final[dict[str, re.Pattern[str]]] = {
     ATTORNEY_RES[1].pattern: re.compile(r"Attorney|Counsel"),
     ATTORNEY_RES[2].pattern: re.compile(r"argued"),
 }
+
+# --- structure rules (accelerated/entities/structure.py) ----------------------------
+
+# A docket number as courts write it: "4:13-md-02420-YGR", "24-04888-CL7", "PD-0123-88",
+# "14-24-00416-CV", "NYS/1:20-cv-01296", or a long bare number ("20220245").
+_DNUM = (
+    rf"(?:[A-Z]{{2,4}}/)?[A-Za-z0-9]{{1,8}}(?:[:.{_DASH}][A-Za-z0-9]{{1,8}}){{1,5}}(?![\w{_DASH}])"
+    r"|\d{5,}(?![\w-])"
+)
+LABELLED_DOCKET_RES: Final = (
+    # "Case Number: 24-50786", "Docket #: 25-869-cv", "Case: 26-0051", "CASE #: 4:13-md-1",
+    # "Case Nos.: (10-60409)", "COA Case 14-24-00416-CV", a label alone on its line.
+    re.compile(
+        r"(?<![\w.])(?:(?:COA|Trial[ \t]+Court|Lower[ \t]+Court|Court|Appellate|Originating)[ \t]+)?"
+        r"(?i:case|docket|cause|appeal)"
+        r"(?:[ \t]+(?i:numbers?|nos?\.?|#))?(?:[ \t]*#)?"
+        rf"(?:[ \t]*:[ \t]*\n?\s*|[ \t]*\n\s*|[ \t]+(?=\(?[A-Z0-9]{{1,4}}[{_DASH}:]))"
+        rf"\(?(?P<num>{_DNUM})"
+    ),
+    # "Docket for 16A985", "No. 10A1000", "Application (16A985)": Supreme Court applications.
+    re.compile(r"(?:\bNo\.[ \t]*|\bDocket[ \t]+for[ \t]+|\()(?P<num>\d{2}A\d{1,5})\b"),
+    # "MDL No. 2168": the panel's number is the identifier of the whole litigation.
+    re.compile(r"\b(?P<num>MDL[ \t]+No\.?[ \t]*\d{2,5})\b"),
+    # Texas appellate numbering: "01-24-00089-CV", "PD-0123-88", "WR-12,345-01".
+    re.compile(
+        rf"(?<![\w{_DASH}])(?P<num>\d{{2}}-\d{{2}}-\d{{5}}-C[RV]|(?:PD|WR|AP)-\d{{4}}-\d{{2}})\b"
+    ),
+)
+# "2024-Ohio-1501": a neutral citation, not a docket number.
+NEUTRAL_CITE_RE: Final = re.compile(r"\d{4}-[A-Z][A-Za-z]+(?:[ .][A-Za-z]+)*-\d+")
+
+USCOURTS_HOST_RE: Final = re.compile(
+    r"(?:[\w.+-]+@|https?://|\b)(?:(?:ecf|www|pacer|ecf-train)\.)?"
+    r"(?P<id>[A-Za-z]{2,5}\d{0,2})\.uscourts\.gov\b"
+)
+_DIR = r"(?:Northern|Southern|Eastern|Western|Middle|Central)"
+_STATE = r"[A-Z][a-z]+(?:[ \t]+[A-Z][a-z]+)?"
+PACER_COURT_RE: Final = re.compile(
+    r"(?:\bU\.[ \t]?S\.|\bUnited[ \t]+States)[ \t]+(?P<kind>District|Bankruptcy)[ \t]+Court"
+    r"(?:[ \t]*\[[A-Za-z ]+\])?(?:[ \t]*,[ \t]*|[ \t]*\n\s*)(?:for[ \t]+the[ \t]+)?"
+    rf"(?:(?:(?P<dir1>{_DIR})[ \t]+)?District[ \t]+of[ \t]+(?P<state1>{_STATE})"
+    rf"|(?P<state2>{_STATE})[ \t]+(?:(?P<dir2>{_DIR})[ \t]+)?District\b)"
+)
+
+# A person's name at the start of a line: "Jeff D Friedman", "Shana E. Scarlett".
+LINE_PERSON_RE: Final = re.compile(
+    r"[ \t]*(?P<name>[A-Z][A-Za-z'’\-]*[A-Za-z0-9]\.?"
+    r"(?:[ \t]+(?:[A-Z]\.?|[A-Z][A-Za-z'’\-]*[A-Za-z0-9]\.?|(?:de|van|von|del|la|di|da)))"
+    r"{1,4}?)(?:,?[ \t]+(?:Jr|Sr|II|III|IV)\.?)?(?=[ \t,#(]|$)"
+)
+NOT_A_PERSON: Final = frozenset(
+    {
+        "attorney",
+        "attorneys",
+        "counsel",
+        "notice",
+        "court",
+        "district",
+        "llp",
+        "llc",
+        "inc",
+        "pllc",
+        "firm",
+        "office",
+        "suite",
+        "the",
+        "of",
+        "for",
+        "and",
+        "law",
+        "lead",
+        "noticed",
+        "hac",
+        "vice",
+        "terminated",
+        "fax",
+        "email",
+        "united",
+        "states",
+        "department",
+        "county",
+        "state",
+        "bank",
+        "corporation",
+        "company",
+        "u.s",
+        "plaintiff",
+        "defendant",
+        "date",
+        "filed",
+        "docket",
+        "case",
+    }
+)
+MAILED_TO_RE: Final = re.compile(r"Notice (?:has been|will be) electronically mailed to:?[ \t]*\n")
+MAILED_TO_END_RE: Final = re.compile(
+    r"^[^\n]*(?:\bNotice\b|The following document|Document description)", re.MULTILINE
+)
+ON_BEHALF_RE: Final = re.compile(r"[ \t]+on[ \t]+behalf[ \t]+of\b")
+
+_PARTY_ROLE_HEAD = (
+    r"(?:Plaintiff|Defendant|Petitioner|Respondent|Appellant|Appellee|Debtor|Creditor|Movant"
+    r"|Intervenor|Claimant|Counter[ -]Claimant|Counter[ -]Defendant|Cross[ -]Claimant"
+    r"|Third[ -]Party[ \t]+(?:Plaintiff|Defendant)|Interested[ \t]+Party|Trustee"
+    r"|U\.S\.[ \t]+Trustee|Miscellaneous[ \t]+Party|Amicus)s?"
+)
+# PACER party tables: the role on its own line, then "NAME represented by COUNSEL".
+PARTY_BLOCK_RE: Final = re.compile(
+    rf"^[ \t]*(?P<role>{_PARTY_ROLE_HEAD})[ \t]*\n[ \t]*"
+    r"(?P<party>[^\n]+?)(?:[ \t]+represented[ \t]+by[ \t]+(?P<counsel>[^\n]+)|[ \t]*$)",
+    re.MULTILINE,
+)
+# More counsel of the same party: the line after an attorney's status lines.
+AFTER_STATUS_RE: Final = re.compile(
+    r"^[ \t]*(?:LEAD ATTORNEY|ATTORNEY TO BE NOTICED|PRO HAC VICE|TERMINATED:[^\n]*"
+    r"|Designation:[^\n]*|Bar Status:[^\n]*)[ \t]*\n(?=(?P<name>[^\n]+))",
+    re.MULTILINE,
+)
+_ROLE_CANON: Final = {
+    "plaintiff": "plaintiff",
+    "defendant": "defendant",
+    "petitioner": "petitioner",
+    "respondent": "respondent",
+    "appellant": "appellant",
+    "appellee": "appellee",
+    "debtor": "debtor",
+    "creditor": "creditor",
+    "applicant": "petitioner",
+    "relator": "petitioner",
+    "claimant": "plaintiff",
+}
+
+
+def role_of(label: str) -> str:
+    """A party role label ("Plaintiffs", "Defendant-Appellee") as one vocabulary word."""
+    words = re.findall(r"[a-z]+", label.casefold())
+    for w in reversed(words):  # "defendant-appellee": the role in this court comes last
+        canon = _ROLE_CANON.get(w.removesuffix("s"))
+        if canon:
+            return canon
+    return " ".join(words)
+
+
+COUNSEL_HEAD_RE: Final = re.compile(
+    r"^[ \t]*(?:Attorneys?|Counsel)[ \t]+for[ \t]+(?:the[ \t]+)?(?P<role>[^\n]{1,60}?)[ \t]*:?[ \t]*\n"
+    r"(?P<name>[^\n]+)",
+    re.MULTILINE,
+)
+PARTY_NAME_FIELD_RE: Final = re.compile(
+    r"^[ \t]*Party name:[ \t]*(?P<name>[^\n]*[^\s])", re.MULTILINE
+)
+JUDGE_FIELD_RE: Final = re.compile(
+    r"^[ \t]*(?:Assigned[ \t]+to|Referred[ \t]+to|Presiding[ \t]+Judge|Court[ \t]+Judge"
+    r"|Trial[ \t]+Judge|Ordering[ \t]+Judge)[ \t]*:?[ \t]*\n?[ \t]*"
+    r"(?:(?:Hon(?:orable|\.)?|Chief|Senior|Magistrate|District|Bankruptcy|Circuit|U\.S\.)[ \t]+)*"
+    r"(?:Judges?[ \t]+)?(?P<name>[^\n]+)",
+    re.MULTILINE,
+)
+STYLE_RE: Final = re.compile(
+    r"^[ \t]*Style:[ \t]*\n?[ \t]*(?P<left>[^\n]*[^\s])[ \t]*\n[ \t]*v\.?:?[ \t]*$"
+    r"(?P<right>)",
+    re.MULTILINE,
+)
+# Court portals' party tables: "NAME  TYPE  REPRESENTATIVE" rows under such a header.
+PARTY_TABLE_HEAD_RE: Final = re.compile(
+    r"^[ \t]*Party[ \t]+Party[ \t]?Type[ \t]+Representative", re.MULTILINE | re.IGNORECASE
+)
+PARTY_TABLE_ROW_RE: Final = re.compile(
+    r"^[ \t]*(?P<party>[^\n]+?)[ \t]+(?P<type>(?:Applicant|Appellant|Appellee|Petitioner|Respondent"
+    r"|Relator|Real[ \t]+Party[ \t]+in[ \t]+Interest|State|Plaintiff|Defendant|Movant"
+    r"|Cross-Appellant|Cross-Appellee)[^\s]*(?:[ \t]+\([^)\n]*\)[^\s]*)*)"
+    r"(?:[ \t]+(?P<rep>[^\n]+))?$",
+    re.MULTILINE,
+)
+
+# Contracts: the preamble names the parties: "by and between X, a ... ("Company"), and Y".
+PREAMBLE_WINDOW: Final = 4000
+PREAMBLE_RE: Final = re.compile(r"\b(?:by[ \t\n]+and[ \t\n]+)?(?:between|among)\b", re.IGNORECASE)
+_CO_TOK = (
+    r"(?:[A-Z][A-Za-z0-9]*\.(?:COM|com|NET|net|ORG|org)\b|[A-Z][A-Za-z]{0,4}\.(?:[A-Za-z]{1,2}\.)*"
+    r"|[A-Z][A-Za-z0-9&'’\-]*(?![.\w])|&|[A-Z]\.)"
+)
+_CO_NAME = rf"{_CO_TOK}(?:,?[ \t]+(?:(?:of|and|the|for|de|y|du|des)[ \t]+)?{_CO_TOK}){{0,9}}"
+CONTRACT_PARTY_RE: Final = re.compile(
+    rf"(?:\bbetween|\bamong|\band|;)[ \t\n]+(?:the[ \t]+)?(?P<name>{_CO_NAME})"
+    r"(?=,?[ \t\n]*(?:\(|(?:a|an)[ \t\n]+[^\n()]{0,80}?(?i:corporation|company|partnership"
+    r"|association|limited|bank|trust|organi[sz]ed|formed|existing|entity|individual|society"
+    r"|institution|LLC|L\.L\.C\.)))(?P<end>)",
+    re.MULTILINE,
+)

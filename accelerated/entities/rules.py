@@ -22,8 +22,11 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from accelerated.entities import RawMention
 from accelerated.entities import patterns as P
+from accelerated.entities import structure as S
 
 # eyecite logs a warning for every citation overlap it cannot classify: noise per chunk.
 logging.getLogger("eyecite.helpers").addFilter(
@@ -79,20 +82,30 @@ def extract_text(text: str, tokenizer: Any) -> list[RawMention]:
     found.extend(_dockets(text))
     found.extend(_dates(text))
     found.extend(_money(text))
+    for rule in S.RULES:
+        found.extend(rule(text))
     return keep_longest(m for m in found if m.end > m.start)
 
 
 def keep_longest(mentions: Iterable[RawMention]) -> list[RawMention]:
-    """Per type, drop any mention overlapping a longer (or earlier equal) one."""
-    ordered = sorted(mentions, key=lambda m: (m.type, -(m.end - m.start), m.start, m.normalized))
-    kept: dict[str, list[tuple[int, int]]] = {}
+    """Per type, drop any mention overlapping a longer (or earlier equal) one.
+
+    A kept mention without a role takes the role of an overlapping dropped one (a
+    party table states the role its caption form does not).
+    """
+    ordered = sorted(
+        mentions, key=lambda m: (m.type, -(m.end - m.start), m.start, m.normalized, m.role or "")
+    )
+    kept: dict[str, list[int]] = {}
     out: list[RawMention] = []
     for m in ordered:
-        spans = kept.setdefault(m.type, [])
-        if any(m.start < e and s < m.end for s, e in spans):
-            continue
-        spans.append((m.start, m.end))
-        out.append(m)
+        idx = kept.setdefault(m.type, [])
+        hit = next((i for i in idx if m.start < out[i].end and out[i].start < m.end), None)
+        if hit is None:
+            idx.append(len(out))
+            out.append(m)
+        elif m.role and out[hit].role is None:
+            out[hit] = msgspec.structs.replace(out[hit], role=m.role)
     out.sort(key=lambda m: (m.start, m.end, m.type))
     return out
 

@@ -101,6 +101,7 @@ def assemble(doc: Chunked, found: list[list[RawMention]]) -> list[Mention]:
                     normalized=m.normalized,
                     start=start,
                     end=end,
+                    role=m.role,
                 )
     return [mentions[k] for k in sorted(mentions)]
 
