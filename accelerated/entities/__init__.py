@@ -38,6 +38,20 @@ class EntityBackend(Protocol):
     def extract(self, texts: list[str]) -> list[list[RawMention]]: ...
 
 
+@runtime_checkable
+class ContextualBackend(Protocol):
+    """A backend that also reads a short summary of the whole document.
+
+    ``document_context`` sees the whole text once and returns a string (deterministic,
+    short); ``extract_in_context`` gets it with every chunk. The stage puts the context
+    into the chunk-cache key, so a cached result is never reused under another context.
+    """
+
+    def document_context(self, text: str) -> str: ...
+
+    def extract_in_context(self, texts: list[str], context: str) -> list[list[RawMention]]: ...
+
+
 def _rules() -> EntityBackend:
     from accelerated.entities.rules import RulesBackend
 

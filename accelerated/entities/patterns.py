@@ -124,6 +124,27 @@ NAME_STOP: Final = frozenset(
         "he",
         "she",
         "it",
+        # institutions a page's navigation names after "Justice", "Judicial", "Court"
+        "commission",
+        "committee",
+        "council",
+        "foundation",
+        "center",
+        "department",
+        "division",
+        "system",
+        "branch",
+        "project",
+        "program",
+        "services",
+        "institute",
+        "network",
+        "fund",
+        "conference",
+        "reform",
+        "task",
+        "force",
+        "administration",
     }
 )
 
@@ -280,7 +301,8 @@ LABELLED_DOCKET_RES: Final = (
     # "Case Number: 24-50786", "Docket #: 25-869-cv", "Case: 26-0051", "CASE #: 4:13-md-1",
     # "Case Nos.: (10-60409)", "COA Case 14-24-00416-CV", a label alone on its line.
     re.compile(
-        r"(?<![\w.])(?:(?:COA|Trial[ \t]+Court|Lower[ \t]+Court|Court|Appellate|Originating)[ \t]+)?"
+        r"(?<![\w.])(?:(?:COA|Trial[ \t]+Court|Lower[ \t]+Court|Court|Appellate|Originating)"
+        r"[ \t]+)?"
         r"(?i:case|docket|cause|appeal)"
         r"(?:[ \t]+(?i:numbers?|nos?\.?|#))?(?:[ \t]*#)?"
         rf"(?:[ \t]*:[ \t]*\n?\s*|[ \t]*\n\s*|[ \t]+(?=\(?[A-Z0-9]{{1,4}}[{_DASH}:]))"
@@ -315,7 +337,7 @@ PACER_COURT_RE: Final = re.compile(
 LINE_PERSON_RE: Final = re.compile(
     r"[ \t]*(?P<name>[A-Z][A-Za-z'’\-]*[A-Za-z0-9]\.?"
     r"(?:[ \t]+(?:[A-Z]\.?|[A-Z][A-Za-z'’\-]*[A-Za-z0-9]\.?|(?:de|van|von|del|la|di|da)))"
-    r"{1,4}?)(?:,?[ \t]+(?:Jr|Sr|II|III|IV)\.?)?(?=[ \t,#(]|$)"
+    r"{1,4})(?:,?[ \t]+(?:Jr|Sr|II|III|IV)\.?)?(?=[ \t,#(]|$)"
 )
 NOT_A_PERSON: Final = frozenset(
     {
@@ -411,7 +433,8 @@ def role_of(label: str) -> str:
 
 
 COUNSEL_HEAD_RE: Final = re.compile(
-    r"^[ \t]*(?:Attorneys?|Counsel)[ \t]+for[ \t]+(?:the[ \t]+)?(?P<role>[^\n]{1,60}?)[ \t]*:?[ \t]*\n"
+    r"^[ \t]*(?:Attorneys?|Counsel)[ \t]+for[ \t]+(?:the[ \t]+)?(?P<role>[^\n]{1,60}?)"
+    r"[ \t]*:?[ \t]*\n"
     r"(?P<name>[^\n]+)",
     re.MULTILINE,
 )
@@ -457,3 +480,32 @@ CONTRACT_PARTY_RE: Final = re.compile(
     r"|institution|LLC|L\.L\.C\.)))(?P<end>)",
     re.MULTILINE,
 )
+
+# --- document context ---------------------------------------------------------------
+
+CONTEXT_HEAD_CHARS: Final = 20000  # headers, senders and PACER links come first
+
+# A docket number alone on its line: "W2024-00749-COA-R3-CV" (two separators at least).
+LONE_DOCKET_RE: Final = re.compile(
+    r"^[ \t]*(?P<num>(?:[A-Z]{2,4}/)?[A-Za-z0-9]{1,8}(?:[:\-][A-Za-z0-9]{1,8}){2,5})[ \t]*$",
+    re.MULTILINE,
+)
+NOT_A_DOCKET_RE: Final = re.compile(
+    r"\d{3}-\d{3}-\d{4}|\d{4}-\d{2}-\d{2}|(?:19|20)\d\d-(?:19|20)?\d\d|\d{4}-[A-Z][A-Za-z]+-\d+"
+)
+# A listing table whose header names a docket column ("Date  Docket  Name  J.").
+DOCKET_TABLE_HEAD_RE: Final = re.compile(
+    r"^(?=[^\n]*\b(?:Docket(?![ \t]+(?:Text|Entr))|Case[ \t]+(?:Number|No\.?|Info)"
+    r"|Court[ \t]+No\.?)(?![^\n]*:))"
+    r"(?=[^\n]*\b(?:Date|Name|Caption|Title|Subject|Judge|Opinion)s?\b)[^\n]{0,200}$",
+    re.MULTILINE,
+)
+# A docket-shaped cell of such a table: "21-476", "102,405-3", "12-00099", "20220245".
+TABLE_DOCKET_RE: Final = re.compile(
+    r"(?<![\w/.,:$\-])(?P<num>(?:[A-Z]{1,3})?\d{2,4}(?:,\d{3})?(?:-\d{1,6}){1,3}(?:-[A-Z]{1,4}\d?)*"
+    r"|\d{7,9})(?![\w/.,:\-])"
+)
+# "the Court", "this Court": the document's own court where the context knows it.
+BARE_COURT_RE: Final = re.compile(r"\b(?:the|this|This|The)[ \t]+Court\b(?![ \t]+of\b)")
+# Ids courts-db gives names that do not say which court ("United States District Court").
+GENERIC_COURTS: Final = frozenset({"usdistct"})

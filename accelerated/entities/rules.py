@@ -66,12 +66,74 @@ class RulesBackend:
         tokenizer = _tokenizer(self.tokenizer, self.cache_dir)
         return [extract_text(text, tokenizer) for text in texts]
 
+    def document_context(self, text: str) -> str:
+        return DocContext.of(text).encode()
 
-def extract_text(text: str, tokenizer: Any) -> list[RawMention]:
+    def extract_in_context(self, texts: list[str], context: str) -> list[list[RawMention]]:
+        tokenizer = _tokenizer(self.tokenizer, self.cache_dir)
+        doc = DocContext.decode(context)
+        return [extract_text(text, tokenizer, doc) for text in texts]
+
+
+@dataclass(frozen=True)
+class DocContext:
+    """What a chunk cannot see on its own: the document's court, its docket table.
+
+    Encoded as a short deterministic string; the stage keys the chunk cache on it.
+    """
+
+    court: str = ""  # courts-db id named by the header, the sender or the PACER host
+    docket_table: bool = False  # a listing whose header names a docket column
+
+    @staticmethod
+    def of(text: str) -> DocContext:
+        head = text[: P.CONTEXT_HEAD_CHARS]
+        votes: dict[str, int] = {}
+        for m in [*S.host_courts(head), *S.header_courts(head)]:
+            votes[m.normalized] = votes.get(m.normalized, 0) + 1
+        court = ""
+        if votes:
+            best = max(votes.values())
+            top = sorted(c for c, n in votes.items() if n == best)
+            court = top[0] if len(top) == 1 else ""
+        return DocContext(court, P.DOCKET_TABLE_HEAD_RE.search(text) is not None)
+
+    def encode(self) -> str:
+        if not self.court and not self.docket_table:
+            return ""
+        return f"court={self.court};table={int(self.docket_table)}"
+
+    @staticmethod
+    def decode(context: str) -> DocContext:
+        fields = dict(p.split("=", 1) for p in context.split(";") if "=" in p)
+        return DocContext(fields.get("court", ""), fields.get("table") == "1")
+
+
+def _in_context(text: str, doc: DocContext) -> Iterator[RawMention]:
+    if doc.docket_table:
+        for m in P.TABLE_DOCKET_RE.finditer(text):
+            num = m.group("num")
+            if not P.NOT_A_DOCKET_RE.fullmatch(num):
+                yield RawMention("DOCKET_NUMBER", m.start(), m.end(), num.lower())
+    if doc.court:
+        for m in P.BARE_COURT_RE.finditer(text):
+            yield RawMention("COURT", m.start(), m.end(), doc.court)
+
+
+def _specific(m: RawMention, doc: DocContext | None) -> RawMention:
+    """A generic court id ("usdistct") becomes the document's court when that is known."""
+    if doc and doc.court and m.type == "COURT" and m.normalized in P.GENERIC_COURTS:
+        return msgspec.structs.replace(m, normalized=doc.court)
+    return m
+
+
+def extract_text(text: str, tokenizer: Any, doc: DocContext | None = None) -> list[RawMention]:
     """All rule mentions in one text; same-type overlaps resolved to the longest."""
     if not text.strip():
         return []
     found: list[RawMention] = []
+    if doc is not None:
+        found.extend(_in_context(text, doc))
     found.extend(_citations(text, tokenizer))
     found.extend(_courts(text))
     found.extend(_judges(text))
@@ -84,7 +146,11 @@ def extract_text(text: str, tokenizer: Any) -> list[RawMention]:
     found.extend(_money(text))
     for rule in S.RULES:
         found.extend(rule(text))
-    return keep_longest(m for m in found if m.end > m.start)
+    for m in P.LONE_DOCKET_RE.finditer(text):
+        num = m.group("num")
+        if any(c.isdigit() for c in num) and not P.NOT_A_DOCKET_RE.fullmatch(num):
+            found.append(RawMention("DOCKET_NUMBER", m.start("num"), m.end("num"), num.lower()))
+    return keep_longest(_specific(m, doc) for m in found if m.end > m.start)
 
 
 def keep_longest(mentions: Iterable[RawMention]) -> list[RawMention]:
@@ -336,7 +402,7 @@ def _dockets(text: str) -> Iterator[RawMention]:
     for rx in P.DOCKET_RES:
         for m in rx.finditer(text):
             num = m.group("num").rstrip(".,:;-")
-            if any(c.isdigit() for c in num):
+            if any(c.isdigit() for c in num) and not P.NEUTRAL_CITE_RE.fullmatch(num):
                 s = m.start("num")
                 yield RawMention("DOCKET_NUMBER", s, s + len(num), num.translate(P.DASHES).lower())
 

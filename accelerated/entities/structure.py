@@ -11,7 +11,6 @@ with offsets into the text it was given, a ``role`` where the layout states one.
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Iterator
 from typing import Any, Final
 
@@ -188,7 +187,7 @@ def contract_parties(text: str) -> Iterator[RawMention]:
     head = P.PREAMBLE_RE.search(text, 0, min(len(text), P.PREAMBLE_WINDOW))
     if head is None:
         return
-    for m in P.CONTRACT_PARTY_RE.finditer(text, head.end(), min(len(text), head.end() + 1500)):
+    for m in P.CONTRACT_PARTY_RE.finditer(text, head.start(), min(len(text), head.end() + 1500)):
         s, e = m.start("name"), m.end("name")
         name = text[s:e].rstrip(" ,")
         if " " in name.strip() or "." in name:

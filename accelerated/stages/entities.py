@@ -11,7 +11,7 @@ import hashlib
 
 import msgspec
 
-from accelerated.entities import EntityBackend, RawMention, get_backend
+from accelerated.entities import ContextualBackend, EntityBackend, RawMention, get_backend
 from accelerated.errors import PipelineError
 from accelerated.ids import mention_id
 from accelerated.models import ENTITY_TYPES, Chunked, Mention, Mentions
@@ -22,14 +22,42 @@ _DECODER = msgspec.json.Decoder(list[RawMention])
 _TYPES = frozenset(ENTITY_TYPES)
 
 
-def run_backend(backend: EntityBackend, texts: list[str]) -> list[list[RawMention]]:
+def run_backend(
+    backend: EntityBackend, texts: list[str], context: str = ""
+) -> list[list[RawMention]]:
     """Top-level so the backend and texts can be pickled to a process pool."""
+    if context and isinstance(backend, ContextualBackend):
+        return backend.extract_in_context(texts, context)
     return backend.extract(texts)
+
+
+def document_text(doc: Chunked) -> str:
+    """The cleaned text again, from the chunks (they cover it, overlapping)."""
+    parts: list[str] = []
+    covered = 0
+    for c in doc.chunks:
+        if c.end > covered:
+            parts.append(c.text[max(0, covered - c.start) :])
+            covered = c.end
+    return "".join(parts)
+
+
+def context_of(backend: EntityBackend, doc: Chunked) -> str:
+    """The document context a contextual backend gets with each chunk ("" otherwise)."""
+    if not isinstance(backend, ContextualBackend) or not doc.chunks:
+        return ""
+    return backend.document_context(document_text(doc))
 
 
 def backend_results(backend: EntityBackend, doc: Chunked) -> list[list[RawMention]]:
     """Uncached backend results for a document's chunks (benchmarks, tests)."""
-    return backend.extract([c.text for c in doc.chunks])
+    return run_backend(backend, [c.text for c in doc.chunks], context_of(backend, doc))
+
+
+def cache_hash(text: str, context: str) -> str:
+    """The chunk-cache key: the text's sha256, or of context and text when there is one."""
+    data = text if not context else f"{context}\x00{text}"
+    return hashlib.sha256(data.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def encode_result(mentions: list[RawMention]) -> bytes:
@@ -45,10 +73,10 @@ def decode_result(data: bytes) -> list[RawMention] | None:
 
 
 async def chunk_results(
-    texts: list[str], backend: EntityBackend, ctx: StageContext
+    texts: list[str], backend: EntityBackend, ctx: StageContext, context: str = ""
 ) -> list[list[RawMention]]:
     """Backend results per text: cache hits first, one backend call for all misses."""
-    hashes = [hashlib.sha256(t.encode("utf-8", "surrogatepass")).hexdigest() for t in texts]
+    hashes = [cache_hash(t, context) for t in texts]
     results: list[list[RawMention] | None] = [None] * len(texts)
     if ctx.chunk_cache is not None and texts:
         cached = await ctx.chunk_cache.get_many(backend.version, hashes)
@@ -61,7 +89,7 @@ async def chunk_results(
             missing.setdefault(hashes[i], []).append(i)
     if missing:
         todo = [texts[idx[0]] for idx in missing.values()]
-        fresh = await ctx.run_cpu(run_backend, backend, todo)
+        fresh = await ctx.run_cpu(run_backend, backend, todo, context)
         if len(fresh) != len(todo):
             raise PipelineError(f"entity backend {backend.version} returned a wrong result count")
         for idx, found in zip(missing.values(), fresh, strict=True):
@@ -108,7 +136,8 @@ def assemble(doc: Chunked, found: list[list[RawMention]]) -> list[Mention]:
 
 async def run(doc: Chunked, ctx: StageContext) -> Mentions:
     backend = get_backend(ctx.extras.get("entity_backend", "rules"))
-    found = await chunk_results([c.text for c in doc.chunks], backend, ctx)
+    context = context_of(backend, doc)
+    found = await chunk_results([c.text for c in doc.chunks], backend, ctx, context)
     return Mentions(
         document_id=doc.document_id,
         chunk_ids=[c.id for c in doc.chunks],
