@@ -249,3 +249,20 @@ def test_matching_rule() -> None:
     assert matches("DOCKET_NUMBER", t, p)
     assert not matches("DOCKET_NUMBER", key_of("DOCKET_NUMBER", "13-2420"), p)
     assert key_of("PARTY", "Acme L.L.C.") == key_of("PARTY", "ACME LLC")
+
+
+# --- dates --------------------------------------------------------------------------
+
+
+def test_date_forms(backend: RulesBackend) -> None:
+    text = (
+        "Filed 04/09/26. Signed on the 3rd of March, 2011. Term ends July 2030. "
+        "Hearing on August 4, 2030. Old filing 12/31/71."
+    )
+    got = found(backend, text, "DATE")
+    assert got["04/09/26"] == "2026-04-09"
+    assert got["3rd of March, 2011"] == "2011-03-03"
+    assert got["July 2030"] == "2030-07"
+    assert got["August 4, 2030"] == "2030-08-04"
+    assert "August 4" not in got  # the month-year form never splits a full date
+    assert got["12/31/71"] == "1971-12-31"

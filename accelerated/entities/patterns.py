@@ -50,7 +50,15 @@ DATE_RES: Final = (
     # 01/05/2001 (US order: month first) and 2001-01-05 (ISO)
     re.compile(r"(?<![\d/])(?P<month>\d{1,2})/(?P<day>\d{1,2})/(?P<year>\d{4})(?![\d/])"),
     re.compile(r"(?<![\d-])(?P<year>\d{4})-(?P<month>\d{2})-(?P<day>\d{2})(?![\d-])"),
+    # 10/15/25: two-digit years (00-68 -> 20xx, 69-99 -> 19xx, as POSIX strptime %y)
+    re.compile(r"(?<![\d/.])(?P<month>\d{1,2})/(?P<day>\d{1,2})/(?P<year>\d{2})(?![\d/])"),
+    # the 1st of June, 2017
+    re.compile(
+        rf"\b(?P<day>\d{{1,2}})(?:st|nd|rd|th)\s+of\s+(?P<month>{_MONTH}),?\s+(?P<year>\d{{4}})\b"
+    ),
 )
+# "June 2017", "Sept. 1999": a month, no day (normalized YYYY-MM).
+MONTH_YEAR_RE: Final = re.compile(rf"\b(?P<month>{_MONTH})[ \t]+(?P<year>(?:1[6-9]|2[01])\d\d)\b")
 
 _NUM = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?"
 _SCALE = r"(?:\s+(?P<scale>thousand|million|billion|trillion))?"

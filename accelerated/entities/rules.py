@@ -413,9 +413,15 @@ def _dates(text: str) -> Iterator[RawMention]:
             month_s = m.group("month").rstrip(".").lower()
             month = int(month_s) if month_s.isdigit() else P.MONTH_NUMBER.get(month_s, 0)
             day, year = int(m.group("day")), int(m.group("year"))
+            if len(m.group("year")) == 2:
+                year += 2000 if year < 69 else 1900
             valid = 1 <= month <= 12 and 1000 <= year <= 2999
             if valid and 1 <= day <= calendar.monthrange(year, month)[1]:
                 yield RawMention("DATE", m.start(), m.end(), f"{year:04d}-{month:02d}-{day:02d}")
+    for m in P.MONTH_YEAR_RE.finditer(text):
+        month = P.MONTH_NUMBER.get(m.group("month").rstrip(".").lower(), 0)
+        if month:  # full dates overlapping this span are longer and win in keep_longest
+            yield RawMention("DATE", m.start(), m.end(), f"{m.group('year')}-{month:02d}")
 
 
 def _money(text: str) -> Iterator[RawMention]:
