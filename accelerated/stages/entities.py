@@ -1,8 +1,9 @@
 """Stage 4, ``entities``: run an entity backend per chunk, with a content-hash cache.
 
-Results are cached per (backend version, sha256 of chunk text), so an unchanged
-chunk is never re-analysed; because a backend sees only the chunk text, a cached and
-a fresh result are the same bytes and the output is identical either way.
+Results are cached per (backend version, sha256 of the chunk text, prefixed by the
+document context when the backend reads one): a backend sees only the chunk text and
+that short context string, so a cached and a fresh result are the same bytes and the
+output is identical either way.
 """
 
 from __future__ import annotations
