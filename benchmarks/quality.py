@@ -93,6 +93,7 @@ class Report:
     skipped: list[str] = field(default_factory=list)
     scores: dict[tuple[str, str], Score] = field(default_factory=dict)
     misses: dict[str, list[str]] = field(default_factory=dict)
+    wrong: dict[str, list[str]] = field(default_factory=dict)
 
     def by_type(self) -> dict[str, Score]:
         out: dict[str, Score] = defaultdict(Score)
@@ -134,9 +135,12 @@ def document_mentions(text: str, backend: EntityBackend) -> list[Mention]:
     return assemble(doc, backend_results(backend, doc))
 
 
-def score_case(case: Case, mentions: Sequence[Mention]) -> dict[str, tuple[Score, list[str]]]:
-    """Per type with truth: the counts, and the truth items not found (for --misses)."""
-    out: dict[str, tuple[Score, list[str]]] = {}
+def score_case(
+    case: Case, mentions: Sequence[Mention]
+) -> dict[str, tuple[Score, list[str], list[str]]]:
+    """Per type with truth: the counts, the truth items not found and the predictions that
+    match no truth item (for --misses)."""
+    out: dict[str, tuple[Score, list[str], list[str]]] = {}
     for etype, items in case.truth.items():
         truth = {key_of(etype, t) for t in items} - {""}
         if not truth:
@@ -150,7 +154,8 @@ def score_case(case: Case, mentions: Sequence[Mention]) -> dict[str, tuple[Score
         found = [t for t in truth if any(matches(etype, t, p) for p in predicted)]
         correct = [p for p in predicted if any(matches(etype, t, p) for t in truth)]
         missed = sorted(truth - set(found))
-        out[etype] = (Score(len(truth), len(found), len(predicted), len(correct)), missed)
+        wrong = sorted(predicted - set(correct))
+        out[etype] = (Score(len(truth), len(found), len(predicted), len(correct)), missed, wrong)
     return out
 
 
@@ -169,11 +174,16 @@ def evaluate(cases: Iterable[Case], backend_name: str) -> Report:
             report.skipped.append(f"{case.name}: {exc}")
             continue
         report.documents += 1
-        for etype, (score, missed) in score_case(case, document_mentions(text, backend)).items():
+        scored = score_case(case, document_mentions(text, backend))
+        for etype, (score, missed, wrong) in scored.items():
             report.scores.setdefault((case.family, etype), Score()).add(score)
             if missed:
                 report.misses.setdefault(f"{case.family} {etype}", []).extend(
                     f"{case.name}: {m}" for m in missed
+                )
+            if wrong:
+                report.wrong.setdefault(f"{case.family} {etype}", []).extend(
+                    f"{case.name}: {m}" for m in wrong
                 )
     return report
 
@@ -201,10 +211,11 @@ def print_report(report: Report, console: Console, show_misses: bool) -> None:
     for item in report.skipped:
         console.print(f"skipped {item}")
     if show_misses:
-        for name, missed in sorted(report.misses.items()):
-            console.print(f"[bold]missed {name}[/bold]")
-            for m in missed:
-                console.print(f"  {m}", markup=False)
+        for label, items in (("missed", report.misses), ("unmatched", report.wrong)):
+            for name, values in sorted(items.items()):
+                console.print(f"[bold]{label} {name}[/bold]")
+                for m in values:
+                    console.print(f"  {m}", markup=False)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -214,7 +225,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--entity-backend", default="rules", help="a registered backend name")
     ap.add_argument("--json", type=Path, help="also write the figures as JSON here")
     ap.add_argument("--family", action="append", help="only families starting with this")
-    ap.add_argument("--misses", action="store_true", help="list the truth items not found")
+    ap.add_argument(
+        "--misses",
+        action="store_true",
+        help="list the truth items not found and the predictions matching no truth item",
+    )
     args = ap.parse_args(argv)
     corpus = args.corpus or args.truth.resolve().parent
     cases = load_cases(args.truth, corpus)

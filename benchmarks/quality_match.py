@@ -21,7 +21,8 @@ MATCHING_RULE: Final = (
     "smaller has at least two words. COURT: courts-db id equality. DATE: ISO date "
     "equality. DOCKET_NUMBER: casefolded, spaces and a 'No.' label dropped, dashes "
     "unified, leading zeros of digit runs dropped; equal, or equal after dropping a "
-    "federal number's trailing judge-initials or defendant suffixes (1:21-cv-1234-ABC). "
+    "federal or bankruptcy number's trailing judge-initials or chapter suffixes "
+    "(1:21-cv-1234-ABC, 24-04888-CL7). "
     "CASE_CITATION, STATUTE: casefolded with spaces and periods removed, equal. "
     "MONEY: currency and amount equal."
 )
@@ -103,7 +104,9 @@ def money_key(value: str) -> str:
 
 
 # A federal number "office:yy-type-number", then judge initials or a defendant number.
-_FEDERAL = re.compile(r"^(\d{1,2}:\d{1,2}-[a-z]{1,4}-\d+)(?:-[a-z0-9]{1,5})*$")
+_FEDERAL = re.compile(
+    r"^((?:\d{1,2}[:-])?\d{1,2}-(?:[a-z]{1,4}-)?\d+)(?:-(?=[a-z0-9]*[a-z])[a-z0-9]{1,5})*$"
+)
 
 
 def matches(etype: str, truth: str, predicted: str) -> bool:

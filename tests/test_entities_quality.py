@@ -81,7 +81,7 @@ def test_docket_table_cells_need_the_document_context(backend: RulesBackend) -> 
     table = "Date Docket Name\n7/1/24 23-911 Able v. Baker\n7/2/24 23-1402 Cole v. Dunn\n"
     rows = "7/3/24 23-1777 Eddy v. Fox\n"  # a later chunk: no header of its own
     ctx = DocContext.of(table + rows).encode()
-    assert ctx == "court=;table=1"
+    assert ctx == "court=;table=1;notice=0"
     assert found(backend, rows, "DOCKET_NUMBER") == {}
     assert set(found(backend, rows, "DOCKET_NUMBER", ctx)) == {"23-1777"}
 
@@ -109,7 +109,7 @@ def test_court_from_sender_domain_and_pacer_link(backend: RulesBackend) -> None:
 def test_bare_court_and_generic_id_take_the_document_court(backend: RulesBackend) -> None:
     doc = "From: ecf@wied.uscourts.gov\nUnited States District Court\nThe Court grants the motion."
     ctx = backend.document_context(doc)
-    assert ctx == "court=wied;table=0"
+    assert ctx == "court=wied;table=0;notice=0"
     got = found(backend, doc, "COURT", ctx)
     assert "usdistct" not in got.values()
     assert got["The Court"] == "wied"
@@ -266,3 +266,84 @@ def test_date_forms(backend: RulesBackend) -> None:
     assert got["August 4, 2030"] == "2030-08-04"
     assert "August 4" not in got  # the month-year form never splits a full date
     assert got["12/31/71"] == "1971-12-31"
+
+
+# --- more structure: appellate tables, titled counsel, notice lists across chunks ---
+
+
+def test_appellate_party_table(backend: RulesBackend) -> None:
+    text = "ORLA K. MENDES\nAppellant Victor P. Lund\nDirect: 555-0100\nv.\nHARBOR TRUST CO.\n"
+    text += "Appellee Ines Ward\n"
+    got = roles(backend, text)
+    assert got["ORLA K. MENDES"] == "appellant"
+    assert got["HARBOR TRUST CO."] == "appellee"
+    assert {"Victor P. Lund", "Ines Ward"} <= set(found(backend, text, "ATTORNEY"))
+
+
+def test_counsel_named_by_title_in_docket_text(backend: RulesBackend) -> None:
+    text = "NOTICE of appearance filed by Attorney Greta M. Olsen for Appellee Pine LLC."
+    assert "Greta M. Olsen" in found(backend, text, "ATTORNEY")
+
+
+def test_recipient_lines_in_a_later_chunk_need_the_notice_context(backend: RulesBackend) -> None:
+    head = "2:24-cv-00001 Notice has been electronically mailed to:\nAda Byrne ab@example.org\n"
+    later = "Carl D. Moss cmoss@example.com, filings@example.com\nDina Oyelaran do@example.net\n"
+    ctx = backend.document_context(head + later)
+    assert "notice=1" in ctx
+    assert found(backend, later, "ATTORNEY") == {}
+    assert set(found(backend, later, "ATTORNEY", ctx)) == {"Carl D. Moss", "Dina Oyelaran"}
+
+
+# --- captions -----------------------------------------------------------------------
+
+
+def test_caption_et_al_and_v_without_periods(backend: RulesBackend) -> None:
+    text = "Case Name: Okafor, et al v Brightline Freight LLC, et al\n"
+    assert {"Okafor", "Brightline Freight LLC"} <= set(found(backend, text, "PARTY"))
+
+
+def test_caption_roles(backend: RulesBackend) -> None:
+    text = "HANNAH QUIST, Plaintiff, v. ORCHARD MILLS INC., Defendant.\n"
+    got = roles(backend, text)
+    assert got["HANNAH QUIST"] == "plaintiff"
+    assert got["ORCHARD MILLS INC."] == "defendant"
+
+
+def test_middle_initial_v_is_not_versus(backend: RulesBackend) -> None:
+    text = "Paula V. Romero v. County of Lake\n"
+    got = found(backend, text, "PARTY")
+    assert "Paula V. Romero" in got
+    assert "Paula" not in got and "Romero" not in got
+
+
+def test_in_re_and_slash_inside_a_name(backend: RulesBackend) -> None:
+    text = "In re The M/Y Silver Gull\n"
+    assert "M/Y Silver Gull" in " ".join(found(backend, text, "PARTY"))
+
+
+def test_listing_initials_cell_is_not_part_of_the_party(backend: RulesBackend) -> None:
+    text = "61 6/30/31 30-118 Marsh v. Dalton KJ 612 U.S. 10\n"
+    assert "Dalton" in found(backend, text, "PARTY")
+
+
+def test_foreign_company_suffixes_and_dotted_names(backend: RulesBackend) -> None:
+    text = (
+        "Orbis Quarry S.p.A. and Linde Tech B.V. signed with Campos Alimentos Ltda. and "
+        "Grupo Norte S. de R.L. de C.V. and Meridian Capital Partners LP and "
+        "SEASHELL.COM SYSTEMS, INC.\n"
+    )
+    got = set(found(backend, text, "ORGANIZATION"))
+    for name in (
+        "Orbis Quarry S.p.A.",
+        "Linde Tech B.V.",
+        "Campos Alimentos Ltda.",
+        "Grupo Norte S. de R.L. de C.V.",
+        "Meridian Capital Partners LP",
+        "SEASHELL.COM SYSTEMS, INC.",
+    ):
+        assert name in got, (name, got)
+
+
+def test_judge_headings_are_not_judges(backend: RulesBackend) -> None:
+    text = "Trial Court Judge\nDate Filed\nJudge Originating\nJustice Programs\n"
+    assert found(backend, text, "JUDGE") == {}

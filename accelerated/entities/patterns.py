@@ -94,7 +94,7 @@ _PERSON = rf"{_NAME_TOK}(?: {_NAME_TOK}){{0,3}}"
 JUDGE_RES: Final = (
     re.compile(
         r"\b(?:(?:Chief|Senior|Presiding|Associate|Magistrate|District|Circuit|Bankruptcy)\s+)?"
-        rf"(?:Judge|Justice|JUDGE|JUSTICE)\s+(?P<name>{_PERSON})"
+        rf"(?:Judge|Justice|JUDGE|JUSTICE)[ \t]+(?P<name>{_PERSON})"
     ),
     # "SOUTER, J.", "Rehnquist, C. J.", "Smith, P.J."
     re.compile(
@@ -156,6 +156,57 @@ NAME_STOP: Final = frozenset(
     }
 )
 
+# Words of page text that follow "Judge"/"Justice" in headings and tables ("Judge
+# Originating", "Justice Programs", "Trial Court Judge Date Filed"): a judge's name has none.
+JUDGE_NAME_STOP: Final = frozenset(
+    {
+        "date",
+        "dated",
+        "filed",
+        "entered",
+        "originating",
+        "ordering",
+        "trial",
+        "jurisdiction",
+        "panel",
+        "panels",
+        "form",
+        "forms",
+        "handbook",
+        "order",
+        "orders",
+        "improvement",
+        "conference",
+        "pretrial",
+        "final",
+        "box",
+        "po",
+        "act",
+        "cja",
+        "pending",
+        "counts",
+        "rules",
+        "opinion",
+        "opinions",
+        "programs",
+        "education",
+        "directory",
+        "assignment",
+        "assigned",
+        "information",
+        "name",
+        "status",
+        "type",
+        "case",
+        "search",
+        "home",
+        "page",
+        "news",
+        "resources",
+        "wildlife",
+    }
+)
+
 PERSON_RE: Final = re.compile(
     rf"\b(?:Mr|Mrs|Ms|Dr|Miss|Prof|MR|MRS|MS|DR)\.?[ \t]+(?P<name>{_PERSON})"
 )
@@ -173,17 +224,32 @@ ATTORNEY_RES: Final = (
 # Organisation: capitalised tokens (with a few lower-case connectors) ending in a suffix.
 # A trailing period only on short abbreviations ("Bros.", "U.S."), so a name never runs
 # across a sentence end.
-_ORG_TOK = r"(?:[A-Z][A-Za-z]{0,4}\.(?:[A-Z]\.)*|[A-Z][A-Za-z0-9&'’\-]*(?![.\w])|&)"
+# Tokens: "Bros.", "B.V.", "S.p.A.", "WOMEN.COM", "M/Y", "O'Neil", "&".
+_ORG_TOK = (
+    r"(?:[A-Z][A-Za-z0-9]*\.(?:COM|com|NET|net|ORG|org)(?![.\w])"
+    r"|[A-Z][A-Za-z]{0,4}\.(?:[A-Za-z]{1,2}\.)*"
+    r"|[A-Z][A-Za-z0-9&'’\-]*(?:/[A-Z][A-Za-z0-9]*)*(?![.\w/])|&)"
+)
 _ORG_SUFFIX = (
     r"(?:Inc\.?|Incorporated|Corp\.?|Corporation|Co\.|Company|LLC|L\.L\.C\.|Ltd\.?|Limited|LLP"
     r"|L\.L\.P\.|L\.P\.|N\.A\.|PLC|P\.C\.|GmbH|S\.A\.|Bank|University|Association|Trust"
-    r"|Holdings|Partners|Authority|Agency|Department|Commission)"
+    r"|Holdings|Partners|Authority|Agency|Department|Commission|B\.V\.|N\.V\.|S\.p\.A\.|S\.r\.l\."
+    r"|Ltda\.?|S\.A\.[ \t]+de[ \t]+C\.V\.|S\.[ \t]+de[ \t]+R\.L\.(?:[ \t]+de[ \t]+C\.V\.)?"
+    r"|Pty\.?[ \t]+Ltd\.?"
+    r"|PLLC|L\.P\.|LLLP|A\.G\.|S\.A\.S\.|K\.K\.)"
 )
+# Short suffixes only in capitals ("LP", not the word "lp"): B.V. and S.A. have periods.
+ORG_SUFFIX_SHORT: Final = (
+    *("LP", "AG", "SE", "SRL", "SpA", "NV", "BV", "KG", "KGaA", "Pty", "SAS"),
+    *("SARL", "Oy", "AB", "ASA"),
+)
+_ORG_SUFFIX_CS = rf"(?:{'|'.join(ORG_SUFFIX_SHORT)})"
 _GAP = r"(?:[ \t]+|[ \t]*\n[ \t]*)"  # names may wrap onto the next line, once
 ORG_RES: Final = (
     re.compile(
         rf"\b(?P<name>{_ORG_TOK}(?:,?{_GAP}(?:(?:of|and|the|for|de){_GAP})?{_ORG_TOK}){{0,6}}?"
-        rf",?{_GAP}(?=[A-Z])(?i:{_ORG_SUFFIX})(?:,?[ \t]+(?=[A-Z])(?i:{_ORG_SUFFIX}))?)(?![\w])"
+        rf",?{_GAP}(?:(?=[A-Z])(?i:{_ORG_SUFFIX})|{_ORG_SUFFIX_CS})"
+        rf"(?:,?[ \t]+(?:(?=[A-Z])(?i:{_ORG_SUFFIX})|{_ORG_SUFFIX_CS}))?)(?![\w])"
     ),
     # "Bank of America", "University of Michigan"
     re.compile(
@@ -261,19 +327,29 @@ _ROLE = (
     r"|defendants?-appellees?|cross-appellants?|cross-appellees?|claimants?|debtors?"
     r"|petitioners?[ \t]*-[ \t]*appellants?|respondents?[ \t]*-[ \t]*appellees?)"
 )
-_PARTY_TOK = rf"(?!{_ROLE}\b){_ORG_TOK}"
+# A listing's court cell ("Sup Ct, Kings County") glued after a caption is not the party.
+_PARTY_TOK = (
+    rf"(?<![\w\-/:])(?!{_ROLE}\b)(?!(?:Sup|Civ|Crim|Dist|Fam|Sur|App)[ \t]+Ct\b|Ct\b){_ORG_TOK}"
+)
 _PARTY = (
     rf"{_PARTY_TOK}(?:,?[ \t]+(?:(?:of|and|the|for|de|ex[ \t]+rel\.|on[ \t]+behalf[ \t]+of)"
     rf"[ \t]+)?{_PARTY_TOK}){{0,7}}"
 )
 # Captions are found from their cheap "v." anchor; the left party is then matched in a
 # short window ending at the anchor (a forward scan from every capital is 10x slower).
-VERSUS_RE: Final = re.compile(r"\s(?:v\.|vs\.?|V\.|VS\.?|versus)\s+")
+VERSUS_RE: Final = re.compile(r"\s(?:v\.|vs\.?|V\.|VS\.?|versus|v(?=[ \t]))\s+")
 CAPTION_LEFT_RE: Final = re.compile(
-    rf"(?P<left>{_PARTY})(?:,?\s+et[ \t]+al\.)?"
-    rf"(?:,?\s+{_ROLE}(?:[ \t]*/[ \t]*{_ROLE})*[,.]?)?,?\s*\Z"
+    rf"(?P<left>{_PARTY})(?:,?\s+et[ \t]+al\.?)?"
+    rf"(?:,?\s+(?P<lrole>{_ROLE}(?:[ \t]*/[ \t]*{_ROLE})*)[,.]?)?,?\s*\Z"
 )
-CAPTION_RIGHT_RE: Final = re.compile(rf"(?P<right>{_PARTY})")
+CAPTION_RIGHT_RE: Final = re.compile(
+    rf"(?P<right>{_PARTY})(?:,?\s+et[ \t]+al\.?)?(?:,?\s+(?P<rrole>{_ROLE})(?![\w-]))?"
+)
+# "In re X", "IN RE: X", "In the Matter of X": X is the party (a debtor, an estate, a ship).
+IN_RE_RE: Final = re.compile(
+    r"\b(?:In[ \t]+re|IN[ \t]+RE|In[ \t]+the[ \t]+Matter[ \t]+of|IN[ \t]+THE[ \t]+MATTER[ \t]+OF):?"
+    rf"[ \t]+(?P<name>{_PARTY})"
+)
 CAPTION_WINDOW: Final = 240
 
 # Court words a courts-db name must contain to be used as a literal (drops "new mexico").
@@ -517,3 +593,22 @@ TABLE_DOCKET_RE: Final = re.compile(
 BARE_COURT_RE: Final = re.compile(r"\b(?:the|this|This|The)[ \t]+Court\b(?![ \t]+of\b)")
 # Ids courts-db gives names that do not say which court ("United States District Court").
 GENERIC_COURTS: Final = frozenset({"usdistct"})
+
+# A recipient line of a notice's e-mail list: "Maria T. Lopez mlopez@example.org, ...".
+RECIPIENT_LINE_RE: Final = re.compile(
+    r"^(?P<line>[A-Z][^\n@:]{2,80}?)[ \t]+[\w.+#-]+@[\w-]+(?:\.[\w-]+)+"
+    r"(?:[ \t]*,[ \t]*[\w.+#-]+@[\w-]+(?:\.[\w-]+)+)*[ \t]*$",
+    re.MULTILINE,
+)
+# CM/ECF appellate party tables: the party's line, then "Role  COUNSEL" on the next.
+APPELLATE_PARTY_RE: Final = re.compile(
+    r"^[ \t]*(?P<party>[^\n]*[^\s])[ \t]*\n[ \t]*(?P<role>(?:Plaintiff|Defendant|Petitioner"
+    r"|Respondent|Appellant|Appellee|Debtor|Creditor|Movant|Intervenor|Interested[ \t]+Party"
+    r"|Amicus[ \t]+Curiae|Cross-Appellant|Cross-Appellee)s?(?:[ \t]*-[ \t]*[A-Z][a-z]+)?)"
+    r"[ \t]+(?P<counsel>[^\n]+)$",
+    re.MULTILINE,
+)
+# Docket text: "filed by Attorney Richard A. Roe", "appearance of Attorney Jo Poe".
+BY_ATTORNEY_RE: Final = re.compile(
+    r"\b(?:by|of|for)[ \t]+Attorney[ \t]+(?=[A-Z])(?P<name>[^\n]{3,60})"
+)

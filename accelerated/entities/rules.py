@@ -84,6 +84,7 @@ class DocContext:
 
     court: str = ""  # courts-db id named by the header, the sender or the PACER host
     docket_table: bool = False  # a listing whose header names a docket column
+    notice: bool = False  # a notice of electronic filing with an e-mail recipient list
 
     @staticmethod
     def of(text: str) -> DocContext:
@@ -96,17 +97,20 @@ class DocContext:
             best = max(votes.values())
             top = sorted(c for c, n in votes.items() if n == best)
             court = top[0] if len(top) == 1 else ""
-        return DocContext(court, P.DOCKET_TABLE_HEAD_RE.search(text) is not None)
+        table = P.DOCKET_TABLE_HEAD_RE.search(text) is not None
+        return DocContext(court, table, P.MAILED_TO_RE.search(text) is not None)
 
     def encode(self) -> str:
-        if not self.court and not self.docket_table:
+        if not self.court and not self.docket_table and not self.notice:
             return ""
-        return f"court={self.court};table={int(self.docket_table)}"
+        return f"court={self.court};table={int(self.docket_table)};notice={int(self.notice)}"
 
     @staticmethod
     def decode(context: str) -> DocContext:
         fields = dict(p.split("=", 1) for p in context.split(";") if "=" in p)
-        return DocContext(fields.get("court", ""), fields.get("table") == "1")
+        return DocContext(
+            fields.get("court", ""), fields.get("table") == "1", fields.get("notice") == "1"
+        )
 
 
 def _in_context(text: str, doc: DocContext) -> Iterator[RawMention]:
@@ -115,6 +119,8 @@ def _in_context(text: str, doc: DocContext) -> Iterator[RawMention]:
             num = m.group("num")
             if not P.NOT_A_DOCKET_RE.fullmatch(num):
                 yield RawMention("DOCKET_NUMBER", m.start(), m.end(), num.lower())
+    if doc.notice:
+        yield from S.recipient_lines(text)
     if doc.court:
         for m in P.BARE_COURT_RE.finditer(text):
             yield RawMention("COURT", m.start(), m.end(), doc.court)
@@ -339,17 +345,22 @@ def _is_name(name: str) -> bool:
     return any(w.casefold() not in P.NAME_STOP for w in name.split())
 
 
+def _is_judge_name(name: str) -> bool:
+    words = [w.strip(".,").casefold() for w in name.split()]
+    return _is_name(name) and not any(w in P.JUDGE_NAME_STOP for w in words)
+
+
 def _judges(text: str) -> Iterator[RawMention]:
     for rx in P.JUDGE_RES:
         for m in rx.finditer(text):
             name = m.group("name")
-            if _is_name(name):
+            if _is_judge_name(name):
                 yield RawMention("JUDGE", m.start("name"), m.end("name"), _norm_name(name))
     for m in P.BEFORE_RE.finditer(text):
         base = m.start("list")
         for n in P.BEFORE_NAME_RE.finditer(m.group("list")):
             name = n.group("name")
-            if _is_name(name):
+            if _is_judge_name(name):
                 yield RawMention("JUDGE", base + n.start(), base + n.end(), _norm_name(name))
 
 
@@ -371,16 +382,51 @@ def _worth_running(rx: re.Pattern[str], text: str) -> bool:
 
 def _parties(text: str) -> Iterator[RawMention]:
     for v in P.VERSUS_RE.finditer(text):
+        if _middle_initial(text, v):
+            continue
         lo = max(0, v.start() - P.CAPTION_WINDOW)
         left = P.CAPTION_LEFT_RE.search(text, lo, v.start())
         right = P.CAPTION_RIGHT_RE.match(text, v.end())
         if left is None or right is None:
             continue
-        for m, group in ((left, "left"), (right, "right")):
+        for m, group, rgroup in ((left, "left", "lrole"), (right, "right", "rrole")):
             s, e = _trim_lead(text, m.start(group), m.end(group))
-            surface = text[s:e].rstrip(" ,&")
+            surface = _drop_initial_cell(text[s:e].rstrip(" ,&"))
             if surface and surface.casefold() not in P.LEAD_STOP:
-                yield RawMention("PARTY", s, s + len(surface), _norm_name(surface))
+                role = P.role_of(m.group(rgroup)) if m.group(rgroup) else None
+                yield RawMention("PARTY", s, s + len(surface), _norm_name(surface), role)
+    for m in P.IN_RE_RE.finditer(text):
+        s, e = m.start("name"), m.end("name")
+        surface = text[s:e].rstrip(" ,&")
+        if surface and surface.casefold() not in P.LEAD_STOP:
+            yield RawMention("PARTY", s, s + len(surface), _norm_name(surface))
+
+
+def _middle_initial(text: str, v: re.Match[str]) -> bool:
+    """ "John V. Smith": a capital "V." is a middle initial when its line also has a
+    lower-case "v." or "vs." (the caption's real versus)."""
+    if v.group().strip() != "V.":
+        return False
+    line_start = text.rfind("\n", 0, v.start()) + 1
+    line_end = text.find("\n", v.end())
+    line = text[line_start : line_end if line_end >= 0 else len(text)]
+    return re.search(r"\s(?:v\.|vs\.?)\s", line) is not None
+
+
+_SUFFIXES = frozenset(P.ORG_SUFFIX_SHORT)
+
+
+def _drop_initial_cell(surface: str) -> str:
+    """A listing's next cell glued to a name ("Brown A", "Brown KJ": the author's
+    initials) is not part of it: a mixed-case party name does not end in one or two
+    capitals without periods, company suffixes ("AG", "LP") apart."""
+    words = surface.split(" ")
+    if len(words) < 2 or not (words[-1].isalpha() and words[-1].isupper()):
+        return surface
+    last, before = words[-1], words[-2]
+    if len(last) == 1 or (len(last) == 2 and not before.isupper() and last not in _SUFFIXES):
+        return " ".join(words[:-1]).rstrip(" ,&")
+    return surface
 
 
 def _organizations(text: str) -> Iterator[RawMention]:

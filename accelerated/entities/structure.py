@@ -166,7 +166,8 @@ def counsel_blocks(text: str) -> Iterator[RawMention]:
 def labelled_judges(text: str) -> Iterator[RawMention]:
     for m in P.JUDGE_FIELD_RE.finditer(text):
         span = _person(text, m.start("name"), m.end("name"))
-        if span:
+        words = text[span[0] : span[1]].casefold().split() if span else []
+        if span and not any(w.strip(".,") in P.JUDGE_NAME_STOP for w in words):
             yield _m("JUDGE", text, *span, _norm(text[span[0] : span[1]]))
 
 
@@ -213,7 +214,48 @@ def party_tables(text: str) -> Iterator[RawMention]:
             pos = text.find("\n", m.end()) if m.end() < len(text) else -1
 
 
+def appellate_parties(text: str) -> Iterator[RawMention]:
+    """CM/ECF appellate dockets: "PARTY" then "Appellant COUNSEL" on the next line."""
+    for m in P.APPELLATE_PARTY_RE.finditer(text):
+        s, e = m.start("party"), m.end("party")
+        party = text[s:e]
+        if party.casefold() in P.LEAD_STOP or party.startswith(("-", "v.", "V.")):
+            continue
+        if any(c.isdigit() for c in party) or len(party.split()) > 30:
+            continue
+        if (
+            any(x in party for x in (":", "@", " represented by "))
+            or party.isupper()
+            and (party.startswith(("ATTORNEY", "LEAD ATTORNEY", "PRO HAC", "PRO SE", "TERMINATED")))
+        ):
+            continue
+        span = _person(text, m.start("counsel"), m.end("counsel"))
+        if span is None:  # the line after the role is counsel: "Appellant David G. Baker"
+            continue
+        yield _m("PARTY", text, s, e, _norm(party), P.role_of(m.group("role")))
+        yield _m("ATTORNEY", text, *span, _norm(text[span[0] : span[1]]))
+
+
+def titled_attorneys(text: str) -> Iterator[RawMention]:
+    """Docket text names counsel by title: "filed by Attorney Richard A. Roe"."""
+    for m in P.BY_ATTORNEY_RE.finditer(text):
+        span = _person(text, m.start("name"), m.end("name"))
+        if span:
+            yield _m("ATTORNEY", text, *span, _norm(text[span[0] : span[1]]))
+
+
+def recipient_lines(text: str) -> Iterator[RawMention]:
+    """Lines "NAME address@host, ..." (used where the document is a notice with such a list,
+    so a chunk that starts in the middle of the list still reads it)."""
+    for m in P.RECIPIENT_LINE_RE.finditer(text):
+        span = _person(text, m.start("line"), m.end("line"))
+        if span and span[1] == m.end("line"):
+            yield _m("ATTORNEY", text, *span, _norm(text[span[0] : span[1]]))
+
+
 RULES: Final = (
+    appellate_parties,
+    titled_attorneys,
     labelled_dockets,
     host_courts,
     header_courts,
