@@ -485,6 +485,7 @@ PARTY_BLOCK_RE: Final = re.compile(
     r"(?P<party>[^\n]+?)(?:[ \t]+represented[ \t]+by[ \t]+(?P<counsel>[^\n]+)|[ \t]*$)",
     re.MULTILINE,
 )
+STATUS_LINES: Final = ("ATTORNEY", "LEAD ATTORNEY", "PRO HAC", "PRO SE", "TERMINATED")
 # More counsel of the same party: the line after an attorney's status lines.
 AFTER_STATUS_RE: Final = re.compile(
     r"^[ \t]*(?:LEAD ATTORNEY|ATTORNEY TO BE NOTICED|PRO HAC VICE|TERMINATED:[^\n]*"

@@ -223,11 +223,9 @@ def appellate_parties(text: str) -> Iterator[RawMention]:
             continue
         if any(c.isdigit() for c in party) or len(party.split()) > 30:
             continue
-        if (
-            any(x in party for x in (":", "@", " represented by "))
-            or party.isupper()
-            and (party.startswith(("ATTORNEY", "LEAD ATTORNEY", "PRO HAC", "PRO SE", "TERMINATED")))
-        ):
+        if any(x in party for x in (":", "@", " represented by ")):
+            continue
+        if party.startswith(P.STATUS_LINES):  # an attorney's status line, not a party
             continue
         span = _person(text, m.start("counsel"), m.end("counsel"))
         if span is None:  # the line after the role is counsel: "Appellant David G. Baker"
