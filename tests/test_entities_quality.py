@@ -347,3 +347,24 @@ def test_foreign_company_suffixes_and_dotted_names(backend: RulesBackend) -> Non
 def test_judge_headings_are_not_judges(backend: RulesBackend) -> None:
     text = "Trial Court Judge\nDate Filed\nJudge Originating\nJustice Programs\n"
     assert found(backend, text, "JUDGE") == {}
+
+
+# --- money --------------------------------------------------------------------------
+
+
+def test_money_currencies_and_abbreviated_scales(backend: RulesBackend) -> None:
+    text = (
+        "Fees of €2,500 and £1,000,000, CHF 3 million, RMB 40,000 and 900 euros; "
+        "a cap of $7.5 M and a deductible of $40 K. Forty and NO/100 Dollars."
+    )
+    got = set(found(backend, text, "MONEY").values())
+    assert {
+        "EUR 2500",
+        "GBP 1000000",
+        "CHF 3000000",
+        "CNY 40000",
+        "EUR 900",
+        "USD 7500000",
+        "USD 40000",
+    } <= got
+    assert "USD 100" not in got

@@ -65,9 +65,62 @@ _SCALE = r"(?:\s+(?P<scale>thousand|million|billion|trillion))?"
 MONEY_RES: Final = (
     re.compile(rf"(?:US|U\.S\.\s?)?\$\s?(?P<num>{_NUM}){_SCALE}\b", re.IGNORECASE),
     re.compile(rf"\b(?:USD|US\s+Dollars?)\s?(?P<num>{_NUM}){_SCALE}\b", re.IGNORECASE),
-    re.compile(rf"\b(?P<num>{_NUM}){_SCALE}\s+(?:U\.S\.\s+)?dollars\b", re.IGNORECASE),
+    # "100 dollars", but not the cents of "Fifty Thousand and NO/100 Dollars"
+    re.compile(rf"(?<![/\d.,])\b(?P<num>{_NUM}){_SCALE}\s+(?:U\.S\.\s+)?dollars\b", re.IGNORECASE),
 )
-MONEY_SCALE: Final = {"thousand": 10**3, "million": 10**6, "billion": 10**9, "trillion": 10**12}
+MONEY_SCALE: Final = {
+    "thousand": 10**3,
+    "million": 10**6,
+    "billion": 10**9,
+    "trillion": 10**12,
+    "k": 10**3,
+    "m": 10**6,
+    "mm": 10**6,
+    "mn": 10**6,
+    "b": 10**9,
+    "bn": 10**9,
+}
+# Other currencies: a symbol or ISO code before the amount ("€1,000", "CHF 2.5 million",
+# "RMB 200,000") or a currency word after it ("1,000 euros").
+_ABBR_SCALE = (
+    r"(?:\s+(?P<scale>thousand|million|billion|trillion)|[ \t]?(?P<abbr>K|MM|M|B|BN|bn|mn)\b)?"
+)
+CURRENCY_SYMBOL: Final = {"€": "EUR", "£": "GBP", "¥": "JPY", "₹": "INR"}
+CURRENCY_CODE: Final = {
+    "EUR": "EUR",
+    "GBP": "GBP",
+    "CHF": "CHF",
+    "JPY": "JPY",
+    "CNY": "CNY",
+    "RMB": "CNY",
+    "CAD": "CAD",
+    "AUD": "AUD",
+    "INR": "INR",
+    "USD": "USD",
+    "US$": "USD",
+}
+CURRENCY_WORD: Final = {
+    "euro": "EUR",
+    "euros": "EUR",
+    "pounds sterling": "GBP",
+    "swiss francs": "CHF",
+    "yen": "JPY",
+    "yuan": "CNY",
+    "renminbi": "CNY",
+}
+FOREIGN_MONEY_RES: Final = (
+    re.compile(
+        r"(?:(?P<sym>[€£¥₹])|\b(?P<code>EUR|GBP|CHF|JPY|CNY|RMB|CAD|AUD|INR|USD|US\$)(?![a-z]))"
+        rf"[ \t]?(?P<num>{_NUM}){_ABBR_SCALE}"
+    ),
+    re.compile(
+        rf"\b(?P<num>{_NUM}){_SCALE}[ \t]+(?P<word>euros?|pounds[ \t]+sterling|swiss[ \t]+francs"
+        r"|yen|yuan|renminbi)\b",
+        re.IGNORECASE,
+    ),
+)
+# "$12 K", "$12,333 M": an abbreviated scale right after a dollar amount.
+DOLLAR_ABBR_RE: Final = re.compile(rf"\$[ \t]?(?P<num>{_NUM})[ \t]?(?P<abbr>K|MM|M|B|BN|bn|mn)\b")
 
 _UNI_DASH = "\u2010\u2011\u2012\u2013\u2014"
 _DASH = r"\-" + _UNI_DASH  # for character classes
@@ -204,6 +257,11 @@ JUDGE_NAME_STOP: Final = frozenset(
         "news",
         "resources",
         "wildlife",
+        "integrity",
+        "unit",
+        "commission",
+        "committee",
+        "council",
     }
 )
 

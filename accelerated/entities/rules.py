@@ -479,6 +479,27 @@ def _money(text: str) -> Iterator[RawMention]:
                 if scale:
                     amount *= P.MONEY_SCALE[scale.lower()]
                 yield RawMention("MONEY", m.start(), m.end(), f"USD {_format_amount(amount)}")
+    for m in P.DOLLAR_ABBR_RE.finditer(text):
+        with contextlib.suppress(InvalidOperation):
+            amount = Decimal(m.group("num").replace(",", "")) * P.MONEY_SCALE[m["abbr"].lower()]
+            yield RawMention("MONEY", m.start(), m.end(), f"USD {_format_amount(amount)}")
+    for rx in P.FOREIGN_MONEY_RES:
+        for m in rx.finditer(text):
+            groups = m.groupdict()
+            if groups.get("sym"):
+                currency = P.CURRENCY_SYMBOL[groups["sym"]]
+            elif groups.get("code"):
+                currency = P.CURRENCY_CODE[groups["code"]]
+            else:
+                currency = P.CURRENCY_WORD[" ".join(groups["word"].lower().split())]
+            with contextlib.suppress(InvalidOperation):
+                amount = Decimal(m.group("num").replace(",", ""))
+                scale = groups.get("scale") or groups.get("abbr")
+                if scale:
+                    amount *= P.MONEY_SCALE[scale.lower()]
+                yield RawMention(
+                    "MONEY", m.start(), m.end(), f"{currency} {_format_amount(amount)}"
+                )
 
 
 def _format_amount(amount: Decimal) -> str:
