@@ -81,7 +81,7 @@ def test_docket_table_cells_need_the_document_context(backend: RulesBackend) -> 
     table = "Date Docket Name\n7/1/24 23-911 Able v. Baker\n7/2/24 23-1402 Cole v. Dunn\n"
     rows = "7/3/24 23-1777 Eddy v. Fox\n"  # a later chunk: no header of its own
     ctx = DocContext.of(table + rows).encode()
-    assert ctx == "court=;table=1;notice=0"
+    assert DocContext.decode(ctx) == DocContext(docket_table=True)
     assert found(backend, rows, "DOCKET_NUMBER") == {}
     assert set(found(backend, rows, "DOCKET_NUMBER", ctx)) == {"23-1777"}
 
@@ -109,7 +109,7 @@ def test_court_from_sender_domain_and_pacer_link(backend: RulesBackend) -> None:
 def test_bare_court_and_generic_id_take_the_document_court(backend: RulesBackend) -> None:
     doc = "From: ecf@wied.uscourts.gov\nUnited States District Court\nThe Court grants the motion."
     ctx = backend.document_context(doc)
-    assert ctx == "court=wied;table=0;notice=0"
+    assert DocContext.decode(ctx) == DocContext(court="wied")
     got = found(backend, doc, "COURT", ctx)
     assert "usdistct" not in got.values()
     assert got["The Court"] == "wied"
@@ -289,7 +289,7 @@ def test_recipient_lines_in_a_later_chunk_need_the_notice_context(backend: Rules
     head = "2:24-cv-00001 Notice has been electronically mailed to:\nAda Byrne ab@example.org\n"
     later = "Carl D. Moss cmoss@example.com, filings@example.com\nDina Oyelaran do@example.net\n"
     ctx = backend.document_context(head + later)
-    assert "notice=1" in ctx
+    assert DocContext.decode(ctx).notice
     assert found(backend, later, "ATTORNEY") == {}
     assert set(found(backend, later, "ATTORNEY", ctx)) == {"Carl D. Moss", "Dina Oyelaran"}
 
@@ -368,3 +368,36 @@ def test_money_currencies_and_abbreviated_scales(backend: RulesBackend) -> None:
         "USD 40000",
     } <= got
     assert "USD 100" not in got
+
+
+def test_contract_parties_reach_later_chunks_through_the_context(backend: RulesBackend) -> None:
+    start = (
+        'LICENSE AGREEMENT\nThis License Agreement (the "Agreement") is entered into by '
+        'QUILLON SYSTEMS LTD. ("Quillon"), an English company, and Tamsin Roe, an individual '
+        '(the "Licensee").\nWHEREAS, Quillon owns software; and\n'
+    )
+    later = "9. Notices. Notices to QUILLON SYSTEMS LTD. go to its registered office."
+    ctx = backend.document_context(start + later)
+    assert DocContext.decode(ctx).parties == ("QUILLON SYSTEMS LTD.", "Tamsin Roe")
+    plain = {m.role for m in backend.extract([later])[0] if m.type == "PARTY"}
+    assert "contract party" not in plain
+    got = {
+        later[m.start : m.end]: m.role
+        for m in backend.extract_in_context([later], ctx)[0]
+        if m.type == "PARTY"
+    }
+    assert got == {"QUILLON SYSTEMS LTD.": "contract party"}
+
+
+def test_defined_terms_are_not_parties(backend: RulesBackend) -> None:
+    text = (
+        'This Services Agreement (the "Agreement") is made between Harrow Labs, Inc., a '
+        'Delaware corporation ("Harrow"), and Pell & Sons LLP ("Pell"). Any Confidential '
+        'Information ("Confidential Information") and the Be Well(R) brand stay private.\n'
+        "RECITALS\n"
+    )
+    got = roles(backend, text)
+    assert got.get("Harrow Labs, Inc.") == "contract party"
+    assert got.get("Pell & Sons LLP") == "contract party"
+    assert "Confidential Information" not in got
+    assert "Be Well" not in got

@@ -609,19 +609,56 @@ PARTY_TABLE_ROW_RE: Final = re.compile(
 )
 
 # Contracts: the preamble names the parties: "by and between X, a ... ("Company"), and Y".
-PREAMBLE_WINDOW: Final = 4000
-PREAMBLE_RE: Final = re.compile(r"\b(?:by[ \t\n]+and[ \t\n]+)?(?:between|among)\b", re.IGNORECASE)
+PREAMBLE_WINDOW: Final = 3000
+# The preamble starts with the agreement's own first sentence, near the top.
+PREAMBLE_START_RE: Final = re.compile(
+    r"\b(?:agreement|contract|amendment|lease|license|memorandum)\b[^\n]{0,300}?"
+    r"\b(?:between|among|by|entered[ \t\n]+into|made)\b",
+    re.IGNORECASE,
+)
+PREAMBLE_END_RE: Final = re.compile(
+    r"\b(?:WHEREAS|W[ \t]?I[ \t]?T[ \t]?N[ \t]?E[ \t]?S[ \t]?S[ \t]?E[ \t]?T[ \t]?H"
+    r"|RECITALS|Recitals|BACKGROUND"
+    r"|NOW,?[ \t]+THEREFORE|IT[ \t]+IS[ \t]+AGREED|Background)\b"
+    r"|^[ \t]*(?:1\.[ \t]|ARTICLE[ \t]+(?:1|I)\b|Article[ \t]+(?:1|I)\b|SECTION[ \t]+1\b)",
+    re.MULTILINE,
+)
+# What makes a defined term a party: the name has a company suffix, or its description
+# says what kind of person it is.
+ENTITY_NAME_RE: Final = re.compile(
+    rf"(?:,?[ \t\n]+(?:(?=[A-Z])(?i:{_ORG_SUFFIX})|{_ORG_SUFFIX_CS}))\.?$"
+    r"|\b(?i:plc|gmbh|n\.v\.|s\.a\.)$"
+)
+ENTITY_DESC_RE: Final = re.compile(
+    r"(?i:\b(?:corporation|company|partnership|individual|organi[sz]ed|existing|limited"
+    r"[ \t\n]+liability|bank|association|trust|society|entity|national|resident)\b)"
+)
+CONTEXT_MAX_PARTIES: Final = 8
+# Words that show a capitalised phrase in a preamble is not a party.
+NOT_A_CONTRACT_PARTY: Final = frozenset(
+    {"agreement", "effective", "date", "section", "exhibit", "schedule", "article", "party"}
+)
 _CO_TOK = (
     r"(?:[A-Z][A-Za-z0-9]*\.(?:COM|com|NET|net|ORG|org)\b|[A-Z][A-Za-z]{0,4}\.(?:[A-Za-z]{1,2}\.)*"
     r"|[A-Z][A-Za-z0-9&'’\-]*(?![.\w])|&|[A-Z]\.)"
 )
 _CO_NAME = rf"{_CO_TOK}(?:,?[ \t]+(?:(?:of|and|the|for|de|y|du|des)[ \t]+)?{_CO_TOK}){{0,9}}"
+# The opening of a defined term: ("Company"), (the "Licensee"), (hereinafter "X").
+_TERM_OPEN = r"(?:the[ \t\n]+|each[ \t\n]+a[ \t\n]+|hereinafter[ \t\n]+)?[\"“'‘]"
 CONTRACT_PARTY_RE: Final = re.compile(
     rf"(?:\bbetween|\bamong|\band|;)[ \t\n]+(?:the[ \t]+)?(?P<name>{_CO_NAME})"
-    r"(?=,?[ \t\n]*(?:\(|(?:a|an)[ \t\n]+[^\n()]{0,80}?(?i:corporation|company|partnership"
+    rf"(?=,?[ \t\n]*(?:\({_TERM_OPEN}|(?:a|an)[ \t\n]+[^\n()]{{0,80}}?"
+    r"(?i:corporation|company|partnership"
     r"|association|limited|bank|trust|organi[sz]ed|formed|existing|entity|individual|society"
-    r"|institution|LLC|L\.L\.C\.)))(?P<end>)",
+    r"|institution|LLC|L\.L\.C\.)))",
     re.MULTILINE,
+)
+# A name with its defined term: "INKTOMI CORPORATION ("Inktomi")", "Acme, Inc., a Delaware
+# corporation (the "Company")" (no party of another name in between).
+DEFINED_PARTY_RE: Final = re.compile(
+    rf"(?<![\w.])(?P<name>{_CO_NAME})"
+    r"(?P<desc>,?[ \t\n]+(?:(?!\band[ \t\n]+[A-Z]|;)[^()\n\"“”]){0,160}?)?,?[ \t\n]*"
+    rf"\({_TERM_OPEN}+(?P<term>[^\"”'’)]{{1,40}})[\"”'’]+\)"
 )
 
 # --- document context ---------------------------------------------------------------

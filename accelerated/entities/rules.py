@@ -75,16 +75,17 @@ class RulesBackend:
         return [extract_text(text, tokenizer, doc) for text in texts]
 
 
-@dataclass(frozen=True)
-class DocContext:
-    """What a chunk cannot see on its own: the document's court, its docket table.
+class DocContext(msgspec.Struct, frozen=True, omit_defaults=True):
+    """What a chunk cannot see on its own: the document's court, its docket table, its
+    notice list, the parties its contract preamble names.
 
-    Encoded as a short deterministic string; the stage keys the chunk cache on it.
+    Encoded as short deterministic JSON; the stage keys the chunk cache on it.
     """
 
     court: str = ""  # courts-db id named by the header, the sender or the PACER host
     docket_table: bool = False  # a listing whose header names a docket column
     notice: bool = False  # a notice of electronic filing with an e-mail recipient list
+    parties: tuple[str, ...] = ()  # contract parties, as the preamble writes them
 
     @staticmethod
     def of(text: str) -> DocContext:
@@ -97,20 +98,31 @@ class DocContext:
             best = max(votes.values())
             top = sorted(c for c, n in votes.items() if n == best)
             court = top[0] if len(top) == 1 else ""
-        table = P.DOCKET_TABLE_HEAD_RE.search(text) is not None
-        return DocContext(court, table, P.MAILED_TO_RE.search(text) is not None)
+        names = sorted({text[m.start : m.end] for m in S.contract_parties(text)})
+        return DocContext(
+            court=court,
+            docket_table=P.DOCKET_TABLE_HEAD_RE.search(text) is not None,
+            notice=P.MAILED_TO_RE.search(text) is not None,
+            parties=tuple(names[: P.CONTEXT_MAX_PARTIES]),
+        )
 
     def encode(self) -> str:
-        if not self.court and not self.docket_table and not self.notice:
+        if self == DocContext():
             return ""
-        return f"court={self.court};table={int(self.docket_table)};notice={int(self.notice)}"
+        return _CONTEXT_ENCODER.encode(self).decode()
 
     @staticmethod
     def decode(context: str) -> DocContext:
-        fields = dict(p.split("=", 1) for p in context.split(";") if "=" in p)
-        return DocContext(
-            fields.get("court", ""), fields.get("table") == "1", fields.get("notice") == "1"
-        )
+        if not context:
+            return DocContext()
+        try:
+            return _CONTEXT_DECODER.decode(context)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return DocContext()  # another backend's context: read as none
+
+
+_CONTEXT_ENCODER = msgspec.json.Encoder(order="sorted")
+_CONTEXT_DECODER = msgspec.json.Decoder(DocContext)
 
 
 def _in_context(text: str, doc: DocContext) -> Iterator[RawMention]:
@@ -121,6 +133,9 @@ def _in_context(text: str, doc: DocContext) -> Iterator[RawMention]:
                 yield RawMention("DOCKET_NUMBER", m.start(), m.end(), num.lower())
     if doc.notice:
         yield from S.recipient_lines(text)
+    for name in doc.parties:  # the preamble's parties, wherever the chunk names them
+        for m in re.finditer(rf"(?<![\w.]){re.escape(name)}(?![\w])", text):
+            yield RawMention("PARTY", m.start(), m.end(), _norm_name(name), "contract party")
     if doc.court:
         for m in P.BARE_COURT_RE.finditer(text):
             yield RawMention("COURT", m.start(), m.end(), doc.court)
@@ -152,6 +167,8 @@ def extract_text(text: str, tokenizer: Any, doc: DocContext | None = None) -> li
     found.extend(_money(text))
     for rule in S.RULES:
         found.extend(rule(text))
+    if doc is None:  # without a context, a chunk may still be a document's first
+        found.extend(S.contract_parties(text))
     for m in P.LONE_DOCKET_RE.finditer(text):
         num = m.group("num")
         if any(c.isdigit() for c in num) and not P.NOT_A_DOCKET_RE.fullmatch(num):

@@ -184,17 +184,27 @@ def style_parties(text: str) -> Iterator[RawMention]:
 
 
 def contract_parties(text: str) -> Iterator[RawMention]:
-    """The preamble: "by and between X, a Delaware corporation ("Company"), and Y ..."."""
-    head = P.PREAMBLE_RE.search(text, 0, min(len(text), P.PREAMBLE_WINDOW))
-    if head is None:
+    """The preamble at the start of a contract: "by and between X, a Delaware corporation
+    ("Company"), and Y ...", or any name followed by its defined term ("X ("Inktomi")")."""
+    lo = P.PREAMBLE_START_RE.search(text, 0, min(len(text), P.PREAMBLE_WINDOW))
+    if lo is None:
         return
-    for m in P.CONTRACT_PARTY_RE.finditer(text, head.start(), min(len(text), head.end() + 1500)):
-        s, e = m.start("name"), m.end("name")
-        name = text[s:e].rstrip(" ,")
-        if " " in name.strip() or "." in name:
+    stop = P.PREAMBLE_END_RE.search(text, lo.end())
+    hi = min(stop.start() if stop else len(text), lo.end() + P.PREAMBLE_WINDOW)
+    for rx in (P.CONTRACT_PARTY_RE, P.DEFINED_PARTY_RE):
+        for m in rx.finditer(text, lo.start(), hi):
+            s, e = m.start("name"), m.end("name")
+            name = text[s:e].rstrip(" ,")
+            words = name.casefold().split()
+            if (len(words) < 2 and "." not in name) or any(
+                w in P.NOT_A_CONTRACT_PARTY for w in words
+            ):
+                continue
+            if rx is P.DEFINED_PARTY_RE and not (
+                P.ENTITY_NAME_RE.search(name) or P.ENTITY_DESC_RE.search(m.group("desc") or "")
+            ):
+                continue  # a defined term ("Confidential Information"), not a party
             yield _m("PARTY", text, s, s + len(name), _norm(name), "contract party")
-        if m.group("end"):
-            break
 
 
 def party_tables(text: str) -> Iterator[RawMention]:
@@ -262,6 +272,5 @@ RULES: Final = (
     counsel_blocks,
     labelled_judges,
     style_parties,
-    contract_parties,
     party_tables,
 )
