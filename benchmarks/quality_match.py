@@ -22,7 +22,7 @@ MATCHING_RULE: Final = (
     "equality. DOCKET_NUMBER: casefolded, spaces and a 'No.' label dropped, dashes "
     "unified, leading zeros of digit runs dropped; equal, or equal after dropping a "
     "federal or bankruptcy number's trailing judge-initials or chapter suffixes "
-    "(1:21-cv-1234-ABC, 24-04888-CL7). "
+    "and defendant numbers (1:21-cv-1234-ABC-1, 24-04888-CL7). "
     "CASE_CITATION, STATUTE: casefolded with spaces and periods removed, equal. "
     "MONEY: currency and amount equal."
 )
@@ -105,7 +105,8 @@ def money_key(value: str) -> str:
 
 # A federal number "office:yy-type-number", then judge initials or a defendant number.
 _FEDERAL = re.compile(
-    r"^((?:\d{1,2}[:-])?\d{1,2}-(?:[a-z]{1,4}-)?\d+)(?:-(?=[a-z0-9]*[a-z])[a-z0-9]{1,5})*$"
+    r"^((?:\d{1,2}[:-])?\d{1,2}-(?:[a-z]{1,4}-)?\d+)(?:-(?=[a-z0-9]*[a-z])[a-z0-9]{1,5})*"
+    r"(?:-\d{1,2})?$"
 )
 
 

@@ -401,3 +401,10 @@ def test_defined_terms_are_not_parties(backend: RulesBackend) -> None:
     assert got.get("Pell & Sons LLP") == "contract party"
     assert "Confidential Information" not in got
     assert "Be Well" not in got
+
+
+def test_federal_cause_field_is_a_statute_not_a_docket(backend: RulesBackend) -> None:
+    text = "Cause: 28:1332 Diversity-Breach of Contract\nCause No. 2023-CI-04411\n"
+    got = found(backend, text, "DOCKET_NUMBER")
+    assert "28:1332" not in got
+    assert "2023-CI-04411" in got

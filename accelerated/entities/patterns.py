@@ -445,8 +445,9 @@ LABELLED_DOCKET_RES: Final = (
     re.compile(
         r"(?<![\w.])(?:(?:COA|Trial[ \t]+Court|Lower[ \t]+Court|Court|Appellate|Originating)"
         r"[ \t]+)?"
-        r"(?i:case|docket|cause|appeal)"
-        r"(?:[ \t]+(?i:numbers?|nos?\.?|#))?(?:[ \t]*#)?"
+        # a bare "Cause:" on a federal docket is the statute ("Cause: 28:1332 Diversity")
+        r"(?:(?i:case|docket|appeal)(?:[ \t]+(?i:numbers?|nos?\.?|#))?"
+        r"|(?i:cause)[ \t]+(?i:numbers?|nos?\.?|#))(?:[ \t]*#)?"
         rf"(?:[ \t]*:[ \t]*\n?\s*|[ \t]*\n\s*|[ \t]+(?=\(?[A-Z0-9]{{1,4}}[{_DASH}:]))"
         rf"\(?(?P<num>{_DNUM})"
     ),
@@ -460,7 +461,8 @@ LABELLED_DOCKET_RES: Final = (
     ),
 )
 # "2024-Ohio-1501": a neutral citation, not a docket number.
-NEUTRAL_CITE_RE: Final = re.compile(r"\d{4}-[A-Z][A-Za-z]+(?:[ .][A-Za-z]+)*-\d+")
+# (A state name, or New Mexico's NMSC/NMCA; "2023-CI-04411" is a county docket number.)
+NEUTRAL_CITE_RE: Final = re.compile(r"\d{4}-(?:[A-Z][a-z]{2,}|NM[A-Z]{2,4})-\d+")
 
 USCOURTS_HOST_RE: Final = re.compile(
     r"(?:[\w.+-]+@|https?://|\b)(?:(?:ecf|www|pacer|ecf-train)\.)?"
@@ -671,7 +673,8 @@ LONE_DOCKET_RE: Final = re.compile(
     re.MULTILINE,
 )
 NOT_A_DOCKET_RE: Final = re.compile(
-    r"\d{3}-\d{3}-\d{4}|\d{4}-\d{2}-\d{2}|(?:19|20)\d\d-(?:19|20)?\d\d|\d{4}-[A-Z][A-Za-z]+-\d+"
+    r"\d{3}-\d{3}-\d{4}|\d{4}-\d{2}-\d{2}|(?:19|20)\d\d-(?:19|20)?\d\d"
+    r"|\d{4}-(?:[A-Z][a-z]{2,}|NM[A-Z]{2,4})-\d+"
 )
 # A listing table whose header names a docket column ("Date  Docket  Name  J.").
 DOCKET_TABLE_HEAD_RE: Final = re.compile(
