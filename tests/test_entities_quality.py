@@ -408,3 +408,25 @@ def test_federal_cause_field_is_a_statute_not_a_docket(backend: RulesBackend) ->
     got = found(backend, text, "DOCKET_NUMBER")
     assert "28:1332" not in got
     assert "2023-CI-04411" in got
+
+
+def test_supreme_court_counsel_blocks(backend: RulesBackend) -> None:
+    text = (
+        "Attorneys for Petitioner\nIrene K. Folau\nCounsel of Record Office of the Solicitor\n"
+        "1 Capitol Way\nParty name: State of Alder\nOther\n"
+        "Tobias R. Wend Carver Lane & Moss LLP\n7 Elm St\nParty name: Amici Teachers\n"
+    )
+    got = set(found(backend, text, "ATTORNEY"))
+    assert {"Irene K. Folau", "Tobias R. Wend"} <= got
+    assert not any("Carver" in a for a in got)  # the firm on the same line is not the name
+
+
+def test_portal_table_further_representatives_and_initials(backend: RulesBackend) -> None:
+    text = (
+        "Party PartyType Representative\n"
+        "Yew Holdings, LLC Appellant Rhea T. Quon\n"
+        "Omar Fitch\n"
+        "THE STATE OF UTAH State J. K. Lund\n"
+        "\n"
+    )
+    assert {"Rhea T. Quon", "Omar Fitch", "J. K. Lund"} <= set(found(backend, text, "ATTORNEY"))

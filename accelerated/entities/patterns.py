@@ -479,7 +479,7 @@ PACER_COURT_RE: Final = re.compile(
 
 # A person's name at the start of a line: "Jeff D Friedman", "Shana E. Scarlett".
 LINE_PERSON_RE: Final = re.compile(
-    r"[ \t]*(?P<name>[A-Z][A-Za-z'’\-]*[A-Za-z0-9]\.?"
+    r"[ \t]*(?P<name>(?:[A-Z]\.|[A-Z][A-Za-z'’\-]*[A-Za-z0-9]\.?)"
     r"(?:[ \t]+(?:[A-Z]\.?|[A-Z][A-Za-z'’\-]*[A-Za-z0-9]\.?|(?:de|van|von|del|la|di|da)))"
     r"{1,4})(?:,?[ \t]+(?:Jr|Sr|II|III|IV)\.?)?(?=[ \t,#(]|$)"
 )
@@ -583,6 +583,15 @@ COUNSEL_HEAD_RE: Final = re.compile(
     r"(?P<name>[^\n]+)",
     re.MULTILINE,
 )
+# Supreme Court dockets: each counsel block ends "Party name: X"; the next block's first
+# line (after an "Other" or "Attorneys for ..." heading) is the next attorney.
+AFTER_PARTY_NAME_RE: Final = re.compile(
+    r"^[ \t]*Party name:[^\n]*\n(?:[ \t]*(?:Other|(?:Attorneys?|Counsel) for[^\n]*)[ \t]*\n)?"
+    r"(?=(?P<name>[^\n]+))",
+    re.MULTILINE,
+)
+# What follows a name on the line when it is a firm: "& Gallagher LLP", "Law Office".
+FIRM_MARK_RE: Final = re.compile(r"&|\b(?:LLP|LLC|PLLC|P\.C\.|L\.L\.P\.|Law|LAW|Firm|Office)\b")
 PARTY_NAME_FIELD_RE: Final = re.compile(
     r"^[ \t]*Party name:[ \t]*(?P<name>[^\n]*[^\s])", re.MULTILINE
 )

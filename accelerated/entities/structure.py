@@ -96,7 +96,13 @@ def _person(text: str, s: int, e: int) -> tuple[int, int] | None:
     words = [w.strip(".,").casefold() for w in name.split()]
     if len(words) < 2 or any(w in P.NOT_A_PERSON for w in words):
         return None
-    return m.start("name"), m.end("name")
+    start, end = m.start("name"), m.end("name")
+    parts = name.split()
+    if len(parts) > 3 and P.FIRM_MARK_RE.search(text, end, e):
+        # "Richard D. Bernstein Willkie Farr & Gallagher LLP": the firm follows on the
+        # line; a name is first, initials, last (two or three words).
+        end = start + len(" ".join(parts[:3]))
+    return start, end
 
 
 def _lines(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
@@ -152,6 +158,10 @@ def docket_parties(text: str) -> Iterator[RawMention]:
 def counsel_blocks(text: str) -> Iterator[RawMention]:
     """ "Attorneys for Petitioner" / "Counsel of Record" headings, the name on the next line."""
     for m in P.COUNSEL_HEAD_RE.finditer(text):
+        span = _person(text, m.start("name"), m.end("name"))
+        if span:
+            yield _m("ATTORNEY", text, *span, _norm(text[span[0] : span[1]]))
+    for m in P.AFTER_PARTY_NAME_RE.finditer(text):  # the next attorney's block
         span = _person(text, m.start("name"), m.end("name"))
         if span:
             yield _m("ATTORNEY", text, *span, _norm(text[span[0] : span[1]]))
@@ -214,7 +224,15 @@ def party_tables(text: str) -> Iterator[RawMention]:
         while pos >= 0:
             m = P.PARTY_TABLE_ROW_RE.match(text, pos + 1)
             if m is None:
-                break
+                # a party's further representatives: a name alone on the next line(s)
+                nxt = text.find("\n", pos + 1)
+                line_end = nxt if nxt >= 0 else len(text)
+                span = _person(text, pos + 1, line_end)
+                if span is None or text[span[1] : line_end].strip():
+                    break
+                yield _m("ATTORNEY", text, *span, _norm(text[span[0] : span[1]]))
+                pos = nxt
+                continue
             s, e = m.start("party"), m.end("party")
             yield _m("PARTY", text, s, e, _norm(text[s:e]), P.role_of(m.group("type")))
             if m.group("rep"):
