@@ -430,3 +430,8 @@ def test_portal_table_further_representatives_and_initials(backend: RulesBackend
         "\n"
     )
     assert {"Rhea T. Quon", "Omar Fitch", "J. K. Lund"} <= set(found(backend, text, "ATTORNEY"))
+
+
+def test_judge_initial_without_period_and_next_title(backend: RulesBackend) -> None:
+    text = "Judge/Magistrate: District Judge Priya N Halvorsen Magistrate Judge Otto R Blum\n"
+    assert set(found(backend, text, "JUDGE")) == {"Priya N Halvorsen", "Otto R Blum"}

@@ -141,7 +141,8 @@ DOCKET_RES: Final = (
 DASHES: Final = str.maketrans({c: "-" for c in _UNI_DASH})
 
 # A capitalised name token: "Smith", "O'Connor", "McDONALD", "A." (initial).
-_NAME_TOK = r"(?:[A-Z]\.|[A-Z][A-Za-z'’\-]*[A-Za-z](?![.\w]))"
+# A middle initial may lack its period in docket text ("Katherine A Crytzer").
+_NAME_TOK = r"(?:[A-Z]\.|[A-Z](?=[ \t][A-Z][a-z])|[A-Z][A-Za-z'’\-]*[A-Za-z](?![.\w]))"
 _PERSON = rf"{_NAME_TOK}(?: {_NAME_TOK}){{0,3}}"
 
 JUDGE_RES: Final = (
@@ -263,6 +264,10 @@ JUDGE_NAME_STOP: Final = frozenset(
         "committee",
         "council",
     }
+)
+
+JUDGE_TITLES: Final = frozenset(
+    {"magistrate", "district", "chief", "senior", "judge", "justice", "circuit", "bankruptcy"}
 )
 
 PERSON_RE: Final = re.compile(

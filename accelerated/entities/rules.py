@@ -362,6 +362,14 @@ def _is_name(name: str) -> bool:
     return any(w.casefold() not in P.NAME_STOP for w in name.split())
 
 
+def _drop_trailing_title(name: str) -> str:
+    """ "Katherine A Crytzer Magistrate [Judge ...]": the next judge's title is not hers."""
+    words = name.split(" ")
+    while len(words) > 1 and words[-1].casefold() in P.JUDGE_TITLES:
+        words.pop()
+    return " ".join(words)
+
+
 def _is_judge_name(name: str) -> bool:
     words = [w.strip(".,").casefold() for w in name.split()]
     return _is_name(name) and not any(w in P.JUDGE_NAME_STOP for w in words)
@@ -370,9 +378,10 @@ def _is_judge_name(name: str) -> bool:
 def _judges(text: str) -> Iterator[RawMention]:
     for rx in P.JUDGE_RES:
         for m in rx.finditer(text):
-            name = m.group("name")
+            name = _drop_trailing_title(m.group("name"))
             if _is_judge_name(name):
-                yield RawMention("JUDGE", m.start("name"), m.end("name"), _norm_name(name))
+                s = m.start("name")
+                yield RawMention("JUDGE", s, s + len(name), _norm_name(name))
     for m in P.BEFORE_RE.finditer(text):
         base = m.start("list")
         for n in P.BEFORE_NAME_RE.finditer(m.group("list")):
