@@ -8,8 +8,9 @@ different conventions ("Lightbourn, David" / "David Lightbourn", "4:13-md-02420"
 from __future__ import annotations
 
 import datetime
+import functools
 import re
-from typing import Final
+from typing import Any, Final
 
 MATCHING_RULE: Final = (
     "per document and entity type, distinct values: a truth item is found when some "
@@ -23,7 +24,9 @@ MATCHING_RULE: Final = (
     "unified, leading zeros of digit runs dropped; equal, or equal after dropping a "
     "federal or bankruptcy number's trailing judge-initials or chapter suffixes "
     "and defendant numbers (1:21-cv-1234-ABC-1, 24-04888-CL7). "
-    "CASE_CITATION, STATUTE: casefolded with spaces and periods removed, equal. "
+    "CASE_CITATION, STATUTE: eyecite's corrected form (a reporter's variant spelling "
+    "mapped to its reporters-db edition) on both sides, casefolded with spaces and "
+    "periods removed, equal. "
     "MONEY: currency and amount equal."
 )
 
@@ -86,10 +89,27 @@ def key_of(etype: str, value: str) -> str:
     if etype == "COURT":
         return value.strip().casefold()
     if etype in ("CASE_CITATION", "STATUTE"):
-        return re.sub(r"[\s.]+", "", value).casefold()
+        return re.sub(r"[\s.]+", "", corrected_citation(value)).casefold()
     if etype == "MONEY":
         return money_key(value)
     return value.strip().casefold()
+
+
+@functools.cache
+def corrected_citation(value: str) -> str:
+    """eyecite's corrected form when the value is one citation ("409 Fed. App'x 277" ->
+    "409 F. App'x 277", reporters-db's edition for a variant spelling), else the value."""
+    from eyecite import get_citations
+    from eyecite.models import FullCitation
+
+    from accelerated.entities.rules import shared_tokenizer
+
+    cites: list[Any] = [  # eyecite's citation objects are untyped
+        c for c in get_citations(value, tokenizer=shared_tokenizer()) if isinstance(c, FullCitation)
+    ]
+    if len(cites) != 1:
+        return value
+    return " ".join(str(cites[0].corrected_citation()).split())
 
 
 def money_key(value: str) -> str:

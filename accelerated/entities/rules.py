@@ -224,6 +224,11 @@ def _tokenizer(kind: str, cache_dir: str) -> Any:
     return tok
 
 
+def shared_tokenizer() -> Any:
+    """This thread's tokenizer of the default kind (for code outside the backend)."""
+    return _tokenizer(fastest_tokenizer(), _default_cache_dir())
+
+
 def _new_tokenizer(kind: str, cache_dir: str) -> Any:
     from eyecite.tokenizers import HyperscanTokenizer, default_tokenizer
 
