@@ -66,8 +66,8 @@ def docket_key(s: str) -> str:
 
 def date_key(s: str) -> str:
     s = s.strip()
-    m = re.match(r"(\d{4})-(\d{2})-(\d{2})", s)
-    if m:
+    m = re.match(r"(\d{4})-(\d{2})(?:-(\d{2}))?", s)
+    if m:  # a month ("2017-06") is kept: it can only count against precision
         return m.group(0)
     m = re.fullmatch(r"(\d{1,2})/(\d{1,2})/(\d{4})", s)
     if m:

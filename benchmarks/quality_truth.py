@@ -79,6 +79,26 @@ def _entries(case: Case, entries: object, *keys: str) -> None:
             _dates(case, *(e.get(k) for k in keys))
 
 
+# Every date field of a juriscraper record, not only the filing date.
+_CASE_DATES = (
+    "date_filed",
+    "date_terminated",
+    "date_converted",
+    "date_discharged",
+    "lower_court_decision_date",
+    "lower_court_rehearing_denied_date",
+)
+_ORIGIN_DATES = (
+    "date_disposed",
+    "date_filed",
+    "date_filed_noa",
+    "date_judgment",
+    "date_judgment_eod",
+    "date_received_coa",
+    "date_rehearing_denied",
+)
+
+
 def _juriscraper_case(case: Case, d: Any) -> None:
     """All juriscraper fixture kinds; absent fields are simply skipped."""
     if isinstance(d, list):  # opinion listings: one object per listed opinion
@@ -101,8 +121,8 @@ def _juriscraper_case(case: Case, d: Any) -> None:
     _court(case, d.get("court_id"))
     case.add("DOCKET_NUMBER", d.get("docket_number"), d.get("case_number"))
     case.add("JUDGE", d.get("assigned_to_str"), d.get("referred_to_str"))
-    _dates(case, d.get("date_filed"), d.get("date_terminated"))
-    _entries(case, d.get("docket_entries"), "date_filed")
+    _dates(case, *(d.get(k) for k in _CASE_DATES))
+    _entries(case, d.get("docket_entries"), "date_filed", "date_entered")
     _entries(case, d.get("case_events"), "date")
     _entries(case, d.get("appellate_briefs"), "date")
     for n in d.get("lower_court_case_numbers") or []:
@@ -120,7 +140,8 @@ def _juriscraper_case(case: Case, d: Any) -> None:
     for dk in d.get("dockets") or []:
         case.add("DOCKET_NUMBER", dk.get("docket_number"))
         _caption_parties(case, dk.get("case_name"))
-        _entries(case, dk.get("docket_entries"), "date_filed")
+        _dates(case, dk.get("date_filed"))
+        _entries(case, dk.get("docket_entries"), "date_filed", "date_entered")
     for r in d.get("email_recipients") or []:
         case.add("ATTORNEY", r.get("name"))
     oci = d.get("originating_court_information")
@@ -128,6 +149,7 @@ def _juriscraper_case(case: Case, d: Any) -> None:
         _court(case, oci.get("court_id"))
         case.add("DOCKET_NUMBER", oci.get("docket_number"))
         case.add("JUDGE", oci.get("assigned_to"), oci.get("ordering_judge"))
+        _dates(case, *(oci.get(k) for k in _ORIGIN_DATES))
     orig = d.get("originating_court")
     if isinstance(orig, dict):
         case.add("DOCKET_NUMBER", orig.get("case"))
