@@ -20,7 +20,7 @@ MATCHING_RULE: Final = (
     "joined so L.L.C. = LLC, company suffixes spelled one way, 'the', 'et al', "
     "'honorable', 'jr' ignored) equals the truth's, or one contains the other and the "
     "smaller has at least two words. COURT: courts-db id equality. DATE: ISO date "
-    "equality. DOCKET_NUMBER: casefolded, spaces and a 'No.' label dropped, dashes "
+    "equality (month-only dates are not scored). DOCKET_NUMBER: casefolded, spaces and a 'No.' label dropped, dashes "
     "unified, leading zeros of digit runs dropped; equal, or equal after dropping a "
     "federal or bankruptcy number's trailing judge-initials or chapter suffixes "
     "and defendant numbers (1:21-cv-1234-ABC-1, 24-04888-CL7). "
@@ -66,8 +66,8 @@ def docket_key(s: str) -> str:
 
 def date_key(s: str) -> str:
     s = s.strip()
-    m = re.match(r"(\d{4})-(\d{2})(?:-(\d{2}))?", s)
-    if m:  # a month ("2017-06") is kept: it can only count against precision
+    m = re.match(r"(\d{4})-(\d{2})-(\d{2})", s)
+    if m:  # a month alone ("2017-06") is not scored: no truth set lists months
         return m.group(0)
     m = re.fullmatch(r"(\d{1,2})/(\d{1,2})/(\d{4})", s)
     if m:

@@ -72,7 +72,7 @@ def test_neutral_citation_is_not_a_docket(backend: RulesBackend) -> None:
 
 
 def test_lone_docket_line_but_not_phone_or_date(backend: RulesBackend) -> None:
-    text = "Jane Roe v. City of Elm\nE2031-00412-COA-R3-CV\n555-123-4567\n2024-05-06\n"
+    text = "Jane Roe v. City of Elm\nE2031-00412-COA-R3-CV\n555-123-4567\n2024-05-06\nWB3-204-01K\n"
     got = found(backend, text, "DOCKET_NUMBER")
     assert set(got) == {"E2031-00412-COA-R3-CV"}
 

@@ -171,7 +171,9 @@ def extract_text(text: str, tokenizer: Any, doc: DocContext | None = None) -> li
         found.extend(S.contract_parties(text))
     for m in P.LONE_DOCKET_RE.finditer(text):
         num = m.group("num")
-        if any(c.isdigit() for c in num) and not P.NOT_A_DOCKET_RE.fullmatch(num):
+        # a lone line is a docket number only with a sequence number of four digits or more
+        # ("W2031-00412-COA-R3-CV"), not a room or unit code ("WD2-103-02L")
+        if re.search(r"\d{4}", num) and not P.NOT_A_DOCKET_RE.fullmatch(num):
             found.append(RawMention("DOCKET_NUMBER", m.start("num"), m.end("num"), num.lower()))
     return keep_longest(_specific(m, doc) for m in found if m.end > m.start)
 
