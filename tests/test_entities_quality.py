@@ -435,3 +435,14 @@ def test_portal_table_further_representatives_and_initials(backend: RulesBackend
 def test_judge_initial_without_period_and_next_title(backend: RulesBackend) -> None:
     text = "Judge/Magistrate: District Judge Priya N Halvorsen Magistrate Judge Otto R Blum\n"
     assert set(found(backend, text, "JUDGE")) == {"Priya N Halvorsen", "Otto R Blum"}
+
+
+def test_separator_and_versus_lines_are_not_parties(backend: RulesBackend) -> None:
+    text = (
+        "IN RE: OWEN T. PARK\nDebtor\n------------------------\n"
+        "OWEN T. PARK\nAppellant Mara L. Voss\nDirect: 555-0101\nv.\n"
+        "FIRST HARBOR BANK\nAppellee Lee Ortiz\n"
+    )
+    parties = roles(backend, text)
+    assert not any(p.startswith("-") or p == "v." for p in parties), parties
+    assert parties.get("OWEN T. PARK") == "appellant"

@@ -320,6 +320,8 @@ ORG_RES: Final = (
         r"(?:[ \t]+[A-Z][A-Za-z&'’\-]*[A-Za-z]){1,3})\b"
     ),
 )
+# Whole surfaces a name rule may land on that name nobody.
+NOT_A_NAME: Final = frozenset({"v.", "vs.", "v", "vs", "versus", "et al.", "et al", "and"})
 # Leading words the greedy name patterns pick up that are not part of a name.
 LEAD_STOP: Final = frozenset(
     {

@@ -175,7 +175,16 @@ def extract_text(text: str, tokenizer: Any, doc: DocContext | None = None) -> li
         # ("W2031-00412-COA-R3-CV"), not a room or unit code ("WD2-103-02L")
         if re.search(r"\d{4}", num) and not P.NOT_A_DOCKET_RE.fullmatch(num):
             found.append(RawMention("DOCKET_NUMBER", m.start("num"), m.end("num"), num.lower()))
-    return keep_longest(_specific(m, doc) for m in found if m.end > m.start)
+    return keep_longest(_specific(m, doc) for m in found if m.end > m.start and _plausible(text, m))
+
+
+def _plausible(text: str, m: RawMention) -> bool:
+    """Layout rules can land on a separator ("-----") or the versus line ("v.")."""
+    if m.type not in ("PARTY", "ATTORNEY", "JUDGE"):
+        return True
+    surface = text[m.start : m.end].strip()
+    letters = sum(c.isalpha() for c in surface)
+    return letters >= 2 and surface.casefold() not in P.NOT_A_NAME
 
 
 def keep_longest(mentions: Iterable[RawMention]) -> list[RawMention]:
