@@ -28,11 +28,17 @@ from accelerated.models import Chunked, Cleaned, Mention
 from accelerated.stages.chunk import build_chunks
 from accelerated.stages.clean import clean_document
 from accelerated.stages.entities import assemble, backend_results
-from benchmarks.quality_match import MATCHING_RULE, key_of, matches
+from benchmarks.quality_match import MATCHING_RULE, key_of, matches, name_words
 from benchmarks.quality_truth import Case, load_cases
 
 CHUNK_CHARS, CHUNK_OVERLAP = 2000, 200  # the pipeline's defaults
 DOC_ID = uuid.UUID("00000000-0000-4000-8000-00000000a001")
+_NAMES = frozenset({"PARTY", "ATTORNEY", "JUDGE"})
+IN_TEXT_NOTE = (
+    "'in text' (names only): truth items all of whose words occur in the extracted text; "
+    "the rest (a listing's case names kept only in link attributes, justices named by "
+    "initials) no text rule can find."
+)
 PRECISION_NOTE = (
     "Precision is a lower bound: most truth sets list fields (a docket's parties, its "
     "filing dates), not every mention in the text, so a correct mention the truth does "
@@ -48,8 +54,11 @@ class Score:
     found: int = 0
     predicted: int = 0
     correct: int = 0
+    in_text: int | None = None  # names only: truth items whose words all occur in the text
 
     def add(self, other: Score) -> None:
+        if other.in_text is not None:
+            self.in_text = (self.in_text or 0) + other.in_text
         self.truth += other.truth
         self.found += other.found
         self.predicted += other.predicted
@@ -79,6 +88,7 @@ class Score:
             "found": self.found,
             "predicted": self.predicted,
             "correct": self.correct,
+            "truth_in_text": self.in_text,
             "precision": r3(self.precision),
             "recall": r3(self.recall),
             "f1": r3(self.f1),
@@ -109,6 +119,7 @@ class Report:
             "skipped": self.skipped,
             "matching_rule": MATCHING_RULE,
             "precision_note": PRECISION_NOTE,
+            "in_text_note": IN_TEXT_NOTE,
             "by_type": {t: s.as_dict() for t, s in self.by_type().items()},
             "by_family": {
                 f"{family} {etype}": s.as_dict()
@@ -136,11 +147,12 @@ def document_mentions(text: str, backend: EntityBackend) -> list[Mention]:
 
 
 def score_case(
-    case: Case, mentions: Sequence[Mention]
+    case: Case, mentions: Sequence[Mention], text: str = ""
 ) -> dict[str, tuple[Score, list[str], list[str]]]:
     """Per type with truth: the counts, the truth items not found and the predictions that
     match no truth item (for --misses)."""
     out: dict[str, tuple[Score, list[str], list[str]]] = {}
+    text_words = set(name_words(text))
     for etype, items in case.truth.items():
         truth = {key_of(etype, t) for t in items} - {""}
         if not truth:
@@ -155,7 +167,10 @@ def score_case(
         correct = [p for p in predicted if any(matches(etype, t, p) for t in truth)]
         missed = sorted(truth - set(found))
         wrong = sorted(predicted - set(correct))
-        out[etype] = (Score(len(truth), len(found), len(predicted), len(correct)), missed, wrong)
+        score = Score(len(truth), len(found), len(predicted), len(correct))
+        if etype in _NAMES:  # truth whose words are all in the text: what a rule could find
+            score.in_text = sum(set(t.split()) <= text_words for t in truth)
+        out[etype] = (score, missed, wrong)
     return out
 
 
@@ -174,7 +189,7 @@ def evaluate(cases: Iterable[Case], backend_name: str) -> Report:
             report.skipped.append(f"{case.name}: {exc}")
             continue
         report.documents += 1
-        scored = score_case(case, document_mentions(text, backend))
+        scored = score_case(case, document_mentions(text, backend), text)
         for etype, (score, missed, wrong) in scored.items():
             report.scores.setdefault((case.family, etype), Score()).add(score)
             if missed:
@@ -196,16 +211,23 @@ def print_report(report: Report, console: Console, show_misses: bool) -> None:
     console.print(f"backend {report.backend} ({report.version}), {report.documents} documents")
     console.print(f"Matching rule: {MATCHING_RULE}")
     console.print(PRECISION_NOTE)
+    console.print(IN_TEXT_NOTE)
     for title, rows in (
         ("By entity type", [(t, s) for t, s in report.by_type().items()]),
         ("By family and type", [(f"{f} {t}", s) for (f, t), s in sorted(report.scores.items())]),
     ):
         table = Table(title=title)
-        for col in ("", "truth", "predicted", "precision", "recall", "F1"):
+        for col in ("", "truth", "in text", "predicted", "precision", "recall", "F1"):
             table.add_column(col, justify="left" if not col else "right")
         for name, s in rows:
             table.add_row(
-                name, str(s.truth), str(s.predicted), _fmt(s.precision), _fmt(s.recall), _fmt(s.f1)
+                name,
+                str(s.truth),
+                "-" if s.in_text is None else str(s.in_text),
+                str(s.predicted),
+                _fmt(s.precision),
+                _fmt(s.recall),
+                _fmt(s.f1),
             )
         console.print(table)
     for item in report.skipped:
