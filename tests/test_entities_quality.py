@@ -446,3 +446,13 @@ def test_separator_and_versus_lines_are_not_parties(backend: RulesBackend) -> No
     parties = roles(backend, text)
     assert not any(p.startswith("-") or p == "v." for p in parties), parties
     assert parties.get("OWEN T. PARK") == "appellant"
+
+
+def test_case_name_field_and_one_sided_caption(backend: RulesBackend) -> None:
+    text = (
+        "Case Name: Pinecrest Mills Holding LLC\nCase Number: 25-10411-ABC\n"
+        "Case Name: Rosa Kim, Chapter 7 Trustee of the estate v. Lumen Supply, Inc.\n"
+        "Case Name: United States ex rel Doe et al v. Harbor Clinic Group et al\n"
+    )
+    got = set(found(backend, text, "PARTY"))
+    assert {"Pinecrest Mills Holding LLC", "Lumen Supply, Inc.", "Harbor Clinic Group"} <= got

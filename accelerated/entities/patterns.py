@@ -397,7 +397,7 @@ _PARTY_TOK = (
     rf"(?<![\w\-/:])(?!{_ROLE}\b)(?!(?:Sup|Civ|Crim|Dist|Fam|Sur|App)[ \t]+Ct\b|Ct\b){_ORG_TOK}"
 )
 _PARTY = (
-    rf"{_PARTY_TOK}(?:,?[ \t]+(?:(?:of|and|the|for|de|ex[ \t]+rel\.|on[ \t]+behalf[ \t]+of)"
+    rf"{_PARTY_TOK}(?:,?[ \t]+(?:(?:of|and|the|for|de|ex[ \t]+rel\.?|on[ \t]+behalf[ \t]+of)"
     rf"[ \t]+)?{_PARTY_TOK}){{0,7}}"
 )
 # Captions are found from their cheap "v." anchor; the left party is then matched in a
@@ -410,6 +410,14 @@ CAPTION_LEFT_RE: Final = re.compile(
 CAPTION_RIGHT_RE: Final = re.compile(
     rf"(?P<right>{_PARTY})(?:,?\s+et[ \t]+al\.?)?(?:,?\s+(?P<rrole>{_ROLE})(?![\w-]))?"
 )
+# A labelled case name without a versus names the one party ("Case Name: Acme Holding
+# LLC", a bankruptcy's debtor); one with a versus is read as a caption.
+CASE_NAME_FIELD_RE: Final = re.compile(
+    r"^[ \t]*(?:Case[ \t]+Name|Case[ \t]+Title|Case[ \t]+Style|Short[ \t]+Title):[ \t]*\n?[ \t]*"
+    r"(?:(?:In[ \t]+re|IN[ \t]+RE):?[ \t]+)?(?P<value>[A-Z][^\n]{1,150}?)[ \t]*$",
+    re.MULTILINE,
+)
+ET_AL_RE: Final = re.compile(r",?[ \t]+et[ \t]+al\.?$")
 # "In re X", "IN RE: X", "In the Matter of X": X is the party (a debtor, an estate, a ship).
 IN_RE_RE: Final = re.compile(
     r"\b(?:In[ \t]+re|IN[ \t]+RE|In[ \t]+the[ \t]+Matter[ \t]+of|IN[ \t]+THE[ \t]+MATTER[ \t]+OF):?"

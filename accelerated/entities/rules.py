@@ -429,14 +429,24 @@ def _parties(text: str) -> Iterator[RawMention]:
         lo = max(0, v.start() - P.CAPTION_WINDOW)
         left = P.CAPTION_LEFT_RE.search(text, lo, v.start())
         right = P.CAPTION_RIGHT_RE.match(text, v.end())
-        if left is None or right is None:
+        if left is None and right is None:
             continue
-        for m, group, rgroup in ((left, "left", "lrole"), (right, "right", "rrole")):
+        # one side may be a description ("X, Chapter 7 Trustee of the estate v. Y"): the
+        # other side is still a party
+        sides = [(left, "left", "lrole"), (right, "right", "rrole")]
+        for m, group, rgroup in ((m, g, r) for m, g, r in sides if m is not None):
             s, e = _trim_lead(text, m.start(group), m.end(group))
             surface = _drop_initial_cell(text[s:e].rstrip(" ,&"))
             if surface and surface.casefold() not in P.LEAD_STOP:
                 role = P.role_of(m.group(rgroup)) if m.group(rgroup) else None
                 yield RawMention("PARTY", s, s + len(surface), _norm_name(surface), role)
+    for m in P.CASE_NAME_FIELD_RE.finditer(text):  # "Case Name: Acme Holding LLC"
+        value = m.group("value")
+        if P.VERSUS_RE.search(f" {value} ") is None:
+            s = m.start("value")
+            surface = P.ET_AL_RE.sub("", value).rstrip(" ,")
+            if surface and surface.casefold() not in P.LEAD_STOP:
+                yield RawMention("PARTY", s, s + len(surface), _norm_name(surface))
     for m in P.IN_RE_RE.finditer(text):
         s, e = m.start("name"), m.end("name")
         surface = text[s:e].rstrip(" ,&")
