@@ -442,9 +442,11 @@ def test_separator_and_versus_lines_are_not_parties(backend: RulesBackend) -> No
         "IN RE: OWEN T. PARK\nDebtor\n------------------------\n"
         "OWEN T. PARK\nAppellant Mara L. Voss\nDirect: 555-0101\nv.\n"
         "FIRST HARBOR BANK\nAppellee Lee Ortiz\n"
+        "ATTORNEY TO BE NOTICED\nV.\nIntervenor\nPRO SE\n"
     )
     parties = roles(backend, text)
     assert not any(p.startswith("-") or p == "v." for p in parties), parties
+    assert not {"ATTORNEY TO BE NOTICED", "Intervenor", "PRO SE"} & set(parties)
     assert parties.get("OWEN T. PARK") == "appellant"
 
 

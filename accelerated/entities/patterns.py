@@ -321,7 +321,10 @@ ORG_RES: Final = (
     ),
 )
 # Whole surfaces a name rule may land on that name nobody.
-NOT_A_NAME: Final = frozenset({"v.", "vs.", "v", "vs", "versus", "et al.", "et al", "and"})
+NOT_A_NAME: Final = frozenset(
+    {"v.", "vs.", "v", "vs", "versus", "et al.", "et al", "and", "all", "unknown", "counter"}
+    | {"pro se", "intervenor", "movant", "consolidated", "interested party", "claimant"}
+)
 # Leading words the greedy name patterns pick up that are not part of a name.
 LEAD_STOP: Final = frozenset(
     {

@@ -184,6 +184,8 @@ def _plausible(text: str, m: RawMention) -> bool:
         return True
     surface = text[m.start : m.end].strip()
     letters = sum(c.isalpha() for c in surface)
+    if surface.upper().startswith(P.STATUS_LINES):  # "ATTORNEY TO BE NOTICED" above a "V."
+        return False
     return letters >= 2 and surface.casefold() not in P.NOT_A_NAME
 
 
