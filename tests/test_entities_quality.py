@@ -319,6 +319,8 @@ def test_middle_initial_v_is_not_versus(backend: RulesBackend) -> None:
 def test_in_re_and_slash_inside_a_name(backend: RulesBackend) -> None:
     text = "In re The M/Y Silver Gull\n"
     assert "M/Y Silver Gull" in " ".join(found(backend, text, "PARTY"))
+    text = "In the Interest of R.T., Minor Child\n"
+    assert "R.T." in " ".join(found(backend, text, "PARTY"))
 
 
 def test_listing_initials_cell_is_not_part_of_the_party(backend: RulesBackend) -> None:

@@ -423,7 +423,8 @@ CASE_NAME_FIELD_RE: Final = re.compile(
 ET_AL_RE: Final = re.compile(r",?[ \t]+et[ \t]+al\.?$")
 # "In re X", "IN RE: X", "In the Matter of X": X is the party (a debtor, an estate, a ship).
 IN_RE_RE: Final = re.compile(
-    r"\b(?:In[ \t]+re|IN[ \t]+RE|In[ \t]+the[ \t]+Matter[ \t]+of|IN[ \t]+THE[ \t]+MATTER[ \t]+OF):?"
+    r"\b(?:In[ \t]+re|IN[ \t]+RE|In[ \t]+the[ \t]+(?:Matter|Interest|Estate)[ \t]+of"
+    r"|IN[ \t]+THE[ \t]+(?:MATTER|INTEREST|ESTATE)[ \t]+OF):?"
     rf"[ \t]+(?P<name>{_PARTY})"
 )
 CAPTION_WINDOW: Final = 240
