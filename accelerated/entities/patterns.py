@@ -38,27 +38,21 @@ _MONTH = (
     r"|(?:(?:Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)\.?))"
 )
 DATE_RES: Final = (
-    # January 5, 2001 / Jan. 5 2001
+    # January 5, 2001 / Jan. 5 2001 / June 2017 (no day: normalized YYYY-MM)
     re.compile(
-        rf"\b(?P<month>{_MONTH})\s+(?P<day>\d{{1,2}})(?:st|nd|rd|th)?,?\s+(?P<year>\d{{4}})\b"
+        rf"\b(?P<month>{_MONTH})\s+(?:(?P<day>\d{{1,2}})(?:st|nd|rd|th)?,?\s+)?(?P<year>\d{{4}})\b"
     ),
-    # 5 January 2001 / 5th day of January, 2001
+    # 5 January 2001 / 5th day of January, 2001 / the 1st of June, 2017
     re.compile(
-        rf"\b(?P<day>\d{{1,2}})(?:st|nd|rd|th)?\s+(?:day\s+of\s+)?(?P<month>{_MONTH}),?\s+"
+        rf"\b(?P<day>\d{{1,2}})(?:st|nd|rd|th)?\s+(?:day\s+of\s+|of\s+)?(?P<month>{_MONTH}),?\s+"
         r"(?P<year>\d{4})\b"
     ),
-    # 01/05/2001 (US order: month first) and 2001-01-05 (ISO)
-    re.compile(r"(?<![\d/])(?P<month>\d{1,2})/(?P<day>\d{1,2})/(?P<year>\d{4})(?![\d/])"),
+    # 01/05/2001 (US order: month first); 10/15/25, a two-digit year (00-68 -> 20xx,
+    # 69-99 -> 19xx, as POSIX strptime %y); 2001-01-05 (ISO)
+    re.compile(r"(?<![\d/])(?P<month>\d{1,2})/(?P<day>\d{1,2})/(?P<year>\d{4}|\d{2})(?![\d/])"),
     re.compile(r"(?<![\d-])(?P<year>\d{4})-(?P<month>\d{2})-(?P<day>\d{2})(?![\d-])"),
-    # 10/15/25: two-digit years (00-68 -> 20xx, 69-99 -> 19xx, as POSIX strptime %y)
-    re.compile(r"(?<![\d/.])(?P<month>\d{1,2})/(?P<day>\d{1,2})/(?P<year>\d{2})(?![\d/])"),
-    # the 1st of June, 2017
-    re.compile(
-        rf"\b(?P<day>\d{{1,2}})(?:st|nd|rd|th)\s+of\s+(?P<month>{_MONTH}),?\s+(?P<year>\d{{4}})\b"
-    ),
 )
-# "June 2017", "Sept. 1999": a month, no day (normalized YYYY-MM).
-MONTH_YEAR_RE: Final = re.compile(rf"\b(?P<month>{_MONTH})[ \t]+(?P<year>(?:1[6-9]|2[01])\d\d)\b")
+MONTH_ONLY_YEARS: Final = range(1600, 2200)  # "June 2017" but not "May 1"+"234"
 
 _NUM = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?"
 _SCALE = r"(?:\s+(?P<scale>thousand|million|billion|trillion))?"
@@ -118,6 +112,12 @@ FOREIGN_MONEY_RES: Final = (
         r"|yen|yuan|renminbi)\b",
         re.IGNORECASE,
     ),
+)
+# Cheap substring tests that a text can hold a foreign amount at all (most cannot).
+FOREIGN_MONEY_SYMBOLS: Final = tuple(CURRENCY_SYMBOL)
+FOREIGN_MONEY_CODE_RE: Final = re.compile(
+    r"\b(?:EUR|GBP|CHF|JPY|CNY|RMB|CAD|AUD|INR|USD)"
+    r"|\d[ \t]+(?i:euros?|pounds|swiss|yen|yuan|renminbi)\b"
 )
 # "$12 K", "$12,333 M": an abbreviated scale right after a dollar amount.
 DOLLAR_ABBR_RE: Final = re.compile(rf"\$[ \t]?(?P<num>{_NUM})[ \t]?(?P<abbr>K|MM|M|B|BN|bn|mn)\b")
@@ -462,8 +462,9 @@ LABELLED_DOCKET_RES: Final = (
     # "Case Number: 24-50786", "Docket #: 25-869-cv", "Case: 26-0051", "CASE #: 4:13-md-1",
     # "Case Nos.: (10-60409)", "COA Case 14-24-00416-CV", a label alone on its line.
     re.compile(
-        r"(?<![\w.])(?:(?:COA|Trial[ \t]+Court|Lower[ \t]+Court|Court|Appellate|Originating)"
-        r"[ \t]+)?"
+        # (a qualifier before the label, "COA Case", "Trial Court Case", needs no match of
+        # its own; the first-letter test keeps the scan cheap)
+        r"(?<![\w.])(?=[CcDdAa])"
         # a bare "Cause:" on a federal docket is the statute ("Cause: 28:1332 Diversity")
         r"(?:(?i:case|docket|appeal)(?:[ \t]+(?i:numbers?|nos?\.?|#))?"
         r"|(?i:cause)[ \t]+(?i:numbers?|nos?\.?|#))(?:[ \t]*#)?"

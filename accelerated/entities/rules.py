@@ -512,16 +512,17 @@ def _dates(text: str) -> Iterator[RawMention]:
         for m in rx.finditer(text):
             month_s = m.group("month").rstrip(".").lower()
             month = int(month_s) if month_s.isdigit() else P.MONTH_NUMBER.get(month_s, 0)
-            day, year = int(m.group("day")), int(m.group("year"))
+            year = int(m.group("year"))
             if len(m.group("year")) == 2:
                 year += 2000 if year < 69 else 1900
+            if m.group("day") is None:  # "June 2017"
+                if 1 <= month <= 12 and year in P.MONTH_ONLY_YEARS:
+                    yield RawMention("DATE", m.start(), m.end(), f"{year:04d}-{month:02d}")
+                continue
+            day = int(m.group("day"))
             valid = 1 <= month <= 12 and 1000 <= year <= 2999
             if valid and 1 <= day <= calendar.monthrange(year, month)[1]:
                 yield RawMention("DATE", m.start(), m.end(), f"{year:04d}-{month:02d}-{day:02d}")
-    for m in P.MONTH_YEAR_RE.finditer(text):
-        month = P.MONTH_NUMBER.get(m.group("month").rstrip(".").lower(), 0)
-        if month:  # full dates overlapping this span are longer and win in keep_longest
-            yield RawMention("DATE", m.start(), m.end(), f"{m.group('year')}-{month:02d}")
 
 
 def _money(text: str) -> Iterator[RawMention]:
@@ -533,10 +534,12 @@ def _money(text: str) -> Iterator[RawMention]:
                 if scale:
                     amount *= P.MONEY_SCALE[scale.lower()]
                 yield RawMention("MONEY", m.start(), m.end(), f"USD {_format_amount(amount)}")
-    for m in P.DOLLAR_ABBR_RE.finditer(text):
+    for m in P.DOLLAR_ABBR_RE.finditer(text) if "$" in text else ():
         with contextlib.suppress(InvalidOperation):
             amount = Decimal(m.group("num").replace(",", "")) * P.MONEY_SCALE[m["abbr"].lower()]
             yield RawMention("MONEY", m.start(), m.end(), f"USD {_format_amount(amount)}")
+    if not _may_hold_foreign_money(text):
+        return  # the foreign forms' regexes try every digit: skip texts without a currency
     for rx in P.FOREIGN_MONEY_RES:
         for m in rx.finditer(text):
             groups = m.groupdict()
@@ -554,6 +557,12 @@ def _money(text: str) -> Iterator[RawMention]:
                 yield RawMention(
                     "MONEY", m.start(), m.end(), f"{currency} {_format_amount(amount)}"
                 )
+
+
+def _may_hold_foreign_money(text: str) -> bool:
+    return any(h in text for h in P.FOREIGN_MONEY_SYMBOLS) or bool(
+        P.FOREIGN_MONEY_CODE_RE.search(text)
+    )
 
 
 def _format_amount(amount: Decimal) -> str:

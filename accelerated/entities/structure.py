@@ -11,6 +11,7 @@ with offsets into the text it was given, a ``role`` where the layout states one.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterator
 from typing import Any, Final
 
@@ -49,21 +50,32 @@ def _court_index() -> dict[str, dict[str, Any]]:
     return {c["id"]: c for c in courts_db.courts}
 
 
-def _court_by_name(name: str, bankruptcy: bool) -> str | None:
-    """courts-db's own regexes on a built name; one id or none."""
-    from courts_db import find_court
+@functools.cache
+def _federal_regexes() -> list[tuple[re.Pattern[str], str, bool]]:
+    """courts-db's regexes of the federal courts only: compiling all of courts-db's
+    (``find_court``) costs seconds per process, these a fraction. (Not filtered by
+    courts-db's ``type``: some district courts are typed "appellate" there.)"""
+    from courts_db.utils import gather_regexes
 
-    index = _court_index()
-    ids = [
-        i
-        for i in find_court(name)
-        if ("bankruptcy" in index.get(i, {}).get("name", "").lower()) == bankruptcy
-    ]
-    return ids[0] if len(ids) == 1 else None
+    courts = [c for c in _court_index().values() if c.get("system") == "federal"]
+    return [(r[0], r[1], r[3] == "bankruptcy") for r in gather_regexes(courts)]
+
+
+@functools.lru_cache(maxsize=4096)
+def _court_by_name(name: str, bankruptcy: bool) -> str | None:
+    """The one federal trial court whose courts-db regex matches the whole built name."""
+    ids = {
+        cid
+        for rx, cid, is_bankruptcy in _federal_regexes()
+        if is_bankruptcy == bankruptcy and (m := rx.search(name)) and m.group(0) == name
+    }
+    return next(iter(ids)) if len(ids) == 1 else None
 
 
 def host_courts(text: str) -> Iterator[RawMention]:
     """``ecf@cand.uscourts.gov``, ``https://ecf.nysb.uscourts.gov/...``: the court's PACER id."""
+    if "uscourts" not in text.casefold():
+        return  # the host regex tries every word character: skip texts without a host
     index = _court_index()
     for m in P.USCOURTS_HOST_RE.finditer(text):
         cid = m.group("id").lower()
