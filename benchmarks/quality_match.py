@@ -21,7 +21,7 @@ MATCHING_RULE: Final = (
     "'honorable', 'jr' ignored) equals the truth's, or one contains the other and the "
     "smaller has at least two words. COURT: courts-db id equality. DATE: ISO date "
     "equality (month-only dates are not scored). DOCKET_NUMBER: casefolded, spaces "
-    "and a 'No.' label dropped, dashes "
+    "and a label ('No.', 'Docket No.', 'Bankruptcy No.') dropped, dashes "
     "unified, leading zeros of digit runs dropped; equal, or equal after dropping a "
     "federal or bankruptcy number's trailing judge-initials or chapter suffixes "
     "and defendant numbers (1:21-cv-1234-ABC-1, 24-04888-CL7). "
@@ -60,7 +60,12 @@ def name_words(s: str) -> tuple[str, ...]:
 
 def docket_key(s: str) -> str:
     s = s.casefold().translate({ord(c): "-" for c in "\u2010\u2011\u2012\u2013\u2014"})
-    s = re.sub(r"^\s*(?:case\s+)?nos?\.?\s*:?", "", s)
+    s = re.sub(
+        r"^\s*(?:(?:case|docket|bankruptcy|civil|criminal|cause|appeal|index|file|action)\s+)*"
+        r"nos?\.?\s*:?",
+        "",
+        s,
+    )
     s = re.sub(r"\s+", "", s).strip(".,;:()")
     return re.sub(r"\d+", lambda m: str(int(m.group())), s)
 

@@ -460,3 +460,10 @@ def test_case_name_field_and_one_sided_caption(backend: RulesBackend) -> None:
     )
     got = set(found(backend, text, "PARTY"))
     assert {"Pinecrest Mills Holding LLC", "Lumen Supply, Inc.", "Harbor Clinic Group"} <= got
+
+
+def test_caption_docket_line(backend: RulesBackend) -> None:
+    text = "SUPREME COURT OF ELDORIA\nNo. 48213\nDocket No. 77.\nItem No. 3 of the list\n"
+    got = found(backend, text, "DOCKET_NUMBER")
+    assert {"48213", "77"} <= set(got)
+    assert "3" not in got

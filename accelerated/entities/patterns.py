@@ -473,6 +473,12 @@ LABELLED_DOCKET_RES: Final = (
     ),
     # "Docket for 16A985", "No. 10A1000", "Application (16A985)": Supreme Court applications.
     re.compile(r"(?:\bNo\.[ \t]*|\bDocket[ \t]+for[ \t]+|\()(?P<num>\d{2}A\d{1,5})\b"),
+    # A caption's docket line: "No. 25741", "Docket No. 131.", "No. 79SA494" alone on a line.
+    re.compile(
+        r"^[ \t]*(?:(?:Docket|Bankruptcy|Case|Cause|Appeal)[ \t]+)?Nos?\.[ \t]*"
+        r"(?P<num>\d[0-9A-Za-z]{2,12})[ \t]*\.?[ \t]*$",
+        re.MULTILINE,
+    ),
     # "MDL No. 2168": the panel's number is the identifier of the whole litigation.
     re.compile(r"\b(?P<num>MDL[ \t]+No\.?[ \t]*\d{2,5})\b"),
     # Texas appellate numbering: "01-24-00089-CV", "PD-0123-88", "WR-12,345-01".
