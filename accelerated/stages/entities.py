@@ -21,6 +21,7 @@ from accelerated.stages import StageContext
 _ENCODER = msgspec.json.Encoder()
 _DECODER = msgspec.json.Decoder(list[RawMention])
 _TYPES = frozenset(ENTITY_TYPES)
+CONTEXT_OFFLOAD_CHARS = 200_000  # larger documents get their context off the event loop
 
 
 def run_backend(
@@ -137,7 +138,10 @@ def assemble(doc: Chunked, found: list[list[RawMention]]) -> list[Mention]:
 
 async def run(doc: Chunked, ctx: StageContext) -> Mentions:
     backend = get_backend(ctx.extras.get("entity_backend", "rules"))
-    context = context_of(backend, doc)
+    if sum(len(c.text) for c in doc.chunks) > CONTEXT_OFFLOAD_CHARS:
+        context = await ctx.run_cpu(context_of, backend, doc)  # a scan of the whole text
+    else:
+        context = context_of(backend, doc)
     found = await chunk_results([c.text for c in doc.chunks], backend, ctx, context)
     return Mentions(
         document_id=doc.document_id,
