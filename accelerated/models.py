@@ -98,6 +98,7 @@ class Mention(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     start: int
     end: int
     canonical_id: uuid.UUID | None = None
+    role: str | None = None  # a party's role where the document states it
 
 
 class Mentions(msgspec.Struct, kw_only=True):

@@ -77,6 +77,7 @@ TABLES: Final[dict[str, tuple[tuple[str, str], ...]]] = {
         ("start_char", "integer"),
         ("end_char", "integer"),
         ("canonical_id", "uuid"),
+        ("role", "text"),
     ),
     "canonical_entities": (
         ("id", "uuid"),
@@ -188,6 +189,7 @@ def mention_rows(project: str, mentions: list[Mention]) -> list[Row]:
             m.start,
             m.end,
             m.canonical_id,
+            m.role,
         )
         for m in mentions
     ]

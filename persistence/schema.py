@@ -127,6 +127,25 @@ MIGRATIONS: Final[tuple[tuple[int, str, str], ...]] = (
             'their rows: a redelivered intent is a no-op. Pruned after 7 days.';
         """,
     ),
+    (
+        2,
+        "party roles",
+        """
+        ALTER TABLE {s}.entity_mentions ADD COLUMN role text;
+        COMMENT ON COLUMN {s}.entity_mentions.role IS
+            'A party''s role where the document states it (plaintiff, defendant, '
+            'petitioner, respondent, appellant, appellee, debtor, creditor, contract party).';
+
+        CREATE VIEW {s}.canonical_entity_roles AS
+            SELECT canonical_id AS id, array_agg(DISTINCT role ORDER BY role) AS roles
+            FROM {s}.entity_mentions
+            WHERE canonical_id IS NOT NULL AND role IS NOT NULL
+            GROUP BY canonical_id;
+        COMMENT ON VIEW {s}.canonical_entity_roles IS
+            'Roles of a canonical entity over all its mentions: derived, so it is the same '
+            'whatever order documents were written in and follows re-processing.';
+        """,
+    ),
 )
 
 

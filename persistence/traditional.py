@@ -49,13 +49,13 @@ _DOC_COLUMNS: Final = {
 
 _pages = msgspec.json.Decoder(list[Page])
 _meta = msgspec.json.Decoder(dict[str, str])
-_MentionRow = tuple[uuid.UUID, uuid.UUID, str, str, str, int, int, uuid.UUID | None]
+_MentionRow = tuple[uuid.UUID, uuid.UUID, str, str, str, int, int, uuid.UUID | None, str | None]
 _mentions = msgspec.json.Decoder(list[_MentionRow])
 _canonicals = msgspec.json.Decoder(list[tuple[uuid.UUID, str, str, str, str]])
 
 _CHUNK_IDS = "ARRAY(SELECT id FROM chunks WHERE document_id = $1 ORDER BY idx)"
 _MENTIONS = """(SELECT coalesce(json_agg(json_build_array(id, chunk_id, type, text, normalized,
-        start_char, end_char, canonical_id)
+        start_char, end_char, canonical_id, role)
     ORDER BY start_char, end_char, type COLLATE "C", id), '[]')::text
     FROM entity_mentions WHERE document_id = $1)"""
 _CANONICALS = """(SELECT coalesce(json_agg(json_build_array(id, project, type, key, name)
@@ -233,8 +233,9 @@ def _to_mentions(doc: uuid.UUID, text: str) -> list[Mention]:
             start=s,
             end=e,
             canonical_id=cid,
+            role=role,
         )
-        for i, c, t, tx, n, s, e, cid in _mentions.decode(text)
+        for i, c, t, tx, n, s, e, cid, role in _mentions.decode(text)
     ]
 
 

@@ -8,7 +8,7 @@ holds the implementations (``rules``: eyecite, courts-db, regexes).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import msgspec
 
@@ -24,6 +24,24 @@ class RawMention(msgspec.Struct, array_like=True, frozen=True):
     start: int
     end: int
     normalized: str
+    # plaintiff, defendant, petitioner, respondent, appellant, appellee, debtor, creditor,
+    # contract party ... where the document states it. Last and defaulted, so results
+    # cached before roles existed still decode.
+    role: str | None = None
+
+
+@runtime_checkable
+class ContextualBackend(Protocol):
+    """A backend that also reads a short summary of the whole document.
+
+    ``document_context`` sees the whole text once and returns a string (deterministic,
+    short); ``extract_in_context`` gets it with every chunk. The stage puts the context
+    into the chunk-cache key, so a cached result is never reused under another context.
+    """
+
+    def document_context(self, text: str) -> str: ...
+
+    def extract_in_context(self, texts: list[str], context: str) -> list[list[RawMention]]: ...
 
 
 DEFAULT_BACKEND = "rules"

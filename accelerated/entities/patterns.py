@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-RULES_VERSION: Final = "rules-1"
+RULES_VERSION: Final = "rules-2"
 
 _MONTHS: Final = (
     "January",
@@ -38,28 +38,89 @@ _MONTH = (
     r"|(?:(?:Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)\.?))"
 )
 DATE_RES: Final = (
-    # January 5, 2001 / Jan. 5 2001
+    # January 5, 2001 / Jan. 5 2001 / June 2017 (no day: normalized YYYY-MM)
     re.compile(
-        rf"\b(?P<month>{_MONTH})\s+(?P<day>\d{{1,2}})(?:st|nd|rd|th)?,?\s+(?P<year>\d{{4}})\b"
+        rf"\b(?P<month>{_MONTH})\s+(?:(?P<day>\d{{1,2}})(?:st|nd|rd|th)?,?\s+)?(?P<year>\d{{4}})\b"
     ),
-    # 5 January 2001 / 5th day of January, 2001
+    # 5 January 2001 / 5th day of January, 2001 / the 1st of June, 2017
     re.compile(
-        rf"\b(?P<day>\d{{1,2}})(?:st|nd|rd|th)?\s+(?:day\s+of\s+)?(?P<month>{_MONTH}),?\s+"
+        rf"\b(?P<day>\d{{1,2}})(?:st|nd|rd|th)?\s+(?:day\s+of\s+|of\s+)?(?P<month>{_MONTH}),?\s+"
         r"(?P<year>\d{4})\b"
     ),
-    # 01/05/2001 (US order: month first) and 2001-01-05 (ISO)
-    re.compile(r"(?<![\d/])(?P<month>\d{1,2})/(?P<day>\d{1,2})/(?P<year>\d{4})(?![\d/])"),
+    # 01/05/2001 (US order: month first); 10/15/25, a two-digit year (00-68 -> 20xx,
+    # 69-99 -> 19xx, as POSIX strptime %y); 2001-01-05 (ISO)
+    re.compile(r"(?<![\d/])(?P<month>\d{1,2})/(?P<day>\d{1,2})/(?P<year>\d{4}|\d{2})(?![\d/])"),
     re.compile(r"(?<![\d-])(?P<year>\d{4})-(?P<month>\d{2})-(?P<day>\d{2})(?![\d-])"),
 )
+MONTH_ONLY_YEARS: Final = range(1600, 2200)  # "June 2017" but not "May 1"+"234"
 
 _NUM = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?"
 _SCALE = r"(?:\s+(?P<scale>thousand|million|billion|trillion))?"
 MONEY_RES: Final = (
     re.compile(rf"(?:US|U\.S\.\s?)?\$\s?(?P<num>{_NUM}){_SCALE}\b", re.IGNORECASE),
     re.compile(rf"\b(?:USD|US\s+Dollars?)\s?(?P<num>{_NUM}){_SCALE}\b", re.IGNORECASE),
-    re.compile(rf"\b(?P<num>{_NUM}){_SCALE}\s+(?:U\.S\.\s+)?dollars\b", re.IGNORECASE),
+    # "100 dollars", but not the cents of "Fifty Thousand and NO/100 Dollars"
+    re.compile(rf"(?<![/\d.,])\b(?P<num>{_NUM}){_SCALE}\s+(?:U\.S\.\s+)?dollars\b", re.IGNORECASE),
 )
-MONEY_SCALE: Final = {"thousand": 10**3, "million": 10**6, "billion": 10**9, "trillion": 10**12}
+MONEY_SCALE: Final = {
+    "thousand": 10**3,
+    "million": 10**6,
+    "billion": 10**9,
+    "trillion": 10**12,
+    "k": 10**3,
+    "m": 10**6,
+    "mm": 10**6,
+    "mn": 10**6,
+    "b": 10**9,
+    "bn": 10**9,
+}
+# Other currencies: a symbol or ISO code before the amount ("€1,000", "CHF 2.5 million",
+# "RMB 200,000") or a currency word after it ("1,000 euros").
+_ABBR_SCALE = (
+    r"(?:\s+(?P<scale>thousand|million|billion|trillion)|[ \t]?(?P<abbr>K|MM|M|B|BN|bn|mn)\b)?"
+)
+CURRENCY_SYMBOL: Final = {"€": "EUR", "£": "GBP", "¥": "JPY", "₹": "INR"}
+CURRENCY_CODE: Final = {
+    "EUR": "EUR",
+    "GBP": "GBP",
+    "CHF": "CHF",
+    "JPY": "JPY",
+    "CNY": "CNY",
+    "RMB": "CNY",
+    "CAD": "CAD",
+    "AUD": "AUD",
+    "INR": "INR",
+    "USD": "USD",
+    "US$": "USD",
+}
+CURRENCY_WORD: Final = {
+    "euro": "EUR",
+    "euros": "EUR",
+    "pounds sterling": "GBP",
+    "swiss francs": "CHF",
+    "yen": "JPY",
+    "yuan": "CNY",
+    "renminbi": "CNY",
+}
+FOREIGN_MONEY_RES: Final = (
+    re.compile(
+        r"(?:(?P<sym>[€£¥₹])|\b(?P<code>EUR|GBP|CHF|JPY|CNY|RMB|CAD|AUD|INR|USD|US\$)(?![a-z]))"
+        rf"[ \t]?(?P<num>{_NUM}){_ABBR_SCALE}"
+    ),
+    re.compile(
+        rf"\b(?P<num>{_NUM}){_SCALE}[ \t]+(?P<word>euros?|pounds[ \t]+sterling|swiss[ \t]+francs"
+        r"|yen|yuan|renminbi)\b",
+        re.IGNORECASE,
+    ),
+)
+# Cheap substring tests that a text can hold a foreign amount at all (most cannot).
+FOREIGN_MONEY_SYMBOLS: Final = tuple(CURRENCY_SYMBOL)
+FOREIGN_MONEY_CODE_RE: Final = re.compile(
+    r"\b(?:EUR|GBP|CHF|JPY|CNY|RMB|CAD|AUD|INR|USD)"
+    r"|\d[ \t]+(?i:euros?|pounds|swiss|yen|yuan|renminbi)\b"
+)
+# "$12 K", "$12,333 M": an abbreviated scale right after a dollar amount.
+DOLLAR_ABBR_RE: Final = re.compile(rf"\$[ \t]?(?P<num>{_NUM})[ \t]?(?P<abbr>K|MM|M|B|BN|bn|mn)\b")
 
 _UNI_DASH = "\u2010\u2011\u2012\u2013\u2014"
 _DASH = r"\-" + _UNI_DASH  # for character classes
@@ -80,13 +141,14 @@ DOCKET_RES: Final = (
 DASHES: Final = str.maketrans({c: "-" for c in _UNI_DASH})
 
 # A capitalised name token: "Smith", "O'Connor", "McDONALD", "A." (initial).
-_NAME_TOK = r"(?:[A-Z]\.|[A-Z][A-Za-z'’\-]*[A-Za-z](?![.\w]))"
+# A middle initial may lack its period in docket text ("Katherine A Crytzer").
+_NAME_TOK = r"(?:[A-Z]\.|[A-Z](?=[ \t][A-Z][a-z])|[A-Z][A-Za-z'’\-]*[A-Za-z](?![.\w]))"
 _PERSON = rf"{_NAME_TOK}(?: {_NAME_TOK}){{0,3}}"
 
 JUDGE_RES: Final = (
     re.compile(
         r"\b(?:(?:Chief|Senior|Presiding|Associate|Magistrate|District|Circuit|Bankruptcy)\s+)?"
-        rf"(?:Judge|Justice|JUDGE|JUSTICE)\s+(?P<name>{_PERSON})"
+        rf"(?:Judge|Justice|JUDGE|JUSTICE)[ \t]+(?P<name>{_PERSON})"
     ),
     # "SOUTER, J.", "Rehnquist, C. J.", "Smith, P.J."
     re.compile(
@@ -124,7 +186,88 @@ NAME_STOP: Final = frozenset(
         "he",
         "she",
         "it",
+        # institutions a page's navigation names after "Justice", "Judicial", "Court"
+        "commission",
+        "committee",
+        "council",
+        "foundation",
+        "center",
+        "department",
+        "division",
+        "system",
+        "branch",
+        "project",
+        "program",
+        "services",
+        "institute",
+        "network",
+        "fund",
+        "conference",
+        "reform",
+        "task",
+        "force",
+        "administration",
     }
+)
+
+# Words of page text that follow "Judge"/"Justice" in headings and tables ("Judge
+# Originating", "Justice Programs", "Trial Court Judge Date Filed"): a judge's name has none.
+JUDGE_NAME_STOP: Final = frozenset(
+    {
+        "date",
+        "dated",
+        "filed",
+        "entered",
+        "originating",
+        "ordering",
+        "trial",
+        "jurisdiction",
+        "panel",
+        "panels",
+        "form",
+        "forms",
+        "handbook",
+        "order",
+        "orders",
+        "improvement",
+        "conference",
+        "pretrial",
+        "final",
+        "box",
+        "po",
+        "act",
+        "cja",
+        "pending",
+        "counts",
+        "rules",
+        "opinion",
+        "opinions",
+        "programs",
+        "education",
+        "directory",
+        "assignment",
+        "assigned",
+        "information",
+        "name",
+        "status",
+        "type",
+        "case",
+        "search",
+        "home",
+        "page",
+        "news",
+        "resources",
+        "wildlife",
+        "integrity",
+        "unit",
+        "commission",
+        "committee",
+        "council",
+    }
+)
+
+JUDGE_TITLES: Final = frozenset(
+    {"magistrate", "district", "chief", "senior", "judge", "justice", "circuit", "bankruptcy"}
 )
 
 PERSON_RE: Final = re.compile(
@@ -144,23 +287,43 @@ ATTORNEY_RES: Final = (
 # Organisation: capitalised tokens (with a few lower-case connectors) ending in a suffix.
 # A trailing period only on short abbreviations ("Bros.", "U.S."), so a name never runs
 # across a sentence end.
-_ORG_TOK = r"(?:[A-Z][A-Za-z]{0,4}\.(?:[A-Z]\.)*|[A-Z][A-Za-z0-9&'’\-]*(?![.\w])|&)"
+# Tokens: "Bros.", "B.V.", "S.p.A.", "WOMEN.COM", "M/Y", "O'Neil", "&".
+_ORG_TOK = (
+    r"(?:[A-Z][A-Za-z0-9]*\.(?:COM|com|NET|net|ORG|org)(?![.\w])"
+    r"|[A-Z][A-Za-z]{0,4}\.(?:[A-Za-z]{1,2}\.)*"
+    r"|[A-Z][A-Za-z0-9&'’\-]*(?:/[A-Z][A-Za-z0-9]*)*(?![.\w/])|&)"
+)
 _ORG_SUFFIX = (
     r"(?:Inc\.?|Incorporated|Corp\.?|Corporation|Co\.|Company|LLC|L\.L\.C\.|Ltd\.?|Limited|LLP"
     r"|L\.L\.P\.|L\.P\.|N\.A\.|PLC|P\.C\.|GmbH|S\.A\.|Bank|University|Association|Trust"
-    r"|Holdings|Partners|Authority|Agency|Department|Commission)"
+    r"|Holdings|Partners|Authority|Agency|Department|Commission|B\.V\.|N\.V\.|S\.p\.A\.|S\.r\.l\."
+    r"|Ltda\.?|S\.A\.[ \t]+de[ \t]+C\.V\.|S\.[ \t]+de[ \t]+R\.L\.(?:[ \t]+de[ \t]+C\.V\.)?"
+    r"|Pty\.?[ \t]+Ltd\.?"
+    r"|PLLC|L\.P\.|LLLP|A\.G\.|S\.A\.S\.|K\.K\.)"
 )
+# Short suffixes only in capitals ("LP", not the word "lp"): B.V. and S.A. have periods.
+ORG_SUFFIX_SHORT: Final = (
+    *("LP", "AG", "SE", "SRL", "SpA", "NV", "BV", "KG", "KGaA", "Pty", "SAS"),
+    *("SARL", "Oy", "AB", "ASA"),
+)
+_ORG_SUFFIX_CS = rf"(?:{'|'.join(ORG_SUFFIX_SHORT)})"
 _GAP = r"(?:[ \t]+|[ \t]*\n[ \t]*)"  # names may wrap onto the next line, once
 ORG_RES: Final = (
     re.compile(
         rf"\b(?P<name>{_ORG_TOK}(?:,?{_GAP}(?:(?:of|and|the|for|de){_GAP})?{_ORG_TOK}){{0,6}}?"
-        rf",?{_GAP}(?=[A-Z])(?i:{_ORG_SUFFIX})(?:,?[ \t]+(?=[A-Z])(?i:{_ORG_SUFFIX}))?)(?![\w])"
+        rf",?{_GAP}(?:(?=[A-Z])(?i:{_ORG_SUFFIX})|{_ORG_SUFFIX_CS})"
+        rf"(?:,?[ \t]+(?:(?=[A-Z])(?i:{_ORG_SUFFIX})|{_ORG_SUFFIX_CS}))?)(?![\w])"
     ),
     # "Bank of America", "University of Michigan"
     re.compile(
         r"\b(?P<name>(?:Bank|University|BANK|UNIVERSITY)[ \t]+(?:of|OF)"
         r"(?:[ \t]+[A-Z][A-Za-z&'’\-]*[A-Za-z]){1,3})\b"
     ),
+)
+# Whole surfaces a name rule may land on that name nobody.
+NOT_A_NAME: Final = frozenset(
+    {"v.", "vs.", "v", "vs", "versus", "et al.", "et al", "and", "all", "unknown", "counter"}
+    | {"pro se", "intervenor", "movant", "consolidated", "interested party", "claimant"}
 )
 # Leading words the greedy name patterns pick up that are not part of a name.
 LEAD_STOP: Final = frozenset(
@@ -232,19 +395,38 @@ _ROLE = (
     r"|defendants?-appellees?|cross-appellants?|cross-appellees?|claimants?|debtors?"
     r"|petitioners?[ \t]*-[ \t]*appellants?|respondents?[ \t]*-[ \t]*appellees?)"
 )
-_PARTY_TOK = rf"(?!{_ROLE}\b){_ORG_TOK}"
+# A listing's court cell ("Sup Ct, Kings County") glued after a caption is not the party.
+_PARTY_TOK = (
+    rf"(?<![\w\-/:])(?!{_ROLE}\b)(?!(?:Sup|Civ|Crim|Dist|Fam|Sur|App)[ \t]+Ct\b|Ct\b){_ORG_TOK}"
+)
 _PARTY = (
-    rf"{_PARTY_TOK}(?:,?[ \t]+(?:(?:of|and|the|for|de|ex[ \t]+rel\.|on[ \t]+behalf[ \t]+of)"
+    rf"{_PARTY_TOK}(?:,?[ \t]+(?:(?:of|and|the|for|de|ex[ \t]+rel\.?|on[ \t]+behalf[ \t]+of)"
     rf"[ \t]+)?{_PARTY_TOK}){{0,7}}"
 )
 # Captions are found from their cheap "v." anchor; the left party is then matched in a
 # short window ending at the anchor (a forward scan from every capital is 10x slower).
-VERSUS_RE: Final = re.compile(r"\s(?:v\.|vs\.?|V\.|VS\.?|versus)\s+")
+VERSUS_RE: Final = re.compile(r"\s(?:v\.|vs\.?|V\.|VS\.?|versus|v(?=[ \t]))\s+")
 CAPTION_LEFT_RE: Final = re.compile(
-    rf"(?P<left>{_PARTY})(?:,?\s+et[ \t]+al\.)?"
-    rf"(?:,?\s+{_ROLE}(?:[ \t]*/[ \t]*{_ROLE})*[,.]?)?,?\s*\Z"
+    rf"(?P<left>{_PARTY})(?:,?\s+et[ \t]+al\.?)?"
+    rf"(?:,?\s+(?P<lrole>{_ROLE}(?:[ \t]*/[ \t]*{_ROLE})*)[,.]?)?,?\s*\Z"
 )
-CAPTION_RIGHT_RE: Final = re.compile(rf"(?P<right>{_PARTY})")
+CAPTION_RIGHT_RE: Final = re.compile(
+    rf"(?P<right>{_PARTY})(?:,?\s+et[ \t]+al\.?)?(?:,?\s+(?P<rrole>{_ROLE})(?![\w-]))?"
+)
+# A labelled case name without a versus names the one party ("Case Name: Acme Holding
+# LLC", a bankruptcy's debtor); one with a versus is read as a caption.
+CASE_NAME_FIELD_RE: Final = re.compile(
+    r"^[ \t]*(?:Case[ \t]+Name|Case[ \t]+Title|Case[ \t]+Style|Short[ \t]+Title):[ \t]*\n?[ \t]*"
+    r"(?:(?:In[ \t]+re|IN[ \t]+RE):?[ \t]+)?(?P<value>[A-Z][^\n]{1,150}?)[ \t]*$",
+    re.MULTILINE,
+)
+ET_AL_RE: Final = re.compile(r",?[ \t]+et[ \t]+al\.?$")
+# "In re X", "IN RE: X", "In the Matter of X": X is the party (a debtor, an estate, a ship).
+IN_RE_RE: Final = re.compile(
+    r"\b(?:In[ \t]+re|IN[ \t]+RE|In[ \t]+the[ \t]+(?:Matter|Interest|Estate)[ \t]+of"
+    r"|IN[ \t]+THE[ \t]+(?:MATTER|INTEREST|ESTATE)[ \t]+OF):?"
+    rf"[ \t]+(?P<name>{_PARTY})"
+)
 CAPTION_WINDOW: Final = 240
 
 # Court words a courts-db name must contain to be used as a literal (drops "new mexico").
@@ -267,3 +449,300 @@ KEYWORDS: Final[dict[str, re.Pattern[str]]] = {
     ATTORNEY_RES[1].pattern: re.compile(r"Attorney|Counsel"),
     ATTORNEY_RES[2].pattern: re.compile(r"argued"),
 }
+
+# --- structure rules (accelerated/entities/structure.py) ----------------------------
+
+# A docket number as courts write it: "4:13-md-02420-YGR", "24-04888-CL7", "PD-0123-88",
+# "14-24-00416-CV", "NYS/1:20-cv-01296", or a long bare number ("20220245").
+_DNUM = (
+    rf"(?:[A-Z]{{2,4}}/)?[A-Za-z0-9]{{1,8}}(?:[:.{_DASH}][A-Za-z0-9]{{1,8}}){{1,5}}(?![\w{_DASH}])"
+    r"|\d{5,}(?![\w-])"
+)
+LABELLED_DOCKET_RES: Final = (
+    # "Case Number: 24-50786", "Docket #: 25-869-cv", "Case: 26-0051", "CASE #: 4:13-md-1",
+    # "Case Nos.: (10-60409)", "COA Case 14-24-00416-CV", a label alone on its line.
+    re.compile(
+        # (a qualifier before the label, "COA Case", "Trial Court Case", needs no match of
+        # its own; the first-letter test keeps the scan cheap)
+        r"(?<![\w.])(?=[CcDdAa])"
+        # a bare "Cause:" on a federal docket is the statute ("Cause: 28:1332 Diversity")
+        r"(?:(?i:case|docket|appeal)(?:[ \t]+(?i:numbers?|nos?\.?|#))?"
+        r"|(?i:cause)[ \t]+(?i:numbers?|nos?\.?|#))(?:[ \t]*#)?"
+        rf"(?:[ \t]*:[ \t]*\n?\s*|[ \t]*\n\s*|[ \t]+(?=\(?[A-Z0-9]{{1,4}}[{_DASH}:]))"
+        rf"\(?(?P<num>{_DNUM})"
+    ),
+    # "Docket for 16A985", "No. 10A1000", "Application (16A985)": Supreme Court applications.
+    re.compile(r"(?:\bNo\.[ \t]*|\bDocket[ \t]+for[ \t]+|\()(?P<num>\d{2}A\d{1,5})\b"),
+    # A caption's docket line: "No. 25741", "Docket No. 131.", "No. 79SA494" alone on a line.
+    re.compile(
+        r"^[ \t]*(?:(?:Docket|Bankruptcy|Case|Cause|Appeal)[ \t]+)?Nos?\.[ \t]*"
+        r"(?P<num>\d[0-9A-Za-z]{2,12})[ \t]*\.?[ \t]*$",
+        re.MULTILINE,
+    ),
+    # "MDL No. 2168": the panel's number is the identifier of the whole litigation.
+    re.compile(r"\b(?P<num>MDL[ \t]+No\.?[ \t]*\d{2,5})\b"),
+    # Texas appellate numbering: "01-24-00089-CV", "PD-0123-88", "WR-12,345-01".
+    re.compile(
+        rf"(?<![\w{_DASH}])(?P<num>\d{{2}}-\d{{2}}-\d{{5}}-C[RV]|(?:PD|WR|AP)-\d{{4}}-\d{{2}})\b"
+    ),
+)
+# "2024-Ohio-1501": a neutral citation, not a docket number.
+# (A state name, or New Mexico's NMSC/NMCA; "2023-CI-04411" is a county docket number.)
+NEUTRAL_CITE_RE: Final = re.compile(r"\d{4}-(?:[A-Z][a-z]{2,}|NM[A-Z]{2,4})-\d+")
+
+USCOURTS_HOST_RE: Final = re.compile(
+    r"(?:[\w.+-]+@|https?://|\b)(?:(?:ecf|www|pacer|ecf-train)\.)?"
+    r"(?P<id>[A-Za-z]{2,5}\d{0,2})\.uscourts\.gov\b"
+)
+_DIR = r"(?:Northern|Southern|Eastern|Western|Middle|Central)"
+_STATE = r"[A-Z][a-z]+(?:[ \t]+[A-Z][a-z]+)?"
+PACER_COURT_RE: Final = re.compile(
+    r"(?:\bU\.[ \t]?S\.|\bUnited[ \t]+States)[ \t]+(?P<kind>District|Bankruptcy)[ \t]+Court"
+    r"(?:[ \t]*\[[A-Za-z ]+\])?(?:[ \t]*,[ \t]*|[ \t]*\n\s*)(?:for[ \t]+the[ \t]+)?"
+    rf"(?:(?:(?P<dir1>{_DIR})[ \t]+)?District[ \t]+of[ \t]+(?P<state1>{_STATE})"
+    rf"|(?P<state2>{_STATE})[ \t]+(?:(?P<dir2>{_DIR})[ \t]+)?District\b)"
+)
+
+# A person's name at the start of a line: "Jeff D Friedman", "Shana E. Scarlett".
+LINE_PERSON_RE: Final = re.compile(
+    r"[ \t]*(?P<name>(?:[A-Z]\.|[A-Z][A-Za-z'’\-]*[A-Za-z0-9]\.?)"
+    r"(?:[ \t]+(?:[A-Z]\.?|[A-Z][A-Za-z'’\-]*[A-Za-z0-9]\.?|(?:de|van|von|del|la|di|da)))"
+    r"{1,4})(?:,?[ \t]+(?:Jr|Sr|II|III|IV)\.?)?(?=[ \t,#(]|$)"
+)
+NOT_A_PERSON: Final = frozenset(
+    {
+        "attorney",
+        "attorneys",
+        "counsel",
+        "notice",
+        "court",
+        "district",
+        "llp",
+        "llc",
+        "inc",
+        "pllc",
+        "firm",
+        "office",
+        "suite",
+        "the",
+        "of",
+        "for",
+        "and",
+        "law",
+        "lead",
+        "noticed",
+        "hac",
+        "vice",
+        "terminated",
+        "fax",
+        "email",
+        "united",
+        "states",
+        "department",
+        "county",
+        "state",
+        "bank",
+        "corporation",
+        "company",
+        "u.s",
+        "plaintiff",
+        "defendant",
+        "date",
+        "filed",
+        "docket",
+        "case",
+    }
+)
+MAILED_TO_RE: Final = re.compile(r"Notice (?:has been|will be) electronically mailed to:?[ \t]*\n")
+MAILED_TO_END_RE: Final = re.compile(
+    r"^[^\n]*(?:\bNotice\b|The following document|Document description)", re.MULTILINE
+)
+ON_BEHALF_RE: Final = re.compile(r"[ \t]+on[ \t]+behalf[ \t]+of\b")
+
+_PARTY_ROLE_HEAD = (
+    r"(?:Plaintiff|Defendant|Petitioner|Respondent|Appellant|Appellee|Debtor|Creditor|Movant"
+    r"|Intervenor|Claimant|Counter[ -]Claimant|Counter[ -]Defendant|Cross[ -]Claimant"
+    r"|Third[ -]Party[ \t]+(?:Plaintiff|Defendant)|Interested[ \t]+Party|Trustee"
+    r"|U\.S\.[ \t]+Trustee|Miscellaneous[ \t]+Party|Amicus)s?"
+)
+# PACER party tables: the role on its own line, then "NAME represented by COUNSEL".
+PARTY_BLOCK_RE: Final = re.compile(
+    rf"^[ \t]*(?P<role>{_PARTY_ROLE_HEAD})[ \t]*\n[ \t]*"
+    r"(?P<party>[^\n]+?)(?:[ \t]+represented[ \t]+by[ \t]+(?P<counsel>[^\n]+)|[ \t]*$)",
+    re.MULTILINE,
+)
+STATUS_LINES: Final = ("ATTORNEY", "LEAD ATTORNEY", "PRO HAC", "PRO SE", "TERMINATED")
+# More counsel of the same party: the line after an attorney's status lines.
+AFTER_STATUS_RE: Final = re.compile(
+    r"^[ \t]*(?:LEAD ATTORNEY|ATTORNEY TO BE NOTICED|PRO HAC VICE|TERMINATED:[^\n]*"
+    r"|Designation:[^\n]*|Bar Status:[^\n]*)[ \t]*\n(?=(?P<name>[^\n]+))",
+    re.MULTILINE,
+)
+_ROLE_CANON: Final = {
+    "plaintiff": "plaintiff",
+    "defendant": "defendant",
+    "petitioner": "petitioner",
+    "respondent": "respondent",
+    "appellant": "appellant",
+    "appellee": "appellee",
+    "debtor": "debtor",
+    "creditor": "creditor",
+    "applicant": "petitioner",
+    "relator": "petitioner",
+    "claimant": "plaintiff",
+}
+
+
+def role_of(label: str) -> str:
+    """A party role label ("Plaintiffs", "Defendant-Appellee") as one vocabulary word."""
+    words = re.findall(r"[a-z]+", label.casefold())
+    for w in reversed(words):  # "defendant-appellee": the role in this court comes last
+        canon = _ROLE_CANON.get(w.removesuffix("s"))
+        if canon:
+            return canon
+    return " ".join(words)
+
+
+COUNSEL_HEAD_RE: Final = re.compile(
+    r"^[ \t]*(?:Attorneys?|Counsel)[ \t]+for[ \t]+(?:the[ \t]+)?(?P<role>[^\n]{1,60}?)"
+    r"[ \t]*:?[ \t]*\n"
+    r"(?P<name>[^\n]+)",
+    re.MULTILINE,
+)
+# Supreme Court dockets: each counsel block ends "Party name: X"; the next block's first
+# line (after an "Other" or "Attorneys for ..." heading) is the next attorney.
+AFTER_PARTY_NAME_RE: Final = re.compile(
+    r"^[ \t]*Party name:[^\n]*\n(?:[ \t]*(?:Other|(?:Attorneys?|Counsel) for[^\n]*)[ \t]*\n)?"
+    r"(?=(?P<name>[^\n]+))",
+    re.MULTILINE,
+)
+# What follows a name on the line when it is a firm: "& Gallagher LLP", "Law Office".
+FIRM_MARK_RE: Final = re.compile(r"&|\b(?:LLP|LLC|PLLC|P\.C\.|L\.L\.P\.|Law|LAW|Firm|Office)\b")
+PARTY_NAME_FIELD_RE: Final = re.compile(
+    r"^[ \t]*Party name:[ \t]*(?P<name>[^\n]*[^\s])", re.MULTILINE
+)
+JUDGE_FIELD_RE: Final = re.compile(
+    r"^[ \t]*(?:Assigned[ \t]+to|Referred[ \t]+to|Presiding[ \t]+Judge|Court[ \t]+Judge"
+    r"|Trial[ \t]+Judge|Ordering[ \t]+Judge)[ \t]*:?[ \t]*\n?[ \t]*"
+    r"(?:(?:Hon(?:orable|\.)?|Chief|Senior|Magistrate|District|Bankruptcy|Circuit|U\.S\.)[ \t]+)*"
+    r"(?:Judges?[ \t]+)?(?P<name>[^\n]+)",
+    re.MULTILINE,
+)
+STYLE_RE: Final = re.compile(
+    r"^[ \t]*Style:[ \t]*\n?[ \t]*(?P<left>[^\n]*[^\s])[ \t]*\n[ \t]*v\.?:?[ \t]*$"
+    r"(?P<right>)",
+    re.MULTILINE,
+)
+# Court portals' party tables: "NAME  TYPE  REPRESENTATIVE" rows under such a header.
+PARTY_TABLE_HEAD_RE: Final = re.compile(
+    r"^[ \t]*Party[ \t]+Party[ \t]?Type[ \t]+Representative", re.MULTILINE | re.IGNORECASE
+)
+PARTY_TABLE_ROW_RE: Final = re.compile(
+    r"^[ \t]*(?P<party>[^\n]+?)[ \t]+(?P<type>(?:Applicant|Appellant|Appellee|Petitioner|Respondent"
+    r"|Relator|Real[ \t]+Party[ \t]+in[ \t]+Interest|State|Plaintiff|Defendant|Movant"
+    r"|Cross-Appellant|Cross-Appellee)[^\s]*(?:[ \t]+\([^)\n]*\)[^\s]*)*)"
+    r"(?:[ \t]+(?P<rep>[^\n]+))?$",
+    re.MULTILINE,
+)
+
+# Contracts: the preamble names the parties: "by and between X, a ... ("Company"), and Y".
+PREAMBLE_WINDOW: Final = 3000
+# The preamble starts with the agreement's own first sentence, near the top.
+PREAMBLE_START_RE: Final = re.compile(
+    r"\b(?:agreement|contract|amendment|lease|license|memorandum)\b[^\n]{0,300}?"
+    r"\b(?:between|among|by|entered[ \t\n]+into|made)\b",
+    re.IGNORECASE,
+)
+PREAMBLE_END_RE: Final = re.compile(
+    r"\b(?:WHEREAS|W[ \t]?I[ \t]?T[ \t]?N[ \t]?E[ \t]?S[ \t]?S[ \t]?E[ \t]?T[ \t]?H"
+    r"|RECITALS|Recitals|BACKGROUND"
+    r"|NOW,?[ \t]+THEREFORE|IT[ \t]+IS[ \t]+AGREED|Background)\b"
+    r"|^[ \t]*(?:1\.[ \t]|ARTICLE[ \t]+(?:1|I)\b|Article[ \t]+(?:1|I)\b|SECTION[ \t]+1\b)",
+    re.MULTILINE,
+)
+# What makes a defined term a party: the name has a company suffix, or its description
+# says what kind of person it is.
+ENTITY_NAME_RE: Final = re.compile(
+    rf"(?:,?[ \t\n]+(?:(?=[A-Z])(?i:{_ORG_SUFFIX})|{_ORG_SUFFIX_CS}))\.?$"
+    r"|\b(?i:plc|gmbh|n\.v\.|s\.a\.)$"
+)
+ENTITY_DESC_RE: Final = re.compile(
+    r"(?i:\b(?:corporation|company|partnership|individual|organi[sz]ed|existing|limited"
+    r"[ \t\n]+liability|bank|association|trust|society|entity|national|resident)\b)"
+)
+CONTEXT_MAX_PARTIES: Final = 8
+# Words that show a capitalised phrase in a preamble is not a party.
+NOT_A_CONTRACT_PARTY: Final = frozenset(
+    {"agreement", "effective", "date", "section", "exhibit", "schedule", "article", "party"}
+)
+_CO_TOK = (
+    r"(?:[A-Z][A-Za-z0-9]*\.(?:COM|com|NET|net|ORG|org)\b|[A-Z][A-Za-z]{0,4}\.(?:[A-Za-z]{1,2}\.)*"
+    r"|[A-Z][A-Za-z0-9&'’\-]*(?![.\w])|&|[A-Z]\.)"
+)
+_CO_NAME = rf"{_CO_TOK}(?:,?[ \t]+(?:(?:of|and|the|for|de|y|du|des)[ \t]+)?{_CO_TOK}){{0,9}}"
+# The opening of a defined term: ("Company"), (the "Licensee"), (hereinafter "X").
+_TERM_OPEN = r"(?:the[ \t\n]+|each[ \t\n]+a[ \t\n]+|hereinafter[ \t\n]+)?[\"“'‘]"
+CONTRACT_PARTY_RE: Final = re.compile(
+    rf"(?:\bbetween|\bamong|\band|;)[ \t\n]+(?:the[ \t]+)?(?P<name>{_CO_NAME})"
+    rf"(?=,?[ \t\n]*(?:\({_TERM_OPEN}|(?:a|an)[ \t\n]+[^\n()]{{0,80}}?"
+    r"(?i:corporation|company|partnership"
+    r"|association|limited|bank|trust|organi[sz]ed|formed|existing|entity|individual|society"
+    r"|institution|LLC|L\.L\.C\.)))",
+    re.MULTILINE,
+)
+# A name with its defined term: "INKTOMI CORPORATION ("Inktomi")", "Acme, Inc., a Delaware
+# corporation (the "Company")" (no party of another name in between).
+DEFINED_PARTY_RE: Final = re.compile(
+    rf"(?<![\w.])(?P<name>{_CO_NAME})"
+    r"(?P<desc>,?[ \t\n]+(?:(?!\band[ \t\n]+[A-Z]|;)[^()\n\"“”]){0,160}?)?,?[ \t\n]*"
+    rf"\({_TERM_OPEN}+(?P<term>[^\"”'’)]{{1,40}})[\"”'’]+\)"
+)
+
+# --- document context ---------------------------------------------------------------
+
+CONTEXT_HEAD_CHARS: Final = 20000  # headers, senders and PACER links come first
+
+# A docket number alone on its line: "W2024-00749-COA-R3-CV" (two separators at least).
+LONE_DOCKET_RE: Final = re.compile(
+    r"^[ \t]*(?P<num>(?:[A-Z]{2,4}/)?[A-Za-z0-9]{1,8}(?:[:\-][A-Za-z0-9]{1,8}){2,5})[ \t]*$",
+    re.MULTILINE,
+)
+NOT_A_DOCKET_RE: Final = re.compile(
+    r"\d{3}-\d{3}-\d{4}|\d{4}-\d{2}-\d{2}|(?:19|20)\d\d-(?:19|20)?\d\d"
+    r"|\d{4}-(?:[A-Z][a-z]{2,}|NM[A-Z]{2,4})-\d+"
+)
+# A listing table whose header names a docket column ("Date  Docket  Name  J.").
+DOCKET_TABLE_HEAD_RE: Final = re.compile(
+    r"^(?=[^\n]*\b(?:Docket(?![ \t]+(?:Text|Entr))|Case[ \t]+(?:Number|No\.?|Info)"
+    r"|Court[ \t]+No\.?)(?![^\n]*:))"
+    r"(?=[^\n]*\b(?:Date|Name|Caption|Title|Subject|Judge|Opinion)s?\b)[^\n]{0,200}$",
+    re.MULTILINE,
+)
+# A docket-shaped cell of such a table: "21-476", "102,405-3", "12-00099", "20220245".
+TABLE_DOCKET_RE: Final = re.compile(
+    r"(?<![\w/.,:$\-])(?P<num>(?:[A-Z]{1,3})?\d{2,4}(?:,\d{3})?(?:-\d{1,6}){1,3}(?:-[A-Z]{1,4}\d?)*"
+    r"|\d{7,9})(?![\w/.,:\-])"
+)
+# "the Court", "this Court": the document's own court where the context knows it.
+BARE_COURT_RE: Final = re.compile(r"\b(?:the|this|This|The)[ \t]+Court\b(?![ \t]+of\b)")
+# Ids courts-db gives names that do not say which court ("United States District Court").
+GENERIC_COURTS: Final = frozenset({"usdistct"})
+
+# A recipient line of a notice's e-mail list: "Maria T. Lopez mlopez@example.org, ...".
+RECIPIENT_LINE_RE: Final = re.compile(
+    r"^(?P<line>[A-Z][^\n@:]{2,80}?)[ \t]+[\w.+#-]+@[\w-]+(?:\.[\w-]+)+"
+    r"(?:[ \t]*,[ \t]*[\w.+#-]+@[\w-]+(?:\.[\w-]+)+)*[ \t]*$",
+    re.MULTILINE,
+)
+# CM/ECF appellate party tables: the party's line, then "Role  COUNSEL" on the next.
+APPELLATE_PARTY_RE: Final = re.compile(
+    r"^[ \t]*(?P<party>[^\n]*[^\s])[ \t]*\n[ \t]*(?P<role>(?:Plaintiff|Defendant|Petitioner"
+    r"|Respondent|Appellant|Appellee|Debtor|Creditor|Movant|Intervenor|Interested[ \t]+Party"
+    r"|Amicus[ \t]+Curiae|Cross-Appellant|Cross-Appellee)s?(?:[ \t]*-[ \t]*[A-Z][a-z]+)?)"
+    r"[ \t]+(?P<counsel>[^\n]+)$",
+    re.MULTILINE,
+)
+# Docket text: "filed by Attorney Richard A. Roe", "appearance of Attorney Jo Poe".
+BY_ATTORNEY_RE: Final = re.compile(
+    r"\b(?:by|of|for)[ \t]+Attorney[ \t]+(?=[A-Z])(?P<name>[^\n]{3,60})"
+)

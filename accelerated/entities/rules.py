@@ -22,8 +22,11 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from accelerated.entities import RawMention
 from accelerated.entities import patterns as P
+from accelerated.entities import structure as S
 
 # eyecite logs a warning for every citation overlap it cannot classify: noise per chunk.
 logging.getLogger("eyecite.helpers").addFilter(
@@ -63,12 +66,95 @@ class RulesBackend:
         tokenizer = _tokenizer(self.tokenizer, self.cache_dir)
         return [extract_text(text, tokenizer) for text in texts]
 
+    def document_context(self, text: str) -> str:
+        return DocContext.of(text).encode()
 
-def extract_text(text: str, tokenizer: Any) -> list[RawMention]:
+    def extract_in_context(self, texts: list[str], context: str) -> list[list[RawMention]]:
+        tokenizer = _tokenizer(self.tokenizer, self.cache_dir)
+        doc = DocContext.decode(context)
+        return [extract_text(text, tokenizer, doc) for text in texts]
+
+
+class DocContext(msgspec.Struct, frozen=True, omit_defaults=True):
+    """What a chunk cannot see on its own: the document's court, its docket table, its
+    notice list, the parties its contract preamble names.
+
+    Encoded as short deterministic JSON; the stage keys the chunk cache on it.
+    """
+
+    court: str = ""  # courts-db id named by the header, the sender or the PACER host
+    docket_table: bool = False  # a listing whose header names a docket column
+    notice: bool = False  # a notice of electronic filing with an e-mail recipient list
+    parties: tuple[str, ...] = ()  # contract parties, as the preamble writes them
+
+    @staticmethod
+    def of(text: str) -> DocContext:
+        head = text[: P.CONTEXT_HEAD_CHARS]
+        votes: dict[str, int] = {}
+        for m in [*S.host_courts(head), *S.header_courts(head)]:
+            votes[m.normalized] = votes.get(m.normalized, 0) + 1
+        court = ""
+        if votes:
+            best = max(votes.values())
+            top = sorted(c for c, n in votes.items() if n == best)
+            court = top[0] if len(top) == 1 else ""
+        names = sorted({text[m.start : m.end] for m in S.contract_parties(text)})
+        return DocContext(
+            court=court,
+            docket_table=P.DOCKET_TABLE_HEAD_RE.search(text) is not None,
+            notice=P.MAILED_TO_RE.search(text) is not None,
+            parties=tuple(names[: P.CONTEXT_MAX_PARTIES]),
+        )
+
+    def encode(self) -> str:
+        if self == DocContext():
+            return ""
+        return _CONTEXT_ENCODER.encode(self).decode()
+
+    @staticmethod
+    def decode(context: str) -> DocContext:
+        if not context:
+            return DocContext()
+        try:
+            return _CONTEXT_DECODER.decode(context)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return DocContext()  # another backend's context: read as none
+
+
+_CONTEXT_ENCODER = msgspec.json.Encoder(order="sorted")
+_CONTEXT_DECODER = msgspec.json.Decoder(DocContext)
+
+
+def _in_context(text: str, doc: DocContext) -> Iterator[RawMention]:
+    if doc.docket_table:
+        for m in P.TABLE_DOCKET_RE.finditer(text):
+            num = m.group("num")
+            if not P.NOT_A_DOCKET_RE.fullmatch(num):
+                yield RawMention("DOCKET_NUMBER", m.start(), m.end(), num.lower())
+    if doc.notice:
+        yield from S.recipient_lines(text)
+    for name in doc.parties:  # the preamble's parties, wherever the chunk names them
+        for m in re.finditer(rf"(?<![\w.]){re.escape(name)}(?![\w])", text):
+            yield RawMention("PARTY", m.start(), m.end(), _norm_name(name), "contract party")
+    if doc.court:
+        for m in P.BARE_COURT_RE.finditer(text):
+            yield RawMention("COURT", m.start(), m.end(), doc.court)
+
+
+def _specific(m: RawMention, doc: DocContext | None) -> RawMention:
+    """A generic court id ("usdistct") becomes the document's court when that is known."""
+    if doc and doc.court and m.type == "COURT" and m.normalized in P.GENERIC_COURTS:
+        return msgspec.structs.replace(m, normalized=doc.court)
+    return m
+
+
+def extract_text(text: str, tokenizer: Any, doc: DocContext | None = None) -> list[RawMention]:
     """All rule mentions in one text; same-type overlaps resolved to the longest."""
     if not text.strip():
         return []
     found: list[RawMention] = []
+    if doc is not None:
+        found.extend(_in_context(text, doc))
     found.extend(_citations(text, tokenizer))
     found.extend(_courts(text))
     found.extend(_judges(text))
@@ -79,20 +165,49 @@ def extract_text(text: str, tokenizer: Any) -> list[RawMention]:
     found.extend(_dockets(text))
     found.extend(_dates(text))
     found.extend(_money(text))
-    return keep_longest(m for m in found if m.end > m.start)
+    for rule in S.RULES:
+        found.extend(rule(text))
+    if doc is None:  # without a context, a chunk may still be a document's first
+        found.extend(S.contract_parties(text))
+    for m in P.LONE_DOCKET_RE.finditer(text):
+        num = m.group("num")
+        # a lone line is a docket number only with a sequence number of four digits or more
+        # ("W2031-00412-COA-R3-CV"), not a room or unit code ("WD2-103-02L")
+        if re.search(r"\d{4}", num) and not P.NOT_A_DOCKET_RE.fullmatch(num):
+            found.append(RawMention("DOCKET_NUMBER", m.start("num"), m.end("num"), num.lower()))
+    return keep_longest(_specific(m, doc) for m in found if m.end > m.start and _plausible(text, m))
+
+
+def _plausible(text: str, m: RawMention) -> bool:
+    """Layout rules can land on a separator ("-----") or the versus line ("v.")."""
+    if m.type not in ("PARTY", "ATTORNEY", "JUDGE"):
+        return True
+    surface = text[m.start : m.end].strip()
+    letters = sum(c.isalpha() for c in surface)
+    if surface.upper().startswith(P.STATUS_LINES):  # "ATTORNEY TO BE NOTICED" above a "V."
+        return False
+    return letters >= 2 and surface.casefold() not in P.NOT_A_NAME
 
 
 def keep_longest(mentions: Iterable[RawMention]) -> list[RawMention]:
-    """Per type, drop any mention overlapping a longer (or earlier equal) one."""
-    ordered = sorted(mentions, key=lambda m: (m.type, -(m.end - m.start), m.start, m.normalized))
-    kept: dict[str, list[tuple[int, int]]] = {}
+    """Per type, drop any mention overlapping a longer (or earlier equal) one.
+
+    A kept mention without a role takes the role of an overlapping dropped one (a
+    party table states the role its caption form does not).
+    """
+    ordered = sorted(
+        mentions, key=lambda m: (m.type, -(m.end - m.start), m.start, m.normalized, m.role or "")
+    )
+    kept: dict[str, list[int]] = {}
     out: list[RawMention] = []
     for m in ordered:
-        spans = kept.setdefault(m.type, [])
-        if any(m.start < e and s < m.end for s, e in spans):
-            continue
-        spans.append((m.start, m.end))
-        out.append(m)
+        idx = kept.setdefault(m.type, [])
+        hit = next((i for i in idx if m.start < out[i].end and out[i].start < m.end), None)
+        if hit is None:
+            idx.append(len(out))
+            out.append(m)
+        elif m.role and out[hit].role is None:
+            out[hit] = msgspec.structs.replace(out[hit], role=m.role)
     out.sort(key=lambda m: (m.start, m.end, m.type))
     return out
 
@@ -120,6 +235,11 @@ def _tokenizer(kind: str, cache_dir: str) -> Any:
     if tok is None:
         tok = cache[(kind, cache_dir)] = _new_tokenizer(kind, cache_dir)
     return tok
+
+
+def shared_tokenizer() -> Any:
+    """This thread's tokenizer of the default kind (for code outside the backend)."""
+    return _tokenizer(fastest_tokenizer(), _default_cache_dir())
 
 
 def _new_tokenizer(kind: str, cache_dir: str) -> Any:
@@ -260,17 +380,31 @@ def _is_name(name: str) -> bool:
     return any(w.casefold() not in P.NAME_STOP for w in name.split())
 
 
+def _drop_trailing_title(name: str) -> str:
+    """ "Katherine A Crytzer Magistrate [Judge ...]": the next judge's title is not hers."""
+    words = name.split(" ")
+    while len(words) > 1 and words[-1].casefold() in P.JUDGE_TITLES:
+        words.pop()
+    return " ".join(words)
+
+
+def _is_judge_name(name: str) -> bool:
+    words = [w.strip(".,").casefold() for w in name.split()]
+    return _is_name(name) and not any(w in P.JUDGE_NAME_STOP for w in words)
+
+
 def _judges(text: str) -> Iterator[RawMention]:
     for rx in P.JUDGE_RES:
         for m in rx.finditer(text):
-            name = m.group("name")
-            if _is_name(name):
-                yield RawMention("JUDGE", m.start("name"), m.end("name"), _norm_name(name))
+            name = _drop_trailing_title(m.group("name"))
+            if _is_judge_name(name):
+                s = m.start("name")
+                yield RawMention("JUDGE", s, s + len(name), _norm_name(name))
     for m in P.BEFORE_RE.finditer(text):
         base = m.start("list")
         for n in P.BEFORE_NAME_RE.finditer(m.group("list")):
             name = n.group("name")
-            if _is_name(name):
+            if _is_judge_name(name):
                 yield RawMention("JUDGE", base + n.start(), base + n.end(), _norm_name(name))
 
 
@@ -292,16 +426,61 @@ def _worth_running(rx: re.Pattern[str], text: str) -> bool:
 
 def _parties(text: str) -> Iterator[RawMention]:
     for v in P.VERSUS_RE.finditer(text):
+        if _middle_initial(text, v):
+            continue
         lo = max(0, v.start() - P.CAPTION_WINDOW)
         left = P.CAPTION_LEFT_RE.search(text, lo, v.start())
         right = P.CAPTION_RIGHT_RE.match(text, v.end())
-        if left is None or right is None:
+        if left is None and right is None:
             continue
-        for m, group in ((left, "left"), (right, "right")):
+        # one side may be a description ("X, Chapter 7 Trustee of the estate v. Y"): the
+        # other side is still a party
+        sides = [(left, "left", "lrole"), (right, "right", "rrole")]
+        for m, group, rgroup in ((m, g, r) for m, g, r in sides if m is not None):
             s, e = _trim_lead(text, m.start(group), m.end(group))
-            surface = text[s:e].rstrip(" ,&")
+            surface = _drop_initial_cell(text[s:e].rstrip(" ,&"))
+            if surface and surface.casefold() not in P.LEAD_STOP:
+                role = P.role_of(m.group(rgroup)) if m.group(rgroup) else None
+                yield RawMention("PARTY", s, s + len(surface), _norm_name(surface), role)
+    for m in P.CASE_NAME_FIELD_RE.finditer(text):  # "Case Name: Acme Holding LLC"
+        value = m.group("value")
+        if P.VERSUS_RE.search(f" {value} ") is None:
+            s = m.start("value")
+            surface = P.ET_AL_RE.sub("", value).rstrip(" ,")
             if surface and surface.casefold() not in P.LEAD_STOP:
                 yield RawMention("PARTY", s, s + len(surface), _norm_name(surface))
+    for m in P.IN_RE_RE.finditer(text):
+        s, e = m.start("name"), m.end("name")
+        surface = text[s:e].rstrip(" ,&")
+        if surface and surface.casefold() not in P.LEAD_STOP:
+            yield RawMention("PARTY", s, s + len(surface), _norm_name(surface))
+
+
+def _middle_initial(text: str, v: re.Match[str]) -> bool:
+    """ "John V. Smith": a capital "V." is a middle initial when its line also has a
+    lower-case "v." or "vs." (the caption's real versus)."""
+    if v.group().strip() != "V.":
+        return False
+    line_start = text.rfind("\n", 0, v.start()) + 1
+    line_end = text.find("\n", v.end())
+    line = text[line_start : line_end if line_end >= 0 else len(text)]
+    return re.search(r"\s(?:v\.|vs\.?)\s", line) is not None
+
+
+_SUFFIXES = frozenset(P.ORG_SUFFIX_SHORT)
+
+
+def _drop_initial_cell(surface: str) -> str:
+    """A listing's next cell glued to a name ("Brown A", "Brown KJ": the author's
+    initials) is not part of it: a mixed-case party name does not end in one or two
+    capitals without periods, company suffixes ("AG", "LP") apart."""
+    words = surface.split(" ")
+    if len(words) < 2 or not (words[-1].isalpha() and words[-1].isupper()):
+        return surface
+    last, before = words[-1], words[-2]
+    if len(last) == 1 or (len(last) == 2 and not before.isupper() and last not in _SUFFIXES):
+        return " ".join(words[:-1]).rstrip(" ,&")
+    return surface
 
 
 def _organizations(text: str) -> Iterator[RawMention]:
@@ -323,7 +502,7 @@ def _dockets(text: str) -> Iterator[RawMention]:
     for rx in P.DOCKET_RES:
         for m in rx.finditer(text):
             num = m.group("num").rstrip(".,:;-")
-            if any(c.isdigit() for c in num):
+            if any(c.isdigit() for c in num) and not P.NEUTRAL_CITE_RE.fullmatch(num):
                 s = m.start("num")
                 yield RawMention("DOCKET_NUMBER", s, s + len(num), num.translate(P.DASHES).lower())
 
@@ -333,7 +512,14 @@ def _dates(text: str) -> Iterator[RawMention]:
         for m in rx.finditer(text):
             month_s = m.group("month").rstrip(".").lower()
             month = int(month_s) if month_s.isdigit() else P.MONTH_NUMBER.get(month_s, 0)
-            day, year = int(m.group("day")), int(m.group("year"))
+            year = int(m.group("year"))
+            if len(m.group("year")) == 2:
+                year += 2000 if year < 69 else 1900
+            if m.group("day") is None:  # "June 2017"
+                if 1 <= month <= 12 and year in P.MONTH_ONLY_YEARS:
+                    yield RawMention("DATE", m.start(), m.end(), f"{year:04d}-{month:02d}")
+                continue
+            day = int(m.group("day"))
             valid = 1 <= month <= 12 and 1000 <= year <= 2999
             if valid and 1 <= day <= calendar.monthrange(year, month)[1]:
                 yield RawMention("DATE", m.start(), m.end(), f"{year:04d}-{month:02d}-{day:02d}")
@@ -348,6 +534,35 @@ def _money(text: str) -> Iterator[RawMention]:
                 if scale:
                     amount *= P.MONEY_SCALE[scale.lower()]
                 yield RawMention("MONEY", m.start(), m.end(), f"USD {_format_amount(amount)}")
+    for m in P.DOLLAR_ABBR_RE.finditer(text) if "$" in text else ():
+        with contextlib.suppress(InvalidOperation):
+            amount = Decimal(m.group("num").replace(",", "")) * P.MONEY_SCALE[m["abbr"].lower()]
+            yield RawMention("MONEY", m.start(), m.end(), f"USD {_format_amount(amount)}")
+    if not _may_hold_foreign_money(text):
+        return  # the foreign forms' regexes try every digit: skip texts without a currency
+    for rx in P.FOREIGN_MONEY_RES:
+        for m in rx.finditer(text):
+            groups = m.groupdict()
+            if groups.get("sym"):
+                currency = P.CURRENCY_SYMBOL[groups["sym"]]
+            elif groups.get("code"):
+                currency = P.CURRENCY_CODE[groups["code"]]
+            else:
+                currency = P.CURRENCY_WORD[" ".join(groups["word"].lower().split())]
+            with contextlib.suppress(InvalidOperation):
+                amount = Decimal(m.group("num").replace(",", ""))
+                scale = groups.get("scale") or groups.get("abbr")
+                if scale:
+                    amount *= P.MONEY_SCALE[scale.lower()]
+                yield RawMention(
+                    "MONEY", m.start(), m.end(), f"{currency} {_format_amount(amount)}"
+                )
+
+
+def _may_hold_foreign_money(text: str) -> bool:
+    return any(h in text for h in P.FOREIGN_MONEY_SYMBOLS) or bool(
+        P.FOREIGN_MONEY_CODE_RE.search(text)
+    )
 
 
 def _format_amount(amount: Decimal) -> str:

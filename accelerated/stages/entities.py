@@ -1,8 +1,9 @@
 """Stage 4, ``entities``: run an entity backend per chunk, with a content-hash cache.
 
-Results are cached per (backend version, sha256 of chunk text), so an unchanged
-chunk is never re-analysed; because a backend sees only the chunk text, a cached and
-a fresh result are the same bytes and the output is identical either way.
+Results are cached per (backend version, sha256 of the chunk text, prefixed by the
+document context when the backend reads one): a backend sees only the chunk text and
+that short context string, so a cached and a fresh result are the same bytes and the
+output is identical either way.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from accelerated.backends import (
     PoolEntityBackend,
     entity_mode,
 )
-from accelerated.entities import RawMention
+from accelerated.entities import ContextualBackend, RawMention
 from accelerated.errors import PipelineError
 from accelerated.ids import mention_id
 from accelerated.models import ENTITY_TYPES, Chunked, Mention, Mentions
@@ -27,22 +28,56 @@ from accelerated.stages import StageContext
 _ENCODER = msgspec.json.Encoder()
 _DECODER = msgspec.json.Decoder(list[RawMention])
 _TYPES = frozenset(ENTITY_TYPES)
+CONTEXT_OFFLOAD_CHARS = 200_000  # larger documents get their context off the event loop
 
 
-def run_backend(backend: PoolEntityBackend, texts: list[str]) -> list[list[RawMention]]:
+def run_backend(
+    backend: EntityBackend, texts: list[str], context: str = ""
+) -> list[list[RawMention]]:
     """Top-level so the backend and texts can be pickled to a process pool."""
+    if context and isinstance(backend, ContextualBackend):
+        return backend.extract_in_context(texts, context)
+    assert isinstance(backend, PoolEntityBackend)
     return backend.extract(texts)
 
 
 async def call_backend(
-    backend: EntityBackend, texts: list[str], ctx: StageContext
+    backend: EntityBackend, texts: list[str], ctx: StageContext, context: str = ""
 ) -> list[list[RawMention]]:
     """Run the backend where its mode says: the process pool, or awaited on the loop."""
     if entity_mode(backend) == "pool":
-        assert isinstance(backend, PoolEntityBackend)
-        return await ctx.run_cpu(run_backend, backend, texts)
+        return await ctx.run_cpu(run_backend, backend, texts, context)
     assert isinstance(backend, AsyncEntityBackend)
     return await backend.extract_async(texts)
+
+
+def document_text(doc: Chunked) -> str:
+    """The cleaned text again, from the chunks (they cover it, overlapping)."""
+    parts: list[str] = []
+    covered = 0
+    for c in doc.chunks:
+        if c.end > covered:
+            parts.append(c.text[max(0, covered - c.start) :])
+            covered = c.end
+    return "".join(parts)
+
+
+def context_of(backend: EntityBackend, doc: Chunked) -> str:
+    """The document context a contextual backend gets with each chunk ("" otherwise)."""
+    if not isinstance(backend, ContextualBackend) or not doc.chunks:
+        return ""
+    return backend.document_context(document_text(doc))
+
+
+def backend_results(backend: EntityBackend, doc: Chunked) -> list[list[RawMention]]:
+    """Uncached backend results for a document's chunks (benchmarks, tests)."""
+    return run_backend(backend, [c.text for c in doc.chunks], context_of(backend, doc))
+
+
+def cache_hash(text: str, context: str) -> str:
+    """The chunk-cache key: the text's sha256, or of context and text when there is one."""
+    data = text if not context else f"{context}\x00{text}"
+    return hashlib.sha256(data.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def encode_result(mentions: list[RawMention]) -> bytes:
@@ -58,10 +93,10 @@ def decode_result(data: bytes) -> list[RawMention] | None:
 
 
 async def chunk_results(
-    texts: list[str], backend: EntityBackend, ctx: StageContext
+    texts: list[str], backend: EntityBackend, ctx: StageContext, context: str = ""
 ) -> list[list[RawMention]]:
     """Backend results per text: cache hits first, one backend call for all misses."""
-    hashes = [hashlib.sha256(t.encode("utf-8", "surrogatepass")).hexdigest() for t in texts]
+    hashes = [cache_hash(t, context) for t in texts]
     results: list[list[RawMention] | None] = [None] * len(texts)
     if ctx.chunk_cache is not None and texts:
         cached = await ctx.chunk_cache.get_many(backend.version, hashes)
@@ -74,7 +109,7 @@ async def chunk_results(
             missing.setdefault(hashes[i], []).append(i)
     if missing:
         todo = [texts[idx[0]] for idx in missing.values()]
-        fresh = await call_backend(backend, todo, ctx)
+        fresh = await call_backend(backend, todo, ctx, context)
         if len(fresh) != len(todo):
             raise PipelineError(f"entity backend {backend.version} returned a wrong result count")
         for idx, found in zip(missing.values(), fresh, strict=True):
@@ -87,14 +122,12 @@ async def chunk_results(
     return [r if r is not None else [] for r in results]
 
 
-async def run(doc: Chunked, ctx: StageContext) -> Mentions:
-    backend = (
-        ctx.backends.entities
-        if ctx.backends is not None
-        else ENTITY_BACKENDS.create(ctx.settings.entity_backend, ctx.settings)
-    )
+def assemble(doc: Chunked, found: list[list[RawMention]]) -> list[Mention]:
+    """Chunk-relative backend results -> document mentions, each reported once.
+
+    Pure, so the quality benchmark measures exactly what the stage emits.
+    """
     chunks = doc.chunks
-    found = await chunk_results([c.text for c in chunks], backend, ctx)
     mentions: dict[tuple[int, int, str], Mention] = {}
     for i, (chunk, raw) in enumerate(zip(chunks, found, strict=True)):
         # A chunk owns [start, next start): overlapping regions are reported once.
@@ -116,9 +149,24 @@ async def run(doc: Chunked, ctx: StageContext) -> Mentions:
                     normalized=m.normalized,
                     start=start,
                     end=end,
+                    role=m.role,
                 )
+    return [mentions[k] for k in sorted(mentions)]
+
+
+async def run(doc: Chunked, ctx: StageContext) -> Mentions:
+    backend = (
+        ctx.backends.entities
+        if ctx.backends is not None
+        else ENTITY_BACKENDS.create(ctx.settings.entity_backend, ctx.settings)
+    )
+    if sum(len(c.text) for c in doc.chunks) > CONTEXT_OFFLOAD_CHARS:
+        context = await ctx.run_cpu(context_of, backend, doc)  # a scan of the whole text
+    else:
+        context = context_of(backend, doc)
+    found = await chunk_results([c.text for c in doc.chunks], backend, ctx, context)
     return Mentions(
         document_id=doc.document_id,
-        chunk_ids=[c.id for c in chunks],
-        mentions=[mentions[k] for k in sorted(mentions)],
+        chunk_ids=[c.id for c in doc.chunks],
+        mentions=assemble(doc, found),
     )

@@ -1,0 +1,269 @@
+"""``python -m benchmarks.quality --truth ../shared/corpus/truth``: entity quality vs ground truth.
+
+Runs an entity backend on the corpus documents (and snippets) that have ground truth,
+exactly as the pipeline does (extract, clean, chunk, the entities stage's assembly),
+and reports precision, recall and F1 per entity type and per document family. The
+truth sets and how each maps to its documents are described in ``truth/README.md``;
+which fields count as which entity type is in ``benchmarks/quality_truth.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from accelerated.backends import EntityBackend
+from accelerated.entities import get_backend
+from accelerated.errors import PipelineError
+from accelerated.extractors import extract_bytes
+from accelerated.models import Chunked, Cleaned, Mention
+from accelerated.stages.chunk import build_chunks
+from accelerated.stages.clean import clean_document
+from accelerated.stages.entities import assemble, backend_results
+from benchmarks.quality_match import MATCHING_RULE, key_of, matches, name_words
+from benchmarks.quality_truth import Case, load_cases
+
+CHUNK_CHARS, CHUNK_OVERLAP = 2000, 200  # the pipeline's defaults
+DOC_ID = uuid.UUID("00000000-0000-4000-8000-00000000a001")
+_NAMES = frozenset({"PARTY", "ATTORNEY", "JUDGE"})
+IN_TEXT_NOTE = (
+    "'in text' (names only): truth items all of whose words occur in the extracted text; "
+    "the rest (a listing's case names kept only in link attributes, justices named by "
+    "initials) no text rule can find."
+)
+PRECISION_NOTE = (
+    "Precision is a lower bound: most truth sets list fields (a docket's parties, its "
+    "filing dates), not every mention in the text, so a correct mention the truth does "
+    "not list counts as a false positive."
+)
+
+
+@dataclass
+class Score:
+    """Counts for one (family, type): truth items found, predictions that match truth."""
+
+    truth: int = 0
+    found: int = 0
+    predicted: int = 0
+    correct: int = 0
+    in_text: int | None = None  # names only: truth items whose words all occur in the text
+
+    def add(self, other: Score) -> None:
+        if other.in_text is not None:
+            self.in_text = (self.in_text or 0) + other.in_text
+        self.truth += other.truth
+        self.found += other.found
+        self.predicted += other.predicted
+        self.correct += other.correct
+
+    @property
+    def recall(self) -> float | None:
+        return self.found / self.truth if self.truth else None
+
+    @property
+    def precision(self) -> float | None:
+        return self.correct / self.predicted if self.predicted else None
+
+    @property
+    def f1(self) -> float | None:
+        p, r = self.precision, self.recall
+        if p is None or r is None:
+            return None
+        return 2 * p * r / (p + r) if p + r else 0.0
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        def r3(x: float | None) -> float | None:
+            return None if x is None else round(x, 4)
+
+        return {
+            "truth": self.truth,
+            "found": self.found,
+            "predicted": self.predicted,
+            "correct": self.correct,
+            "truth_in_text": self.in_text,
+            "precision": r3(self.precision),
+            "recall": r3(self.recall),
+            "f1": r3(self.f1),
+        }
+
+
+@dataclass
+class Report:
+    backend: str
+    version: str
+    documents: int = 0
+    skipped: list[str] = field(default_factory=list)
+    scores: dict[tuple[str, str], Score] = field(default_factory=dict)
+    misses: dict[str, list[str]] = field(default_factory=dict)
+    wrong: dict[str, list[str]] = field(default_factory=dict)
+
+    def by_type(self) -> dict[str, Score]:
+        out: dict[str, Score] = defaultdict(Score)
+        for (_family, etype), s in self.scores.items():
+            out[etype].add(s)
+        return dict(sorted(out.items()))
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "backend": self.backend,
+            "backend_version": self.version,
+            "documents": self.documents,
+            "skipped": self.skipped,
+            "matching_rule": MATCHING_RULE,
+            "precision_note": PRECISION_NOTE,
+            "in_text_note": IN_TEXT_NOTE,
+            "by_type": {t: s.as_dict() for t, s in self.by_type().items()},
+            "by_family": {
+                f"{family} {etype}": s.as_dict()
+                for (family, etype), s in sorted(self.scores.items())
+            },
+        }
+
+
+def document_text(case: Case) -> str:
+    """The cleaned text the pipeline's chunk stage would see for this case."""
+    if case.text is not None:
+        return case.text
+    assert case.path is not None
+    result = extract_bytes(case.path.read_bytes(), case.path.name)
+    text, _pages, _category = clean_document(result.text, result.pages, result.format)
+    return text
+
+
+def document_mentions(text: str, backend: EntityBackend) -> list[Mention]:
+    """What the entities stage emits for this text (same chunking, same assembly)."""
+    cleaned = Cleaned(document_id=DOC_ID, text=text, pages=[], category="other")
+    chunks = build_chunks(cleaned, CHUNK_CHARS, CHUNK_OVERLAP)
+    doc = Chunked(document_id=DOC_ID, chunks=chunks)
+    return assemble(doc, backend_results(backend, doc))
+
+
+def score_case(
+    case: Case, mentions: Sequence[Mention], text: str = ""
+) -> dict[str, tuple[Score, list[str], list[str]]]:
+    """Per type with truth: the counts, the truth items not found and the predictions that
+    match no truth item (for --misses)."""
+    out: dict[str, tuple[Score, list[str], list[str]]] = {}
+    text_words = set(name_words(text))
+    for etype, items in case.truth.items():
+        truth = {key_of(etype, t) for t in items} - {""}
+        if not truth:
+            continue
+        predicted = {
+            key_of(etype, m.normalized if _use_normalized(etype) else m.text)
+            for m in mentions
+            if m.type == etype
+        }
+        predicted.discard("")
+        found = [t for t in truth if any(matches(etype, t, p) for p in predicted)]
+        correct = [p for p in predicted if any(matches(etype, t, p) for t in truth)]
+        missed = sorted(truth - set(found))
+        wrong = sorted(predicted - set(correct))
+        score = Score(len(truth), len(found), len(predicted), len(correct))
+        if etype in _NAMES:  # truth whose words are all in the text: what a rule could find
+            score.in_text = sum(set(t.split()) <= text_words for t in truth)
+        out[etype] = (score, missed, wrong)
+    return out
+
+
+def _use_normalized(etype: str) -> bool:
+    """Ids and values are compared on the backend's normalized form, names on the surface."""
+    return etype in ("COURT", "DATE", "MONEY", "CASE_CITATION", "STATUTE", "DOCKET_NUMBER")
+
+
+def evaluate(cases: Iterable[Case], backend_name: str) -> Report:
+    backend = get_backend(backend_name)
+    report = Report(backend=backend_name, version=backend.version)
+    for case in cases:
+        try:
+            text = document_text(case)
+        except PipelineError as exc:  # unreadable documents are the extractors' business
+            report.skipped.append(f"{case.name}: {exc}")
+            continue
+        report.documents += 1
+        scored = score_case(case, document_mentions(text, backend), text)
+        for etype, (score, missed, wrong) in scored.items():
+            report.scores.setdefault((case.family, etype), Score()).add(score)
+            if missed:
+                report.misses.setdefault(f"{case.family} {etype}", []).extend(
+                    f"{case.name}: {m}" for m in missed
+                )
+            if wrong:
+                report.wrong.setdefault(f"{case.family} {etype}", []).extend(
+                    f"{case.name}: {m}" for m in wrong
+                )
+    return report
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
+def print_report(report: Report, console: Console, show_misses: bool) -> None:
+    console.print(f"backend {report.backend} ({report.version}), {report.documents} documents")
+    console.print(f"Matching rule: {MATCHING_RULE}")
+    console.print(PRECISION_NOTE)
+    console.print(IN_TEXT_NOTE)
+    for title, rows in (
+        ("By entity type", [(t, s) for t, s in report.by_type().items()]),
+        ("By family and type", [(f"{f} {t}", s) for (f, t), s in sorted(report.scores.items())]),
+    ):
+        table = Table(title=title)
+        for col in ("", "truth", "in text", "predicted", "precision", "recall", "F1"):
+            table.add_column(col, justify="left" if not col else "right")
+        for name, s in rows:
+            table.add_row(
+                name,
+                str(s.truth),
+                "-" if s.in_text is None else str(s.in_text),
+                str(s.predicted),
+                _fmt(s.precision),
+                _fmt(s.recall),
+                _fmt(s.f1),
+            )
+        console.print(table)
+    for item in report.skipped:
+        console.print(f"skipped {item}")
+    if show_misses:
+        for label, items in (("missed", report.misses), ("unmatched", report.wrong)):
+            for name, values in sorted(items.items()):
+                console.print(f"[bold]{label} {name}[/bold]")
+                for m in values:
+                    console.print(f"  {m}", markup=False)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.quality", description=__doc__)
+    ap.add_argument("--truth", type=Path, required=True, help="the corpus's truth/ folder")
+    ap.add_argument("--corpus", type=Path, help="the corpus folder (default: truth's parent)")
+    ap.add_argument("--entity-backend", default="rules", help="a registered backend name")
+    ap.add_argument("--json", type=Path, help="also write the figures as JSON here")
+    ap.add_argument("--family", action="append", help="only families starting with this")
+    ap.add_argument(
+        "--misses",
+        action="store_true",
+        help="list the truth items not found and the predictions matching no truth item",
+    )
+    args = ap.parse_args(argv)
+    corpus = args.corpus or args.truth.resolve().parent
+    cases = load_cases(args.truth, corpus)
+    if args.family:
+        cases = [c for c in cases if c.family.startswith(tuple(args.family))]
+    report = evaluate(cases, args.entity_backend)
+    print_report(report, Console(width=160), args.misses)
+    if args.json:
+        args.json.write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
