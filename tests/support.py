@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import csv
 import os
@@ -118,3 +119,30 @@ def subprocess_env(settings: Settings) -> dict[str, str]:
 
 
 PYTHON = sys.executable
+
+
+def copy_inputs(dest: Path, corpus: Path | None = None, opinions: int = 0) -> Path:
+    """The bundled examples copied into ``dest`` (made), plus ``opinions`` corpus opinion
+    texts: small, quick documents for runs that a test interrupts."""
+    from tests.conftest import EXAMPLES
+
+    dest.mkdir(parents=True)
+    for p in sorted(EXAMPLES.iterdir()):
+        if p.is_file():
+            shutil.copy(p, dest / p.name)
+    if opinions:
+        assert corpus is not None
+        for p in sorted((corpus / "courtlistener" / "opinions_txt").glob("*.txt"))[:opinions]:
+            shutil.copy(p, dest / p.name)
+    return dest
+
+
+def slow_clean(delay_s: float = 0.3) -> Any:
+    """A ``clean`` stage that waits first, so documents are in flight when a fault hits."""
+    from accelerated.stages import clean
+
+    async def slow(doc: Any, ctx: Any) -> Any:
+        await asyncio.sleep(delay_s)
+        return await clean.run(doc, ctx)
+
+    return slow

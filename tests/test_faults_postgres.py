@@ -5,10 +5,8 @@ uninterrupted run and resumes within 15 s of the fault's end."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import pytest
@@ -16,36 +14,14 @@ import redis.asyncio as aioredis
 
 from accelerated.batch_run import BatchOptions, run_batch
 from accelerated.keys import Keys
-from accelerated.models import Extracted
 from accelerated.settings import Settings
-from accelerated.stages import StageContext
-from accelerated.stages import clean as clean_stage
 from benchmarks.proxy import dsn_address
 from persistence.schema import migrate
 from tests import faults
-from tests.conftest import DATABASE_URL, EXAMPLES
-from tests.support import dump, make_runtime, side_store
+from tests.conftest import DATABASE_URL
+from tests.support import copy_inputs, dump, make_runtime, side_store, slow_clean
 
 pytestmark = pytest.mark.slow
-
-
-def _inputs(tmp_path: Path, corpus: Path) -> Path:
-    src = tmp_path / "in"
-    src.mkdir()
-    for p in sorted(EXAMPLES.iterdir()):
-        if p.is_file():
-            shutil.copy(p, src / p.name)
-    for p in sorted((corpus / "courtlistener" / "opinions_txt").glob("*.txt"))[:9]:
-        shutil.copy(p, src / p.name)
-    return src
-
-
-def _slow_clean() -> Any:
-    async def slow(doc: Extracted, ctx: StageContext) -> Any:
-        await asyncio.sleep(0.3)  # documents stay in flight while the fault happens
-        return await clean_stage.run(doc, ctx)
-
-    return slow
 
 
 @pytest.mark.parametrize("accelerated", [True, False], ids=["accelerated", "traditional"])
@@ -60,7 +36,7 @@ async def test_postgres_fault_mid_batch(
     redis: aioredis.Redis,
     keys: Keys,
 ) -> None:
-    src = _inputs(tmp_path, corpus)
+    src = copy_inputs(tmp_path / "in", corpus, 9)
     total = len(list(src.iterdir()))
     s = settings.model_copy(update={"concurrency": 2, "read_count": 2})
     async with side_store(s, DATABASE_URL, "ref") as (s_ref, pool_ref, redis_ref):
@@ -81,7 +57,7 @@ async def test_postgres_fault_mid_batch(
         )
         try:
             rt = make_runtime(s, pool, redis, accelerated=accelerated)
-            rt.stage_overrides["clean"] = _slow_clean()
+            rt.stage_overrides["clean"] = slow_clean()
             batch = asyncio.create_task(run_batch(rt, BatchOptions("pgfault", [src])))
             for _ in range(400):
                 left = await redis.scard(keys.outstanding("pgfault"))

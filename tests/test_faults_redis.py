@@ -8,7 +8,6 @@ measured (printed, and bounded at 15 s as the issue asks).
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -19,29 +18,13 @@ import redis.asyncio as aioredis
 
 from accelerated.batch_run import BatchOptions, run_batch
 from accelerated.keys import Keys
-from accelerated.models import Extracted
 from accelerated.settings import Settings
-from accelerated.stages import StageContext
-from accelerated.stages import clean as clean_stage
 from persistence.schema import migrate
-from tests.conftest import EXAMPLES
 from tests.faults import RedisServer
-from tests.support import dump, make_runtime
+from tests.support import copy_inputs, dump, make_runtime, slow_clean
 
 pytestmark = pytest.mark.slow
 RECOVERY_BOUND_S = 15.0
-
-
-def _inputs(tmp_path: Path, corpus: Path, n: int = 16) -> Path:
-    src = tmp_path / "in"
-    src.mkdir()
-    for p in sorted(EXAMPLES.iterdir()):
-        if p.is_file():
-            shutil.copy(p, src / p.name)
-    texts = sorted((corpus / "courtlistener" / "opinions_txt").glob("*.txt"))[: n - 7]
-    for p in texts:
-        shutil.copy(p, src / p.name)
-    return src
 
 
 async def _reference(settings: Settings, pool: asyncpg.Pool, src: Path) -> dict[str, Any]:
@@ -67,14 +50,6 @@ async def _reference(settings: Settings, pool: asyncpg.Pool, src: Path) -> dict[
     return rows
 
 
-def _slow_clean() -> Any:
-    async def slow(doc: Extracted, ctx: StageContext) -> Any:
-        await asyncio.sleep(0.3)  # keeps documents in flight while the fault happens
-        return await clean_stage.run(doc, ctx)
-
-    return slow
-
-
 @pytest.mark.parametrize("persistent", [False, True], ids=["restarted-empty", "restarted-aof"])
 async def test_redis_killed_and_restarted_mid_batch(
     persistent: bool,
@@ -83,14 +58,14 @@ async def test_redis_killed_and_restarted_mid_batch(
     settings: Settings,
     pg_pool: asyncpg.Pool,
 ) -> None:
-    src = _inputs(tmp_path, corpus)
+    src = copy_inputs(tmp_path / "in", corpus, 9)
     expected = await _reference(settings, pg_pool, src)
     with RedisServer(tmp_path / "redis", appendonly=persistent) as server:
         # Two documents at a time, so that the fault lands mid-run, not at the end.
         s = settings.model_copy(update={"redis_url": server.url, "concurrency": 2, "read_count": 2})
         client = aioredis.Redis.from_url(server.url, socket_connect_timeout=2)
         rt = make_runtime(s, pg_pool, client, accelerated=True)
-        rt.stage_overrides["clean"] = _slow_clean()
+        rt.stage_overrides["clean"] = slow_clean()
         keys = Keys(s.redis_prefix)
         batch = asyncio.create_task(run_batch(rt, BatchOptions("faults", [src])))
         total = len(list(src.iterdir()))

@@ -4,7 +4,6 @@ the run within a bound, and an eviction policy that could drop streams is refuse
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
 from pathlib import Path
 
@@ -18,18 +17,8 @@ from accelerated.errors import BackendUnavailable, ConfigError
 from accelerated.keys import Keys
 from accelerated.settings import Settings
 from persistence.schema import migrate
-from tests.conftest import EXAMPLES
 from tests.faults import RedisServer
-from tests.support import make_runtime
-
-
-def _inputs(tmp_path: Path) -> Path:
-    src = tmp_path / "in"
-    src.mkdir()
-    for p in sorted(EXAMPLES.iterdir()):
-        if p.is_file():
-            shutil.copy(p, src / p.name)
-    return src
+from tests.support import copy_inputs, make_runtime
 
 
 async def test_finished_documents_keys_expire_and_come_back_to_life_when_requeued(
@@ -38,7 +27,7 @@ async def test_finished_documents_keys_expire_and_come_back_to_life_when_requeue
     s = settings.model_copy(update={"ttl_done_s": 120})
     await migrate(pg_pool, s.pg_schema)
     rt = make_runtime(s, pg_pool, redis, accelerated=True)
-    report = await run_batch(rt, BatchOptions("ttl", [_inputs(tmp_path)]))
+    report = await run_batch(rt, BatchOptions("ttl", [copy_inputs(tmp_path / "in")]))
     assert report.done == report.total > 0
     ids = [r[0] for r in await pg_pool.fetch("SELECT id FROM documents")]
     total_bytes = 0
@@ -79,7 +68,7 @@ async def test_a_full_redis_is_waited_out_or_ends_the_run_within_its_bound(
     policy: str, tmp_path: Path, settings: Settings, pg_pool: asyncpg.Pool
 ) -> None:
     await migrate(pg_pool, settings.pg_schema)
-    src = _inputs(tmp_path)
+    src = copy_inputs(tmp_path / "in")
     with RedisServer(tmp_path / "redis", maxmemory="1mb") as server:
         s = settings.model_copy(
             update={"redis_url": server.url, "redis_outage": policy, "redis_outage_limit_s": 3.0}

@@ -4,7 +4,6 @@ processes after SIGKILL."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 import signal
 import subprocess
 import time
@@ -20,8 +19,7 @@ from accelerated.batch_run import BatchOptions, run_batch
 from accelerated.keys import Keys
 from accelerated.settings import Settings
 from persistence.schema import migrate
-from tests.conftest import EXAMPLES
-from tests.support import PYTHON, make_runtime, subprocess_env
+from tests.support import PYTHON, copy_inputs, make_runtime, subprocess_env
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,15 +35,6 @@ def _worker(settings: Settings, **env: str) -> subprocess.Popen[bytes]:
     )
 
 
-def _inputs(tmp_path: Path) -> Path:
-    src = tmp_path / "in"
-    src.mkdir()
-    for p in sorted(EXAMPLES.iterdir()):
-        if p.is_file():
-            shutil.copy(p, src / p.name)
-    return src
-
-
 async def _until(pred: object, seconds: float, what: str) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -59,7 +48,7 @@ async def test_sigterm_while_a_stage_hangs_drains_within_the_grace_and_hands_ove
     tmp_path: Path, settings: Settings, pg_pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys
 ) -> None:
     await migrate(pg_pool, settings.pg_schema)
-    src = _inputs(tmp_path)
+    src = copy_inputs(tmp_path / "in")
     flag = tmp_path / "hang"
     flag.write_text("1")
     hanging = _worker(
@@ -115,7 +104,7 @@ async def test_sigkilled_worker_leaves_no_processes_behind(
     rt = make_runtime(settings, pg_pool, redis, accelerated=True)
     # Work for the pool, so that its children exist (they start on first use).
     batch = asyncio.create_task(
-        run_batch(rt, BatchOptions("kill", [_inputs(tmp_path)], consume=False))
+        run_batch(rt, BatchOptions("kill", [copy_inputs(tmp_path / "in")], consume=False))
     )
     try:
         parent = psutil.Process(proc.pid)
