@@ -16,12 +16,14 @@ import msgspec
 import zstandard
 
 from accelerated.errors import CodecError, ValueTooLarge
+from accelerated.spill import SpillStore
 
 T = TypeVar("T")
 
 MAGIC: Final = b"LP"
 VERSION: Final = 1
 FLAG_DICT: Final = 0x01
+FLAG_SPILLED: Final = 0x02  # the body is a reference into the spill store, not zstd
 HEADER_LEN: Final = 4
 _STREAM_CHUNK: Final = 1024 * 1024
 
@@ -36,8 +38,13 @@ class Codec:
         max_value_bytes: int = 64 * 1024 * 1024,
         max_decompressed_bytes: int = 512 * 1024 * 1024,
         dictionary: bytes | None = None,
+        spill: SpillStore | None = None,
+        max_spilled_bytes: int = 1024 * 1024 * 1024,
     ) -> None:
         self.max_value_bytes = max_value_bytes
+        self.spill = spill  # values over max_value_bytes go there, when configured
+        self.max_spilled_bytes = max_spilled_bytes
+        self.spilled = 0
         self.max_decompressed_bytes = max_decompressed_bytes
         self._dict = zstandard.ZstdCompressionDict(dictionary) if dictionary else None
         self._level = level
@@ -73,6 +80,11 @@ class Codec:
         flags = FLAG_DICT if self._dict is not None else 0
         body = self._cctx().compress(raw)
         out = MAGIC + bytes((VERSION, flags)) + body
+        big = len(out) > self.max_value_bytes
+        if big and self.spill is not None and len(out) <= self.max_spilled_bytes:
+            # Redis keeps a reference; the value lives in the spill store.
+            self.spilled += 1
+            return MAGIC + bytes((VERSION, FLAG_SPILLED)) + self.spill.put(out)
         if len(out) > self.max_value_bytes:
             raise ValueTooLarge(
                 f"encoded value is {len(out)} bytes, over the {self.max_value_bytes}-byte cap "
@@ -93,7 +105,14 @@ class Codec:
         version, flags = data[2], data[3]
         if version != VERSION:
             raise CodecError(f"unknown codec version {version}")
-        if len(data) > self.max_value_bytes:
+        if flags & FLAG_SPILLED:
+            if self.spill is None:
+                raise CodecError("value was spilled, and this codec has no spill store")
+            data = self.spill.get(bytes(data[HEADER_LEN:]), self.max_spilled_bytes)
+            if len(data) < HEADER_LEN or data[:2] != MAGIC or data[3] & FLAG_SPILLED:
+                raise CodecError("spilled value has no codec header")
+            flags = data[3]
+        elif len(data) > self.max_value_bytes:
             raise CodecError(f"stored value is {len(data)} bytes, over the cap")
         dctx = self._dctx(bool(flags & FLAG_DICT))
         body = memoryview(data)[HEADER_LEN:]

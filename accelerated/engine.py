@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -213,7 +214,7 @@ class Engine:
             with contextlib.suppress(BackendUnavailable):
                 await self.transport.setup()
                 log.warning("stage streams or groups were missing (Redis restarted?): recreated")
-        await asyncio.sleep(delay)
+        await asyncio.sleep(delay * random.uniform(0.5, 1.0))  # jitter: not all at once
         return min(delay * 2, 2.0)
 
     # Loops ---------------------------------------------------------------------------------

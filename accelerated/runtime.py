@@ -34,6 +34,7 @@ from accelerated.keys import Keys
 from accelerated.models import SourceRef
 from accelerated.pipeline import StageFn
 from accelerated.settings import Settings
+from accelerated.spill import LocalSpill
 from accelerated.stages import CanonicalRegistry, StageContext
 from accelerated.transport import LocalTransport, RedisTransport, Transport
 from persistence.intents import IntentMemo
@@ -156,6 +157,9 @@ def build_runtime(
     codec = Codec(
         max_value_bytes=settings.max_value_bytes,
         max_decompressed_bytes=settings.max_decompressed_bytes,
+        spill=LocalSpill(settings.spill_dir or settings.state_dir / "spill", settings.ttl_stage_s)
+        if settings.spill
+        else None,
     )
     name = consumer or consumer_name()
     transport: Transport = (

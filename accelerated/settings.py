@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     max_value_bytes: int = 64 * 1024 * 1024  # compressed value cap per key
     max_decompressed_bytes: int = 512 * 1024 * 1024  # zip-bomb guard on reads
     max_file_bytes: int = 200 * 1024 * 1024  # larger inputs fail with a clear error
+    # Values over max_value_bytes (a huge document's outputs or intent) go to a spill
+    # directory, with a reference in Redis; spill_dir must be shared by all workers.
+    spill: bool = True
+    spill_dir: Path | None = None  # default: <state_dir>/spill
     max_text_chars: int = 20_000_000  # ~6,000 pages; more text fails at once, not after hours
 
     # Chunking.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import uuid
+from pathlib import Path
 
 import pytest
 import zstandard
@@ -108,3 +110,34 @@ def test_a_frame_whose_declared_size_is_wrong_is_corrupt() -> None:
     assert zstandard.frame_content_size(bytes(body)) == 2000
     with pytest.raises(CodecError, match="corrupt"):
         Codec().decompress(MAGIC + bytes((VERSION, 0)) + bytes(body))
+
+
+def test_values_over_the_cap_spill_and_read_back(tmp_path: Path) -> None:
+    from accelerated.codec import FLAG_SPILLED
+    from accelerated.errors import ValueTooLarge
+    from accelerated.spill import LocalSpill
+
+    value = {"text": os.urandom(40_000).hex()}  # incompressible: ~80 KB
+    small = Codec(max_value_bytes=10_000)
+    with pytest.raises(ValueTooLarge, match="MAX_VALUE_BYTES"):
+        small.encode(value)
+    spill = LocalSpill(tmp_path / "spill")
+    codec = Codec(max_value_bytes=10_000, spill=spill)
+    frame = codec.encode(value)
+    assert len(frame) < 100 and frame[3] & FLAG_SPILLED  # a reference, not the value
+    assert codec.decode(frame, dict[str, str]) == value
+    assert codec.encode(value) == frame  # content-addressed: written once
+    assert len(list((tmp_path / "spill").iterdir())) == 1
+    with pytest.raises(CodecError, match="no spill store"):
+        small.decode(frame, dict[str, str])
+    # A corrupt or missing file is a clear codec error, never a wrong value.
+    path = next((tmp_path / "spill").iterdir())
+    path.write_bytes(b"LP\x01\x00garbage")
+    with pytest.raises(CodecError, match="does not match its reference"):
+        codec.decode(frame, dict[str, str])
+    path.unlink()
+    with pytest.raises(CodecError, match="is gone"):
+        codec.decode(frame, dict[str, str])
+    tiny = Codec(max_value_bytes=10_000, spill=spill, max_spilled_bytes=20_000)
+    with pytest.raises(ValueTooLarge):
+        tiny.encode(value)

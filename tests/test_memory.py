@@ -17,8 +17,9 @@ from accelerated.errors import BackendUnavailable, ConfigError
 from accelerated.keys import Keys
 from accelerated.settings import Settings
 from persistence.schema import migrate
+from tests.conftest import DATABASE_URL
 from tests.faults import RedisServer
-from tests.support import copy_inputs, make_runtime
+from tests.support import copy_inputs, dump, make_runtime, side_store
 
 
 async def test_finished_documents_keys_expire_and_come_back_to_life_when_requeued(
@@ -119,3 +120,31 @@ async def test_an_allkeys_eviction_policy_is_refused_at_start_up(
         async with open_clients(allowed) as clients:
             assert clients.redis is not None
             assert any("allkeys-lru" in n for n in clients.notices)
+
+
+async def test_outputs_over_the_value_cap_spill_instead_of_failing(
+    tmp_path: Path, settings: Settings, pg_pool: asyncpg.Pool, redis: aioredis.Redis
+) -> None:
+    """A document whose stage outputs and intent are over MAX_VALUE_BYTES is done, with
+    exactly the rows it gets without the cap."""
+    src = copy_inputs(tmp_path / "in")
+    capped = settings.model_copy(
+        update={"max_value_bytes": 4096, "spill_dir": tmp_path / "spill", "ttl_done_s": 0}
+    )
+    await migrate(pg_pool, capped.pg_schema)
+    rt = make_runtime(capped, pg_pool, redis, accelerated=True)
+    report = await run_batch(rt, BatchOptions("spill", [src]))
+    assert report.failed == {} and report.done == report.total > 0
+    assert rt.codec.spilled > 0 and any((tmp_path / "spill").iterdir())
+    rows = await dump(pg_pool)
+    async with side_store(settings, DATABASE_URL, "nocap") as (s2, pool2, redis2):
+        await migrate(pool2, s2.pg_schema)
+        await run_batch(
+            make_runtime(s2, pool2, redis2, accelerated=True), BatchOptions("spill", [src])
+        )
+        assert rows == await dump(pool2)
+    off = capped.model_copy(update={"spill": False, "redis_prefix": capped.redis_prefix + "x"})
+    report = await run_batch(
+        make_runtime(off, pg_pool, redis, accelerated=True), BatchOptions("nospill", [src])
+    )
+    assert report.failed and all("MAX_VALUE_BYTES" in e for e in report.failed.values())
