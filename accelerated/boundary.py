@@ -71,7 +71,9 @@ def pg_is_transient(exc: BaseException) -> bool:
         return not state.startswith(PG_DATA_CLASSES)
     if isinstance(exc, asyncpg.DataError):  # client side: a value asyncpg cannot encode
         return False
-    return isinstance(exc, OSError | TimeoutError | asyncpg.InterfaceError)
+    return isinstance(
+        exc, OSError | TimeoutError | asyncpg.InterfaceError | asyncpg.InternalClientError
+    )
 
 
 def _postgres(exc: BaseException) -> BackendError:
@@ -87,7 +89,7 @@ def _postgres(exc: BaseException) -> BackendError:
     return BackendRejected(f"postgres refused the call: {text}", backend="postgres")
 
 
-_PG_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError)
+_PG_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
 _MAPPERS: Final[dict[str, Callable[[BaseException], BackendError | None]]] = {}
 
 

@@ -57,7 +57,15 @@ DLQ_RAW_MAX: Final = 1 << 20
 _DEAD_CLAIM_IDLE_MS: Final = 200
 # An entry pending to us this long that no batch holds is an orphan (see _orphans).
 _ORPHAN_IDLE_MS: Final = 1000
-_DB_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+# InternalClientError: a connection the server ended mid-operation can be left in a
+# protocol state asyncpg refuses to leave; like a detached one, it is replaced.
+_DB_ERRORS: Final = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+)
 # What asyncpg raises while encoding a value the column type cannot hold (bad rows).
 _ENCODE_ERRORS: Final = (OverflowError, ValueError, TypeError)
 
