@@ -20,6 +20,9 @@ from accelerated.health import HealthServer
 from accelerated.keys import Keys
 from accelerated.settings import Settings
 from accelerated.transport import RedisTransport
+from benchmarks.proxy import dsn_address
+from tests import faults
+from tests.conftest import DATABASE_URL
 from tests.faults import RedisServer, free_port
 from tests.support import PYTHON, subprocess_env
 
@@ -127,3 +130,30 @@ async def test_worker_serves_health_on_its_port(settings: Settings, tmp_path: Pa
         proc.send_signal(signal.SIGTERM)
         out, _ = await asyncio.to_thread(proc.communicate, timeout=60)
     assert proc.returncode == 0, out
+
+
+async def test_readyz_follows_postgres_stalling_refusing_and_coming_back(
+    settings: Settings, redis: aioredis.Redis, keys: Keys
+) -> None:
+    async with faults.FaultProxy(dsn_address(DATABASE_URL)) as proxy:
+        pool = await asyncpg.create_pool(
+            faults.via(DATABASE_URL, proxy.port), min_size=1, max_size=2, command_timeout=10
+        )
+        assert pool is not None
+        await redis.set(keys.consumer_alive("hc-pg"), b"1", ex=60)
+        health = HealthServer(redis, pool, keys.consumer_alive("hc-pg"), 0)
+        await health.start()
+        try:
+            await _wait_for(health.port, 200, 5)
+            for mode in (faults.Mode.STALL, faults.Mode.REFUSE):
+                await proxy.set_mode(mode)
+                took = await _wait_for(health.port, 503, 5)
+                code, body = await get(health.port, "/readyz")
+                assert code == 503 and body["checks"]["postgres"] != "ok", body
+                assert body["checks"]["redis"] == "ok"
+                await proxy.set_mode(faults.Mode.PASS)
+                back = await _wait_for(health.port, 200, 15)
+                print(f"postgres {mode.value}: unready after {took:.2f}s, ready {back:.2f}s after")
+        finally:
+            await health.close()
+            await asyncio.wait_for(pool.close(), 10)
