@@ -8,13 +8,14 @@ exits at once (130). Configuration errors exit 2, Redis or Postgres unavailable 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
 
 from prometheus_client import start_http_server
 
-from accelerated import cli
+from accelerated import cli, stream_metrics
 from accelerated.cli import EXIT_OK, CliContext, load_settings, setup_output, validate_startup
 from accelerated.connect import open_clients
 from accelerated.errors import BackendUnavailable
@@ -40,8 +41,10 @@ async def amain(metrics_port: int | None, ctx: CliContext, health_port: int | No
             executor=make_executor(clients.settings),
             backends=backends,
         )
+        gauges = None
         if metrics_port:
             start_http_server(metrics_port, addr="127.0.0.1")
+            gauges = asyncio.create_task(stream_metrics.run(clients.redis, rt.keys, ctx.stop))
         health = None
         if health_port:
             health = HealthServer(
@@ -55,6 +58,9 @@ async def amain(metrics_port: int | None, ctx: CliContext, health_port: int | No
         finally:
             if health is not None:
                 await health.close()
+            if gauges is not None:
+                gauges.cancel()
+                await asyncio.gather(gauges, return_exceptions=True)
             rt.close()
         log.info("worker %s stopped", rt.consumer)
     return EXIT_OK
