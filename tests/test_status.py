@@ -7,6 +7,7 @@ import asyncio
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -15,7 +16,10 @@ from accelerated import status
 from accelerated.batch_run import BatchOptions, run_batch
 from accelerated.intake import discover, fingerprint_all, new_generation
 from accelerated.keys import STAGES, Keys
+from accelerated.models import Extracted
 from accelerated.settings import Settings
+from accelerated.stages import StageContext
+from accelerated.stages.clean import run as clean
 from persistence.schema import migrate
 from tests.conftest import EXAMPLES
 from tests.support import PYTHON, make_runtime, subprocess_env
@@ -96,3 +100,39 @@ def test_status_without_urls_is_a_configuration_error(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert out.returncode == 2 and "REDIS_URL is not set" in out.stderr
+
+
+async def test_status_during_a_run_matches_postgres_and_the_streams(
+    settings: Settings, pg_pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys
+) -> None:
+    """Every document held at ``clean`` (a gate in the stage): the run is frozen mid-way,
+    so what status reports can be compared exactly, then the run is let go."""
+    await migrate(pg_pool, settings.pg_schema)
+    rt = make_runtime(settings, pg_pool, redis, accelerated=True)
+    gate = asyncio.Event()
+
+    async def gated_clean(doc: Extracted, ctx: StageContext) -> Any:
+        await gate.wait()
+        return await clean(doc, ctx)
+
+    rt.stage_overrides["clean"] = gated_clean
+    n = len(discover([EXAMPLES]).files)
+    run = asyncio.create_task(run_batch(rt, BatchOptions("mid", [EXAMPLES])))
+    try:
+        for _ in range(200):
+            if await redis.xlen(keys.stream("clean")) == n:
+                break
+            await asyncio.sleep(0.05)
+        st = await status.collect(redis, pg_pool, keys, "mid")
+        assert st.documents == await _truth(pg_pool, "mid") == {"queued": n}
+        assert st.outstanding == n and st.eta_s is None  # nothing finished yet: no rate
+        clean_st = st.stages["clean"]
+        assert clean_st.stream == n and clean_st.pending + (clean_st.lag or 0) == n
+        assert clean_st.pending >= 1  # the engine holds some, blocked in the stage
+        assert st.stages["extract"].stream == 0 and st.dlq_total == 0
+        assert rt.consumer in st.workers
+    finally:
+        gate.set()
+        report = await asyncio.wait_for(run, 120)
+    st = await status.collect(redis, pg_pool, keys, "mid")
+    assert st.documents == {"done": report.total} and st.outstanding == 0
