@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -136,3 +137,22 @@ async def test_status_during_a_run_matches_postgres_and_the_streams(
         report = await asyncio.wait_for(run, 120)
     st = await status.collect(redis, pg_pool, keys, "mid")
     assert st.documents == {"done": report.total} and st.outstanding == 0
+
+
+async def test_watch_redraws_until_ctrl_c_and_exits_0(
+    settings: Settings, pg_pool: asyncpg.Pool
+) -> None:
+    await migrate(pg_pool, settings.pg_schema)
+    proc = await asyncio.create_subprocess_exec(
+        PYTHON, "-m", "accelerated.status", "--project", "w", "--watch", "--interval", "0.2",
+        env=subprocess_env(settings) | {"COLUMNS": "120"},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        await asyncio.sleep(3)
+        assert proc.returncode is None  # still watching
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err
+    assert "workers alive" in out.decode()  # (without a tty Live shows the last frame only)
