@@ -156,3 +156,22 @@ async def test_watch_redraws_until_ctrl_c_and_exits_0(
         out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, err
     assert "workers alive" in out.decode()  # (without a tty Live shows the last frame only)
+
+
+def test_tools_exit_3_when_redis_is_down_and_never_print_its_password(
+    settings: Settings,
+) -> None:
+    from tests.faults import free_port
+
+    url = f"redis://:s3cretpw@127.0.0.1:{free_port()}/0"
+    for tool in (["accelerated.status", "--project", "p", "--json"], ["accelerated.dlq", "list"]):
+        out = subprocess.run(
+            [PYTHON, "-m", *tool],
+            env=subprocess_env(settings) | {"REDIS_URL": url},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert out.returncode == 3, (tool, out.stderr)
+        assert "unavailable" in out.stderr and "s3cretpw" not in out.stderr + out.stdout
