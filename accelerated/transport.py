@@ -359,7 +359,11 @@ class RedisTransport:
         with map_driver_errors():
             await self.redis.xadd(
                 self.keys.dlq(msg.stage),
-                {b"ref": _ref_encoder.encode(msg.ref), b"error": error.encode()[:4096]},
+                {
+                    b"ref": _ref_encoder.encode(msg.ref),
+                    b"error": error.encode()[:4096],
+                    b"attempts": str(msg.attempts).encode(),  # shown by `dlq show`
+                },
                 maxlen=100_000,
                 approximate=True,
             )

@@ -8,22 +8,24 @@ exits at once (130). Configuration errors exit 2, Redis or Postgres unavailable 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
 
 from prometheus_client import start_http_server
 
-from accelerated import cli
+from accelerated import cli, stream_metrics
 from accelerated.cli import EXIT_OK, CliContext, load_settings, setup_output, validate_startup
 from accelerated.connect import open_clients
 from accelerated.errors import BackendUnavailable
+from accelerated.health import HealthServer
 from accelerated.runtime import build_runtime, make_executor, tune_gc
 
 log = logging.getLogger("accelerated.worker")
 
 
-async def amain(metrics_port: int | None, ctx: CliContext) -> int:
+async def amain(metrics_port: int | None, ctx: CliContext, health_port: int | None = None) -> int:
     settings = load_settings()
     backends = validate_startup(settings)
     async with open_clients(settings) as clients:
@@ -39,13 +41,26 @@ async def amain(metrics_port: int | None, ctx: CliContext) -> int:
             executor=make_executor(clients.settings),
             backends=backends,
         )
+        gauges = None
         if metrics_port:
             start_http_server(metrics_port, addr="127.0.0.1")
+            gauges = asyncio.create_task(stream_metrics.run(clients.redis, rt.keys, ctx.stop))
+        health = None
+        if health_port:
+            health = HealthServer(
+                clients.redis, clients.pool, rt.keys.consumer_alive(rt.consumer), health_port
+            )
+            await health.start()
         log.info("worker %s started (%s path, pid %d)", rt.consumer, rt.handoff.name, os.getpid())
         ctx.graceful = True  # from here a signal stops the engine, which drains
         try:
             await rt.engine().run(ctx.stop)
         finally:
+            if health is not None:
+                await health.close()
+            if gauges is not None:
+                gauges.cancel()
+                await asyncio.gather(gauges, return_exceptions=True)
             rt.close()
         log.info("worker %s stopped", rt.consumer)
     return EXIT_OK
@@ -54,12 +69,15 @@ async def amain(metrics_port: int | None, ctx: CliContext) -> int:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m accelerated.worker", description=__doc__)
     p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1:PORT")
+    p.add_argument("--health-port", type=int, help="serve /healthz and /readyz on 127.0.0.1:PORT")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     # Start and stop are the lines an operator looks for: INFO, shown without -v.
     setup_output(args.verbose, info_loggers=(log.name,))
     tune_gc()
-    sys.exit(cli.run(lambda ctx: amain(args.metrics_port, ctx), say=_say, error=_error))
+    sys.exit(
+        cli.run(lambda ctx: amain(args.metrics_port, ctx, args.health_port), say=_say, error=_error)
+    )
 
 
 def _say(line: str) -> None:

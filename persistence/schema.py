@@ -146,6 +146,42 @@ MIGRATIONS: Final[tuple[tuple[int, str, str], ...]] = (
             'whatever order documents were written in and follows re-processing.';
         """,
     ),
+    (
+        3,
+        "query side",
+        """
+        CREATE INDEX entity_mentions_canonical_idx ON {s}.entity_mentions (canonical_id)
+            WHERE canonical_id IS NOT NULL;
+        CREATE INDEX relationships_source_idx ON {s}.relationships (source_id, type);
+        CREATE INDEX relationships_target_idx ON {s}.relationships (target_id, type);
+        CREATE INDEX documents_project_status_idx ON {s}.documents (project, status);
+        CREATE INDEX documents_project_generation_idx ON {s}.documents (project, generation);
+        CREATE INDEX canonical_entities_lookup_idx
+            ON {s}.canonical_entities (project, type, lower(name));
+        COMMENT ON INDEX {s}.entity_mentions_canonical_idx IS
+            'Walks from an entity to its mentions and documents (README "Querying").';
+
+        CREATE VIEW {s}.document_entities AS
+            SELECT m.project, m.document_id, d.source_key, m.canonical_id, c.type, c.name,
+                   count(*) AS mention_count
+            FROM {s}.entity_mentions m
+            JOIN {s}.canonical_entities c ON c.id = m.canonical_id
+            JOIN {s}.documents d ON d.id = m.document_id
+            GROUP BY m.project, m.document_id, d.source_key, m.canonical_id, c.type, c.name;
+        COMMENT ON VIEW {s}.document_entities IS
+            'One row per (document, canonical entity) with the number of its mentions there.';
+
+        CREATE VIEW {s}.entity_documents AS
+            SELECT c.project, c.id AS canonical_id, c.type, c.name,
+                   count(DISTINCT m.document_id) AS document_count,
+                   count(*) AS mention_count
+            FROM {s}.canonical_entities c
+            JOIN {s}.entity_mentions m ON m.canonical_id = c.id
+            GROUP BY c.project, c.id, c.type, c.name;
+        COMMENT ON VIEW {s}.entity_documents IS
+            'One row per canonical entity: in how many documents and how often it is mentioned.';
+        """,
+    ),
 )
 
 
