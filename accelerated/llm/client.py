@@ -52,6 +52,10 @@ def _openai(exc: BaseException) -> BackendError | None:
         )
     if isinstance(exc, openai.APIError):  # malformed bodies, validation of the reply
         return BackendRejected(f"LLM API reply unusable: {describe(exc)[:300]}", backend="openai")
+    if isinstance(exc, ValueError):  # the HTTP body is not JSON (a proxy's page, a cut reply)
+        return BackendUnavailable(
+            f"LLM API sent a body that is not JSON: {type(exc).__name__}", backend="openai"
+        )
     return None
 
 
