@@ -31,6 +31,8 @@ MAX_RATE_LIMITED: Final = 6  # 429s in a row for one call, then BackendUnavailab
 class InvalidReply(BackendRejected):
     """The model's reply is not what the schema asks for (after the repair attempt)."""
 
+    content: str | None = None  # the reply, for a repair prompt (set by ChatClient)
+
 
 def _openai(exc: BaseException) -> BackendError | None:
     if isinstance(exc, openai.APIConnectionError):  # APITimeoutError is a subclass
@@ -144,7 +146,11 @@ class ChatClient:
                 self.stats.cache_hits += 1
                 return validate(hit.content)
         content, prompt, completion = await self._call(request)
-        value = validate(content)  # raises for an invalid reply: nothing is cached
+        try:
+            value = validate(content)  # raises for an invalid reply: nothing is cached
+        except InvalidReply as exc:
+            exc.content = content
+            raise
         if self.cache is not None:
             await self.cache.put(request, CachedReply(content, prompt, completion))
         return value
