@@ -24,9 +24,11 @@ _NAME = re.compile(r"\b(?:Judge|Justice) ([A-Z][a-z]+)\b")
 
 def chunk_of(body: dict[str, Any]) -> str:
     """The chunk text of the prompt (between the <chunk> markers), else the last message."""
-    text = str(body["messages"][-1]["content"])
-    m = _CHUNK.search(text)
-    return m.group(1) if m else text
+    for message in body["messages"]:
+        m = _CHUNK.search(str(message.get("content", "")))
+        if m:
+            return m.group(1)
+    return str(body["messages"][-1]["content"])
 
 
 def default_responder(body: dict[str, Any]) -> str:

@@ -175,6 +175,13 @@ class LlmEntityBackend:
             self._loop = loop
         return self._client
 
+    async def aclose(self) -> None:
+        """Close the HTTP client on its loop (openai's would otherwise close itself from
+        ``__del__`` on whatever loop runs then)."""
+        if self._client is not None and self._loop is asyncio.get_running_loop():
+            await self._client.aclose()
+        self._client = self._loop = None
+
     @property
     def stats(self) -> LlmStats | None:
         return self._client.stats if self._client is not None else None
@@ -286,6 +293,9 @@ class RulesPlusLlm:
             asyncio.to_thread(self.rules.extract, texts), self.llm.extract_async(texts)
         )
         return [merge(r, m) for r, m in zip(by_rules, by_llm, strict=True)]
+
+    async def aclose(self) -> None:
+        await self.llm.aclose()
 
 
 def merge(rules: list[RawMention], llm: list[RawMention]) -> list[RawMention]:
