@@ -116,6 +116,11 @@ async def test_one_repair_then_a_clear_chunk_error(
     repair = server.received[1].body["messages"]
     assert repair[-2] == {"role": "assistant", "content": "Sure! Here are the mentions: Judge Roe"}
     assert "not valid" in repair[-1]["content"]
+    # The repaired answer is stored under the first question too: a re-run asks nothing.
+    again0 = LlmEntityBackend(_llm_settings(settings, server), redis=redis)
+    assert await again0.extract_async(["Judge Roe sat."]) == [got]
+    assert len(server.received) == 2
+    await again0.aclose()
     # Twice invalid: the chunk fails, clearly, and nothing is cached.
     server.script = [Reply(content='{"mentions": "none"}'), Reply(content="[]")]
     with pytest.raises(InvalidReply, match=r"chunk 0: .*after one repair attempt"):

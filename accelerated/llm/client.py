@@ -155,6 +155,12 @@ class ChatClient:
             await self.cache.put(request, CachedReply(content, prompt, completion))
         return value
 
+    async def remember(self, request: dict[str, Any], content: str) -> None:
+        """Store ``content``, already validated by the caller, as the reply to ``request``
+        (a repaired answer under the question first asked)."""
+        if self.cache is not None:
+            await self.cache.put(request, CachedReply(content, 0, 0))
+
     async def _call(self, request: dict[str, Any]) -> tuple[str, int, int]:
         kwargs: dict[str, Any] = {
             k: v

@@ -195,22 +195,32 @@ class LlmEntityBackend:
             {"role": "user", "content": f"<chunk>\n{chunk}\n</chunk>"},
         ]
 
-    async def _ask(self, messages: list[dict[str, str]]) -> MentionsReply:
-        client = self.client()
-        request = client.request(
+    def _request(self, messages: list[dict[str, str]]) -> dict[str, Any]:
+        return self.client().request(
             messages,
             response_format={"type": "json_object"},
             prompt_version=PROMPT_VERSION,
             schema_version=SCHEMA_VERSION,
         )
-        return await client.complete(request, decode_reply)
+
+    async def _ask(self, request: dict[str, Any]) -> tuple[MentionsReply, str]:
+        seen: list[str] = []
+
+        def validate(content: str) -> MentionsReply:
+            reply = decode_reply(content)
+            seen.append(content)
+            return reply
+
+        reply = await self.client().complete(request, validate)
+        return reply, seen[-1]
 
     async def _chunk(self, index: int, chunk: str) -> list[RawMention]:
         if not chunk.strip():
             return []
         messages = self._messages(chunk)
+        request = self._request(messages)
         try:
-            reply = await self._ask(messages)
+            reply, _ = await self._ask(request)
         except InvalidReply as first:
             # One repair attempt: the model sees what it sent and what was wrong.
             bad = first.content if first.content is not None else "(no content)"
@@ -224,7 +234,7 @@ class LlmEntityBackend:
                 },
             ]
             try:
-                reply = await self._ask(repair)
+                reply, content = await self._ask(self._request(repair))
             except InvalidReply as second:
                 self.failed_chunks += 1
                 raise InvalidReply(
@@ -232,6 +242,9 @@ class LlmEntityBackend:
                     f"({second})",
                     backend="openai",
                 ) from None
+            # The repaired reply is a valid answer to the first question too: stored
+            # under it, a re-run asks nothing (the invalid first reply never was).
+            await self.client().remember(request, content)
         return self._mentions(chunk, reply)
 
     def _mentions(self, chunk: str, reply: MentionsReply) -> list[RawMention]:
