@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from pydantic import SecretStr
 
 from accelerated.codec import MAGIC, Codec
-from accelerated.errors import BackendUnavailable
+from accelerated.errors import BackendRejected, BackendUnavailable
 from accelerated.keys import Keys
 from accelerated.llm.cache import ResponseCache, request_key
 from accelerated.llm.client import ChatClient, InvalidReply
@@ -153,3 +153,26 @@ async def test_failed_or_invalid_replies_are_never_cached(
     assert value == {"mentions": [{"type": "JUDGE", "text": "Roe", "start": 6}]}
     assert len(server.received) == 5
     assert len(await redis.keys(f"{prefix}:cache:llm:*")) == 1
+
+
+async def test_driver_errors_are_translated_without_the_key(
+    server: ChatServer, redis: aioredis.Redis, prefix: str
+) -> None:
+    c = _client(server, redis, prefix)
+    c._client = c._client.with_options(timeout=0.3)
+    server.script = [Reply(delay_s=1.0)]
+    with pytest.raises(BackendUnavailable, match="APITimeoutError"):
+        await c.complete(_req(c), _valid)
+    server.script = [Reply(status=401), Reply(status=400), Reply(status=503)]
+    with pytest.raises(BackendRejected, match="credentials") as auth:
+        await c.complete(_req(c), _valid)
+    with pytest.raises(BackendRejected, match="HTTP 400"):
+        await c.complete(_req(c), _valid)
+    with pytest.raises(BackendUnavailable, match="HTTP 503"):
+        await c.complete(_req(c), _valid)
+    assert "sk-cache" not in str(auth.value) and auth.value.__cause__ is None
+    dead = _client(server, redis, prefix, base_url="http://127.0.0.1:9/v1")
+    with pytest.raises(BackendUnavailable, match="unreachable"):
+        await dead.complete(_req(dead), _valid)
+    for client in (c, dead):
+        await client.aclose()
