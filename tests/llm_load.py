@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from typing import Any
 
 import redis.asyncio as aioredis
 from pydantic import SecretStr
@@ -22,8 +23,8 @@ async def _load(
     requests: int,
     tokens: int,
     window_s: float,
-    start_at: float,
-    stop_at: float,
+    ready: Any,
+    times: Any,
     seed: int,
     prompt_chars: tuple[int, int],
 ) -> None:
@@ -49,7 +50,8 @@ async def _load(
     )
     # Warm up outside the measured time: the first call of a process imports and
     # builds the client's request machinery (hundreds of ms on a loaded machine), a
-    # delay between admission and arrival that the limiter cannot see.
+    # delay between admission and arrival that the limiter cannot see; four calls at
+    # once open the four connections the load tasks will use (same HTTP client).
     warm = ChatClient(
         base_url=base_url,
         api_key=SecretStr("sk-load"),
@@ -64,8 +66,12 @@ async def _load(
         prompt_version="load",
         schema_version="load",
     )
-    await warm.complete(warm_req, lambda s: s)
-    await warm.aclose()
+    warm._client = client._client  # share the connection pool being warmed
+    await asyncio.gather(*(warm.complete(warm_req, lambda s: s) for _ in range(4)))
+    # Everyone warm: the parent then says when the measured time starts and ends.
+    await asyncio.to_thread(ready.wait)  # all warm
+    await asyncio.to_thread(ready.wait)  # the parent has written the times
+    start_at, stop_at = times[0], times[1]
     await asyncio.sleep(max(0.0, start_at - time.time()))
 
     async def one_task() -> None:

@@ -59,8 +59,8 @@ def test_four_processes_share_one_limit(
     prompt_chars: tuple[int, int],
 ) -> None:
     ctx = multiprocessing.get_context("spawn")
-    start_at = time.time() + 10.0  # after the children have imported and warmed up
-    stop_at = start_at + 7 * WINDOW_S + 0.5
+    ready = ctx.Barrier(5, timeout=90)  # four children, warmed up, and this process
+    times = ctx.Array("d", 2)
     procs = [
         ctx.Process(
             target=load_run,
@@ -71,8 +71,8 @@ def test_four_processes_share_one_limit(
                 requests,
                 tokens,
                 WINDOW_S,
-                start_at,
-                stop_at,
+                ready,
+                times,
                 seed,
                 prompt_chars,
             ),
@@ -81,6 +81,11 @@ def test_four_processes_share_one_limit(
     ]
     for p in procs:
         p.start()
+    ready.wait()  # every child warm (its warm-up calls are before start_at)
+    start_at = time.time() + 0.5
+    stop_at = start_at + 7 * WINDOW_S + 0.5
+    times[0], times[1] = start_at, stop_at
+    ready.wait()
     for p in procs:
         p.join(60)
     assert [p.exitcode for p in procs] == [0, 0, 0, 0]
