@@ -255,3 +255,16 @@ async def test_rules_plus_llm_on_both_paths_and_the_key_is_nowhere(
     )
     assert len(everything) > 10_000  # the grep ran over real content
     assert KEY not in everything and "SECRET" not in everything
+
+
+def test_llm_settings_parse_and_bounds(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLM_RPM", "60")
+    monkeypatch.setenv("LLM_PRICES", '{"m": [1, 2]}')
+    s = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert s.llm_rpm == 60 and s.llm_prices == {"m": (1.0, 2.0)}
+    for field in ("llm_rpm", "llm_tpm", "llm_max_tokens", "llm_concurrency"):
+        with pytest.raises(ValueError, match=">= 1"):
+            Settings(_env_file=None, **{field: 0})  # type: ignore[call-arg, arg-type]
+    with pytest.raises(ValueError, match=">= 0"):
+        Settings(_env_file=None, llm_budget_tokens=-1)  # type: ignore[call-arg]
+    assert KEY not in repr(_llm_settings(settings, server))
