@@ -5,7 +5,7 @@ caches); a failed or invalid reply is never stored."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -28,6 +28,18 @@ def server() -> Iterator[ChatServer]:
     srv.stop()
 
 
+_OPEN: list[ChatClient] = []
+
+
+@pytest.fixture(autouse=True)
+async def _close_clients() -> AsyncIterator[None]:
+    """Close every client on the test's loop (openai's would close itself later, from
+    ``__del__``, on whatever loop runs then)."""
+    yield
+    while _OPEN:
+        await _OPEN.pop().aclose()
+
+
 def _client(
     server: ChatServer,
     redis: aioredis.Redis,
@@ -38,7 +50,7 @@ def _client(
     base_url: str | None = None,
 ) -> ChatClient:
     keys = Keys(prefix)
-    return ChatClient(
+    client = ChatClient(
         base_url=base_url or server.base_url,
         api_key=SecretStr("sk-cache"),
         model=model,
@@ -47,6 +59,8 @@ def _client(
         max_tokens=50,
         temperature=temperature,
     )
+    _OPEN.append(client)
+    return client
 
 
 def _req(
@@ -174,5 +188,3 @@ async def test_driver_errors_are_translated_without_the_key(
     dead = _client(server, redis, prefix, base_url="http://127.0.0.1:9/v1")
     with pytest.raises(BackendUnavailable, match="unreachable"):
         await dead.complete(_req(dead), _valid)
-    for client in (c, dead):
-        await client.aclose()

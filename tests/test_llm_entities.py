@@ -257,7 +257,9 @@ async def test_rules_plus_llm_on_both_paths_and_the_key_is_nowhere(
     assert KEY not in everything and "SECRET" not in everything
 
 
-def test_llm_settings_parse_and_bounds(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_llm_settings_parse_and_bounds(
+    settings: Settings, server: ChatServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("LLM_RPM", "60")
     monkeypatch.setenv("LLM_PRICES", '{"m": [1, 2]}')
     s = Settings(_env_file=None)  # type: ignore[call-arg]

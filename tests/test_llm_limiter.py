@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -108,6 +108,18 @@ def test_four_processes_share_one_limit(
     assert use >= 0.90, use
 
 
+_OPEN: list[ChatClient] = []
+
+
+@pytest.fixture(autouse=True)
+async def _close_clients() -> AsyncIterator[None]:
+    """Close every client on the test's loop (openai's would close itself later, from
+    ``__del__``, on whatever loop runs then)."""
+    yield
+    while _OPEN:
+        await _OPEN.pop().aclose()
+
+
 async def _client(server: ChatServer, redis: aioredis.Redis, prefix: str, **kw: int) -> ChatClient:
     limiter = Limiter(
         redis,
@@ -118,7 +130,7 @@ async def _client(server: ChatServer, redis: aioredis.Redis, prefix: str, **kw: 
         window_s=60,
         budget_tokens=kw.get("budget", 0),
     )
-    return ChatClient(
+    client = ChatClient(
         base_url=server.base_url,
         api_key=SecretStr("sk-x"),
         model="m",
@@ -126,6 +138,8 @@ async def _client(server: ChatServer, redis: aioredis.Redis, prefix: str, **kw: 
         cache=None,
         max_tokens=20,
     )
+    _OPEN.append(client)
+    return client
 
 
 def _req(client: ChatClient, text: str) -> dict[str, object]:
