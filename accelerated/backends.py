@@ -186,6 +186,18 @@ def _rules(_settings: Settings) -> EntityBackend:
     return RulesBackend()
 
 
+def _llm(settings: Settings) -> EntityBackend:
+    from accelerated.llm.entities import llm_backend
+
+    return llm_backend(settings)
+
+
+def _rules_plus_llm(settings: Settings) -> EntityBackend:
+    from accelerated.llm.entities import rules_plus_llm_backend
+
+    return rules_plus_llm_backend(settings)
+
+
 def _local_files(_settings: Settings) -> BlobSource:
     from accelerated.blobs import LocalBlobReader
 
@@ -199,6 +211,8 @@ def _tesseract(_settings: Settings) -> OcrEngine:
 
 
 ENTITY_BACKENDS.register("rules", _rules)
+ENTITY_BACKENDS.register("llm", _llm)
+ENTITY_BACKENDS.register("rules+llm", _rules_plus_llm)
 OCR_ENGINES.register("tesseract", _tesseract)
 BLOB_SOURCES.register("file", _local_files)
 

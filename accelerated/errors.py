@@ -18,6 +18,7 @@ The hierarchy, and what the engine and the CLIs do with each::
     │   │   ├── BackendFull          Redis is at ``maxmemory``: backed off, retried
     │   │   └── StreamsMissing       Redis restarted empty: groups recreated, work re-queued
     │   └── BackendRejected          the server refused this call or its data: not retried
+    │       └── BudgetExhausted      LLM_BUDGET_TOKENS spent: no new LLM call this run
     └── BatchFailed                  drain mode finished but some documents failed (exit 1)
 
 ``retryable`` says whether running the same attempt again can help; the engine retries
@@ -102,6 +103,12 @@ class StreamsMissing(BackendUnavailable):
 
 class BackendRejected(BackendError):
     """The server refused this call or its data (a bad row, a wrong type): not retried."""
+
+
+class BudgetExhausted(BackendRejected):
+    """The run's LLM token budget (``LLM_BUDGET_TOKENS``) is spent: no new call is made.
+
+    Not retried within the run; a re-run with a larger budget picks the work up."""
 
 
 class BatchFailed(PipelineError):

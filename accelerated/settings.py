@@ -45,6 +45,13 @@ MIN_VALUES: dict[str, float] = {
     "wb_batch_ms": 0,
     "wb_backlog_max": 1,
     "wb_retry_max_s": 0,
+    "llm_rpm": 1,
+    "llm_tpm": 1,
+    "llm_budget_tokens": 0,
+    "llm_max_tokens": 1,
+    "llm_temperature": 0,
+    "llm_concurrency": 1,
+    "llm_timeout_s": 0.001,
 }
 
 
@@ -123,6 +130,23 @@ class Settings(BaseSettings):
 
     # API keys (later backends); never logged.
     openai_api_key: SecretStr | None = None
+
+    # LLM backends (accelerated/llm/): any OpenAI-compatible API (OpenAI, vLLM, Ollama,
+    # llama.cpp's server). The limits hold for every worker on every host together.
+    openai_base_url: str | None = None  # e.g. https://api.openai.com/v1
+    llm_model: str | None = None  # e.g. gpt-4o-mini
+    llm_rpm: int = 500  # requests a minute
+    llm_tpm: int = 200_000  # tokens (prompt + completion) a minute
+    llm_budget_tokens: int = 0  # a run makes no new call past this many tokens (0: none)
+    llm_max_tokens: int = 1024  # per reply; reserved with the prompt before each call
+    llm_temperature: float = 0.0
+    llm_concurrency: int = 8  # calls in flight per process
+    llm_timeout_s: float = 60.0
+    # USD per million tokens, (prompt, completion), for the summary's cost estimate:
+    # LLM_PRICES='{"gpt-4o-mini": [0.15, 0.6]}'. Models not listed cost 0.
+    llm_prices: dict[str, tuple[float, float]] = Field(
+        default_factory=lambda: {"gpt-4o-mini": (0.15, 0.6), "gpt-4o": (2.5, 10.0)}
+    )
 
     @field_validator("plugins", mode="before")
     @classmethod

@@ -1,0 +1,214 @@
+"""One chat call through the cache and the limiter, on the ``openai`` async client.
+
+The order is fixed: cache (a hit costs nothing and waits for nothing), then the
+limiter (reserve prompt estimate + ``max_tokens``), the call, the settlement from the
+reply's ``usage``, the caller's validation, and only then the cache write. The
+client's own retries are off (``max_retries=0``): a 429 must reach the shared
+cool-down, not be retried by one worker on its own. openai's exceptions are
+translated at the boundary (``register_mapper("openai", ...)``); the API key never
+appears in a message: credential errors are reported without the server's text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, TypeVar
+
+import openai
+from pydantic import SecretStr
+
+from accelerated.boundary import describe, map_driver_errors, register_mapper
+from accelerated.errors import BackendError, BackendRejected, BackendUnavailable
+from accelerated.llm.cache import CachedReply, ResponseCache
+from accelerated.llm.limiter import Limiter, cooldown_ms
+
+T = TypeVar("T")
+MAX_RATE_LIMITED: Final = 6  # 429s in a row for one call, then BackendUnavailable
+
+
+class InvalidReply(BackendRejected):
+    """The model's reply is not what the schema asks for (after the repair attempt)."""
+
+    content: str | None = None  # the reply, for a repair prompt (set by ChatClient)
+
+
+def _openai(exc: BaseException) -> BackendError | None:
+    if isinstance(exc, openai.APIConnectionError):  # APITimeoutError is a subclass
+        return BackendUnavailable(f"LLM API unreachable: {type(exc).__name__}", backend="openai")
+    if isinstance(exc, openai.RateLimitError):
+        return BackendUnavailable("LLM API still rate limited after retries", backend="openai")
+    if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+        # The server's text may quote the key (OpenAI quotes a masked one): not repeated.
+        return BackendRejected(
+            f"LLM API refused the credentials (HTTP {exc.status_code}): check OPENAI_API_KEY",
+            backend="openai",
+        )
+    if isinstance(exc, openai.APIStatusError):
+        if exc.status_code >= 500:
+            return BackendUnavailable(f"LLM API failed (HTTP {exc.status_code})", backend="openai")
+        return BackendRejected(
+            f"LLM API refused the call (HTTP {exc.status_code}): {describe(exc)[:300]}",
+            backend="openai",
+        )
+    if isinstance(exc, openai.APIError):  # malformed bodies, validation of the reply
+        return BackendRejected(f"LLM API reply unusable: {describe(exc)[:300]}", backend="openai")
+    if isinstance(exc, ValueError):  # the HTTP body is not JSON (a proxy's page, a cut reply)
+        return BackendUnavailable(
+            f"LLM API sent a body that is not JSON: {type(exc).__name__}", backend="openai"
+        )
+    return None
+
+
+register_mapper("openai", _openai)
+
+
+def estimate_prompt_tokens(messages: Sequence[Mapping[str, str]]) -> int:
+    """An upper-leaning estimate: about 3 characters a token, plus per-message framing."""
+    return sum(len(m.get("content", "")) // 3 + 8 for m in messages) + 3
+
+
+@dataclass
+class LlmStats:
+    calls: int = 0
+    cache_hits: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    rate_limited: int = 0
+    cost_usd: float = 0.0
+    prices: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def add(self, model: str, prompt: int, completion: int) -> None:
+        self.calls += 1
+        self.tokens_in += prompt
+        self.tokens_out += completion
+        price_in, price_out = self.prices.get(model, (0.0, 0.0))  # USD per million tokens
+        self.cost_usd += (prompt * price_in + completion * price_out) / 1e6
+
+
+class ChatClient:
+    """JSON chat completions for one base URL and model, cached and rate limited."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: SecretStr,
+        model: str,
+        limiter: Limiter,
+        cache: ResponseCache | None,
+        max_tokens: int = 1024,
+        temperature: float = 0.0,
+        timeout_s: float = 60.0,
+        prices: dict[str, tuple[float, float]] | None = None,
+    ) -> None:
+        self.base_url, self.model = base_url.rstrip("/"), model
+        self.max_tokens, self.temperature = max_tokens, temperature
+        self.limiter, self.cache = limiter, cache
+        self.stats = LlmStats(prices=dict(prices or {}))
+        self._client = openai.AsyncOpenAI(
+            base_url=self.base_url,
+            api_key=api_key.get_secret_value(),
+            max_retries=0,
+            timeout=timeout_s,
+        )
+
+    def request(
+        self,
+        messages: Sequence[Mapping[str, str]],
+        *,
+        response_format: dict[str, Any] | None,
+        prompt_version: str,
+        schema_version: str,
+    ) -> dict[str, Any]:
+        """The full request: the cache key and the API call are built from the same dict."""
+        return {
+            "base_url": self.base_url,
+            "model": self.model,
+            "messages": [dict(m) for m in messages],
+            "response_format": response_format,
+            "temperature": self.temperature,
+            "top_p": None,
+            "max_tokens": self.max_tokens,
+            "seed": None,
+            "stop": None,
+            "tools": None,
+            "prompt_version": prompt_version,
+            "schema_version": schema_version,
+        }
+
+    async def complete(self, request: dict[str, Any], validate: Callable[[str], T]) -> T:
+        """``validate(content)`` the reply; only a reply it accepts is cached."""
+        if self.cache is not None:
+            hit = await self.cache.get(request)
+            if hit is not None:
+                self.stats.cache_hits += 1
+                return validate(hit.content)
+        content, prompt, completion = await self._call(request)
+        try:
+            value = validate(content)  # raises for an invalid reply: nothing is cached
+        except InvalidReply as exc:
+            exc.content = content
+            raise
+        if self.cache is not None:
+            await self.cache.put(request, CachedReply(content, prompt, completion))
+        return value
+
+    async def remember(self, request: dict[str, Any], content: str) -> None:
+        """Store ``content``, already validated by the caller, as the reply to ``request``
+        (a repaired answer under the question first asked)."""
+        if self.cache is not None:
+            await self.cache.put(request, CachedReply(content, 0, 0))
+
+    async def _call(self, request: dict[str, Any]) -> tuple[str, int, int]:
+        kwargs: dict[str, Any] = {
+            k: v
+            for k, v in request.items()
+            if k not in ("base_url", "prompt_version", "schema_version") and v is not None
+        }
+        reserved = estimate_prompt_tokens(request["messages"]) + self.max_tokens
+        async with self.limiter.semaphore:
+            for _attempt in range(MAX_RATE_LIMITED):
+                call_id = await self.limiter.acquire(reserved)
+                try:
+                    with map_driver_errors("openai"):
+                        try:
+                            raw = await self._client.chat.completions.with_raw_response.create(
+                                **kwargs
+                            )
+                        except openai.RateLimitError as exc:
+                            self.stats.rate_limited += 1
+                            wait = cooldown_ms(exc.response.headers) or 1000.0
+                            await self.limiter.settle(call_id, reserved, 0)
+                            await self.limiter.cool_down(wait)
+                            continue
+                        completion = raw.parse()
+                except BackendError:
+                    # The server may have done the work (a timeout): the reservation
+                    # stands until it leaves the window.
+                    raise
+                usage = completion.usage
+                prompt = usage.prompt_tokens if usage else reserved - self.max_tokens
+                out = usage.completion_tokens if usage else self.max_tokens
+                await self.limiter.settle(call_id, reserved, prompt + out)
+                self.stats.add(self.model, prompt, out)
+                hint = cooldown_ms(raw.headers)
+                if hint:
+                    await self.limiter.cool_down(hint)
+                choice = completion.choices[0] if completion.choices else None
+                if choice is None or choice.message.content is None:
+                    raise InvalidReply("LLM reply has no content", backend="openai")
+                if choice.finish_reason == "length":
+                    raise InvalidReply(
+                        f"LLM reply cut at max_tokens={self.max_tokens} (LLM_MAX_TOKENS)",
+                        backend="openai",
+                    )
+                return choice.message.content, prompt, out
+            raise BackendUnavailable(
+                f"LLM API rate limited {MAX_RATE_LIMITED} times in a row", backend="openai"
+            )
+
+    async def aclose(self) -> None:
+        await self._client.close()
+        await asyncio.sleep(0)

