@@ -84,7 +84,9 @@ async def _states(rt: Runtime, refs: list[SourceRef]) -> list[tuple[str | None, 
     for ref in refs:
         pipe.hmget(rt.keys.state(ref.document_id), state.STATUS, state.GENERATION)
     out: list[tuple[str | None, int | None]] = []
-    for status, gen in await pipe.execute():
+    with map_driver_errors():
+        replies = await pipe.execute()
+    for status, gen in replies:
         out.append((status.decode() if status else None, int(gen) if gen else None))
     return out
 

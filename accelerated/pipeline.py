@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from accelerated import state
-from accelerated.models import Chunked, Cleaned, Extracted, Mentions, Related, Resolved, SourceRef
+from accelerated.models import Chunked, Cleaned, Extracted, Mentions, Related, Resolved
 
 if TYPE_CHECKING:
     from accelerated.backends import Backends
@@ -209,12 +209,10 @@ PIPELINE: Final[tuple[Stage, ...]] = (
 
 STAGES_BY_NAME: Final[Mapping[str, Stage]] = {s.name: s for s in PIPELINE}
 STAGE_NAMES: Final[tuple[str, ...]] = tuple(s.name for s in PIPELINE)
-MAIN_STAGES: Final[tuple[str, ...]] = tuple(s.name for s in PIPELINE if s.main)
 FIRST: Final = PIPELINE[0].name
 # Output key name -> the record type stored under it (one type per key).
 OUTPUT_TYPES: Final[Mapping[str, type[Any]]] = {s.output_key: s.output_type for s in PIPELINE}
 OUTPUT_KEYS: Final[tuple[str, ...]] = tuple(dict.fromkeys(s.output_key for s in PIPELINE))
-INPUT_TYPE_OF_FIRST: Final = SourceRef
 
 
 def stage(name: str) -> Stage:
@@ -231,11 +229,6 @@ def outputs_from(name: str) -> tuple[str, ...]:
     i = STAGE_NAMES.index(name)
     keys = (s.output_key for s in PIPELINE[i:] if s.output_key != st.input_key)
     return tuple(dict.fromkeys(keys))
-
-
-def load_stages() -> dict[str, StageFn]:
-    """Every stage's run function, imported now (used by tests and experiments)."""
-    return {s.name: s.resolve() for s in PIPELINE}
 
 
 def fingerprint_params(settings: Settings, backends: Backends) -> dict[str, str]:

@@ -11,7 +11,7 @@ from typing import Final
 
 import msgspec
 
-from accelerated.models import Page
+from accelerated.models import Extracted, Page
 
 PAGE_SEP: Final = "\n\n"
 
@@ -56,7 +56,7 @@ def assemble(parts: list[str]) -> tuple[str, list[Page]]:
     return PAGE_SEP.join(parts), pages
 
 
-def page_texts(result: ExtractResult) -> list[str]:
+def page_texts(result: ExtractResult | Extracted) -> list[str]:
     """The text of each page without its trailing separator (inverse of ``assemble``)."""
     out: list[str] = []
     for page in result.pages:

@@ -17,7 +17,7 @@ from prometheus_client import Counter
 
 from accelerated.backends import OcrEngine, OcrText, PageImage
 from accelerated.errors import ConfigError, DocumentError
-from accelerated.extractors.base import PAGE_SEP, assemble, tidy
+from accelerated.extractors.base import assemble, page_texts, tidy
 from accelerated.models import Extracted
 from accelerated.stages import StageContext
 
@@ -51,15 +51,6 @@ def ocr_pdf_page(data: bytes, index: int, dpi: int, engine: OcrEngine) -> tuple[
     t0 = time.perf_counter()
     result = engine.recognize(render_pdf_page(data, index, dpi))
     return result, time.perf_counter() - t0
-
-
-def page_texts(doc: Extracted) -> list[str]:
-    """Each page's text without its trailing separator (the inverse of ``assemble``)."""
-    last = len(doc.pages)
-    return [
-        doc.text[p.start : p.end].removesuffix(PAGE_SEP) if p.number < last else doc.text[p.start :]
-        for p in doc.pages
-    ]
 
 
 def pages_to_read(extracted: Extracted) -> list[int]:
