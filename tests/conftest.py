@@ -224,10 +224,20 @@ def _fail_on_loop_exceptions(request: pytest.FixtureRequest) -> Iterator[None]:
         loop.set_exception_handler(lambda _loop, ctx: errors.append(ctx))
         return loop
 
+    def _driver_orphan(ctx: dict[str, Any]) -> bool:
+        # A test that ends a Postgres session under a running query (pg_terminate_backend)
+        # can leave asyncpg's own waiter future for that query unretrieved: the driver's,
+        # about a connection the test killed on purpose, and only in such tests.
+        exc = ctx.get("exception")
+        return killer and isinstance(exc, asyncpg.InterfaceError | asyncpg.PostgresConnectionError)
+
+    killer = request.node.get_closest_marker("terminates_pg_sessions") is not None
+
     policy.new_event_loop = new_loop  # type: ignore[method-assign]
     try:
         yield
     finally:
         policy.new_event_loop = original  # type: ignore[method-assign]
+    errors = [e for e in errors if not _driver_orphan(e)]
     if errors:
         pytest.fail(f"event loop reported exceptions: {[e.get('message') for e in errors]}")

@@ -263,6 +263,7 @@ async def writer_pool(dsn: str, schema: str, app: str, **kw: Any) -> asyncpg.Poo
 
 
 # 1. pg_terminate_backend ----------------------------------------------------------------
+@pytest.mark.terminates_pg_sessions
 async def test_terminated_postgres_session_is_replaced(
     schema_ready: asyncpg.Pool,
     redis: aioredis.Redis,
