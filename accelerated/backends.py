@@ -204,10 +204,10 @@ def _local_files(_settings: Settings) -> BlobSource:
     return LocalBlobReader()
 
 
-def _tesseract(_settings: Settings) -> OcrEngine:
+def _tesseract(settings: Settings) -> OcrEngine:
     from accelerated.ocr.tesseract import TesseractEngine
 
-    return TesseractEngine()
+    return TesseractEngine(timeout_s=settings.ocr_page_timeout_s)
 
 
 ENTITY_BACKENDS.register("rules", _rules)

@@ -97,6 +97,8 @@ def summary_table(report: BatchReport) -> Table:
         ("entity mentions", report.mentions),
         ("canonical entities", report.canonicals),
         ("relationships", report.relationships),
+        ("pages OCRed", report.ocr_pages),
+        ("pages from OCR cache", report.ocr_cached_pages),
         ("elapsed s", f"{report.elapsed_s:.2f}"),
         ("documents / s", f"{report.docs_per_s:.1f}"),
     ):
@@ -110,7 +112,8 @@ def summary_line(report: BatchReport) -> str:
         f"summary: path={report.path} documents={report.total} done={report.done} "
         f"needs_ocr={report.needs_ocr} failed={len(report.failed)} chunks={report.chunks} "
         f"mentions={report.mentions} canonical_entities={report.canonicals} "
-        f"relationships={report.relationships} elapsed_s={report.elapsed_s:.2f} "
+        f"relationships={report.relationships} ocr_pages={report.ocr_pages} "
+        f"ocr_cached_pages={report.ocr_cached_pages} elapsed_s={report.elapsed_s:.2f} "
         f"docs_per_s={report.docs_per_s:.1f}"
     )
 

@@ -64,6 +64,10 @@ class BatchReport:
     elapsed_s: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
     stage_compute_s: float = 0.0
+    generation: int = 0  # this run's generation: its documents' OCR figures are kept by it
+    ocr_pages: int = 0  # pages an OCR engine read for this run, on any worker
+    ocr_cached_pages: int = 0  # pages taken from the OCR cache instead
+    ocr_seconds: float = 0.0  # seconds of those engine pages (render + OCR, in the pool)
 
     @property
     def docs_per_s(self) -> float:
@@ -95,8 +99,8 @@ async def _plan(
     rt: Runtime, opts: BatchOptions
 ) -> tuple[list[SourceRef], list[SourceRef], dict[str, list[SourceRef]], BatchReport]:
     """Decide, per document, whether to queue it and at which stage."""
-    report = BatchReport(opts.project, rt.handoff.name)
     gen = new_generation()
+    report = BatchReport(opts.project, rt.handoff.name, generation=gen)
     if opts.reprocess:
         known = await project_documents(rt.pool, opts.project)
         files = [(Path(r.source), r.source_key) for r in known]
@@ -438,6 +442,9 @@ async def _summarise(
             report.failed[row["source_key"]] = row["error"] or "failed"
     report.chunks, report.mentions = counts["chunks"], counts["mentions"]
     report.canonicals, report.relationships = counts["canonicals"], counts["rels"]
+    ocr = await rt.ocr_tally.totals(project, report.generation)
+    report.ocr_pages, report.ocr_cached_pages = ocr.engine_pages, ocr.cached_pages
+    report.ocr_seconds = ocr.engine_seconds
     lat = await rt.transport.latencies(waited)
     report.latencies_ms = sorted((done - intake) * 1000 for intake, done, _c in lat)
     report.stage_compute_s = sum(c for _i, _d, c in lat)

@@ -20,9 +20,11 @@ from accelerated.ids import document_id, validate_project
 from accelerated.models import SourceRef
 
 # Extensions intake picks up. .doc/.wpd/.rtf are legal formats we cannot read yet:
-# they are ingested so that each gets a clear "unsupported_format" error.
+# they are ingested so that each gets a clear "unsupported_format" error. Images
+# (scanned pages, TIFF productions) are read by OCR.
 DOCUMENT_EXTENSIONS = frozenset(
     {".pdf", ".docx", ".doc", ".wpd", ".rtf", ".txt", ".htm", ".html", ".eml", ".json", ".xml"}
+    | {".tif", ".tiff", ".png", ".jpg", ".jpeg"}
 )
 _HEAD_BYTES = 4096
 

@@ -26,7 +26,19 @@ ENTITY_TYPES: Final = (
     "MONEY",
 )
 CATEGORIES: Final = ("opinion", "order", "motion_brief", "contract", "correspondence", "other")
-FORMATS: Final = ("pdf", "docx", "txt", "html", "eml", "json", "xml", "unknown")
+FORMATS: Final = (
+    "pdf",
+    "docx",
+    "txt",
+    "html",
+    "eml",
+    "json",
+    "xml",
+    "tiff",  # images: text by OCR only
+    "png",
+    "jpeg",
+    "unknown",
+)
 
 
 class SourceRef(msgspec.Struct, frozen=True, kw_only=True, gc=False):

@@ -32,6 +32,7 @@ from accelerated.engine import Engine
 from accelerated.handoff import AcceleratedHandoff, Handoff, TraditionalHandoff
 from accelerated.keys import Keys
 from accelerated.models import SourceRef
+from accelerated.ocr.tally import LocalOcrTally, RedisOcrTally
 from accelerated.pipeline import StageFn
 from accelerated.settings import Settings
 from accelerated.spill import LocalSpill
@@ -85,6 +86,7 @@ class Runtime:
     extract_cache: RedisExtractCache | None = None
     chunk_cache: RedisChunkCache | None = None
     ocr_cache: RedisOcrCache | None = None
+    ocr_tally: RedisOcrTally | LocalOcrTally = field(default_factory=LocalOcrTally)
     writer: WriteBehindWriter | None = None
     backends: Backends | None = None  # None: built from settings on first use
     stage_overrides: dict[str, StageFn] = field(default_factory=dict)  # tests, experiments
@@ -106,6 +108,7 @@ class Runtime:
             extract_cache=self.extract_cache,
             chunk_cache=self.chunk_cache,
             ocr_cache=self.ocr_cache,
+            ocr_tally=self.ocr_tally,
             executor=self.executor,
             source=ref,
             extras={"entity_backend": self.settings.entity_backend},
@@ -177,6 +180,10 @@ def build_runtime(
         "executor": executor,
         "consumer": name,
         "backends": backends or resolve_backends(settings),
+        # Workers anywhere add to a run's OCR figures in Redis; without Redis, here.
+        "ocr_tally": RedisOcrTally(redis, keys, settings.ttl_stage_s)
+        if redis is not None
+        else LocalOcrTally(),
     }
     if redis is not None and settings.enable_redis_acceleration:
         memo = IntentMemo()  # the writer below takes what the handoff queues, undecoded

@@ -136,6 +136,9 @@ def _settings(cfg: BenchConfig, path: str, database_url: str) -> Settings:
         enable_redis_acceleration=path == "accelerated",
         concurrency=cfg.concurrency,
         cpu_pool=cfg.cpu_pool,
+        # Scans stay needs_ocr here: OCR (~2 s a page) would swamp the pipeline overhead
+        # this measures, and has its own benchmark (benchmarks/ocr.py).
+        ocr_backend="none",
         _env_file=None,
     )
 
@@ -189,6 +192,7 @@ def _worker_env(cfg: BenchConfig, settings: Settings) -> dict[str, str]:
         ENABLE_REDIS_ACCELERATION=str(settings.enable_redis_acceleration).lower(),
         CONCURRENCY=str(cfg.concurrency),
         CPU_POOL=cfg.cpu_pool,
+        OCR_BACKEND=settings.ocr_backend,
     )
     return env
 

@@ -472,7 +472,7 @@ async def test_summary_names_needs_ocr_failed_and_skipped_with_reasons(
         place_file(p, src / p.name)
     place_file(corpus / SCANNED, src / "scan.pdf")
     (src / "empty.pdf").write_bytes(b"")
-    (src / "photo.png").write_bytes(b"\x89PNG\r\n")
+    (src / "photo.gif").write_bytes(b"GIF89a")
     outside = tmp_path / "outside.txt"
     outside.write_text("another client's file")
     (src / "escape.txt").symlink_to(outside)
@@ -483,7 +483,7 @@ async def test_summary_names_needs_ocr_failed_and_skipped_with_reasons(
     assert "needs OCR (1)" in flat and "scan.pdf" in flat, out
     assert "failed documents (1)" in flat and "empty.pdf" in flat, out
     assert "skipped files (2)" in flat, out
-    assert "photo.png" in flat and "not a document type" in flat, out
+    assert "photo.gif" in flat and "not a document type" in flat, out
     assert "escape.txt" in flat and "outside the input folder" in flat, out
     assert (
         await pg_pool.fetchval(

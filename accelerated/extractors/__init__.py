@@ -23,6 +23,7 @@ from accelerated.extractors.detect import (
 from accelerated.extractors.docx import check_zip, extract_docx
 from accelerated.extractors.eml import extract_eml
 from accelerated.extractors.html import extract_html, html_to_text
+from accelerated.extractors.image import extract_image
 from accelerated.extractors.pdf import extract_pdf
 from accelerated.extractors.structured import extract_json, extract_xml, xml_to_text
 from accelerated.extractors.text import decode_text, extract_txt
@@ -51,6 +52,9 @@ _BY_KIND: Final[dict[str, Callable[[bytes], ExtractResult]]] = {
     "html": extract_html,
     "json": extract_json,
     "xml": extract_xml,
+    "tiff": functools.partial(extract_image, kind="tiff"),
+    "png": functools.partial(extract_image, kind="png"),
+    "jpeg": functools.partial(extract_image, kind="jpeg"),
 }
 
 

@@ -15,9 +15,11 @@ from typing import Final
 HEAD_BYTES: Final = 4096
 PDF_MAGIC_WINDOW: Final = 1024
 
+# Images are read by OCR only (accelerated/extractors/image.py, accelerated/stages/ocr.py).
+IMAGE_KINDS: Final = frozenset({"tiff", "png", "jpeg"})
 # Kinds this package extracts map to themselves in models.FORMATS; the rest are refused
 # with the human name below (what a paralegal reads in the batch summary).
-SUPPORTED: Final = frozenset({"pdf", "docx", "txt", "html", "eml", "json", "xml"})
+SUPPORTED: Final = frozenset({"pdf", "docx", "txt", "html", "eml", "json", "xml"} | IMAGE_KINDS)
 UNSUPPORTED: Final[dict[str, str]] = {
     "doc": "a Word 97-2003 document (.doc)",
     "xls": "an Excel 97-2003 workbook (.xls)",
@@ -31,10 +33,7 @@ UNSUPPORTED: Final[dict[str, str]] = {
     "odf": "an OpenDocument file",
     "zip": "a ZIP archive",
     "gzip": "a gzip archive",
-    "png": "a PNG image",
-    "jpeg": "a JPEG image",
     "gif": "a GIF image",
-    "tiff": "a TIFF image",
     "binary": "an unrecognised binary file",
 }
 
@@ -48,6 +47,8 @@ _MAGIC: Final[tuple[tuple[bytes, str], ...]] = (
     (b"GIF89a", "gif"),
     (b"II*\x00", "tiff"),
     (b"MM\x00*", "tiff"),
+    (b"II+\x00", "tiff"),  # BigTIFF
+    (b"MM\x00+", "tiff"),
     (b"\x1f\x8b", "gzip"),
 )
 _EXTENSIONS: Final[dict[str, str]] = {
@@ -70,6 +71,11 @@ _EXTENSIONS: Final[dict[str, str]] = {
     ".msg": "msg",
     ".xlsx": "xlsx",
     ".pptx": "pptx",
+    ".tif": "tiff",
+    ".tiff": "tiff",
+    ".png": "png",
+    ".jpg": "jpeg",
+    ".jpeg": "jpeg",
 }
 _OLE_BY_EXT: Final = {".doc": "doc", ".xls": "xls", ".ppt": "ppt", ".msg": "msg"}
 _BOMS: Final = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")
