@@ -6,7 +6,7 @@ PROJECT ?= demo
 INPUT ?=
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-.PHONY: install lint typecheck test test-fast bench bench-wb demo examples clean
+.PHONY: install lint typecheck test test-fast bench bench-wb bench-ocr demo examples clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -42,6 +42,11 @@ bench: install
 
 bench-wb: install
 	$(BIN)/python -m benchmarks.writebehind --rows 1000000 --json wb.json
+
+# OCR through the pipeline against tesseract alone on the same pages (about 2 min on
+# 2 cores; PAGES=... for more).
+bench-ocr: install
+	$(BIN)/python -m benchmarks.ocr --input ../shared/corpus --pages $(or $(PAGES),30) --json bench-ocr.json
 
 examples: install
 	$(BIN)/python examples/make_examples.py

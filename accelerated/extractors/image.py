@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Iterator
 from typing import IO, Final
 
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from accelerated.errors import DocumentError
 from accelerated.extractors.base import ExtractResult
@@ -63,7 +63,7 @@ def open_image(fp: IO[bytes] | str, kind: str) -> Iterator[Image.Image]:
                 "bomb); it was not decoded.",
                 code="too_large",
             ) from None
-        except Image.UnidentifiedImageError:
+        except UnidentifiedImageError:
             raise DocumentError(
                 f"The file is not a readable {name} image (its data does not decode as one).",
                 code="corrupt",
