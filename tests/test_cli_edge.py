@@ -125,6 +125,7 @@ BAD_SETTINGS = [
     ("REDIS_URL", "localhost:6379", "redis://"),
     ("DATABASE_URL", f"mysql://u:{PG_SECRET}@h/db", "postgresql://"),
     ("MAX_FILE_BYTES", "-5", ">= 1"),
+    ("OCR_MAX_PIXELS", "999999999", "from 1 to 178,956,970"),  # Pillow's bomb guard
     ("CPU_POOL", "fork", "process, thread"),
     # Backends are built at start-up: an unknown one, a model (language data) missing.
     ("ENTITY_BACKEND", "transformers", "known: llm, rules, rules+llm"),
