@@ -1,7 +1,7 @@
 """Every scanned PDF of the corpus through the pipeline with local OCR, and the
 corpus's two OCR pairs (the same document as a scan and with a text layer) scored
 by word-level F1 against each other. At 300 dpi, as in production: no lower dpi to
-save time (it costs accuracy). About a minute on two cores; marked slow."""
+save time (it costs accuracy). About 60 pages: 2 minutes on two idle cores; slow."""
 
 from __future__ import annotations
 
@@ -93,7 +93,8 @@ async def test_every_corpus_scan_comes_out_as_text_and_the_ocr_pairs_match(
     for rel in scans:
         row = rows[rel]
         assert (row["status"], row["method"]) == ("done", "ocr"), rel
-        assert len(words(row["raw_text"])) >= 10, (rel, row["raw_text"][:200])
+        # The shortest scan is one line ("This matter is before the Foreign Intelligence").
+        assert len(words(row["raw_text"])) >= 5, (rel, row["raw_text"][:200])
         pages = msgspec.json.decode(row["raw_pages"])
         methods = msgspec.json.decode(row["metadata"])["page_methods"].split(",")
         assert len(methods) == len(pages) and set(methods) == {"ocr"}, rel
