@@ -303,6 +303,12 @@ def test_a_missing_converter_is_a_startup_error_naming_its_package(
     assert len(auto.notices) == 1 and "apt-get install antiword" in auto.notices[0]
     off = legacy_tools(missing.model_copy(update={"legacy_formats": "off"}))
     assert (off.antiword, off.wpd2text, off.notices) == (None, None, ())
+    # A converter must time out before its stage does (the stage recycles the pool).
+    slow = settings.model_copy(
+        update={"legacy_timeout_s": 90.0, "stage_time_limits": {"extract": 60.0}}
+    )
+    with pytest.raises(ConfigError, match="LEGACY_TIMEOUT_S=90 must be below"):
+        validate_startup(slow)
 
 
 def _batch(settings: Settings, src: Path, **env: str) -> tuple[int, str]:

@@ -71,8 +71,18 @@ def _missing(name: str, cmd: str) -> str:
 def legacy_tools(settings: Settings) -> LegacyTools:
     """Find the converters the settings ask for; in ``on`` mode a missing one is a
     :class:`ConfigError` naming its Debian package (the start-up check)."""
+    from accelerated.pipeline import stage  # late: the registry imports the backends
+
     found: dict[str, str | None] = {"antiword": None, "wpd2text": None}
     problems: list[str] = []
+    limit = settings.stage_time_limits.get("extract", stage("extract").time_limit_s)
+    if settings.legacy_formats != "off" and settings.legacy_timeout_s >= limit:
+        # The stage's limit recycles the CPU pool; a converter in a session of its own
+        # would outlive the pool child that started it, so it must time out first.
+        raise ConfigError(
+            f"LEGACY_TIMEOUT_S={settings.legacy_timeout_s:g} must be below the extract "
+            f"stage's time limit ({limit:g} s; STAGE_TIME_LIMITS)"
+        )
     if settings.legacy_formats != "off":
         for name, cmd in (
             ("antiword", settings.antiword_cmd),
