@@ -25,8 +25,10 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
+# A test that hangs past the watchdog (tests/conftest.py) ends the run; its stacks are shown.
 test: install
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider || { st=$$?; \
+	  if [ -s .pytest-watchdog.log ]; then cat .pytest-watchdog.log; fi; exit $$st; }
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
