@@ -22,6 +22,7 @@ import pytest
 import redis as sync_redis
 import redis.asyncio as aioredis
 
+from accelerated.aio import wait_for
 from accelerated.batch_run import BatchOptions, run_batch
 from accelerated.cli import EXIT_FAILED, EXIT_USAGE, validate_startup
 from accelerated.errors import ConfigError, DocumentError
@@ -235,7 +236,7 @@ async def test_both_paths_extract_legacy_files_and_bad_ones_fail_alone(
         (src / name).write_bytes(data)
     await migrate(pg_pool, settings.pg_schema)
     rt = make_runtime(settings, pg_pool, redis, accelerated=accelerated)
-    report = await asyncio.wait_for(run_batch(rt, BatchOptions("legacy", [src])), 120)
+    report = await wait_for(run_batch(rt, BatchOptions("legacy", [src])), 120)
 
     assert report.done == len(EXPECTED) and report.needs_ocr == 0
     assert set(report.failed) == set(bad)
@@ -271,7 +272,7 @@ async def test_a_hanging_converter_times_out_and_the_batch_completes(
         (src / Path(rel).name).write_bytes((corpus / rel).read_bytes())
     await migrate(pg_pool, hung.pg_schema)
     rt = make_runtime(hung, pg_pool, redis, accelerated=True)
-    report = await asyncio.wait_for(run_batch(rt, BatchOptions("hang", [src])), 120)
+    report = await wait_for(run_batch(rt, BatchOptions("hang", [src])), 120)
 
     assert report.done == 1 and list(report.failed) == [Path(WPD).name]
     error = report.failed[Path(WPD).name]
