@@ -322,8 +322,10 @@ def classify(exc: BaseException) -> AwsFailure | None:
 
 
 def describe_aws(code: str, status: int | None, message: str) -> str:
-    text = f"{code} (HTTP {status})" if status else code
-    return describe(Exception(f"{text}: {message}")).removeprefix("Exception: ")
+    """``NoSuchKey, HTTP 404: The specified key does not exist.``, secrets masked."""
+    text = f"{code}, HTTP {status}" if status else code
+    line = f"{text}: {message}" if message else text
+    return describe(Exception(line)).removeprefix("Exception: ")
 
 
 def to_pipeline_error(exc: BaseException, service: str = "s3") -> PipelineError | None:
@@ -335,10 +337,11 @@ def to_pipeline_error(exc: BaseException, service: str = "s3") -> PipelineError 
     if failure is None:
         return None
     if failure.kind == "missing":
-        return DocumentError(f"not found ({failure.text})", code="missing")
+        what = "its bucket does not exist" if failure.code == "NoSuchBucket" else "not found"
+        return DocumentError(f"{what} ({failure.text})", code="missing")
     if failure.kind == "denied":
         return DocumentError(
-            f"access denied ({failure.text}): the credentials in use may not read it",
+            f"access denied ({failure.text}); the credentials in use may not read it",
             code="access_denied",
         )
     if failure.kind == "unavailable":
