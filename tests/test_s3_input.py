@@ -23,6 +23,7 @@ import boto3
 import pytest
 import redis.asyncio as aioredis
 
+from accelerated.aws import check_credentials, session_from_settings
 from accelerated.batch_run import BatchOptions, BatchReport, run_batch
 from accelerated.cli import validate_startup
 from accelerated.codec import Codec
@@ -396,6 +397,8 @@ async def test_start_up_problems_are_one_line_config_errors(
     async with runtime(s3_settings, pg_pool, redis, accelerated=True) as rt:
         with pytest.raises(ConfigError, match="no AWS credentials found"):
             await batch(rt, "cfg", f"s3://{bucket}/in")
+    with pytest.raises(ConfigError, match="no AWS credentials found"):
+        await check_credentials(session_from_settings(s3_settings))
     with pytest.raises(ConfigError, match="SPILL_URL=s3://no-such-spill-bucket"):
         validate_startup(s3_settings.model_copy(update={"spill_url": "s3://no-such-spill-bucket"}))
     with pytest.raises(ConfigError, match="not a valid S3 bucket name"):
