@@ -4,8 +4,8 @@ input source, transcriber or LLM client plugs in.
 Each protocol is small and documented; each kind has one :class:`Registry` from
 which the CLI edge builds, by the names in settings, every backend a run needs
 (:func:`resolve_backends`) before the first document is read, so a wrong name, a
-missing model path or a tool not on ``PATH`` stops the program at start-up with one
-line instead of failing every document. Components receive the built backends
+missing model path or a tool not on ``PATH`` (antiword, wpd2text) stops the program at
+start-up with one line instead of failing every document. Components receive the built backends
 (:class:`Backends`) and never look a name up themselves. The models are httpx's
 ``_transports/base.py`` and anyio's ``abc/``.
 
@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 import msgspec
 
 from accelerated.entities import RawMention
 from accelerated.errors import ConfigError
+from accelerated.extractors.legacy import LegacyTools, legacy_tools
 from accelerated.models import SourceRef
 
 if TYPE_CHECKING:
@@ -273,6 +274,13 @@ class Backends:
     ocr: OcrEngine | None = None
     transcriber: Transcriber | None = None
     llm: LlmClient | None = None
+    # The external converters of .doc/.wpd (LEGACY_FORMATS): found on PATH at start-up.
+    legacy: LegacyTools = field(default_factory=LegacyTools)
+
+    @property
+    def notices(self) -> tuple[str, ...]:
+        """Start-up lines for the user: what this run will not do, and why."""
+        return self.legacy.notices
 
     async def aclose(self) -> None:
         """Release the connections the blob sources hold (an S3 client's pool)."""
@@ -302,4 +310,5 @@ def resolve_backends(settings: Settings) -> Backends:
         entities=ENTITY_BACKENDS.create(settings.entity_backend, settings),
         blobs=BlobRouter(settings),
         ocr=ocr,
+        legacy=legacy_tools(settings),
     )

@@ -210,7 +210,7 @@ async def amain(args: argparse.Namespace, console: Console, ctx: CliContext) -> 
     validate_project(args.project)
     opts = _batch_options(args)
     async with open_clients(settings) as clients:
-        for notice in clients.notices:
+        for notice in (*backends.notices, *clients.notices):
             console.print(
                 redact(notice), style="yellow", markup=False, highlight=False, soft_wrap=True
             )

@@ -19,10 +19,11 @@ from accelerated.errors import ConfigError
 from accelerated.ids import document_id, validate_project
 from accelerated.models import SourceRef
 
-# Extensions intake picks up. .doc/.wpd/.rtf are legal formats we cannot read yet:
-# they are ingested so that each gets a clear "unsupported_format" error.
+# Extensions intake picks up (the extractor then goes by the bytes, not the name).
+# .wp/.wp5/.wp6: what older WordPerfect versions called their files.
 DOCUMENT_EXTENSIONS = frozenset(
-    {".pdf", ".docx", ".doc", ".wpd", ".rtf", ".txt", ".htm", ".html", ".eml", ".json", ".xml"}
+    {".pdf", ".docx", ".doc", ".wpd", ".wp", ".wp5", ".wp6", ".rtf"}
+    | {".txt", ".htm", ".html", ".eml", ".json", ".xml"}
 )
 _HEAD_BYTES = 4096
 

@@ -52,6 +52,7 @@ MIN_VALUES: dict[str, float] = {
     "llm_temperature": 0,
     "llm_concurrency": 1,
     "llm_timeout_s": 0.001,
+    "legacy_timeout_s": 0.001,
     "s3_list_page_size": 1,
     "aws_max_attempts": 1,
     "aws_connect_timeout_s": 0.001,
@@ -115,6 +116,14 @@ class Settings(BaseSettings):
     entity_backend: str = "rules"  # rules | transformers | llm (later issues)
     # Backends, time limits, shutdown (see accelerated/backends.py, accelerated/pipeline.py).
     ocr_backend: str = "none"  # an OCR_ENGINES name; "none": scans end as needs_ocr
+    # Legacy word processor files through external programs (accelerated/extractors/
+    # legacy.py): .doc by antiword, .wpd by wpd2text; .rtf needs no program. "on": both
+    # must be installed (else a start-up error naming the package); "auto": use those
+    # found, files needing a missing one fail as unsupported_format; "off": never run them.
+    legacy_formats: Literal["on", "auto", "off"] = "on"
+    antiword_cmd: str = "antiword"  # a name looked up on PATH, or a path
+    wpd2text_cmd: str = "wpd2text"
+    legacy_timeout_s: float = 60.0  # per file; a program still running then is killed
     # Modules imported at start-up, which register backends: "pkg.mod,other.mod".
     plugins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Per stage time limit in seconds: "extract=600,entities=120" (or JSON).
