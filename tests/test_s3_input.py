@@ -23,6 +23,7 @@ import boto3
 import pytest
 import redis.asyncio as aioredis
 
+from accelerated.aio import wait_for
 from accelerated.aws import check_credentials, session_from_settings
 from accelerated.batch_run import BatchOptions, BatchReport, run_batch
 from accelerated.cli import validate_startup
@@ -110,9 +111,7 @@ async def runtime(
 
 
 async def batch(rt: Runtime, project: str, *uris: str, **kw: Any) -> BatchReport:
-    return await asyncio.wait_for(
-        run_batch(rt, BatchOptions(project, s3_inputs=list(uris), **kw)), LIMIT_S
-    )
+    return await wait_for(run_batch(rt, BatchOptions(project, s3_inputs=list(uris), **kw)), LIMIT_S)
 
 
 async def rows(pool: asyncpg.Pool) -> dict[str, asyncpg.Record]:
@@ -198,7 +197,7 @@ async def test_a_single_object_input_and_reprocess(
         assert (report.total, report.done) == (1, 1)
         assert set(await rows(pg_pool)) == {"one.txt"}
         before = layer.gets(bucket)
-        again = await asyncio.wait_for(
+        again = await wait_for(
             run_batch(rt, BatchOptions("single", reprocess=True, from_stage="chunk")), LIMIT_S
         )
         assert again.failed == {} and again.done == 1
@@ -319,7 +318,7 @@ async def test_missing_denied_and_vanished_are_per_document_errors(
                 queued.cancel()
                 await asyncio.gather(queued, return_exceptions=True)
                 if engine is not None:
-                    await asyncio.wait_for(engine, LIMIT_S)
+                    await wait_for(engine, LIMIT_S)
     got = await rows(pg_pool)
     assert {k for k, r in got.items() if r["status"] == "done"} == {"ok_1.txt", "ok_2.txt"}
     errors = {k: r["error"] for k, r in got.items() if r["status"] == "failed"}
@@ -364,7 +363,7 @@ async def test_throttling_is_transient_and_retried(
             plan.cancel()
             await asyncio.gather(plan, return_exceptions=True)
             if engine is not None:
-                await asyncio.wait_for(engine, LIMIT_S)
+                await wait_for(engine, LIMIT_S)
     assert report.failed == {} and report.done == 2
     assert layer.slow_down[f"/{bucket}/in/a.txt"] == 0  # both throttled replies were hit
 
