@@ -235,9 +235,10 @@ class BlobRouter:
     scheme of its ``source`` (a plain path or ``file://``: ``file``; ``s3://``: ``s3``;
     a plugin's own scheme: the ``BLOB_SOURCES`` entry of that name).
 
-    Sources are built on first use, so a worker that never meets an ``s3://`` document
-    never imports aioboto3; the batch command checks its inputs' schemes at start-up
-    (listing the bucket), so a missing package or bad credentials is one line there.
+    The local reader is built at once; others on first use, so a worker that never
+    meets an ``s3://`` document never imports aioboto3 (one that does pays its import,
+    about a second, on the first such document). The batch command lists its S3
+    inputs at start-up, so a missing package or bad credentials is one line there.
     """
 
     schemes: tuple[str, ...] = ("*",)
@@ -245,6 +246,7 @@ class BlobRouter:
     def __init__(self, settings: Settings, registry: Registry[BlobSource] = BLOB_SOURCES) -> None:
         self.settings, self.registry = settings, registry
         self._sources: dict[str, BlobSource] = {}
+        self.source_for("file")  # every run may meet a local path: built (imported) now
 
     def source_for(self, scheme: str) -> BlobSource:
         name = "file" if scheme in ("", "file") else scheme
