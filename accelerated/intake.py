@@ -70,14 +70,15 @@ def discover(
     return found
 
 
-def _excluded(key: str, patterns: list[str]) -> bool:
+def excluded(key: str, patterns: list[str]) -> bool:
+    """Whether intake leaves ``key`` out: a hidden part, or an ``--exclude`` match."""
     if any(part.startswith(".") for part in Path(key).parts):
         return True  # hidden files and folders are never documents
     return any(fnmatch.fnmatch(key, pat) for pat in patterns)
 
 
 def _take(found: Discovery, path: Path, key: str, patterns: list[str]) -> None:
-    if _excluded(key, patterns):
+    if excluded(key, patterns):
         return
     if path.suffix.lower() not in DOCUMENT_EXTENSIONS:
         found.skip(key, NOT_A_DOCUMENT)
@@ -108,7 +109,7 @@ def _walk(
             is_dir = entry.is_dir()  # follows a link; False for a dangling one
         except OSError:
             is_dir = False
-        if not is_dir and _excluded(key, patterns):
+        if not is_dir and excluded(key, patterns):
             continue  # --exclude matches file keys, as it always has
         real = path
         if entry.is_symlink():
