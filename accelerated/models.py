@@ -26,6 +26,8 @@ ENTITY_TYPES: Final = (
     "MONEY",
 )
 CATEGORIES: Final = ("opinion", "order", "motion_brief", "contract", "correspondence", "other")
+# doc, wpd, rtf: legacy word processor files (extractors/legacy.py, extractors/rtf.py);
+# tiff, png, jpeg: images, whose text comes from OCR only (extractors/image.py).
 FORMATS: Final = (
     "pdf",
     "docx",
@@ -34,7 +36,10 @@ FORMATS: Final = (
     "eml",
     "json",
     "xml",
-    "tiff",  # images: text by OCR only
+    "doc",
+    "wpd",
+    "rtf",
+    "tiff",
     "png",
     "jpeg",
     "unknown",
@@ -68,7 +73,7 @@ class Extracted(msgspec.Struct, kw_only=True):
     document_id: uuid.UUID
     sha256: str
     format: str
-    method: str  # text_layer | docx | html | eml | plain | json | xml | needs_ocr
+    method: str  # text_layer | docx | ... | antiword | wpd2text | striprtf | needs_ocr
     text: str
     pages: list[Page]
     needs_ocr: bool = False

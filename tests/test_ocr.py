@@ -26,7 +26,7 @@ from PIL import Image, ImageDraw, ImageFont
 from pydantic import ValidationError
 from pypdf import PdfReader, PdfWriter
 
-from accelerated import state
+from accelerated import aio, state
 from accelerated.batch import summary_line, summary_table
 from accelerated.batch_run import BatchOptions, BatchReport, run_batch
 from accelerated.caches import RedisOcrCache
@@ -130,7 +130,7 @@ def ocr_settings(settings: Settings) -> Settings:
 
 
 async def batch(rt: Runtime, opts: BatchOptions) -> BatchReport:
-    return await asyncio.wait_for(run_batch(rt, opts), RUN_S)
+    return await aio.wait_for(run_batch(rt, opts), RUN_S)
 
 
 async def documents(pool: asyncpg.Pool, project: str) -> dict[str, asyncpg.Record]:
@@ -227,7 +227,7 @@ async def test_scans_images_and_a_mixed_pdf_come_out_as_text_and_are_ocred_once(
         report = await batch(queuer, BatchOptions("ocr-again", [again], consume=False))
     finally:
         stop.set()
-        await asyncio.wait_for(work, 30)
+        await aio.wait_for(work, 30)
     assert report.done == 5 and report.failed == {}
     assert engine_pages() == before and engine_pages("cache") - cached == 7
     assert (report.ocr_pages, report.ocr_cached_pages) == (0, 7)

@@ -5,7 +5,6 @@ save time (it costs accuracy). About 60 pages: 2 minutes on two idle cores; slow
 
 from __future__ import annotations
 
-import asyncio
 import re
 import shutil
 from collections import Counter
@@ -16,6 +15,7 @@ import msgspec
 import pytest
 import redis.asyncio as aioredis
 
+from accelerated import aio
 from accelerated.batch_run import BatchOptions, run_batch
 from accelerated.extractors import extract_bytes
 from accelerated.runtime import build_runtime, make_executor
@@ -79,7 +79,7 @@ async def test_every_corpus_scan_comes_out_as_text_and_the_ocr_pairs_match(
     await migrate(pg_pool, ocr.pg_schema)
     rt = build_runtime(ocr, pg_pool, redis, executor=make_executor(ocr))
     try:
-        report = await asyncio.wait_for(run_batch(rt, BatchOptions("scans", [src])), 600)
+        report = await aio.wait_for(run_batch(rt, BatchOptions("scans", [src])), 600)
     finally:
         rt.close()
     assert report.failed == {} and report.needs_ocr == 0
