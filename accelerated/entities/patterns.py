@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-RULES_VERSION: Final = "rules-2"
+RULES_VERSION: Final = "rules-3"
 
 _MONTHS: Final = (
     "January",
@@ -62,6 +62,8 @@ MONEY_RES: Final = (
     # "100 dollars", but not the cents of "Fifty Thousand and NO/100 Dollars"
     re.compile(rf"(?<![/\d.,])\b(?P<num>{_NUM}){_SCALE}\s+(?:U\.S\.\s+)?dollars\b", re.IGNORECASE),
 )
+# A cheap test that a text can hold one of MONEY_RES's forms at all.
+DOLLAR_WORD_RE: Final = re.compile(r"(?i:usd|dollar)")
 MONEY_SCALE: Final = {
     "thousand": 10**3,
     "million": 10**6,

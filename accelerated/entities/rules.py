@@ -24,7 +24,7 @@ from typing import Any
 
 import msgspec
 
-from accelerated.entities import RawMention
+from accelerated.entities import RawMention, eyecite_speed
 from accelerated.entities import patterns as P
 from accelerated.entities import structure as S
 
@@ -264,6 +264,7 @@ def _citations(text: str, tokenizer: Any) -> Iterator[RawMention]:
     from eyecite import get_citations
     from eyecite.models import FullCaseCitation, FullLawCitation, ShortCaseCitation
 
+    eyecite_speed.install()
     cite: Any  # eyecite's citation methods are untyped
     for cite in get_citations(text.translate(_EYECITE_TR), tokenizer=tokenizer):
         if isinstance(cite, FullCaseCitation | ShortCaseCitation):
@@ -283,6 +284,7 @@ def _citations(text: str, tokenizer: Any) -> Iterator[RawMention]:
 # --- courts (courts-db) -------------------------------------------------------------
 
 _COURT_TOKEN = re.compile(r"[^\s,;:]+")
+_COURT_SEP = re.compile(r"[\s,;:]+")
 
 
 @functools.cache
@@ -338,25 +340,30 @@ def _court_variants(key: str) -> Iterator[str]:
 
 def _courts(text: str) -> Iterator[RawMention]:
     auto, cites = _court_tables()
-    tokens = list(_COURT_TOKEN.finditer(text.translate(_ASCII_LOWER)))
-    if tokens:
+    # Names are matched on the text lower-cased with each run of separators made one
+    # space; offsets are mapped back only for the (few) hits.
+    lower = text.translate(_ASCII_LOWER)
+    norm = " ".join(w for w in _COURT_SEP.split(lower) if w)
+    hits = [
+        (last - length + 1, last + 1, cid)
+        for last, (length, cid) in auto.iter(norm)
+        if (last - length < 0 or norm[last - length] == " ")
+        and (last + 1 == len(norm) or not norm[last + 1].isalnum())
+    ]
+    if hits:
+        tokens = list(_COURT_TOKEN.finditer(lower))
         norm_starts: list[int] = []
-        parts: list[str] = []
         pos = 0
         for tok in tokens:
             norm_starts.append(pos)
-            parts.append(tok.group())
-            pos += len(tok.group()) + 1
-        norm = " ".join(parts)
+            pos += tok.end() - tok.start() + 1
 
         def to_orig(p: int) -> int:
             i = bisect_right(norm_starts, p) - 1
             return tokens[i].start() + (p - norm_starts[i])
 
-        for last, (length, cid) in auto.iter(norm):
-            s, e = last - length + 1, last + 1
-            if (s == 0 or norm[s - 1] == " ") and (e == len(norm) or not norm[e].isalnum()):
-                yield RawMention("COURT", to_orig(s), to_orig(e - 1) + 1, cid)
+        for s, e, cid in hits:
+            yield RawMention("COURT", to_orig(s), to_orig(e - 1) + 1, cid)
     for m in P.COURT_PAREN_RE.finditer(text):
         court = _collapse(m.group("court"))
         cid = cites.get(court)
@@ -526,7 +533,9 @@ def _dates(text: str) -> Iterator[RawMention]:
 
 
 def _money(text: str) -> Iterator[RawMention]:
-    for rx in P.MONEY_RES:
+    # every dollar form has a "$", "USD" or "dollar(s)": most texts have none
+    dollars = "$" in text or P.DOLLAR_WORD_RE.search(text) is not None
+    for rx in P.MONEY_RES if dollars else ():
         for m in rx.finditer(text):
             with contextlib.suppress(InvalidOperation):
                 amount = Decimal(m.group("num").replace(",", ""))
