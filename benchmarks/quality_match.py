@@ -21,7 +21,8 @@ MATCHING_RULE: Final = (
     "'honorable', 'jr' ignored) equals the truth's, or one contains the other and the "
     "smaller has at least two words. COURT: courts-db id equality. DATE: ISO date "
     "equality (month-only dates are not scored). DOCKET_NUMBER: casefolded, spaces "
-    "and a label ('No.', 'Docket No.', 'Bankruptcy No.') dropped, dashes "
+    "and a label ('No.', 'Docket No.', 'Bankruptcy No.') or marker ('Consol.', a lead case's "
+    "'(L)') dropped, dashes "
     "unified, leading zeros of digit runs dropped; equal, or equal after dropping a "
     "federal or bankruptcy number's trailing judge-initials or chapter suffixes "
     "and defendant numbers (1:21-cv-1234-ABC-1, 24-04888-CL7). "
@@ -66,6 +67,8 @@ def docket_key(s: str) -> str:
         "",
         s,
     )
+    # "Consol. 13-00073" (consolidated), "24-1903 (L)" (the lead case): markers, not number
+    s = re.sub(r"^consol(?:idated)?\.?\s*|\s*\((?:l|con|xap)\)\s*$", "", s)
     s = re.sub(r"\s+", "", s).strip(".,;:()")
     return re.sub(r"\d+", lambda m: str(int(m.group())), s)
 

@@ -141,10 +141,23 @@ DOCKET_RES: Final = (
     ),
 )
 DASHES: Final = str.maketrans({c: "-" for c in _UNI_DASH})
+# A reference to an entry of the docket: "(Docket no. 6 )", "Dkt. No. 8", "ECF No. 12":
+# a bare entry number (after "Docket No." only inside parentheses), not a case's number.
+ENTRY_REF_LOOKBACK: Final = 24
+ENTRY_REF_RE: Final = re.compile(
+    r".*(?:\((?:[^()\n]{0,16}[ \t])?(?i:docket|doc\.?)|\b(?i:dkt\.?|ecf))[ \t]+(?i:nos?)\.?"
+    r"[ \t]*:?[ \t]*\d{1,4}(?![\w:/\-]|\.\d)",
+    re.DOTALL,
+)
 
 # A capitalised name token: "Smith", "O'Connor", "McDONALD", "A." (initial).
 # A middle initial may lack its period in docket text ("Katherine A Crytzer").
-_NAME_TOK = r"(?:[A-Z]\.|[A-Z](?=[ \t][A-Z][a-z])|[A-Z][A-Za-z'’\-]*[A-Za-z](?![.\w]))"
+# A word before a sentence's period ("before Judge William Knox. Court will") is a name
+# token too, without the period; an abbreviation ("Bros.") is not one.
+_NAME_TOK = (
+    r"(?:[A-Z]\.|[A-Z](?=[ \t][A-Z][a-z])|[A-Z][A-Za-z'’\-]*[A-Za-z](?![.\w])"
+    r"|[A-Z][a-z'’\-]*[a-z]{2}(?=\.(?:[ \t]+[A-Z(]|[ \t]*$)))"
+)
 _PERSON = rf"{_NAME_TOK}(?: {_NAME_TOK}){{0,3}}"
 
 JUDGE_RES: Final = (
@@ -265,6 +278,12 @@ JUDGE_NAME_STOP: Final = frozenset(
         "commission",
         "committee",
         "council",
+        # "in the Interests of Justice Time excluded" (the Speedy Trial Act's phrase)
+        "time",
+        "excluded",
+        "motion",
+        "motions",
+        "hearing",
     }
 )
 
@@ -626,8 +645,8 @@ PARTY_NAME_FIELD_RE: Final = re.compile(
 JUDGE_FIELD_RE: Final = re.compile(
     r"^[ \t]*(?:Assigned[ \t]+to|Referred[ \t]+to|Presiding[ \t]+Judge|Court[ \t]+Judge"
     r"|Trial[ \t]+Judge|Ordering[ \t]+Judge)[ \t]*:?[ \t]*\n?[ \t]*"
-    r"(?:(?:Hon(?:orable|\.)?|Chief|Senior|Magistrate|District|Bankruptcy|Circuit|U\.S\.)[ \t]+)*"
-    r"(?:Judges?[ \t]+)?(?P<name>[^\n]+)",
+    r"(?i:(?:Hon(?:orable|\.)?|Chief|Senior|Magistrate|District|Bankruptcy|Circuit|U\.S\.)[ \t]+)*"
+    r"(?i:Judges?[ \t]+)?(?P<name>[^\n]+)",
     re.MULTILINE,
 )
 STYLE_RE: Final = re.compile(
@@ -709,6 +728,13 @@ LONE_DOCKET_RE: Final = re.compile(
     r"^[ \t]*(?P<num>(?:[A-Z]{2,4}/)?[A-Za-z0-9]{1,8}(?:[:\-][A-Za-z0-9]{1,8}){2,5})[ \t]*$",
     re.MULTILINE,
 )
+# A listing's row: a short docket number ("2018-166", "22-AP-056", "S275431") alone on its
+# line, the case's caption ("State v. Roe", "In re Doe") on the next.
+CAPTIONED_NUMBER_RE: Final = re.compile(
+    r"^[ \t]*(?P<num>(?:[A-Z]{1,3}-?)?\d{2,4}-(?:[A-Z]{1,3}-)?\d{2,6}|[A-Z]\d{6,9})[ \t]*\n"
+    r"[ \t]*(?P<caption>[^\n]{3,200})",
+    re.MULTILINE,
+)
 NOT_A_DOCKET_RE: Final = re.compile(
     r"\d{3}-\d{3}-\d{4}|\d{4}-\d{2}-\d{2}|(?:19|20)\d\d-(?:19|20)?\d\d"
     r"|\d{4}-(?:[A-Z][a-z]{2,}|NM[A-Z]{2,4})-\d+"
@@ -720,6 +746,12 @@ DOCKET_TABLE_HEAD_RE: Final = re.compile(
     r"(?=[^\n]*\b(?:Date|Name|Caption|Title|Subject|Judge|Opinion)s?\b)[^\n]{0,200}$",
     re.MULTILINE,
 )
+# Such a header whose first column is the listing's own row number, not the docket.
+ROW_NUMBER_HEAD_RE: Final = re.compile(
+    r"[ \t]*(?:Number|No\.|\#|(?:Slip[ \t]+)?(?:Opinion|Op\.)[ \t]+(?:Number|No\.?))[ \t]"
+    r"(?![ \t]*(?:Docket|Case|Court[ \t]+No))"
+)
+ROW_CAPTION_CHARS: Final = 300
 # A docket-shaped cell of such a table: "21-476", "102,405-3", "12-00099", "20220245".
 TABLE_DOCKET_RE: Final = re.compile(
     r"(?<![\w/.,:$\-])(?P<num>(?:[A-Z]{1,3})?\d{2,4}(?:,\d{3})?(?:-\d{1,6}){1,3}(?:-[A-Z]{1,4}\d?)*"

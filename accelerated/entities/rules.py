@@ -84,6 +84,9 @@ class DocContext(msgspec.Struct, frozen=True, omit_defaults=True):
 
     court: str = ""  # courts-db id named by the header, the sender or the PACER host
     docket_table: bool = False  # a listing whose header names a docket column
+    # ... whose first column is the listing's own number ("Number", "Slip Op. No."):
+    # the number opening a row, before its caption, is not a docket number
+    row_number_first: bool = False
     notice: bool = False  # a notice of electronic filing with an e-mail recipient list
     parties: tuple[str, ...] = ()  # contract parties, as the preamble writes them
 
@@ -99,9 +102,12 @@ class DocContext(msgspec.Struct, frozen=True, omit_defaults=True):
             top = sorted(c for c, n in votes.items() if n == best)
             court = top[0] if len(top) == 1 else ""
         names = sorted({text[m.start : m.end] for m in S.contract_parties(text)})
+        table = P.DOCKET_TABLE_HEAD_RE.search(text)
         return DocContext(
             court=court,
-            docket_table=P.DOCKET_TABLE_HEAD_RE.search(text) is not None,
+            docket_table=table is not None,
+            row_number_first=table is not None
+            and P.ROW_NUMBER_HEAD_RE.match(table.group()) is not None,
             notice=P.MAILED_TO_RE.search(text) is not None,
             parties=tuple(names[: P.CONTEXT_MAX_PARTIES]),
         )
@@ -129,6 +135,8 @@ def _in_context(text: str, doc: DocContext) -> Iterator[RawMention]:
     if doc.docket_table:
         for m in P.TABLE_DOCKET_RE.finditer(text):
             num = m.group("num")
+            if doc.row_number_first and _opens_captioned_row(text, m.start(), m.end()):
+                continue
             if not P.NOT_A_DOCKET_RE.fullmatch(num):
                 yield RawMention("DOCKET_NUMBER", m.start(), m.end(), num.lower())
     if doc.notice:
@@ -139,6 +147,14 @@ def _in_context(text: str, doc: DocContext) -> Iterator[RawMention]:
     if doc.court:
         for m in P.BARE_COURT_RE.finditer(text):
             yield RawMention("COURT", m.start(), m.end(), doc.court)
+
+
+def _opens_captioned_row(text: str, start: int, end: int) -> bool:
+    """The number starts its line and the caption ("X v. Y") follows it."""
+    if text[text.rfind("\n", 0, start) + 1 : start].strip():
+        return False
+    rest = text[end : end + P.ROW_CAPTION_CHARS].lstrip()
+    return _is_caption(rest.split("\n", 1)[0])
 
 
 def _specific(m: RawMention, doc: DocContext | None) -> RawMention:
@@ -175,7 +191,17 @@ def extract_text(text: str, tokenizer: Any, doc: DocContext | None = None) -> li
         # ("W2031-00412-COA-R3-CV"), not a room or unit code ("WD2-103-02L")
         if re.search(r"\d{4}", num) and not P.NOT_A_DOCKET_RE.fullmatch(num):
             found.append(RawMention("DOCKET_NUMBER", m.start("num"), m.end("num"), num.lower()))
+    for m in P.CAPTIONED_NUMBER_RE.finditer(text):
+        # a listing's row: the number alone on its line, the case's caption on the next
+        num, caption = m.group("num"), m.group("caption")
+        if P.NOT_A_DOCKET_RE.fullmatch(num) or not _is_caption(caption):
+            continue
+        found.append(RawMention("DOCKET_NUMBER", m.start("num"), m.end("num"), num.lower()))
     return keep_longest(_specific(m, doc) for m in found if m.end > m.start and _plausible(text, m))
+
+
+def _is_caption(line: str) -> bool:
+    return P.VERSUS_RE.search(f" {line} ") is not None or P.IN_RE_RE.match(line) is not None
 
 
 def _plausible(text: str, m: RawMention) -> bool:
@@ -400,10 +426,21 @@ def _is_judge_name(name: str) -> bool:
     return _is_name(name) and not any(w in P.JUDGE_NAME_STOP for w in words)
 
 
+def _cut_at_text(name: str) -> str:
+    """ "Kobayashi Defendant's Motions are due": docket text run on after the name (no
+    punctuation between) starts at the first word no name has."""
+    words = name.split(" ")
+    for i, w in enumerate(words[1:], start=1):
+        bare = w.casefold().removesuffix("'s").removesuffix("’s").strip(".,")
+        if bare in P.NAME_STOP or bare in P.JUDGE_NAME_STOP:
+            return " ".join(words[:i])
+    return name
+
+
 def _judges(text: str) -> Iterator[RawMention]:
     for rx in P.JUDGE_RES:
         for m in rx.finditer(text):
-            name = _drop_trailing_title(m.group("name"))
+            name = _cut_at_text(_drop_trailing_title(m.group("name")))
             if _is_judge_name(name):
                 s = m.start("name")
                 yield RawMention("JUDGE", s, s + len(name), _norm_name(name))
@@ -509,6 +546,8 @@ def _dockets(text: str) -> Iterator[RawMention]:
     for rx in P.DOCKET_RES:
         for m in rx.finditer(text):
             num = m.group("num").rstrip(".,:;-")
+            if P.ENTRY_REF_RE.fullmatch(text, max(0, m.start() - P.ENTRY_REF_LOOKBACK), m.end()):
+                continue  # "(Dkt. No. 8)": an entry of the docket, not a case number
             if any(c.isdigit() for c in num) and not P.NEUTRAL_CITE_RE.fullmatch(num):
                 s = m.start("num")
                 yield RawMention("DOCKET_NUMBER", s, s + len(num), num.translate(P.DASHES).lower())
