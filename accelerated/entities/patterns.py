@@ -587,11 +587,16 @@ _PARTY_ROLE_HEAD = (
     r"|U\.S\.[ \t]+Trustee|Miscellaneous[ \t]+Party|Amicus)s?"
 )
 # PACER party tables: the role on its own line, then "NAME represented by COUNSEL".
+# ("Consolidated Defendant", "Defendant (1)": a criminal docket numbers its defendants)
 PARTY_BLOCK_RE: Final = re.compile(
-    rf"^[ \t]*(?P<role>{_PARTY_ROLE_HEAD})[ \t]*\n[ \t]*"
+    r"^[ \t]*(?:(?:Consolidated|Member|Lead)[ \t]+)?"
+    rf"(?P<role>{_PARTY_ROLE_HEAD})(?:[ \t]*\(\d{{1,3}}\))?[ \t]*\n[ \t]*"
     r"(?P<party>[^\n]+?)(?:[ \t]+represented[ \t]+by[ \t]+(?P<counsel>[^\n]+)|[ \t]*$)",
     re.MULTILINE,
 )
+# Counsel at the end of a party's lines ("TERMINATED: 04/08/2015 represented by NAME",
+# "a California Corporation represented by NAME"): the name opens the rest of the line.
+REPRESENTED_BY_RE: Final = re.compile(r"[ \t]represented[ \t]+by[ \t]+(?P<counsel>[^\n]+)")
 STATUS_LINES: Final = ("ATTORNEY", "LEAD ATTORNEY", "PRO HAC", "PRO SE", "TERMINATED")
 # More counsel of the same party: the line after an attorney's status lines.
 AFTER_STATUS_RE: Final = re.compile(

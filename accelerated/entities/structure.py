@@ -160,6 +160,10 @@ def docket_parties(text: str) -> Iterator[RawMention]:
             span = _person(text, m.start("counsel"), m.end("counsel"))
             if span:
                 yield _m("ATTORNEY", text, *span, _norm(text[span[0] : span[1]]))
+    for m in P.REPRESENTED_BY_RE.finditer(text) if "represented" in text else ():
+        span = _person(text, m.start("counsel"), m.end("counsel"))
+        if span:
+            yield _m("ATTORNEY", text, *span, _norm(text[span[0] : span[1]]))
     # Further counsel of a party: the name line after an attorney's status lines.
     for m in P.AFTER_STATUS_RE.finditer(text):
         span = _person(text, m.start("name"), m.end("name"))
