@@ -28,7 +28,8 @@ MATCHING_RULE: Final = (
     "and defendant numbers (1:21-cv-1234-ABC-1, 24-04888-CL7). "
     "CASE_CITATION, STATUTE: eyecite's corrected form (a reporter's variant spelling "
     "mapped to its reporters-db edition) on both sides, casefolded with spaces and "
-    "periods removed, equal. "
+    "periods removed, equal; a short cite ('167 N.J. at 115') matches the full cite of "
+    "the same volume and reporter ('167 N.J. 100'). "
     "MONEY: currency and amount equal."
 )
 
@@ -150,4 +151,12 @@ def matches(etype: str, truth: str, predicted: str) -> bool:
     if etype == "DOCKET_NUMBER":
         ft, fp = _FEDERAL.match(truth), _FEDERAL.match(predicted)
         return ft is not None and fp is not None and ft.group(1) == fp.group(1)
+    if etype == "CASE_CITATION":  # "167 N.J. at 115" is the case cited as "167 N.J. 100"
+        short, full = _SHORT_CITE.match(predicted), _FULL_CITE.match(truth)
+        return short is not None and full is not None and short.groups() == full.groups()
     return False
+
+
+# Keys: spaces and periods removed. "167njat115" (a short cite), "167nj100" (full).
+_SHORT_CITE = re.compile(r"^(\d+)(.*?\D)at\d+$")
+_FULL_CITE = re.compile(r"^(\d+)(.*?\D)\d+$")

@@ -709,7 +709,9 @@ _CO_NAME = rf"{_CO_TOK}(?:,?[ \t]+(?:(?:of|and|the|for|de|y|du|des)[ \t]+)?{_CO_
 # The opening of a defined term: ("Company"), (the "Licensee"), (hereinafter "X").
 _TERM_OPEN = r"(?:the[ \t\n]+|each[ \t\n]+a[ \t\n]+|hereinafter[ \t\n]+)?[\"“'‘]"
 CONTRACT_PARTY_RE: Final = re.compile(
-    rf"(?:\bbetween|\bamong|\band|;)[ \t\n]+(?:the[ \t]+)?(?P<name>{_CO_NAME})"
+    # ("entered into by X, a Delaware corporation": a party named after "by")
+    rf"(?:\bbetween|\bamong|\band|;|\binto[ \t\n]+by|\bmade[ \t\n]+by)[ \t\n]+(?:the[ \t]+)?"
+    rf"(?P<name>{_CO_NAME})"
     rf"(?=,?[ \t\n]*(?:\({_TERM_OPEN}|(?:a|an)[ \t\n]+[^\n()]{{0,80}}?"
     r"(?i:corporation|company|partnership"
     r"|association|limited|bank|trust|organi[sz]ed|formed|existing|entity|individual|society"
@@ -722,6 +724,17 @@ DEFINED_PARTY_RE: Final = re.compile(
     rf"(?<![\w.])(?P<name>{_CO_NAME})"
     r"(?P<desc>,?[ \t\n]+(?:(?!\band[ \t\n]+[A-Z]|;)[^()\n\"“”]){0,160}?)?,?[ \t\n]*"
     rf"\({_TERM_OPEN}+(?P<term>[^\"”'’)]{{1,40}})[\"”'’]+\)"
+)
+
+# English drafting: "BETWEEN:" then one numbered paragraph per party, "(1) ACME LIMITED a
+# company incorporated ...", "(2) JANE ROE of 1 High Street".
+NUMBERED_PARTY_RE: Final = re.compile(
+    rf"^[ \t]*\((?:\d{{1,2}}|[a-z]|[ivx]{{1,4}})\)[ \t]+(?:the[ \t]+)?(?P<name>{_CO_NAME})"
+    r"(?=,?[ \t]+(?:a|an|of|whose|incorporated|having|acting|being)\b|[ \t]*[,(;]|[ \t]*$)",
+    re.MULTILINE,
+)
+NUMBERED_PARTIES_HEAD_RE: Final = re.compile(
+    r"^[ \t]*(?:BETWEEN|PARTIES|Parties)[ \t]*:?[ \t]*$", re.M
 )
 
 # --- document context ---------------------------------------------------------------

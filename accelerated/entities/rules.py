@@ -191,7 +191,8 @@ def extract_text(text: str, tokenizer: Any, doc: DocContext | None = None) -> li
         # ("W2031-00412-COA-R3-CV"), not a room or unit code ("WD2-103-02L")
         if re.search(r"\d{4}", num) and not P.NOT_A_DOCKET_RE.fullmatch(num):
             found.append(RawMention("DOCKET_NUMBER", m.start("num"), m.end("num"), num.lower()))
-    for m in P.CAPTIONED_NUMBER_RE.finditer(text):
+    row_numbers = doc is not None and doc.row_number_first  # the row's number, not its docket
+    for m in P.CAPTIONED_NUMBER_RE.finditer(text) if not row_numbers else ():
         # a listing's row: the number alone on its line, the case's caption on the next
         num, caption = m.group("num"), m.group("caption")
         if P.NOT_A_DOCKET_RE.fullmatch(num) or not _is_caption(caption):

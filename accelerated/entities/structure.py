@@ -217,8 +217,10 @@ def contract_parties(text: str) -> Iterator[RawMention]:
         return
     stop = P.PREAMBLE_END_RE.search(text, lo.end())
     hi = min(stop.start() if stop else len(text), lo.end() + P.PREAMBLE_WINDOW)
-    for rx in (P.CONTRACT_PARTY_RE, P.DEFINED_PARTY_RE):
-        for m in rx.finditer(text, lo.start(), hi):
+    numbered = P.NUMBERED_PARTIES_HEAD_RE.search(text, lo.start(), hi)
+    rules = (P.CONTRACT_PARTY_RE, P.DEFINED_PARTY_RE)
+    for rx in (*rules, P.NUMBERED_PARTY_RE) if numbered else rules:
+        for m in rx.finditer(text, numbered.end() if rx is P.NUMBERED_PARTY_RE else lo.start(), hi):
             s, e = m.start("name"), m.end("name")
             name = text[s:e].rstrip(" ,")
             words = name.casefold().split()
