@@ -417,12 +417,18 @@ _ROLE = (
     r"|petitioners?[ \t]*-[ \t]*appellants?|respondents?[ \t]*-[ \t]*appellees?)"
 )
 # A listing's court cell ("Sup Ct, Kings County") glued after a caption is not the party.
+# ... nor its opinion-type cell ("State v. Roe Maj., and Dis. Opinions", "Majority Opinion").
 _PARTY_TOK = (
-    rf"(?<![\w\-/:])(?!{_ROLE}\b)(?!(?:Sup|Civ|Crim|Dist|Fam|Sur|App)[ \t]+Ct\b|Ct\b){_ORG_TOK}"
+    rf"(?<![\w\-/:])(?!{_ROLE}\b)(?!(?:Sup|Civ|Crim|Dist|Fam|Sur|App)[ \t]+Ct\b|Ct\b)"
+    r"(?!(?:Maj|Dis|Con|Concur|Diss)\.|(?:Majority|Dissenting|Concurring|Plurality|Per[ \t]+Curiam)"
+    r"[ \t]+Opinion|Opinions?\b)"
+    rf"{_ORG_TOK}"
 )
+# Inside a name, a place or former name in parentheses: "Navneet Publ'ns (India) Ltd.".
+_PARTY_PAREN = r"\([A-Z][A-Za-z]+(?:[ \t][A-Z][A-Za-z]+)?\)(?!\w)"
 _PARTY = (
     rf"{_PARTY_TOK}(?:,?[ \t]+(?:(?:of|and|the|for|de|ex[ \t]+rel\.?|on[ \t]+behalf[ \t]+of)"
-    rf"[ \t]+)?{_PARTY_TOK}){{0,7}}"
+    rf"[ \t]+)?(?:{_PARTY_TOK}|{_PARTY_PAREN})){{0,7}}"
 )
 # Captions are found from their cheap "v." anchor; the left party is then matched in a
 # short window ending at the anchor (a forward scan from every capital is 10x slower).
