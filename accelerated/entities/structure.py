@@ -218,9 +218,11 @@ def contract_parties(text: str) -> Iterator[RawMention]:
     stop = P.PREAMBLE_END_RE.search(text, lo.end())
     hi = min(stop.start() if stop else len(text), lo.end() + P.PREAMBLE_WINDOW)
     numbered = P.NUMBERED_PARTIES_HEAD_RE.search(text, lo.start(), hi)
-    rules = (P.CONTRACT_PARTY_RE, P.DEFINED_PARTY_RE)
-    for rx in (*rules, P.NUMBERED_PARTY_RE) if numbered else rules:
-        for m in rx.finditer(text, numbered.end() if rx is P.NUMBERED_PARTY_RE else lo.start(), hi):
+    scans = [(P.CONTRACT_PARTY_RE, lo.start()), (P.DEFINED_PARTY_RE, lo.start())]
+    if numbered is not None:  # "BETWEEN:" then "(1) ACME LIMITED ...", "(2) ..."
+        scans.append((P.NUMBERED_PARTY_RE, numbered.end()))
+    for rx, start in scans:
+        for m in rx.finditer(text, start, hi):
             s, e = m.start("name"), m.end("name")
             name = text[s:e].rstrip(" ,")
             words = name.casefold().split()
