@@ -172,3 +172,33 @@ def test_short_cite_matches_its_full_cite() -> None:
 def test_judge_list_keeps_generational_suffixes() -> None:
     assert _JUDGE_LIST.split("Ruth P. Okafor, III") == ["Ruth P. Okafor, III"]
     assert _JUDGE_LIST.split("Okafor, Lindqvist and Wexler") == ["Okafor", "Lindqvist", "Wexler"]
+
+
+def test_judge_column_after_the_docket_column(backend: RulesBackend) -> None:
+    assert set(found(backend, LISTING, "JUDGE")) == {"Okafor", "Lindqvist"}
+    no_column = LISTING.replace("Court No. Judge", "Court No. Division")
+    assert found(backend, no_column, "JUDGE") == []
+
+
+def test_counsels_firm_line_and_status_lines_are_not_attorneys(backend: RulesBackend) -> None:
+    text = (
+        "Plaintiff\nAria Vance represented by Colette R. Amsel\n"
+        "Halberd Quist Moreau & Finch, LLP\n40 Wall Street\nLEAD ATTORNEY\n"
+        "ATTORNEY TO BE NOTICED\nDesignation: Retained\nPending Counts\nDisposition\n"
+        "Dana Ruiz Osei Lowe Partners & Hale LLP\n"
+    )
+    got = set(found(backend, text, "ATTORNEY"))
+    assert "Colette R. Amsel" in got
+    assert not any("Halberd" in a or "Pending" in a for a in got)
+    # a name, then its firm on the same line: the name is kept, the firm is not
+    assert counsel_line(backend, "Dana Ruiz Osei Lowe Partners & Hale LLP") == ["Dana Ruiz Osei"]
+
+
+def counsel_line(backend: RulesBackend, line: str) -> list[str]:
+    text = f"Attorneys for Respondent\n{line}\n"
+    return found(backend, text, "ATTORNEY")
+
+
+def test_lead_counsel_is_a_title_not_a_name(backend: RulesBackend) -> None:
+    text = "NOTICE of Change of Lead Counsel for Plaintiff filed by Acme Corp."
+    assert found(backend, text, "ATTORNEY") == []

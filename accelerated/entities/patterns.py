@@ -201,6 +201,11 @@ NAME_STOP: Final = frozenset(
         "he",
         "she",
         "it",
+        # counsel's titles ("Change of Lead Counsel for", "Local Counsel for")
+        "lead",
+        "local",
+        "special",
+        "liaison",
         # institutions a page's navigation names after "Justice", "Judicial", "Court"
         "commission",
         "committee",
@@ -578,8 +583,19 @@ NOT_A_PERSON: Final = frozenset(
         "filed",
         "docket",
         "case",
+        # status and role lines of party tables ("Pending Counts", "Counter Claimant")
+        "pending",
+        "counts",
+        "counter",
+        "claimant",
+        "provider",
+        "adr",
+        "designation",
     }
 )
+# The rest of a line after a name that makes the line a firm ("Kramer Levin Naftalis &
+# Frankel, LLP"): counsel's firm sits on the line below counsel, never is counsel.
+FIRM_REST_RE: Final = re.compile(r"[ \t]*(?:&|,?[ \t]*(?:LLP|LLC|PLLC|P\.C\.|L\.L\.P\.|P\.A\.)\b)")
 MAILED_TO_RE: Final = re.compile(r"Notice (?:has been|will be) electronically mailed to:?[ \t]*\n")
 MAILED_TO_END_RE: Final = re.compile(
     r"^[^\n]*(?:\bNotice\b|The following document|Document description)", re.MULTILINE
@@ -776,6 +792,13 @@ ROW_NUMBER_HEAD_RE: Final = re.compile(
     r"(?![ \t]*(?:Docket|Case|Court[ \t]+No))"
 )
 ROW_CAPTION_CHARS: Final = 300
+# Such a header with the judge column right after the docket column, and that cell.
+DOCKET_THEN_JUDGE_RE: Final = re.compile(
+    r"\b(?:Docket(?:[ \t]+No\.?)?|Case[ \t]+(?:Number|No\.?)|Court[ \t]+No\.?)[ \t]+Judge\b"
+)
+JUDGE_CELL_RE: Final = re.compile(
+    r"\s+(?P<name>[A-Z][a-z'’\-]+[a-z](?:[ \t]+[A-Z][a-z'’\-]+[a-z])?)(?=[ \t\n]|$)"
+)
 # A docket-shaped cell of such a table: "21-476", "102,405-3", "12-00099", "20220245".
 TABLE_DOCKET_RE: Final = re.compile(
     r"(?<![\w/.,:$\-])(?P<num>(?:[A-Z]{1,3})?\d{2,4}(?:,\d{3})?(?:-\d{1,6}){1,3}(?:-[A-Z]{1,4}\d?)*"

@@ -87,6 +87,9 @@ class DocContext(msgspec.Struct, frozen=True, omit_defaults=True):
     # ... whose first column is the listing's own number ("Number", "Slip Op. No."):
     # the number opening a row, before its caption, is not a docket number
     row_number_first: bool = False
+    # ... whose judge column follows the docket column ("Court No. Judge"): the name after
+    # each docket cell is the judge's
+    judge_after_docket: bool = False
     notice: bool = False  # a notice of electronic filing with an e-mail recipient list
     parties: tuple[str, ...] = ()  # contract parties, as the preamble writes them
 
@@ -108,6 +111,8 @@ class DocContext(msgspec.Struct, frozen=True, omit_defaults=True):
             docket_table=table is not None,
             row_number_first=table is not None
             and P.ROW_NUMBER_HEAD_RE.match(table.group()) is not None,
+            judge_after_docket=table is not None
+            and P.DOCKET_THEN_JUDGE_RE.search(table.group()) is not None,
             notice=P.MAILED_TO_RE.search(text) is not None,
             parties=tuple(names[: P.CONTEXT_MAX_PARTIES]),
         )
@@ -139,6 +144,10 @@ def _in_context(text: str, doc: DocContext) -> Iterator[RawMention]:
                 continue
             if not P.NOT_A_DOCKET_RE.fullmatch(num):
                 yield RawMention("DOCKET_NUMBER", m.start(), m.end(), num.lower())
+                judge = P.JUDGE_CELL_RE.match(text, m.end()) if doc.judge_after_docket else None
+                if judge and _is_judge_name(judge.group("name")):
+                    s, e = judge.start("name"), judge.end("name")
+                    yield RawMention("JUDGE", s, e, _norm_name(judge.group("name")))
     if doc.notice:
         yield from S.recipient_lines(text)
     for name in doc.parties:  # the preamble's parties, wherever the chunk names them

@@ -114,6 +114,8 @@ def _person(text: str, s: int, e: int) -> tuple[int, int] | None:
         # "Richard D. Bernstein Willkie Farr & Gallagher LLP": the firm follows on the
         # line; a name is first, initials, last (two or three words).
         end = start + len(" ".join(parts[:3]))
+    elif P.FIRM_REST_RE.match(text, end, e):
+        return None  # "Kramer Levin Naftalis & Frankel, LLP": the line is a firm's name
     return start, end
 
 
