@@ -202,3 +202,34 @@ def counsel_line(backend: RulesBackend, line: str) -> list[str]:
 def test_lead_counsel_is_a_title_not_a_name(backend: RulesBackend) -> None:
     text = "NOTICE of Change of Lead Counsel for Plaintiff filed by Acme Corp."
     assert found(backend, text, "ATTORNEY") == []
+
+
+def test_texas_criminal_appeals_numbers_with_thousands_commas(backend: RulesBackend) -> None:
+    text = "Case: WR-41,602-03\nStyle: Ex parte Roe\nCase: AP-76,818\n"
+    assert {"WR-41,602-03", "AP-76,818"} <= set(found(backend, text, "DOCKET_NUMBER"))
+
+
+def test_a_role_in_a_names_place_is_no_party(backend: RulesBackend) -> None:
+    text = "Party name: Respondents\nParty name: Gale Whitcombe\n"
+    assert found(backend, text, "PARTY") == ["Gale Whitcombe"]
+
+
+def test_parties_under_their_own_headings(backend: RulesBackend) -> None:
+    text = (
+        "SUPPLY AGREEMENT\n\nTHIS AGREEMENT is made\n\nBETWEEN:\n\n"
+        "      NORTHERN LIGHT MINERALS CORP., a corporation incorporated under the laws of "
+        'Manitoba\n\n            (the "Supplier");\n\nAND:\n\n'
+        "      R.T. HALVORSEN & COMPANY LIMITED, a company amalgamated under the laws of "
+        'Ontario\n\n            (the "Buyer").\n\nWHEREAS:\n'
+    )
+    got = set(found(backend, text, "PARTY"))
+    assert {"NORTHERN LIGHT MINERALS CORP.", "R.T. HALVORSEN & COMPANY LIMITED"} <= got
+
+
+def test_hereinafter_referred_to_as(backend: RulesBackend) -> None:
+    text = (
+        "This agreement is made by and between QUILLON DATA, INC. (hereinafter referred to "
+        'as "QDI"), a Delaware Corporation, and Marten Labs, Inc. (hereinafter called '
+        '"Marten").\n'
+    )
+    assert {"QUILLON DATA, INC.", "Marten Labs, Inc."} <= set(found(backend, text, "PARTY"))

@@ -350,6 +350,13 @@ ORG_RES: Final = (
 NOT_A_NAME: Final = frozenset(
     {"v.", "vs.", "v", "vs", "versus", "et al.", "et al", "and", "all", "unknown", "counter"}
     | {"pro se", "intervenor", "movant", "consolidated", "interested party", "claimant"}
+    # a role in a name's place ("Party name: Applicants"): no party is named
+    | {
+        f"{r}{s}"
+        for r in ("applicant", "petitioner", "respondent", "appellant", "appellee")
+        for s in ("", "s")
+    }
+    | {f"{r}{s}" for r in ("plaintiff", "defendant", "relator", "movant") for s in ("", "s")}
 )
 # Leading words the greedy name patterns pick up that are not part of a name.
 LEAD_STOP: Final = frozenset(
@@ -515,7 +522,9 @@ LABELLED_DOCKET_RES: Final = (
     re.compile(r"\b(?P<num>MDL[ \t]+No\.?[ \t]*\d{2,5})\b"),
     # Texas appellate numbering: "01-24-00089-CV", "PD-0123-88", "WR-12,345-01".
     re.compile(
-        rf"(?<![\w{_DASH}])(?P<num>\d{{2}}-\d{{2}}-\d{{5}}-C[RV]|(?:PD|WR|AP)-\d{{4}}-\d{{2}})\b"
+        rf"(?<![\w{_DASH}])(?P<num>\d{{2}}-\d{{2}}-\d{{5}}-C[RV]|(?:PD|WR|AP)-\d{{4}}-\d{{2}}"
+        # the Court of Criminal Appeals' writ and appeal numbers: "WR-97,175-01", "AP-77,129"
+        r"|(?:WR|AP)-\d{1,3},\d{3}(?:-\d{2})?)\b"
     ),
 )
 # "2024-Ohio-1501": a neutral citation, not a docket number.
@@ -729,7 +738,11 @@ _CO_TOK = (
 )
 _CO_NAME = rf"{_CO_TOK}(?:,?[ \t]+(?:(?:of|and|the|for|de|y|du|des)[ \t]+)?{_CO_TOK}){{0,9}}"
 # The opening of a defined term: ("Company"), (the "Licensee"), (hereinafter "X").
-_TERM_OPEN = r"(?:the[ \t\n]+|each[ \t\n]+a[ \t\n]+|hereinafter[ \t\n]+)?[\"“'‘]"
+_TERM_OPEN = (
+    r"(?:the[ \t\n]+|each[ \t\n]+a[ \t\n]+"
+    r"|hereinafter[ \t\n]+(?:(?:referred[ \t\n]+to[ \t\n]+as|called)[ \t\n]+)?(?:the[ \t\n]+)?)?"
+    r"[\"“'‘]"
+)
 CONTRACT_PARTY_RE: Final = re.compile(
     # ("entered into by X, a Delaware corporation": a party named after "by")
     rf"(?:\bbetween|\bamong|\band|;|\binto[ \t\n]+by|\bmade[ \t\n]+by)[ \t\n]+(?:the[ \t]+)?"
@@ -755,6 +768,15 @@ NUMBERED_PARTY_RE: Final = re.compile(
     r"(?=,?[ \t]+(?:a|an|of|whose|incorporated|having|acting|being)\b|[ \t]*[,(;]|[ \t]*$)",
     re.MULTILINE,
 )
+# ... or each party under its own heading: "BETWEEN:" then "ACME CORP., a corporation ...",
+# "AND:" then the next.
+HEADED_PARTY_RE: Final = re.compile(
+    r"^[ \t]*(?:BETWEEN|AND|Between|And)[ \t]*:[ \t]*\n\s*(?:the[ \t]+)?"
+    rf"(?P<name>{_CO_NAME})"
+    r"(?=,?[ \t]+(?:a|an|of|whose|incorporated|having)\b|[ \t]*[,(;]|[ \t]*$)",
+    re.MULTILINE,
+)
+LIST_AND_RE: Final = re.compile(r"^.*[,;][ \t\n]+and[ \t\n]+", re.DOTALL)
 NUMBERED_PARTIES_HEAD_RE: Final = re.compile(
     r"^[ \t]*(?:BETWEEN|PARTIES|Parties)[ \t]*:?[ \t]*$", re.M
 )

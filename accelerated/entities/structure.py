@@ -220,13 +220,20 @@ def contract_parties(text: str) -> Iterator[RawMention]:
     stop = P.PREAMBLE_END_RE.search(text, lo.end())
     hi = min(stop.start() if stop else len(text), lo.end() + P.PREAMBLE_WINDOW)
     numbered = P.NUMBERED_PARTIES_HEAD_RE.search(text, lo.start(), hi)
-    scans = [(P.CONTRACT_PARTY_RE, lo.start()), (P.DEFINED_PARTY_RE, lo.start())]
+    scans = [(rx, lo.start()) for rx in (P.CONTRACT_PARTY_RE, P.DEFINED_PARTY_RE)]
+    if numbered is not None:  # "BETWEEN:" then "ACME CORP., a corporation ...", "AND:" ...
+        scans.append((P.HEADED_PARTY_RE, numbered.start()))
     if numbered is not None:  # "BETWEEN:" then "(1) ACME LIMITED ...", "(2) ..."
         scans.append((P.NUMBERED_PARTY_RE, numbered.end()))
     for rx, start in scans:
         for m in rx.finditer(text, start, hi):
             s, e = m.start("name"), m.end("name")
             name = text[s:e].rstrip(" ,")
+            # "a Delaware Corporation, and Marten Labs, Inc. (the ...)": the list's last
+            # name is the one its defined term belongs to
+            cut = P.LIST_AND_RE.search(name)
+            if cut is not None:
+                s, name = s + cut.end(), name[cut.end() :]
             words = name.casefold().split()
             if (len(words) < 2 and "." not in name) or any(
                 w in P.NOT_A_CONTRACT_PARTY for w in words
