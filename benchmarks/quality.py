@@ -92,6 +92,10 @@ TRUTH_NOTES: dict[str, str] = {
         "CAP's cites_to lists one citation per cited case: a parallel citation of the same "
         "case in another reporter (N.J. and A.2d) counts as a false positive"
     ),
+    "lexnlp/test_money MONEY": (
+        "two cases ('test price like 25.0', 'test cost about 500') read a bare number as "
+        "dollars; the rules want a currency"
+    ),
     "juriscraper DATE": (
         "dockets' truth is their dates and their entries' filing dates; a date inside an "
         "entry's text (a hearing set for 5/19/2008) counts as a false positive"

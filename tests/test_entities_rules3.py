@@ -233,3 +233,30 @@ def test_hereinafter_referred_to_as(backend: RulesBackend) -> None:
         '"Marten").\n'
     )
     assert {"QUILLON DATA, INC.", "Marten Labs, Inc."} <= set(found(backend, text, "PARTY"))
+
+
+def dates(backend: RulesBackend, text: str) -> dict[str, str]:
+    out = backend.extract([text])[0]
+    return {text[m.start : m.end]: m.normalized for m in out if m.type == "DATE"}
+
+
+def test_dashed_us_and_dotted_day_first_dates(backend: RulesBackend) -> None:
+    assert dates(backend, "Motions due 3-9-31; reply due 03-23-2031.") == {
+        "3-9-31": "2031-03-09",
+        "03-23-2031": "2031-03-23",
+    }
+    assert dates(backend, "Unterzeichnet am 09.11.2030 in Bern.") == {"09.11.2030": "2030-11-09"}
+
+
+def test_a_labelled_number_is_no_dashed_date(backend: RulesBackend) -> None:
+    text = "Appeal No. 11-4-29 was docketed; see 2:31-cv-4-12 and 4-31-20."
+    assert dates(backend, text) == {}  # a docket number; April 31st does not exist
+
+
+def test_judge_named_by_surname_matches_the_full_name() -> None:
+    truth = key_of("JUDGE", "Rosalind T. Ferreira")
+    assert matches("JUDGE", truth, key_of("JUDGE", "Ferreira"))
+    assert not matches("JUDGE", truth, key_of("JUDGE", "Okafor"))
+    assert not matches(
+        "PARTY", key_of("PARTY", "Rosalind T. Ferreira"), key_of("PARTY", "Ferreira")
+    )

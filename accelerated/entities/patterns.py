@@ -51,6 +51,16 @@ DATE_RES: Final = (
     # 69-99 -> 19xx, as POSIX strptime %y); 2001-01-05 (ISO)
     re.compile(r"(?<![\d/])(?P<month>\d{1,2})/(?P<day>\d{1,2})/(?P<year>\d{4}|\d{2})(?![\d/])"),
     re.compile(r"(?<![\d-])(?P<year>\d{4})-(?P<month>\d{2})-(?P<day>\d{2})(?![\d-])"),
+    # 4-7-98, 04-07-1998 (US order with dashes; not inside a longer dashed number)
+    re.compile(
+        r"(?<![\w/.,:\-])(?P<month>\d{1,2})-(?P<day>\d{1,2})-(?P<year>(?:19|20)\d\d|\d\d)"
+        r"(?![\w/\-]|[.,:]\d)"
+    ),
+    # 14.05.2018 (day first, as written where dots separate a date; four-digit year)
+    re.compile(
+        r"(?<![\w.,:/\-])(?P<day>\d{1,2})\.(?P<month>\d{1,2})\.(?P<year>(?:19|20)\d\d)"
+        r"(?![\w/\-]|[.,:]\d)"
+    ),
 )
 MONTH_ONLY_YEARS: Final = range(1600, 2200)  # "June 2017" but not "May 1"+"234"
 

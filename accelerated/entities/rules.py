@@ -207,7 +207,16 @@ def extract_text(text: str, tokenizer: Any, doc: DocContext | None = None) -> li
         if P.NOT_A_DOCKET_RE.fullmatch(num) or not _is_caption(caption):
             continue
         found.append(RawMention("DOCKET_NUMBER", m.start("num"), m.end("num"), num.lower()))
-    return keep_longest(_specific(m, doc) for m in found if m.end > m.start and _plausible(text, m))
+    kept = keep_longest(_specific(m, doc) for m in found if m.end > m.start and _plausible(text, m))
+    dockets = [(m.start, m.end) for m in kept if m.type == "DOCKET_NUMBER"]
+    if not dockets:
+        return kept
+    # "No. 12-3-45": a labelled number is the docket's, not a date written with dashes
+    return [
+        m
+        for m in kept
+        if m.type != "DATE" or not any(m.start < e and s < m.end for s, e in dockets)
+    ]
 
 
 def _is_caption(line: str) -> bool:
