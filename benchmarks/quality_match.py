@@ -19,8 +19,7 @@ MATCHING_RULE: Final = (
     "surface text's word set (casefolded, punctuation dropped, runs of single letters "
     "joined so L.L.C. = LLC, company suffixes spelled one way, 'the', 'et al', "
     "'honorable', 'jr' ignored) equals the truth's, or one contains the other and the "
-    "smaller has at least two words (for JUDGE, one word of three letters or more: a "
-    "judge named by surname, 'Judge Ezra'). COURT: courts-db id equality. DATE: ISO date "
+    "smaller has at least two words. COURT: courts-db id equality. DATE: ISO date "
     "equality (month-only dates are not scored). DOCKET_NUMBER: casefolded, spaces "
     "and a label ('No.', 'Docket No.', 'Bankruptcy No.') or marker ('Consol.', a lead case's "
     "'(L)') dropped, dashes "
@@ -148,8 +147,6 @@ def matches(etype: str, truth: str, predicted: str) -> bool:
     if etype in _NAME_TYPES:
         a, b = set(truth.split()), set(predicted.split())
         small, big = (a, b) if len(a) <= len(b) else (b, a)
-        if etype == "JUDGE" and len(small) == 1:  # "Judge Ezra" of a docket of David A. Ezra
-            return len(next(iter(small))) >= 3 and small < big
         return len(small) >= 2 and small <= big
     if etype == "DOCKET_NUMBER":
         ft, fp = _FEDERAL.match(truth), _FEDERAL.match(predicted)
