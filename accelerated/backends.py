@@ -174,10 +174,13 @@ class AsyncDocumentOcr(Protocol):
     def version(self) -> str: ...
 
     async def locate(
-        self, source: SourceRef, fmt: str, read: Callable[[], Awaitable[bytes]]
+        self, name: str, source: str, fmt: str, read: Callable[[], Awaitable[bytes]]
     ) -> str:
-        """Where the service reads the document (an ``s3://`` URI), uploading its bytes
-        (``read()``) to a staging area first when they are not there already."""
+        """Where the service reads the bytes (an ``s3://`` URI): ``source`` itself when
+        it can read it in place, else a staging copy of ``read()`` under ``name``, a
+        content hash (uploaded once: a copy that exists has the same bytes). ``source``
+        is ``""`` for bytes that exist only in ``read()`` (the scanned pages of a mixed
+        PDF)."""
         ...
 
     async def start(self, location: str, token: str, gate: RateGate) -> str:

@@ -61,6 +61,8 @@ class MotoS3:
 
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self.url = ""
+        self._client: Any = None
+        self._client_lock = threading.Lock()
 
     def start(self) -> MotoS3:
         import logging
@@ -75,9 +77,16 @@ class MotoS3:
         self._server.stop()
 
     def client(self) -> Any:
+        """One client, made once: creating boto3 clients is not thread-safe, using one is."""
+        with self._client_lock:
+            if self._client is None:
+                self._client = self._new_client()
+            return self._client
+
+    def _new_client(self) -> Any:
         import boto3
 
-        return boto3.client(
+        return boto3.session.Session().client(
             "s3",
             endpoint_url=self.url,
             region_name=REGION,
@@ -110,11 +119,18 @@ def _images(data: bytes, dpi: int) -> list[Any]:
     if data.startswith(b"%PDF"):
         import pypdfium2
 
-        doc = pypdfium2.PdfDocument(data)
-        try:
-            return [doc[i].render(scale=dpi / 72, grayscale=True).to_pil() for i in range(len(doc))]
-        finally:
-            doc.close()
+        # PDFium is not thread-safe, and the pipeline under test uses it in this process
+        # too: take the lock its PDF code takes.
+        from accelerated.extractors.pdf import _LOCK
+
+        with _LOCK:
+            doc = pypdfium2.PdfDocument(data)
+            try:
+                return [
+                    doc[i].render(scale=dpi / 72, grayscale=True).to_pil() for i in range(len(doc))
+                ]
+            finally:
+                doc.close()
     img = Image.open(io.BytesIO(data))
     return [frame.convert("L") for frame in ImageSequence.Iterator(img)]
 

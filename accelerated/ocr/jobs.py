@@ -13,7 +13,8 @@ from every worker. Instead:
    as a new attempt (status ``STARTING``), all in one script.
 2. **start**: the worker puts the file where the service reads it (a local file is
    uploaded to ``TEXTRACT_STAGING`` under its content hash: a second upload of the
-   same bytes is skipped) and starts the job with a request token derived from the
+   same bytes is skipped; of a mixed PDF only its scanned pages are sent, since the
+   service bills per page) and starts the job with a request token derived from the
    hash, the location and the attempt: a worker that dies between the call and the
    next step, or a second document with the same bytes, gets the same job back, never
    a second one. The job id and ``IN_PROGRESS`` are recorded and the job goes on the
@@ -44,12 +45,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import io
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Final
 
+import anyio.to_thread
 import redis.asyncio as aioredis
 from redis.exceptions import LockError
 from redis.utils import str_if_bytes
@@ -64,7 +67,7 @@ from accelerated.llm.limiter import Limiter
 from accelerated.models import Extracted, SourceRef
 from accelerated.parking import STATUS_FIELD, TOLD_PREFIX, WAITER_PREFIX, Parked, told_field
 from accelerated.settings import Settings
-from accelerated.stages.ocr import OCR_PAGES
+from accelerated.stages.ocr import OCR_PAGES, pages_to_read
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +81,7 @@ OCR_STAGE: Final = "ocr"  # where woken documents go back to
 # KEYS[1] job hash
 # ARGV[1] told field of this document, ARGV[2] now (s), ARGV[3] ttl (s), ARGV[4] force
 # ('1': a SUCCEEDED job whose text is gone from the cache is started again),
-# ARGV[5] sha256, ARGV[6] document id
+# ARGV[5] sha256, ARGV[6] document id, ARGV[7] the pages sent ('' = the whole file)
 # -> {'failed', error} | {'wait', job id} | {'succeeded', ''} | {'start', attempt}
 CLAIM_LUA: Final = f"""
 local told = redis.call('HGET', KEYS[1], ARGV[1])
@@ -90,7 +93,7 @@ if st == '{SUCCEEDED}' and ARGV[4] ~= '1' then return {{'succeeded', ''}} end
 local n = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 redis.call('HDEL', KEYS[1], 'job_id', 'error', 'finished', 'location')
 redis.call('HSET', KEYS[1], '{STATUS_FIELD}', '{STARTING}', 'sha', ARGV[5],
-  'document', ARGV[6], 'started', ARGV[2], 'polls', 0)
+  'document', ARGV[6], 'started', ARGV[2], 'polls', 0, 'pages', ARGV[7])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return {{'start', tostring(n)}}
 """
@@ -137,6 +140,33 @@ redis.call('ZREM', KEYS[2], ARGV[6])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 return n
 """
+
+
+def pages_to_send(extracted: Extracted) -> list[int]:
+    """The pages of a PDF to send when only some are scanned; ``[]``: the whole file."""
+    wanted = pages_to_read(extracted)
+    if extracted.format != "pdf" or extracted.needs_ocr or len(wanted) >= len(extracted.pages):
+        return []
+    return wanted
+
+
+def pdf_pages(data: bytes, numbers: list[int]) -> bytes:
+    """A PDF of just these pages of ``data`` (PDFium; in a worker thread)."""
+    import pypdfium2
+
+    from accelerated.extractors.pdf import _LOCK, _open
+
+    with _LOCK:
+        src = _open(data)
+        out = pypdfium2.PdfDocument.new()
+        try:
+            out.import_pages(src, [n - 1 for n in numbers])
+            buf = io.BytesIO()
+            out.save(buf)
+        finally:
+            out.close()
+            src.close()
+    return buf.getvalue()
 
 
 def request_token(sha256: str, location: str, attempt: int) -> str:
@@ -205,22 +235,23 @@ class RedisOcrJobs:
         got = await self.cache.get(self.service.version, sha)
         if got is not None:
             return got
+        sent = pages_to_send(extracted)
         key = self.job_key(sha)
-        outcome, value = await self._claim_job(key, source, sha, force=False)
+        outcome, value = await self._claim_job(key, source, sha, sent, force=False)
         if outcome == "succeeded":  # finished between the cache look and the claim
             got = await self.cache.get(self.service.version, sha)
             if got is not None:
                 return got
-            outcome, value = await self._claim_job(key, source, sha, force=True)
+            outcome, value = await self._claim_job(key, source, sha, sent, force=True)
         if outcome == "failed":
             raise DocumentError(value, code="ocr_failed")
         job_id = value
         if outcome == "start":
-            job_id = await self._start(key, source, extracted, int(value), read)
+            job_id = await self._start(key, source, extracted, sent, int(value), read)
         raise Parked(key, WAITING, f"{self.service.name} job {job_id}")
 
     async def _claim_job(
-        self, key: str, source: SourceRef, sha: str, *, force: bool
+        self, key: str, source: SourceRef, sha: str, sent: list[int], *, force: bool
     ) -> tuple[str, str]:
         args: list[str | int] = [
             told_field(source),
@@ -229,6 +260,7 @@ class RedisOcrJobs:
             "1" if force else "0",
             sha,
             str(source.document_id),
+            ",".join(map(str, sent)),
         ]
         with map_driver_errors():
             outcome, value = await self._claim(keys=[key], args=args)
@@ -239,12 +271,21 @@ class RedisOcrJobs:
         key: str,
         source: SourceRef,
         extracted: Extracted,
+        sent: list[int],
         attempt: int,
         read: Callable[[], Awaitable[bytes]],
     ) -> str:
         sha = extracted.sha256
         try:
-            location = await self.service.locate(source, extracted.format, read)
+            if sent:  # only the scanned pages of a mixed PDF: the service bills per page
+                name, where = f"{sha}-p{hashlib.sha256(str(sent).encode()).hexdigest()[:16]}", ""
+
+                async def only_sent() -> bytes:
+                    return await anyio.to_thread.run_sync(pdf_pages, await read(), sent)
+
+                location = await self.service.locate(name, where, extracted.format, only_sent)
+            else:
+                location = await self.service.locate(sha, source.source, extracted.format, read)
             job_id = await self.service.start(
                 location, request_token(sha, location, attempt), self.gate
             )
@@ -312,12 +353,16 @@ class RedisOcrJobs:
             await self._reschedule(key, sha, polls)
             return
         if result.status == "succeeded" and result.pages is not None:
+            pages = result.pages
+            if job.get("pages"):  # page n of what was sent is the file's n-th sent page
+                sent = [int(n) for n in job["pages"].split(",")]
+                pages = {sent[n - 1]: text for n, text in pages.items() if 0 < n <= len(sent)}
             try:
-                await self.cache.put(self.service.version, sha, result.pages)
+                await self.cache.put(self.service.version, sha, pages)
             except CodecError as exc:  # a value over a cap: the same next time
                 result = OcrJobResult("failed", error=f"its text cannot be stored ({exc})")
             else:
-                OCR_PAGES.labels("engine").inc(len(result.pages or {}))
+                OCR_PAGES.labels("engine").inc(len(pages))
                 woken = await self._finish(sha, attempt, SUCCEEDED, "")
                 log.info("%s job %s succeeded: %d document(s) go on", name, job_id, woken)
                 return

@@ -35,7 +35,6 @@ from accelerated.errors import (
     DocumentError,
     PipelineError,
 )
-from accelerated.models import SourceRef
 from accelerated.settings import S3_URI_RE, Settings
 
 # The API (and so the output format) is the version: Textract reports a model version
@@ -262,23 +261,22 @@ class TextractService:
         return cls(settings, bucket, f"{prefix}/" if prefix else "")
 
     async def locate(
-        self, source: SourceRef, fmt: str, read: Callable[[], Awaitable[bytes]]
+        self, name: str, source: str, fmt: str, read: Callable[[], Awaitable[bytes]]
     ) -> str:
-        if source.source.startswith("s3://"):
-            return source.source  # read in place
+        if source.startswith("s3://"):
+            return source  # read in place
         suffix = FORMATS.get(fmt)
         if suffix is None:
             raise DocumentError(f"Textract cannot read {fmt} files", code="ocr")
-        key = f"{self.staging_prefix}{source.sha256}.{suffix}"
+        key = f"{self.staging_prefix}{name}.{suffix}"
         uri = f"s3://{self.staging_bucket}/{key}"
         async with _calls(f"staging upload to {uri}"):
             from botocore.exceptions import ClientError
 
             s3 = await self.clients.get("s3")
             try:
-                head = await s3.head_object(Bucket=self.staging_bucket, Key=key)
-                if int(head.get("ContentLength", -1)) == source.size:
-                    return uri  # uploaded before: the key is the content hash
+                await s3.head_object(Bucket=self.staging_bucket, Key=key)
+                return uri  # uploaded before: the name is a content hash
             except ClientError as exc:
                 if _code(exc)[2] not in (403, 404):  # 403: no s3:ListBucket, may still put
                     raise
