@@ -25,16 +25,21 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
+# A test that hangs past the watchdog (tests/conftest.py) ends the run; its stacks are shown.
 test: install
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider || { st=$$?; \
+	  if [ -s .pytest-watchdog.log ]; then cat .pytest-watchdog.log; fi; exit $$st; }
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
 
 # Ingest the bundled examples (or INPUT=...) into PROJECT with embedded Redis/Postgres
-# unless REDIS_URL / DATABASE_URL are set.
+# unless REDIS_URL / DATABASE_URL are set. LEGACY_FORMATS=auto: the demo also runs where
+# antiword / wpd2text are not installed (it says so; .doc/.wpd files would then fail);
+# the batch command itself defaults to "on" and stops at start-up without them.
 demo: install
-	$(BIN)/python -m accelerated.batch --project $(PROJECT) $(if $(INPUT),--input $(INPUT),)
+	LEGACY_FORMATS=$${LEGACY_FORMATS:-auto} \
+	    $(BIN)/python -m accelerated.batch --project $(PROJECT) $(if $(INPUT),--input $(INPUT),)
 
 bench: install
 	$(BIN)/python -m benchmarks.run --input ../shared/corpus --docs 500 --db-latency-ms 0,20 \

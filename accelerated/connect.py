@@ -19,6 +19,7 @@ from redis.exceptions import AuthenticationError, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from accelerated.aio import connection_class
 from accelerated.embedded import EmbeddedServers, check_eviction_policy
 from accelerated.errors import ConfigError
 from accelerated.redact import redact
@@ -39,10 +40,12 @@ class Clients:
 
 def redis_client(url: str, settings: Settings) -> aioredis.Redis:
     """The client every component shares: reconnects with jittered backoff (redis-py's
-    ``Retry``), and a socket timeout above the longest blocking read (a stalled server
-    must time out, never hang a reader for ever; redis-py#3138)."""
+    ``Retry``), a socket timeout above the longest blocking read (a stalled server
+    must time out, never hang a reader for ever; redis-py#3138), and connections
+    whose write timeout keeps a task's cancellation (``accelerated.aio``)."""
     return aioredis.Redis.from_url(
         url,
+        connection_class=connection_class(url),
         socket_connect_timeout=3,
         socket_timeout=max(10.0, settings.block_ms / 1000 + 5.0),
         socket_keepalive=True,

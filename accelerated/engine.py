@@ -35,6 +35,7 @@ from typing import Any
 from prometheus_client import Counter, Histogram
 
 from accelerated import fingerprint, state
+from accelerated.aio import wait_for
 from accelerated.boundary import describe
 from accelerated.cpu import CpuPool
 from accelerated.errors import (
@@ -176,7 +177,7 @@ class Engine:
                 self.stats.restarts += 1
                 log.error("%s failed (%s); restarting it in %.1fs", name, describe(exc), delay)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
+                await wait_for(stop.wait(), delay)
             if stop.is_set():
                 return
             delay = min(delay * 2, 10.0)
@@ -209,7 +210,7 @@ class Engine:
             if stop.is_set():
                 return
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
+                await wait_for(stop.wait(), delay)
             delay = min(delay * 2, 2.0)
 
     async def _backoff(self, exc: BackendUnavailable, delay: float) -> float:
@@ -238,7 +239,7 @@ class Engine:
             except BackendUnavailable as exc:
                 self._outage(exc)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
+                await wait_for(stop.wait(), interval)
 
     async def _consume(self, stage: str, stop: asyncio.Event) -> None:
         sem = self._sems[stage]
@@ -282,7 +283,7 @@ class Engine:
         interval = max(0.5, min(self.settings.claim_idle_ms / 2000, 5.0))
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
+                await wait_for(stop.wait(), interval)
             if stop.is_set():
                 return
             for stage in self.specs:

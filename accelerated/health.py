@@ -22,6 +22,8 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 import redis.asyncio as aioredis
 
+from accelerated.aio import wait_for
+
 log = logging.getLogger(__name__)
 
 CHECK_TIMEOUT_S = 1.0
@@ -50,7 +52,7 @@ class HealthServer:
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 2)
+                await wait_for(self._server.wait_closed(), 2)
             self._server = None
 
     async def checks(self) -> dict[str, str]:
@@ -78,14 +80,14 @@ class HealthServer:
 
     async def _timed(self, coro: Any) -> None:
         try:
-            await asyncio.wait_for(coro, self.timeout_s)
+            await wait_for(coro, self.timeout_s)
         except TimeoutError:
             raise TimeoutError(f"no answer within {self.timeout_s:g}s") from None
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            line = await asyncio.wait_for(reader.readline(), 5)
-            while (h := await asyncio.wait_for(reader.readline(), 5)) not in (b"\r\n", b"\n", b""):
+            line = await wait_for(reader.readline(), 5)
+            while (h := await wait_for(reader.readline(), 5)) not in (b"\r\n", b"\n", b""):
                 del h
             parts = line.decode("latin-1").split()
             path = parts[1].split("?", 1)[0] if len(parts) >= 2 else ""

@@ -19,7 +19,6 @@ works from any host that can reach them and tells the same story whichever worke
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import sys
@@ -32,6 +31,7 @@ from redis.exceptions import ResponseError
 from redis.utils import str_if_bytes
 
 from accelerated import cli, state
+from accelerated.aio import wait_for
 from accelerated.boundary import map_driver_errors
 from accelerated.cli import EXIT_OK, CliContext, setup_output
 from accelerated.ids import validate_project
@@ -185,7 +185,7 @@ async def amain(args: argparse.Namespace, ctx: CliContext) -> int:
                     render(await collect(c.redis, c.pool, c.keys, args.project)), refresh=True
                 )
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(ctx.stop.wait(), args.interval)
+                    await wait_for(ctx.stop.wait(), args.interval)
     return EXIT_OK
 
 

@@ -19,6 +19,7 @@ from prometheus_client import Gauge
 from redis.exceptions import RedisError, ResponseError
 from redis.utils import str_if_bytes
 
+from accelerated.aio import wait_for
 from accelerated.keys import STAGES, Keys
 
 log = logging.getLogger(__name__)
@@ -54,4 +55,4 @@ async def run(
         except (RedisError, OSError) as exc:
             log.debug("stream metrics not refreshed: %s", exc)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval_s)
+            await wait_for(stop.wait(), interval_s)

@@ -21,6 +21,7 @@ from redis.exceptions import RedisError, ResponseError
 from redis.utils import str_if_bytes
 
 from accelerated import state
+from accelerated.aio import wait_for
 from accelerated.boundary import map_driver_errors
 from accelerated.errors import BackendUnavailable, ConfigError
 from accelerated.keys import STAGES, Keys
@@ -473,7 +474,7 @@ class LocalTransport:
     async def read(self, stage: str, count: int, block_ms: int) -> list[Message]:
         q = self._queues[stage]
         try:
-            first = await asyncio.wait_for(q.get(), block_ms / 1000)
+            first = await wait_for(q.get(), block_ms / 1000)
         except TimeoutError:
             return []
         out = [first]

@@ -35,7 +35,9 @@ import asyncpg
 import redis.asyncio as aioredis
 from rich.console import Console
 
+from accelerated.aio import wait_for
 from accelerated.batch_run import BatchOptions, BatchReport, run_batch
+from accelerated.connect import redis_client
 from accelerated.handoff import AcceleratedHandoff
 from accelerated.redact import redact
 from accelerated.runtime import Runtime, build_runtime, make_executor, tune_gc
@@ -160,7 +162,7 @@ async def _drop(cfg: BenchConfig, admin_redis: aioredis.Redis, settings: Setting
 async def open_env(h: Harness, path: str) -> AsyncIterator[PathEnv]:
     """A fresh prefix and schema behind the proxy; both removed on exit."""
     settings = _settings(h.cfg, path, proxied_dsn(h.cfg.database_url, h.proxy.port))
-    client = aioredis.Redis.from_url(h.cfg.redis_url)
+    client = redis_client(h.cfg.redis_url, settings)
     pool = None
     try:
         pool = await create_pool(settings)
@@ -231,7 +233,7 @@ async def worker_processes(h: Harness, env: PathEnv) -> AsyncIterator[None]:
             _signal(env, signal.SIGTERM)
             for p in env.procs:
                 try:
-                    await asyncio.wait_for(p.wait(), 60)
+                    await wait_for(p.wait(), 60)
                 except TimeoutError:
                     p.kill()
                     await p.wait()

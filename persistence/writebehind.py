@@ -31,6 +31,7 @@ from redis.exceptions import OutOfMemoryError, ResponseError
 from redis.utils import str_if_bytes
 
 from accelerated import state
+from accelerated.aio import wait_for
 from accelerated.codec import Codec
 from accelerated.errors import CodecError
 from accelerated.keys import Keys
@@ -549,7 +550,7 @@ class WriteBehindWriter:
             raise _Stopped
         # Jitter: writers that lost the same backend do not come back in lockstep.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), delay * random.uniform(0.5, 1.0))
+            await wait_for(stop.wait(), delay * random.uniform(0.5, 1.0))
         if stop.is_set():
             raise _Stopped
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import os
 import socket
 import subprocess
 import tempfile
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -25,6 +27,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
+from accelerated.aio import connection_class
 from accelerated.codec import Codec
 from accelerated.keys import Keys
 from accelerated.settings import Settings
@@ -75,9 +78,55 @@ async def _drop_database(maintenance_url: str, name: str) -> None:
         await conn.close()
 
 
+# The last resort against a hang that pytest-timeout cannot break: its SIGALRM raises
+# inside whatever the main thread runs (an event-loop callback may swallow it; a C call
+# that holds the GIL never sees it). faulthandler's own C thread writes every thread's
+# stack, under the test's id, to TEST_WATCHDOG_LOG and ends the run: CI then stops in
+# minutes with the culprit named (``make test`` prints the file) instead of running
+# out its time in silence.
+WATCHDOG_S = float(os.environ.get("TEST_WATCHDOG_S", "480"))
+WATCHDOG_LOG = Path(os.environ.get("TEST_WATCHDOG_LOG", ".pytest-watchdog.log"))
+_watchdog: Any = None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    if _watchdog is not None:
+        _watchdog.seek(0)
+        _watchdog.truncate()
+        _watchdog.write(f"watchdog: {item.nodeid} ran over {WATCHDOG_S:g}s\n")
+        _watchdog.flush()
+        faulthandler.dump_traceback_later(WATCHDOG_S, exit=True, file=_watchdog)
+        tasks = threading.Timer(max(0.5, WATCHDOG_S - 10), _dump_tasks)
+        tasks.daemon = True
+        tasks.start()
+    try:
+        yield
+    finally:
+        if _watchdog is not None:
+            faulthandler.cancel_dump_traceback_later()
+            tasks.cancel()
+
+
+def _dump_tasks() -> None:
+    """Shortly before the watchdog: the stack of every asyncio task still pending (a
+    thread's stack shows only the loop waiting; the task shows what it waits on)."""
+    try:
+        for task in list(asyncio.tasks._all_tasks):  # type: ignore[attr-defined]
+            if not task.done():
+                task.print_stack(limit=20, file=_watchdog)
+        _watchdog.flush()
+    except Exception as exc:  # from another thread, best effort
+        _watchdog.write(f"(tasks not dumped: {exc!r})\n")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Servers on loopback (else embedded ones), then the session's own databases."""
     global REDIS_URL, DATABASE_URL, _embedded, _test_database, _REDIS_SERVER, _MAINTENANCE_URL
+    global _watchdog
+    if WATCHDOG_S > 0:
+        WATCHDOG_LOG.unlink(missing_ok=True)
+        _watchdog = WATCHDOG_LOG.open("w+")
     need_redis = "TEST_REDIS_URL" not in os.environ and not _listening("127.0.0.1", 6379)
     need_pg = "TEST_DATABASE_URL" not in os.environ and not _listening("127.0.0.1", 5432)
     if need_redis or need_pg:
@@ -96,6 +145,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    if _watchdog is not None:  # nothing hung: no file left behind
+        faulthandler.cancel_dump_traceback_later()
+        _watchdog.close()
+        WATCHDOG_LOG.unlink(missing_ok=True)
     if _test_database is not None:
         asyncio.run(_drop_database(_MAINTENANCE_URL, _test_database))
     if _embedded is not None:
@@ -147,7 +200,7 @@ def pg_schema() -> str:
 
 @pytest.fixture
 async def redis(prefix: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(REDIS_URL)
+    client = aioredis.Redis.from_url(REDIS_URL, connection_class=connection_class(REDIS_URL))
     try:
         await client.ping()
     except Exception as exc:  # pragma: no cover - environment problem, say so plainly
@@ -241,3 +294,30 @@ def _fail_on_loop_exceptions(request: pytest.FixtureRequest) -> Iterator[None]:
     errors = [e for e in errors if not _driver_orphan(e)]
     if errors:
         pytest.fail(f"event loop reported exceptions: {[e.get('message') for e in errors]}")
+
+
+LEFTOVER_GRACE_S = 15.0
+
+
+@pytest.fixture(autouse=True)
+async def _no_task_left_running() -> AsyncIterator[None]:
+    """Cancel the tasks a test left running, within a bound, and fail the test on any
+    that stays.
+
+    A test that fails half-way can leave a batch, an engine or a writer running;
+    pytest-asyncio would then wait for it without bound when it closes the loop (a
+    batch waiting for a Redis server the test has already stopped waits by design).
+    Autouse, so set up first and torn down last: every other fixture has ended.
+    """
+    yield
+    me = asyncio.current_task()
+    left = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
+    for task in left:
+        task.cancel()
+    if left:
+        _done, stuck = await asyncio.wait(left, timeout=LEFTOVER_GRACE_S)
+        if stuck:
+            names = sorted({getattr(t.get_coro(), "__qualname__", "?") for t in stuck})
+            pytest.fail(
+                f"{len(stuck)} task(s) ignored cancellation for {LEFTOVER_GRACE_S:g}s: {names}"
+            )

@@ -11,6 +11,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from pydantic import SecretStr
 
+from accelerated.aio import wait_for
 from accelerated.keys import Keys
 from accelerated.llm.client import ChatClient
 from accelerated.llm.limiter import Limiter
@@ -85,7 +86,7 @@ async def _load(
             )
             remaining = stop_at - time.time()
             try:
-                await asyncio.wait_for(client.complete(req, lambda s: s), max(0.01, remaining))
+                await wait_for(client.complete(req, lambda s: s), max(0.01, remaining))
             except TimeoutError:
                 return
 

@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 
+from accelerated.aio import connection_class
 from accelerated.runtime import Runtime, build_runtime
 from accelerated.settings import Settings
 
@@ -90,7 +91,7 @@ async def side_store(
     pool = await asyncpg.create_pool(
         database_url, min_size=1, max_size=8, server_settings={"search_path": schema}
     )
-    redis = aioredis.Redis.from_url(str(settings.redis_url))
+    redis = redis_from_url(str(settings.redis_url))
     assert pool is not None
     try:
         yield settings.model_copy(update={"pg_schema": schema, "redis_prefix": prefix}), pool, redis
@@ -146,3 +147,9 @@ def slow_clean(delay_s: float = 0.3) -> Any:
         return await clean.run(doc, ctx)
 
     return slow
+
+
+def redis_from_url(url: str, **kwargs: Any) -> aioredis.Redis:
+    """A test's own client, with the pipeline's cancellation-safe connections
+    (``accelerated.aio``): a test that cancels a batch must see it cancelled."""
+    return aioredis.Redis.from_url(url, connection_class=connection_class(url), **kwargs)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from accelerated.aio import wait_for
 from accelerated.canonical import (
     CHUNK,
     FIELD_SEP,
@@ -25,6 +26,7 @@ from accelerated.keys import Keys
 from accelerated.models import CanonicalEntity
 from accelerated.normalize import entity_key
 from tests.conftest import REDIS_URL
+from tests.support import redis_from_url
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -120,9 +122,10 @@ import redis.asyncio as aioredis
 from accelerated.canonical import RedisCanonicalRegistry
 from accelerated.keys import Keys
 from tests.test_canonical_registry import sweep
+from tests.support import redis_from_url
 
 async def main(url: str, prefix: str, seed: str) -> None:
-    client = aioredis.Redis.from_url(url)
+    client = redis_from_url(url)
     keys = Keys(prefix)
     reg = RedisCanonicalRegistry(client, keys)
     await client.rpush(keys.lock("ready"), seed)
@@ -151,7 +154,7 @@ async def test_two_processes_and_tasks_agree(
         got = await asyncio.gather(sweep(reg, 100), sweep(reg, 101))
         seen = [e for batch in got for e in batch]
         for proc in procs:
-            out, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
+            out, _ = await wait_for(proc.communicate(), timeout=60)
             assert proc.returncode == 0
             rows = json.loads(out)
             assert len(rows) == 2 * len(SPELLINGS)
@@ -192,7 +195,7 @@ def _closed_port() -> int:
 
 
 async def test_redis_errors_become_backend_unavailable(keys: Keys) -> None:
-    client = aioredis.Redis.from_url(f"redis://127.0.0.1:{_closed_port()}", socket_timeout=2)
+    client = redis_from_url(f"redis://127.0.0.1:{_closed_port()}", socket_timeout=2)
     reg = RedisCanonicalRegistry(client, keys)
     try:
         with pytest.raises(BackendUnavailable) as info:

@@ -14,6 +14,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from accelerated import dlq, state
+from accelerated.aio import wait_for
 from accelerated.batch_run import BatchOptions, run_batch
 from accelerated.keys import Keys
 from accelerated.models import Extracted
@@ -61,7 +62,7 @@ async def _process_until_done(rt: Runtime, pool: asyncpg.Pool, doc_id: Any) -> s
             await asyncio.sleep(0.1)
     finally:
         stop.set()
-        await asyncio.wait_for(task, 30)
+        await wait_for(task, 30)
     return str(status)
 
 

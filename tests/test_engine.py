@@ -10,6 +10,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from accelerated import state
+from accelerated.aio import wait_for
 from accelerated.batch_run import BatchOptions, _enqueue_with_backpressure, run_batch
 from accelerated.intake import discover, fingerprint_all, new_generation
 from accelerated.keys import Keys
@@ -92,5 +93,5 @@ async def test_intake_pauses_while_the_write_behind_backlog_is_over_its_bound(
     assert not task.done()
     assert await redis.xlen(keys.stream("extract")) == 0
     await redis.delete(keys.wb_stream())  # the writer caught up
-    await asyncio.wait_for(task, 5)
+    await wait_for(task, 5)
     assert await redis.xlen(keys.stream("extract")) == len(refs)

@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
+from accelerated.aio import wait_for
 from accelerated.batch_run import BatchOptions, run_batch
 from accelerated.keys import Keys
 from accelerated.settings import Settings
@@ -68,7 +69,7 @@ async def test_postgres_fault_mid_batch(
             await asyncio.sleep(3.0)
             await proxy.set_mode(faults.Mode.PASS)
             fault_end = time.monotonic()
-            report = await asyncio.wait_for(batch, 120)
+            report = await wait_for(batch, 120)
             recovery = time.monotonic() - fault_end
         finally:
             await pool.close()

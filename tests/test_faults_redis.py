@@ -14,14 +14,14 @@ from typing import Any
 
 import asyncpg
 import pytest
-import redis.asyncio as aioredis
 
+from accelerated.aio import wait_for
 from accelerated.batch_run import BatchOptions, run_batch
 from accelerated.keys import Keys
 from accelerated.settings import Settings
 from persistence.schema import migrate
 from tests.faults import RedisServer
-from tests.support import copy_inputs, dump, make_runtime, slow_clean
+from tests.support import copy_inputs, dump, make_runtime, redis_from_url, slow_clean
 
 pytestmark = pytest.mark.slow
 RECOVERY_BOUND_S = 15.0
@@ -31,9 +31,7 @@ async def _reference(settings: Settings, pool: asyncpg.Pool, src: Path) -> dict[
     """Rows of one uninterrupted run, with the shared Redis, in the test's own schema."""
     await migrate(pool, settings.pg_schema)
     await run_batch(
-        make_runtime(
-            settings, pool, aioredis.Redis.from_url(str(settings.redis_url)), accelerated=True
-        ),
+        make_runtime(settings, pool, redis_from_url(str(settings.redis_url)), accelerated=True),
         BatchOptions("faults", [src]),
     )
     rows = await dump(pool)
@@ -63,26 +61,31 @@ async def test_redis_killed_and_restarted_mid_batch(
     with RedisServer(tmp_path / "redis", appendonly=persistent) as server:
         # Two documents at a time, so that the fault lands mid-run, not at the end.
         s = settings.model_copy(update={"redis_url": server.url, "concurrency": 2, "read_count": 2})
-        client = aioredis.Redis.from_url(server.url, socket_connect_timeout=2)
+        client = redis_from_url(server.url, socket_connect_timeout=2)
         rt = make_runtime(s, pg_pool, client, accelerated=True)
         rt.stage_overrides["clean"] = slow_clean()
         keys = Keys(s.redis_prefix)
         batch = asyncio.create_task(run_batch(rt, BatchOptions("faults", [src])))
-        total = len(list(src.iterdir()))
-        for _ in range(300):
-            left = await client.scard(keys.outstanding("faults"))
-            if 0 < left < total:
-                break
-            await asyncio.sleep(0.05)
-        assert 0 < left < total
-        server.kill()
-        await asyncio.sleep(2.0)
-        server.start()
-        fault_end = time.monotonic()
-        report = await asyncio.wait_for(batch, 120)
-        recovery = time.monotonic() - fault_end
-        print(f"restarted {'with AOF' if persistent else 'empty'}: done {recovery:.2f}s after")
-        await client.aclose()
+        try:
+            total = len(list(src.iterdir()))
+            left = 0
+            for _ in range(1200):  # up to 60 s for the first document to finish
+                left = await client.scard(keys.outstanding("faults"))
+                if 0 < left < total or batch.done():
+                    break
+                await asyncio.sleep(0.05)
+            assert 0 < left < total, f"no document in flight to fault (left={left})"
+            server.kill()
+            await asyncio.sleep(2.0)
+            server.start()
+            fault_end = time.monotonic()
+            report = await wait_for(batch, 120)
+            recovery = time.monotonic() - fault_end
+            print(f"restarted {'with AOF' if persistent else 'empty'}: done {recovery:.2f}s after")
+        finally:  # a failed assertion must not leave the batch waiting for this server
+            batch.cancel()
+            await asyncio.gather(batch, return_exceptions=True)
+            await client.aclose()
     assert server.left_behind() == []
     assert report.failed == {}
     assert report.done == report.total == total

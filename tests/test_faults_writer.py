@@ -35,6 +35,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import BusyLoadingError
 
 from accelerated import state
+from accelerated.aio import wait_for
 from accelerated.codec import Codec
 from accelerated.errors import BackendUnavailable
 from accelerated.keys import Keys
@@ -46,7 +47,7 @@ from persistence.schema import migrate
 from persistence.writebehind import WriteBehindWriter
 from tests import faults
 from tests.conftest import DATABASE_URL
-from tests.support import dump, side_store
+from tests.support import dump, redis_from_url, side_store
 from tests.test_writebehind import (
     CORPUS_TEXTS,
     Doc,
@@ -122,7 +123,7 @@ class Run:
         recovered = time.monotonic() - fault_end
         self.stop.set()
         assert self.task is not None
-        await asyncio.wait_for(self.task, 10)
+        await wait_for(self.task, 10)
         report(f"{scenario}: recovered {recovered:.2f}s after the fault ended; {self.writer.stats}")
         assert recovered < RECOVERY_BOUND_S, f"{scenario}: {recovered:.1f}s to recover"
         return recovered
@@ -156,7 +157,7 @@ async def start_run(pg_pool: asyncpg.Pool) -> AsyncIterator[Start]:
         run.stop.set()
         if run.task is not None and not run.task.done():
             try:
-                await asyncio.wait_for(run.task, 10)
+                await wait_for(run.task, 10)
             except BaseException:  # the test already failed: just clean up
                 run.task.cancel()
                 await asyncio.gather(run.task, return_exceptions=True)
@@ -165,7 +166,7 @@ async def start_run(pg_pool: asyncpg.Pool) -> AsyncIterator[Start]:
 def fault_client(url: str) -> aioredis.Redis:
     """The test's own client of a private server: it rides out the faults the test
     injects (the writer's client is a plain one, as in production)."""
-    return aioredis.Redis.from_url(
+    return redis_from_url(
         url,
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 20),
         retry_on_error=[aioredis.ConnectionError, aioredis.TimeoutError, BusyLoadingError],
@@ -359,13 +360,13 @@ async def test_redis_clients_killed_mid_run_read_ahead_is_redone(
     """CLIENT KILL TYPE normal, several times, while the read-ahead is in flight: the
     failed read is dropped, not awaited again on every pass, and the run completes."""
     r = fault_client(private_redis.url)
-    wr = aioredis.Redis.from_url(private_redis.url)
+    wr = redis_from_url(private_redis.url)
     try:
         half = N_DOCS // 2
         intents = await enqueue(r, keys, docs[:half])
         run = start_run(writer_for(wr, schema_ready, keys, wb_settings), r, keys, docs)
         await run.applied_at_least(3)
-        admin = aioredis.Redis.from_url(private_redis.url)
+        admin = redis_from_url(private_redis.url)
         for _ in range(5):
             await admin.execute_command("CLIENT", "KILL", "TYPE", "normal")  # type: ignore[no-untyped-call]
             await asyncio.sleep(0.05)
@@ -416,7 +417,7 @@ async def test_redis_restart_with_data_mid_run(
     """redis-server SIGKILLed and started again (AOF, fsync always): pending entries
     survive; the writer reconnects and finishes them."""
     r = fault_client(private_redis.url)
-    wr = aioredis.Redis.from_url(private_redis.url)
+    wr = redis_from_url(private_redis.url)
     try:
         intents = await enqueue(r, keys, docs)
         run = start_run(writer_for(wr, schema_ready, keys, wb_settings), r, keys, docs)
@@ -445,7 +446,7 @@ async def test_redis_restart_empty_recreates_the_group(
     intents it had committed before are recognised, not applied twice."""
     server = faults.RedisServer(tmp_path / "redis-empty", appendonly=False).start()
     r = fault_client(server.url)
-    wr = aioredis.Redis.from_url(server.url)
+    wr = redis_from_url(server.url)
     try:
         half = N_DOCS // 2
         await enqueue(r, keys, docs[:half])
@@ -529,7 +530,7 @@ async def test_a_running_writer_keeps_its_own_heartbeat(
         await asyncio.sleep(0.3)
         assert await redis.exists(keys.consumer_alive("solo"))
     stop.set()
-    await asyncio.wait_for(task, 5)
+    await wait_for(task, 5)
 
 
 # 5. Deterministic failures go to the DLQ at once ----------------------------------------------
@@ -572,7 +573,7 @@ async def test_oversize_undecodable_and_unindexable_intents_are_dead_lettered_at
     t0 = time.monotonic()
     # The good intents commit exactly once (drain's own return value can count an entry
     # re-read by the read-ahead twice; the rows and wb_applied below are what matter).
-    assert await asyncio.wait_for(w.drain(), 30) >= len(good)
+    assert await wait_for(w.drain(), 30) >= len(good)
     assert w.stats.applied == len(good)
     report(f"poison intents: done in {time.monotonic() - t0:.2f}s; {w.stats}")
     assert w.stats.retries == 0  # nothing was retried
@@ -612,7 +613,7 @@ async def test_redis_oom_during_acknowledge_waits_with_one_clear_line(
     with one log line naming maxmemory, acks nothing in part, and resumes once memory
     is freed."""
     r = fault_client(private_redis.url)
-    wr = aioredis.Redis.from_url(private_redis.url)
+    wr = redis_from_url(private_redis.url)
     try:
         intents = await enqueue(r, keys, docs)
         # The group exists (XGROUP CREATE would be refused too): the writer can read

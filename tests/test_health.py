@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 
+from accelerated.aio import wait_for
 from accelerated.connect import redis_client
 from accelerated.health import HealthServer
 from accelerated.keys import Keys
@@ -28,10 +29,10 @@ from tests.support import PYTHON, subprocess_env
 
 
 async def get(port: int, path: str) -> tuple[int, dict[str, Any]]:
-    reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 5)
+    reader, writer = await wait_for(asyncio.open_connection("127.0.0.1", port), 5)
     writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
     await writer.drain()
-    raw = await asyncio.wait_for(reader.read(), 10)
+    raw = await wait_for(reader.read(), 10)
     writer.close()
     head, _, body = raw.partition(b"\r\n\r\n")
     return int(head.split()[1]), json.loads(body)
@@ -156,4 +157,4 @@ async def test_readyz_follows_postgres_stalling_refusing_and_coming_back(
                 print(f"postgres {mode.value}: unready after {took:.2f}s, ready {back:.2f}s after")
         finally:
             await health.close()
-            await asyncio.wait_for(pool.close(), 10)
+            await wait_for(pool.close(), 10)

@@ -11,6 +11,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
+from accelerated.aio import wait_for
 from accelerated.batch_run import BatchOptions, run_batch
 from accelerated.connect import open_clients
 from accelerated.errors import BackendUnavailable, ConfigError
@@ -19,7 +20,7 @@ from accelerated.settings import Settings
 from persistence.schema import migrate
 from tests.conftest import DATABASE_URL
 from tests.faults import RedisServer
-from tests.support import copy_inputs, dump, make_runtime, side_store
+from tests.support import copy_inputs, dump, make_runtime, redis_from_url, side_store
 
 
 async def test_finished_documents_keys_expire_and_come_back_to_life_when_requeued(
@@ -74,7 +75,7 @@ async def test_a_full_redis_is_waited_out_or_ends_the_run_within_its_bound(
         s = settings.model_copy(
             update={"redis_url": server.url, "redis_outage": policy, "redis_outage_limit_s": 3.0}
         )
-        client = aioredis.Redis.from_url(server.url)
+        client = redis_from_url(server.url)
         # Fill it up to the limit with keys of our own.
         for i in range(100_000):
             try:
@@ -89,7 +90,7 @@ async def test_a_full_redis_is_waited_out_or_ends_the_run_within_its_bound(
         )
         if policy == "fail":
             with pytest.raises(BackendUnavailable, match="REDIS_OUTAGE_LIMIT_S"):
-                await asyncio.wait_for(batch, 60)
+                await wait_for(batch, 60)
             print(f"a full Redis ended the run after {time.monotonic() - t0:.1f}s (limit 3 s)")
             assert time.monotonic() - t0 < 3.0 + 10
         else:
@@ -97,7 +98,7 @@ async def test_a_full_redis_is_waited_out_or_ends_the_run_within_its_bound(
             assert not batch.done()  # waiting, visibly
             await client.config_set("maxmemory", "0")  # memory freed
             freed = time.monotonic()
-            report = await asyncio.wait_for(batch, 60)
+            report = await wait_for(batch, 60)
             print(f"done {time.monotonic() - freed:.1f}s after Redis had room again")
             assert report.done == report.total > 0
             assert any("Redis answers again" in n for n in notices)
@@ -109,7 +110,7 @@ async def test_an_allkeys_eviction_policy_is_refused_at_start_up(
     tmp_path: Path, settings: Settings
 ) -> None:
     with RedisServer(tmp_path / "redis") as server:
-        client = aioredis.Redis.from_url(server.url)
+        client = redis_from_url(server.url)
         await client.config_set("maxmemory-policy", "allkeys-lru")
         await client.aclose()
         s = settings.model_copy(update={"redis_url": server.url})

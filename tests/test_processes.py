@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
+from accelerated.aio import wait_for
 from accelerated.batch_run import BatchOptions, run_batch
 from accelerated.keys import Keys
 from accelerated.settings import Settings
@@ -92,7 +93,7 @@ async def test_sigkilled_worker_loses_nothing(
         first.kill()
         first.wait(timeout=30)
         second = _spawn(["accelerated.worker"], settings)
-        report = await asyncio.wait_for(batch, timeout=180)
+        report = await wait_for(batch, timeout=180)
         log = _stop(second)
     finally:
         for p in (first,):
@@ -142,7 +143,7 @@ async def test_two_workers_never_duplicate_canonical_entities(
     rt = make_runtime(settings, pg_pool, redis, accelerated=True)
     workers = [_spawn(["accelerated.worker"], settings) for _ in range(2)]
     try:
-        report = await asyncio.wait_for(
+        report = await wait_for(
             run_batch(rt, BatchOptions("two", [tmp_path / "in"], consume=False)), timeout=240
         )
     finally:

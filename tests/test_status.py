@@ -14,6 +14,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from accelerated import status
+from accelerated.aio import wait_for
 from accelerated.batch_run import BatchOptions, run_batch
 from accelerated.intake import discover, fingerprint_all, new_generation
 from accelerated.keys import STAGES, Keys
@@ -134,7 +135,7 @@ async def test_status_during_a_run_matches_postgres_and_the_streams(
         assert rt.consumer in st.workers
     finally:
         gate.set()
-        report = await asyncio.wait_for(run, 120)
+        report = await wait_for(run, 120)
     st = await status.collect(redis, pg_pool, keys, "mid")
     assert st.documents == {"done": report.total} and st.outstanding == 0
 
@@ -153,7 +154,7 @@ async def test_watch_redraws_until_ctrl_c_and_exits_0(
         assert proc.returncode is None  # still watching
     finally:
         proc.send_signal(signal.SIGINT)
-        out, err = await asyncio.wait_for(proc.communicate(), 30)
+        out, err = await wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, err
     assert "workers alive" in out.decode()  # (without a tty Live shows the last frame only)
 

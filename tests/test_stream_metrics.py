@@ -9,6 +9,7 @@ import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
 from accelerated import stream_metrics
+from accelerated.aio import wait_for
 from accelerated.intake import discover, fingerprint_all, new_generation
 from accelerated.keys import Keys
 from accelerated.settings import Settings
@@ -43,4 +44,4 @@ async def test_gauges_follow_the_streams(
     await asyncio.sleep(0.3)
     assert sample("dlq_length", stage="entities") == 0
     stop.set()
-    await asyncio.wait_for(task, 5)
+    await wait_for(task, 5)

@@ -25,6 +25,7 @@ import pytest
 import redis.asyncio as aioredis
 from PIL import Image, ImageDraw, ImageFont
 
+from accelerated.aio import wait_for
 from accelerated.batch_run import BatchOptions, BatchReport, run_batch
 from accelerated.cli import load_settings, validate_startup
 from accelerated.codec import Codec
@@ -38,8 +39,9 @@ from accelerated.parking import Parked
 from accelerated.runtime import Runtime
 from accelerated.settings import Settings
 from persistence.schema import migrate
-from tests.support import PYTHON, make_runtime, subprocess_env
-from tests.textract_server import CREDENTIALS, REGION, MotoS3, TextractServer
+from tests.s3_server import S3Server, running
+from tests.support import PYTHON, make_runtime, redis_from_url, subprocess_env
+from tests.textract_server import CREDENTIALS, REGION, TextractServer, s3_client
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCK_TTL_S = 3.0  # short, so a dead poller is replaced within the test
@@ -107,25 +109,24 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def s3() -> Iterator[MotoS3]:
-    server = MotoS3().start()
-    yield server
-    server.stop()
+def s3() -> Iterator[S3Server]:
+    with running() as server:
+        yield server
 
 
 @pytest.fixture
-def textract(s3: MotoS3) -> Iterator[TextractServer]:
-    server = TextractServer(s3, in_progress_s=0.6, page_size=25).start()
+def textract(s3: S3Server) -> Iterator[TextractServer]:
+    server = TextractServer(s3.url, in_progress_s=0.6, page_size=25).start()
     yield server
     server.stop()
 
 
 @pytest.fixture
 def tx_settings(
-    settings: Settings, s3: MotoS3, textract: TextractServer, aws_env: None
+    settings: Settings, s3: S3Server, textract: TextractServer, aws_env: None
 ) -> Settings:
     bucket = f"staging-{uuid.uuid4().hex[:12]}"
-    s3.client().create_bucket(Bucket=bucket)
+    s3_client(s3.url).create_bucket(Bucket=bucket)
     return settings.model_copy(
         update={
             "ocr_backend": "textract",
@@ -146,7 +147,7 @@ async def _within(
 ) -> BatchReport:
     """The batch's report, or a failure that shows where its Textract jobs stand."""
     try:
-        return await asyncio.wait_for(aw, seconds)
+        return await wait_for(aw, seconds)
     except TimeoutError:
         jobs = [k async for k in redis.scan_iter(match=f"{settings.redis_prefix}:ocr-job:*")]
         states = {k: await redis.hgetall(k) for k in jobs}
@@ -313,7 +314,7 @@ async def test_a_retried_start_never_starts_a_second_job(
             await jobs.poll_one(sha)
             await asyncio.sleep(0.2)
 
-    await asyncio.wait_for(until_done(), timeout=30)
+    await wait_for(until_done(), timeout=30)
     pages = await jobs.pages(ref(), extracted, read)
     assert words(pages[1].text) == ["retried", "starts", "share", "one", "job"]
     assert textract.starts == 2 and textract.jobs_created == 1
@@ -333,7 +334,7 @@ async def _engine(rt: Runtime) -> AsyncIterator[None]:
         yield
     finally:
         stop.set()
-        await asyncio.wait_for(task, timeout=30)
+        await wait_for(task, timeout=30)
 
 
 async def test_a_killed_poller_is_replaced_and_its_job_resumes(
@@ -380,7 +381,7 @@ async def test_a_killed_poller_is_replaced_and_its_job_resumes(
                     await asyncio.sleep(0.05)
 
             try:
-                await asyncio.wait_for(loop(), within)
+                await wait_for(loop(), within)
             except TimeoutError:
                 pytest.fail(f"{what} not seen within {within}s")
 
@@ -433,10 +434,10 @@ async def test_the_shared_limiter_bounds_the_request_rate(
     s = tx_settings.model_copy(update={"textract_tps": tps})
     service = TextractService.from_settings(s)
     # Two "workers": their own Redis connections, one limit.
-    clients = [aioredis.Redis.from_url(str(s.redis_url)) for _ in range(2)]
+    clients = [redis_from_url(str(s.redis_url)) for _ in range(2)]
     try:
         workers = [RedisOcrJobs(c, keys, Codec(), service, s) for c in clients]
-        s3 = textract.s3.client()
+        s3 = textract.s3
         bucket = str(s.textract_staging).split("/")[2]
         s3.put_object(Bucket=bucket, Key="blank.pdf", Body=scanned_page([]))
         textract.hold.set()
@@ -445,7 +446,7 @@ async def test_the_shared_limiter_bounds_the_request_rate(
         # second here, past the limiter's margin for the trip to the server): not measured.
         await service.poll(job_id, workers[0].gate)
         begin = len(textract.arrivals)
-        results = await asyncio.wait_for(
+        results = await wait_for(
             asyncio.gather(*(w.service.poll(job_id, w.gate) for w in workers for _ in range(8))),
             timeout=30,
         )

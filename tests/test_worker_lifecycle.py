@@ -15,6 +15,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
+from accelerated.aio import wait_for
 from accelerated.batch_run import BatchOptions, run_batch
 from accelerated.keys import Keys
 from accelerated.settings import Settings
@@ -82,7 +83,7 @@ async def test_sigterm_while_a_stage_hangs_drains_within_the_grace_and_hands_ove
         t1 = time.monotonic()
         helper = _worker(settings)
         try:
-            report = await asyncio.wait_for(batch, 120)
+            report = await wait_for(batch, 120)
         finally:
             helper.send_signal(signal.SIGTERM)
             helper.communicate(timeout=60)

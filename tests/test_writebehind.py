@@ -21,6 +21,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from accelerated import ids, state
+from accelerated.aio import wait_for
 from accelerated.codec import Codec
 from accelerated.keys import Keys
 from accelerated.models import (
@@ -416,7 +417,7 @@ async def test_postgres_lock_timeout_retries_and_acks_nothing_until_commit(
         await pg_pool.release(locker)
     await _until_async(lambda: _status(redis, keys, d), b"done")
     stop.set()
-    await asyncio.wait_for(task, 5)
+    await wait_for(task, 5)
     await impatient.close()
     assert await redis.xlen(keys.wb_stream()) == 0
     assert len(await table_rows(pg_pool, "chunks")) == len(d.chunked.chunks)
@@ -436,7 +437,7 @@ async def test_stop_during_outage_leaves_entries_pending(
     task = asyncio.create_task(w.run(stop))
     await _until(lambda: w.stats.retries >= 2)
     stop.set()
-    await asyncio.wait_for(task, 5)
+    await wait_for(task, 5)
     assert await redis.xlen(keys.wb_stream()) == 1
     assert (await redis.xpending(keys.wb_stream(), keys.WB_GROUP))["pending"] == 1
 
@@ -577,7 +578,7 @@ async def test_first_write_of_a_document_racing_another_writer_merges_cleanly(
         await asyncio.sleep(0.3)
         assert not racing.done()  # waits on the uncommitted documents row
         await held.commit()
-        await asyncio.wait_for(racing, 10)
+        await wait_for(racing, 10)
     got = await pg_pool.fetch("SELECT idx FROM chunks ORDER BY idx")
     assert [r[0] for r in got] == [0, 1, 2]
     mentions = await table_rows(pg_pool, "entity_mentions")

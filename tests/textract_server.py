@@ -1,4 +1,4 @@
-"""A local server speaking AWS Textract's JSON 1.1 protocol, and moto's S3 beside it.
+"""A local server speaking AWS Textract's JSON 1.1 protocol, reading from moto's S3.
 
 moto's own Textract succeeds at once, returns no blocks, does not page and ignores the
 request token: not enough to test a poller. This one behaves like the service where
@@ -6,7 +6,8 @@ the pipeline depends on it:
 
 * ``Textract.StartDocumentTextDetection`` (``X-Amz-Target``, ``Content-Type:
   application/x-amz-json-1.1``, SigV4-signed by a real aioboto3 client) reads the
-  object from the S3 server (moto's, through a real boto3 client): a missing object is
+  object from the S3 server (moto's, ``tests/s3_server.py``, through a real boto3
+  client): a missing object is
   ``InvalidS3ObjectException``; the same ``ClientRequestToken`` returns the same
   ``JobId`` (with other parameters: ``IdempotentParameterMismatchException``);
 * a job is ``IN_PROGRESS`` for ``in_progress_s`` (and while ``hold`` is set), then
@@ -29,7 +30,6 @@ import hashlib
 import io
 import json
 import os
-import socket
 import threading
 import time
 import uuid
@@ -46,53 +46,17 @@ _OCR_MEMO: dict[tuple[str, int], tuple[int, list[dict[str, Any]]]] = {}
 _OCR_LOCK = threading.Lock()  # one page at a time: the tests' machine has few cores
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+def s3_client(url: str) -> Any:
+    """A boto3 S3 client for the moto server at ``url`` (``tests/s3_server.py``)."""
+    import boto3
 
-
-class MotoS3:
-    """moto's S3 in server mode (``ThreadedMotoServer``) on a free loopback port."""
-
-    def __init__(self) -> None:
-        from moto.server import ThreadedMotoServer
-
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        self.url = ""
-        self._client: Any = None
-        self._client_lock = threading.Lock()
-
-    def start(self) -> MotoS3:
-        import logging
-
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
-        self._server.start()
-        host, port = self._server.get_host_and_port()
-        self.url = f"http://{host}:{port}"
-        return self
-
-    def stop(self) -> None:
-        self._server.stop()
-
-    def client(self) -> Any:
-        """One client, made once: creating boto3 clients is not thread-safe, using one is."""
-        with self._client_lock:
-            if self._client is None:
-                self._client = self._new_client()
-            return self._client
-
-    def _new_client(self) -> Any:
-        import boto3
-
-        return boto3.session.Session().client(
-            "s3",
-            endpoint_url=self.url,
-            region_name=REGION,
-            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        )
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=url,
+        region_name=REGION,
+        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    )
 
 
 def _geometry(left: float, top: float, width: float, height: float) -> dict[str, Any]:
@@ -231,13 +195,13 @@ class TextractServer:
 
     def __init__(
         self,
-        s3: MotoS3,
+        s3_url: str,
         *,
         in_progress_s: float = 1.0,
         page_size: int = 25,
         dpi: int = 150,
     ) -> None:
-        self.s3 = s3
+        self.s3 = s3_client(s3_url)  # one client, made here: making them is not thread-safe
         self.in_progress_s = in_progress_s
         self.page_size = page_size
         self.dpi = dpi
@@ -336,7 +300,7 @@ class TextractServer:
                     )
                 return {"JobId": job_id}
         try:
-            data = self.s3.client().get_object(Bucket=bucket, Key=key)["Body"].read()
+            data = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         except Exception:
             raise AwsError(
                 "InvalidS3ObjectException",

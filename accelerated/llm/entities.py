@@ -24,6 +24,7 @@ import redis.asyncio as aioredis
 from prometheus_client import Counter
 
 from accelerated.codec import Codec
+from accelerated.connect import redis_client
 from accelerated.entities import RawMention
 from accelerated.errors import ConfigError
 from accelerated.keys import Keys
@@ -144,7 +145,7 @@ class LlmEntityBackend:
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is not loop:
             s = self.settings
-            redis = self._redis or aioredis.Redis.from_url(str(s.redis_url))
+            redis = self._redis or redis_client(str(s.redis_url), s)
             keys = Keys(s.redis_prefix)
             limiter = Limiter(
                 redis,

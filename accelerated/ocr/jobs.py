@@ -57,6 +57,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import LockError
 from redis.utils import str_if_bytes
 
+from accelerated.aio import wait_for
 from accelerated.backends import AsyncDocumentOcr, OcrJobResult, OcrText
 from accelerated.boundary import describe, map_driver_errors
 from accelerated.caches import RedisOcrCache
@@ -444,7 +445,7 @@ class OcrJobPoller:
                     with contextlib.suppress(LockError, PipelineError), map_driver_errors():
                         await lock.release()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), retry)
+                await wait_for(stop.wait(), retry)
 
     async def _lead(self, lock: aioredis.lock.Lock, stop: asyncio.Event) -> None:
         """Poll until stopped or the lock is lost, whichever comes first."""

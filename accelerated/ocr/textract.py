@@ -11,23 +11,22 @@ to ``TEXTRACT_STAGING`` (``s3://bucket/prefix``) under its content hash, so the 
 bytes are uploaded once however often, and wherever, they are queued. An ``s3://``
 source is read where it is.
 
-The clients come from :func:`aws_client` (aioboto3; the usual AWS credential chain:
-``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, ``AWS_PROFILE``, an instance role).
-botocore's own retries are off: every request goes through the shared rate limit, and
-the callers (the engine, the poller) retry with their own backoff.
+The clients are ``accelerated.aws``'s (the usual credential chain, ``AWS_REGION``,
+``TEXTRACT_ENDPOINT_URL`` / ``S3_ENDPOINT_URL``): long-lived, one per service and event
+loop. botocore's own retries are off for Textract (``aws.RATE_LIMITED``): every request
+goes through the shared rate limit, and the callers (the engine, the poller) retry with
+their own backoff.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from accelerated.aws import NO_CREDENTIALS, AwsClients, classify, region_for, to_pipeline_error
 from accelerated.backends import OcrJobResult, OcrText, RateGate
-from accelerated.boundary import describe
 from accelerated.errors import (
     BackendRejected,
     BackendUnavailable,
@@ -66,136 +65,61 @@ REFUSED: Final = frozenset(
 COOL_DOWN_MS: Final = 1000.0  # every worker holds off this long after a throttling reply
 
 
-# --- clients (to be folded into accelerated/aws.py with the S3 input) ---------------
-@functools.cache
-def _session() -> Any:
-    import aioboto3
-
-    return aioboto3.Session()
-
-
-def aws_client(settings: Settings, service: Literal["s3", "textract"]) -> Any:
-    """An aioboto3 client context (``async with aws_client(s, "s3") as s3``): region
-    ``AWS_REGION`` (else botocore's configured one), endpoint ``S3_ENDPOINT_URL`` /
-    ``TEXTRACT_ENDPOINT_URL`` when set, no botocore retries (see the module doc)."""
-    from botocore.config import Config
-
-    endpoint = settings.s3_endpoint_url if service == "s3" else settings.textract_endpoint_url
-    config = Config(
-        retries={"mode": "standard", "total_max_attempts": 1},
-        connect_timeout=10,
-        read_timeout=60,
-        s3={"addressing_style": "path"} if settings.s3_endpoint_url else None,
-    )
-    return _session().client(
-        service, region_name=settings.aws_region, endpoint_url=endpoint, config=config
-    )
-
-
-def warm_up() -> None:
+# --- start-up and errors (the shared parts are in accelerated/aws.py) ----------------
+def warm_up(session: Any) -> None:
     """Load the service models now, at start-up: the first client of a process would
     otherwise read and parse them on the event loop (about 0.7 s of CPU here), stalling
     every task of the process, the poller's lock renewal included."""
-    loader = _session()._session.get_component("data_loader")
+    loader = session._session.get_component("data_loader")
     for service in ("s3", "textract"):
         for kind in ("service-2", "endpoint-rule-set-1"):
             loader.load_service_model(service, kind)
 
 
-class _Clients:
-    """One open client per service for the event loop it was opened on (its connection
-    pool belongs to that loop). Opening one costs a first request's credential and
-    endpoint resolution, on the loop: done once, not per call."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self._open: dict[str, tuple[asyncio.AbstractEventLoop, Any]] = {}
-        self._stacks: list[tuple[asyncio.AbstractEventLoop, contextlib.AsyncExitStack]] = []
-        self._locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
-
-    async def get(self, service: Literal["s3", "textract"]) -> Any:
-        loop = asyncio.get_running_loop()
-        held = self._open.get(service)
-        if held is not None and held[0] is loop:
-            return held[1]
-        async with self._locks.setdefault(loop, asyncio.Lock()):
-            held = self._open.get(service)
-            if held is not None and held[0] is loop:
-                return held[1]
-            stack = contextlib.AsyncExitStack()
-            client = await stack.enter_async_context(aws_client(self.settings, service))
-            self._stacks.append((loop, stack))
-            self._open[service] = (loop, client)
-            return client
-
-    async def aclose(self) -> None:
-        """Close the clients opened on the running loop (those of a loop that is gone
-        are dropped: their sockets went with it)."""
-        loop = asyncio.get_running_loop()
-        stacks, self._stacks = self._stacks, []
-        self._open = {k: v for k, v in self._open.items() if v[0] is not loop}
-        self._locks.pop(loop, None)
-        for owner, stack in stacks:
-            if owner is loop:
-                with contextlib.suppress(Exception):
-                    await stack.aclose()
-            elif not owner.is_closed():
-                self._stacks.append((owner, stack))
-
-
 def check_aws(settings: Settings, needed_by: str) -> None:
-    """Start-up checks, each a one-line ConfigError naming the variable to set."""
+    """Start-up checks, each a one-line ConfigError naming the variable to set.
+
+    Synchronous (backend factories are), on botocore's own chain: the answers the async
+    session gets later, from the environment, the files or the instance role."""
     try:
         import aioboto3  # noqa: F401
         import botocore.session
     except ImportError as exc:
-        raise ConfigError(f"{needed_by} needs aioboto3 ({exc}); pip install aioboto3") from None
+        raise ConfigError(
+            f"{needed_by} needs aioboto3 ({exc}): pip install 'legal-pipeline-accelerated[aws]'"
+        ) from None
     session = botocore.session.Session()
-    if not settings.aws_region and not session.get_config_variable("region"):
-        raise ConfigError(
-            f"{needed_by} needs AWS_REGION (the region of the service, e.g. us-east-1)"
-        )
+    try:
+        region_for(settings, "textract", session.get_config_variable("region"))
+    except ConfigError as exc:
+        raise ConfigError(f"{needed_by}: {exc}") from None
     if session.get_credentials() is None:
-        raise ConfigError(
-            f"{needed_by} found no AWS credentials: set AWS_ACCESS_KEY_ID and "
-            "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or run with an instance role"
-        )
-
-
-def _code(exc: Any) -> tuple[str, str, int]:
-    err = exc.response.get("Error", {})
-    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-    return str(err.get("Code", "")), str(err.get("Message", "")), status
+        raise ConfigError(f"{needed_by}: {NO_CREDENTIALS}")
 
 
 @contextlib.asynccontextmanager
 async def _calls(what: str, gate: RateGate | None = None) -> AsyncIterator[None]:
-    """botocore's and aiohttp's errors as pipeline errors (this module is their boundary)."""
-    from aiohttp import ClientError as HttpError
-    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-
+    """AWS errors as pipeline errors: ``accelerated.aws`` sorts them; what is particular
+    to Textract (a refused document; throttling, which every worker must heed) is here."""
     try:
         yield
     except PipelineError:
         raise
-    except ClientError as exc:
-        code, message, status = _code(exc)
-        text = f"{what}: {code}: {message}" if message else f"{what}: {code}"
-        if code in THROTTLED:
+    except Exception as exc:
+        failure = classify(exc)
+        if failure is None:
+            raise
+        text = f"{what}: {failure.text}"
+        if failure.code in THROTTLED:
             if gate is not None:
                 await gate.cool_down(COOL_DOWN_MS)
             raise BackendUnavailable(f"{text} (throttled)", backend="textract") from None
-        if code in REFUSED:
+        if failure.code in REFUSED:
             raise DocumentError(f"Textract refused the document ({text})", code="ocr") from None
-        if status >= 500 or code in ("InternalServerError", "ServiceUnavailable"):
-            raise BackendUnavailable(text, backend="textract") from None
-        raise BackendRejected(text, backend="textract") from None
-    except NoCredentialsError:
-        raise BackendRejected(
-            f"{what}: no AWS credentials (AWS_ACCESS_KEY_ID, AWS_PROFILE)", backend="textract"
-        ) from None
-    except (BotoCoreError, HttpError, OSError, TimeoutError) as exc:
-        raise BackendUnavailable(f"{what}: {describe(exc)}", backend="textract") from None
+        mapped = to_pipeline_error(exc, "textract")
+        if isinstance(mapped, DocumentError):  # a staged object missing, access denied
+            raise DocumentError(f"{what}: {mapped.args[0]}", code=mapped.code) from None
+        raise (mapped or BackendRejected(text, backend="textract")) from None
 
 
 def split_s3(uri: str) -> tuple[str, str]:
@@ -239,13 +163,10 @@ class TextractService:
     mode: Literal["document"] = "document"
     name: str = "textract"
     version: str = VERSION
-    clients: _Clients = field(init=False, compare=False, repr=False)
+    clients: AwsClients = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "clients", _Clients(self.settings))
-
-    async def aclose(self) -> None:
-        await self.clients.aclose()
+        object.__setattr__(self, "clients", AwsClients(self.settings))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TextractService:
@@ -255,10 +176,14 @@ class TextractService:
                 "files are uploaded for Textract to read)"
             )
         check_aws(settings, "OCR_BACKEND=textract")
-        warm_up()
         bucket, prefix = split_s3(settings.textract_staging)
         prefix = prefix.strip("/")
-        return cls(settings, bucket, f"{prefix}/" if prefix else "")
+        service = cls(settings, bucket, f"{prefix}/" if prefix else "")
+        warm_up(service.clients.session)
+        return service
+
+    async def aclose(self) -> None:
+        await self.clients.aclose()
 
     async def locate(
         self, name: str, source: str, fmt: str, read: Callable[[], Awaitable[bytes]]
@@ -271,14 +196,14 @@ class TextractService:
         key = f"{self.staging_prefix}{name}.{suffix}"
         uri = f"s3://{self.staging_bucket}/{key}"
         async with _calls(f"staging upload to {uri}"):
-            from botocore.exceptions import ClientError
-
             s3 = await self.clients.get("s3")
             try:
                 await s3.head_object(Bucket=self.staging_bucket, Key=key)
                 return uri  # uploaded before: the name is a content hash
-            except ClientError as exc:
-                if _code(exc)[2] not in (403, 404):  # 403: no s3:ListBucket, may still put
+            except Exception as exc:
+                failure = classify(exc)
+                # 403 too: without s3:ListBucket a missing key reads as forbidden.
+                if failure is None or failure.status not in (403, 404):
                     raise
             data = await read()
             await s3.put_object(Bucket=self.staging_bucket, Key=key, Body=data)
@@ -286,11 +211,9 @@ class TextractService:
 
     async def start(self, location: str, token: str, gate: RateGate) -> str:
         bucket, key = split_s3(location)
-        await gate.wait()
-        async with (
-            _calls("StartDocumentTextDetection", gate),
-            aws_client(self.settings, "textract") as tx,
-        ):
+        async with _calls("StartDocumentTextDetection", gate):
+            tx = await self.clients.get("textract")
+            await gate.wait()
             resp = await tx.start_document_text_detection(
                 DocumentLocation={"S3Object": {"Bucket": bucket, "Name": key}},
                 ClientRequestToken=token,
@@ -299,24 +222,23 @@ class TextractService:
         return str(resp["JobId"])
 
     async def poll(self, job_id: str, gate: RateGate) -> OcrJobResult:
-        from botocore.exceptions import ClientError
-
         lines: dict[int, list[tuple[str, float]]] = {}
         page_count = 0
         token: str | None = None
         async with _calls("GetDocumentTextDetection", gate):
             tx = await self.clients.get("textract")
         while True:
-            await gate.wait()
             kwargs: dict[str, Any] = {"JobId": job_id, "MaxResults": MAX_RESULTS}
             if token:
                 kwargs["NextToken"] = token
             try:
                 async with _calls("GetDocumentTextDetection", gate):
+                    await gate.wait()
                     try:
                         resp = await tx.get_document_text_detection(**kwargs)
-                    except ClientError as exc:
-                        if _code(exc)[0] != "InvalidJobIdException":
+                    except Exception as exc:
+                        failure = classify(exc)
+                        if failure is None or failure.code != "InvalidJobIdException":
                             raise
                         return OcrJobResult(
                             "failed", error="Textract no longer knows this job (expired?)"
