@@ -344,12 +344,14 @@ class RedisOcrJobs:
         else:
             try:
                 result = await self.service.poll(job_id, self.gate)
-            except BackendUnavailable as exc:  # throttled or unreachable: later
+            except PipelineError as exc:
+                # Throttled, unreachable, or refusing this process's credentials: none of
+                # it is the job's fault (the documents' own problems come back as a
+                # failed result), so ask again later, maybe from another host;
+                # TEXTRACT_TIMEOUT_S bounds the wait.
                 log.warning("%s job %s: %s; polling again later", name, job_id, exc)
                 await self._reschedule(key, sha, polls)
                 return
-            except PipelineError as exc:  # the service refuses to answer about it
-                result = OcrJobResult("failed", error=str(exc))
         if result.status == "running":
             await self._reschedule(key, sha, polls)
             return
@@ -370,6 +372,10 @@ class RedisOcrJobs:
         error = f"{name} job {job_id} failed: {result.error or 'no reason given'}"
         woken = await self._finish(sha, attempt, FAILED, error)
         log.warning("%s; %d document(s) fail", error, woken)
+
+    async def reschedule(self, sha: str) -> None:
+        """Poll it again after the longest pause (after an unexpected failure)."""
+        await self._reschedule(self.job_key(sha), sha, 30)
 
     async def _reschedule(self, key: str, sha: str, polls: int) -> None:
         s = self.settings
@@ -487,7 +493,14 @@ class OcrJobPoller:
         async def one(sha: str) -> None:
             async with sem:
                 self.polls += 1
-                await self.jobs.poll_one(sha)
+                try:
+                    await self.jobs.poll_one(sha)
+                except BackendUnavailable:
+                    raise  # Redis: the loop below waits for it
+                except Exception:  # a bug must not stop the other jobs' polls
+                    log.exception("ocr poller: polling job of %s failed", sha)
+                    with contextlib.suppress(PipelineError):
+                        await self.jobs.reschedule(sha)
 
         while True:
             try:
