@@ -177,20 +177,31 @@ async def test_scans_end_done_with_textract_text_and_failed_jobs_fail_only_their
     (src / "partial.pdf").write_bytes(scanned_page(["Half of this one is read"]))
     textract.fail_keys.add(_sha(src / "bad.pdf"))
     textract.partial_keys.add(_sha(src / "partial.pdf"))
+    # Input from S3 is read where it lies: the job names the input object itself (the
+    # server fails a key holding "textract-fail", which no staging key does).
+    inbox = f"input-{uuid.uuid4().hex[:12]}"
+    s3 = textract.s3
+    s3.create_bucket(Bucket=inbox)
+    s3.put_object(Bucket=inbox, Key="in/exhibit.pdf", Body=scanned_page(["Read in place"]))
+    s3.put_object(Bucket=inbox, Key="in/textract-fail.pdf", Body=scanned_page(["Failed in place"]))
     await migrate(pg_pool, tx_settings.pg_schema)
 
     rt = make_runtime(tx_settings, pg_pool, redis, accelerated=True)
-    report = await _within(run_batch(rt, BatchOptions("tx", [src])), redis, tx_settings)
+    opts = BatchOptions("tx", [src], s3_inputs=[f"s3://{inbox}/in"])
+    report = await _within(run_batch(rt, opts), redis, tx_settings)
 
-    assert report.done == 2 and report.needs_ocr == 0, report
-    assert set(report.failed) == {"bad.pdf", "partial.pdf"}
+    assert report.done == 3 and report.needs_ocr == 0, report
+    assert set(report.failed) == {"bad.pdf", "partial.pdf", "textract-fail.pdf"}
+    assert "FAILED" in report.failed["textract-fail.pdf"]
+    in_place = {j.key: j for j in textract.jobs.values() if j.bucket == inbox}
+    assert set(in_place) == {"in/exhibit.pdf", "in/textract-fail.pdf"}
     assert "ocr_failed" in report.failed["bad.pdf"]
     assert "FAILED" in report.failed["bad.pdf"]
     assert "Request has invalid parameters" in report.failed["bad.pdf"]
     assert "PARTIAL_SUCCESS" in report.failed["partial.pdf"]
     assert "page(s) 1" in report.failed["partial.pdf"]
     # One job per scanned file, each started once.
-    assert textract.starts == textract.jobs_created == 4
+    assert textract.starts == textract.jobs_created == 6
     by_key = {j.key.rsplit("/", 1)[-1]: j for j in textract.jobs.values()}
     job = by_key[f"{_sha(src / 'scan.pdf')}.pdf"]
     # Every page of blocks was fetched: the server gives 25 blocks a response.
@@ -229,6 +240,7 @@ async def test_scans_end_done_with_textract_text_and_failed_jobs_fail_only_their
     first = layer.pages[0]
     assert words(page(mixed, 1)) == words(layer.text[first.start : first.end])  # its own
     assert "Acme Widgets" in page(mixed, 2) and "June 1, 2017" in page(mixed, 2)
+    assert words(rows["exhibit.pdf"]["raw_text"]) == ["read", "in", "place"]
 
     # The same scan under another name, in another project: the OCR cache answers.
     again = tmp_path / "again"
@@ -236,7 +248,7 @@ async def test_scans_end_done_with_textract_text_and_failed_jobs_fail_only_their
     shutil.copy(src / "scan.pdf", again / "renamed.pdf")
     rt = make_runtime(tx_settings, pg_pool, redis, accelerated=True)
     report = await _within(run_batch(rt, BatchOptions("tx2", [again])), redis, tx_settings)
-    assert report.done == 1 and textract.starts == 4
+    assert report.done == 1 and textract.starts == 6
 
 
 @pytest.fixture
