@@ -23,6 +23,7 @@ from accelerated.models import SourceRef
 # they are ingested so that each gets a clear "unsupported_format" error.
 DOCUMENT_EXTENSIONS = frozenset(
     {".pdf", ".docx", ".doc", ".wpd", ".rtf", ".txt", ".htm", ".html", ".eml", ".json", ".xml"}
+    | {".wav", ".mp3", ".m4a", ".flac", ".ogg"}  # recordings: transcribed
 )
 _HEAD_BYTES = 4096
 

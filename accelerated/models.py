@@ -26,7 +26,8 @@ ENTITY_TYPES: Final = (
     "MONEY",
 )
 CATEGORIES: Final = ("opinion", "order", "motion_brief", "contract", "correspondence", "other")
-FORMATS: Final = ("pdf", "docx", "txt", "html", "eml", "json", "xml", "unknown")
+FORMATS: Final = ("pdf", "docx", "txt", "html", "eml", "json", "xml", "audio", "unknown")
+AUDIO: Final = "audio"  # .wav .mp3 .m4a .flac .ogg: text from the transcribe stage
 
 
 class SourceRef(msgspec.Struct, frozen=True, kw_only=True, gc=False):
