@@ -23,7 +23,8 @@ _FRAME: Final = RATE // 20  # 50 ms, the unit a cut is chosen in
 _SEARCH_S: Final = 2.0
 
 
-def _corrupt(detail: object) -> DocumentError:
+def _corrupt(exc: BaseException) -> DocumentError:
+    detail = getattr(exc, "strerror", None) or str(exc)  # FFmpeg's words, without errno
     text = str(detail).strip().splitlines()[0][:200] if str(detail).strip() else ""
     return DocumentError(
         "The audio file cannot be decoded (damaged, truncated or not audio)"

@@ -280,6 +280,8 @@ def load_classifier(
     those labels (tests, a base model to fine-tune); without it the model must have a
     trained head, or loading is a :class:`ConfigError`.
     """
+    if not Path(ref).expanduser().is_dir() and _looks_like_path(ref):
+        raise ConfigError(f"TRANSFORMERS_MODEL={ref} is not a directory")  # before torch loads
     chosen = resolve_device(device, setting="TRANSFORMERS_DEVICE", allow_cpu=allow_cpu)
     labels_key = tuple(sorted(id2label.items())) if id2label is not None else None
     key = (ref, revision, chosen, max_length, stride, labels_key)
