@@ -10,7 +10,7 @@ defaults hold (offline rules, no OCR, no transcription: a trial needs nothing).
 2. **Local models, in Docker**: ``rules+transformers`` on a model in ``/models/ner``,
    faster-whisper on ``/models/whisper``, tesseract; devices chosen automatically.
 3. **The GPU host**: stage 2's models on CUDA (a start-up error without a GPU unless
-   ``ALLOW_CPU=1``); S3 input and Textract once they are registered.
+   ``ALLOW_CPU=1``); input from S3 is ``--input s3://...``, Textract once registered.
 
 Kept free of pydantic so :mod:`accelerated.settings` can import it, and so the
 README's table and the tests read the same dictionaries.

@@ -39,7 +39,7 @@ from accelerated.keys import Keys
 from accelerated.models import SourceRef
 from accelerated.pipeline import StageFn
 from accelerated.settings import Settings
-from accelerated.spill import LocalSpill
+from accelerated.spill import make_spill
 from accelerated.stages import CanonicalRegistry, StageContext
 from accelerated.transport import LocalTransport, RedisTransport, Transport
 from persistence.intents import IntentMemo
@@ -149,6 +149,13 @@ class Runtime:
         if self.executor is not None:
             self.executor.shutdown(wait=True, cancel_futures=True)
 
+    async def aclose(self) -> None:
+        """:meth:`close`, and the connections the backends hold (an S3 client's)."""
+        try:
+            await self.backends_.aclose()
+        finally:
+            self.close()
+
 
 def build_runtime(
     settings: Settings,
@@ -164,9 +171,7 @@ def build_runtime(
     codec = Codec(
         max_value_bytes=settings.max_value_bytes,
         max_decompressed_bytes=settings.max_decompressed_bytes,
-        spill=LocalSpill(settings.spill_dir or settings.state_dir / "spill", settings.ttl_stage_s)
-        if settings.spill
-        else None,
+        spill=make_spill(settings),
     )
     name = consumer or consumer_name()
     transport: Transport = (
