@@ -39,8 +39,11 @@ from accelerated.stages.clean import clean_document
 LABELS = {
     i: name
     for i, name in enumerate(
-        ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-COURT", "I-COURT", "B-JUDGE", "I-JUDGE"]
-        + ["B-PETITIONER", "I-PETITIONER", "B-CASE_NUMBER", "I-CASE_NUMBER"]
+        [
+            *("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-COURT", "I-COURT"),
+            *("B-JUDGE", "I-JUDGE", "B-PETITIONER", "I-PETITIONER"),
+            *("B-CASE_NUMBER", "I-CASE_NUMBER"),
+        ]
     )
 }
 
@@ -247,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{classifier.device}: {len(docs)} documents, {best.chunks} chunks, "
         f"{best_raw.tokens} tokens in windows\n"
-        f"raw forward: {best_raw.chunks_per_s:.1f} chunks/s, {best_raw.tokens_per_s:,.0f} tokens/s, "
+        f"raw forward: {best_raw.chunks_per_s:.1f} chunks/s, "
+        f"{best_raw.tokens_per_s:,.0f} tokens/s, "
         f"{best_raw.batches} batches of {best_raw.windows_per_batch:.1f} windows\n"
         f"batcher:     {best.chunks_per_s:.1f} chunks/s, {best.tokens_per_s:,.0f} tokens/s, "
         f"{best.batches} batches of {best.windows_per_batch:.1f} windows from "

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import itertools
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -189,7 +190,7 @@ def test_a_long_chunk_is_read_in_strided_windows_to_its_end(classifier: TokenCla
     (enc,) = classifier.encode([text])
     windows = enc.windows
     assert len(windows) >= 3 and all(len(w.ids) <= 512 for w in windows)
-    for a, b in zip(windows, windows[1:], strict=False):  # consecutive windows share the stride
+    for a, b in itertools.pairwise(windows):  # consecutive windows share the stride
         tail = [a.offsets[p] for p in a.content[-classifier.stride :]]
         head = [b.offsets[p] for p in b.content[: classifier.stride]]
         assert tail == head
@@ -268,7 +269,7 @@ async def test_a_failing_chunk_fails_only_its_document(classifier: TokenClassifi
         for n, r in enumerate(results):
             if n != 3:
                 assert r == await reference.extract_async(docs[n]), n
-        assert list(backend.batcher.history)[0].sources > 1 or len(backend.batcher.history) > 1
+        assert next(iter(backend.batcher.history)).sources > 1 or len(backend.batcher.history) > 1
     finally:
         await backend.aclose()
         await reference.aclose()

@@ -91,7 +91,7 @@ def test_devices_resolve_and_a_missing_gpu_is_an_error_unless_allowed() -> None:
     assert resolve_device("auto", setting="X", allow_cpu=False, probe=one) == "cuda"
     assert resolve_device("cpu", setting="X", allow_cpu=False, probe=one) == "cpu"
     assert resolve_device("cuda", setting="X", allow_cpu=True, probe=none) == "cpu"
-    with pytest.raises(ConfigError, match="X=cuda but no CUDA device.*ALLOW_CPU=1"):
+    with pytest.raises(ConfigError, match=r"X=cuda but no CUDA device.*ALLOW_CPU=1"):
         resolve_device("cuda", setting="X", allow_cpu=False, probe=none)
 
 
