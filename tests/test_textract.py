@@ -477,9 +477,8 @@ async def test_the_shared_limiter_bounds_the_request_rate(
     )
     assert len(times) == 16
     most = max(sum(1 for u in times if t <= u < t + 1.0) for t in times)
-    print(
-        f"Textract limiter: at most {most} of {tps} requests in any second, {len(times)} in {times[-1] - times[0]:.2f}s"
-    )
+    span = times[-1] - times[0]
+    print(f"Textract limiter: at most {most} of {tps} a second; {len(times)} in {span:.2f}s")
     assert most <= tps, [round(t - times[0], 3) for t in times]  # any second, all workers
 
 
