@@ -23,8 +23,13 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from accelerated import fingerprint
-from accelerated.backends import Backends, resolve_backends
-from accelerated.caches import RedisChunkCache, RedisExtractCache, RedisOcrCache
+from accelerated.backends import AsyncDocumentOcr, Backends, ocr_mode, resolve_backends
+from accelerated.caches import (
+    RedisChunkCache,
+    RedisExtractCache,
+    RedisOcrCache,
+    RedisTranscriptCache,
+)
 from accelerated.canonical import PassThroughCanonicalRegistry, RedisCanonicalRegistry
 from accelerated.codec import Codec
 from accelerated.cpu import CpuPool
@@ -32,6 +37,7 @@ from accelerated.engine import Engine
 from accelerated.handoff import AcceleratedHandoff, Handoff, TraditionalHandoff
 from accelerated.keys import Keys
 from accelerated.models import SourceRef
+from accelerated.ocr.jobs import RedisOcrJobs
 from accelerated.pipeline import StageFn
 from accelerated.settings import Settings
 from accelerated.spill import make_spill
@@ -85,7 +91,9 @@ class Runtime:
     extract_cache: RedisExtractCache | None = None
     chunk_cache: RedisChunkCache | None = None
     ocr_cache: RedisOcrCache | None = None
+    transcript_cache: RedisTranscriptCache | None = None
     writer: WriteBehindWriter | None = None
+    ocr_jobs: RedisOcrJobs | None = None  # an asynchronous OCR service's jobs and poller
     backends: Backends | None = None  # None: built from settings on first use
     stage_overrides: dict[str, StageFn] = field(default_factory=dict)  # tests, experiments
 
@@ -106,6 +114,8 @@ class Runtime:
             extract_cache=self.extract_cache,
             chunk_cache=self.chunk_cache,
             ocr_cache=self.ocr_cache,
+            ocr_jobs=self.ocr_jobs,
+            transcript_cache=self.transcript_cache,
             executor=self.executor,
             source=ref,
             extras={"entity_backend": self.settings.entity_backend},
@@ -128,6 +138,8 @@ class Runtime:
         background: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = []
         if self.writer is not None:
             background.append(self.writer.run)
+        if self.ocr_jobs is not None:
+            background.append(self.ocr_jobs.poller.run)  # polls only while it leads
         return Engine(
             settings=self.settings,
             transport=self.transport,
@@ -167,6 +179,11 @@ def build_runtime(
         spill=make_spill(settings),
     )
     name = consumer or consumer_name()
+    resolved = backends or resolve_backends(settings)
+    ocr_jobs = None
+    if resolved.ocr is not None and ocr_mode(resolved.ocr) == "document" and redis is not None:
+        assert isinstance(resolved.ocr, AsyncDocumentOcr)
+        ocr_jobs = RedisOcrJobs(redis, keys, codec, resolved.ocr, settings, consumer=name)
     transport: Transport = (
         RedisTransport(redis, keys, name, settings.ttl_stage_s)
         if redis is not None
@@ -181,7 +198,8 @@ def build_runtime(
         "transport": transport,
         "executor": executor,
         "consumer": name,
-        "backends": backends or resolve_backends(settings),
+        "backends": resolved,
+        "ocr_jobs": ocr_jobs,
     }
     if redis is not None and settings.enable_redis_acceleration:
         memo = IntentMemo()  # the writer below takes what the handoff queues, undecoded
@@ -192,6 +210,7 @@ def build_runtime(
             extract_cache=RedisExtractCache(redis, keys, codec, settings.ttl_cache_s),
             chunk_cache=RedisChunkCache(redis, keys, settings.ttl_cache_s),
             ocr_cache=RedisOcrCache(redis, keys, codec, settings.ttl_cache_s),
+            transcript_cache=RedisTranscriptCache(redis, keys, codec, settings.ttl_cache_s),
             writer=WriteBehindWriter(redis, pool, keys, codec, settings, consumer=name, memo=memo),
         )
     return Runtime(

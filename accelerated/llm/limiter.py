@@ -16,6 +16,9 @@ estimate was low). A 429's ``retry-after`` / ``retry-after-ms``, or an
 ``x-ratelimit-remaining-*`` of 0, sets a shared cool-down key that every worker's
 next acquire honours. The same script keeps the run's token budget
 (``LLM_BUDGET_TOKENS``): past it, :class:`BudgetExhausted` and no new call.
+
+Other rate-limited services reuse it for their request rate alone, under their own
+``scope`` in the keys (Textract: ``accelerated/ocr/jobs.py``, one token per request).
 """
 
 from __future__ import annotations
@@ -152,9 +155,9 @@ def cooldown_ms(headers: Mapping[str, str]) -> float | None:
     return longest
 
 
-def limiter_tag(model: str) -> str:
+def limiter_tag(model: str, scope: str = "llm") -> str:
     """The hash tag every key of one model shares (braces stripped from the name)."""
-    return "{llm:" + model.replace("{", "").replace("}", "") + "}"
+    return "{" + scope + ":" + model.replace("{", "").replace("}", "") + "}"
 
 
 class Limiter:
@@ -172,10 +175,13 @@ class Limiter:
         budget_tokens: int = 0,
         concurrency: int = 8,
         margin_s: float = 0.25,
+        scope: str = "llm",
     ) -> None:
         if requests < 1 or tokens < 1 or concurrency < 1:
             raise ConfigError("LLM_RPM, LLM_TPM and LLM_CONCURRENCY must be at least 1")
-        tag = limiter_tag(model)
+        # ``scope`` names the service in the keys: "llm", or another rate-limited API that
+        # reuses this limiter for requests alone (Textract: one token per call).
+        tag = limiter_tag(model, scope)
         self._keys = [keys.rate_limit(f"{tag}:{part}") for part in ("log", "tok", "cool", "used")]
         self.requests, self.tokens = requests, tokens
         # An admitted call stays in the log for the window plus a margin: the time

@@ -9,6 +9,7 @@ process pool with the chunks (never on the event loop) and cached per document.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from typing import Any
 
@@ -19,6 +20,7 @@ from accelerated.backends import (
     AsyncEntityBackend,
     EntityBackend,
     PoolEntityBackend,
+    SplitBackend,
     entity_mode,
 )
 from accelerated.entities import ContextualBackend, RawMention
@@ -59,7 +61,14 @@ def run_document(
 async def call_backend(
     backend: EntityBackend, texts: list[str], ctx: StageContext, context: str | None = None
 ) -> list[list[RawMention]]:
-    """Run the backend where its mode says: the process pool, or awaited on the loop."""
+    """Run the backend where its mode says: the process pool, or awaited on the loop
+    (a split backend: both at once, merged per text)."""
+    if isinstance(backend, SplitBackend):
+        cpu, other = await asyncio.gather(
+            ctx.run_cpu(run_backend, backend.cpu_part, texts, context),
+            backend.async_part.extract_async(texts),
+        )
+        return [backend.merge(a, b) for a, b in zip(cpu, other, strict=True)]
     if entity_mode(backend) == "pool":
         return await ctx.run_cpu(run_backend, backend, texts, context)
     assert isinstance(backend, AsyncEntityBackend)
@@ -89,18 +98,28 @@ def context_of_chunks(backend: EntityBackend, texts: list[str], starts: list[int
     return backend.document_context(joined_text(texts, starts))
 
 
+def pool_part(backend: EntityBackend) -> EntityBackend:
+    """What runs in the process pool: a split backend's ``cpu_part``, else the backend."""
+    return backend.cpu_part if isinstance(backend, SplitBackend) else backend
+
+
 def is_contextual(backend: EntityBackend) -> bool:
-    """A backend that reads a document context, run in the pool (where it is computed)."""
-    return isinstance(backend, ContextualBackend) and entity_mode(backend) == "pool"
+    """A backend whose pool part reads a document context (computed in the pool too)."""
+    part = pool_part(backend)
+    in_pool = isinstance(backend, SplitBackend) or entity_mode(backend) == "pool"
+    return in_pool and isinstance(part, ContextualBackend)
 
 
 def context_of(backend: EntityBackend, doc: Chunked) -> str:
-    """The document context a contextual backend gets with each chunk ("" otherwise)."""
-    return context_of_chunks(backend, [c.text for c in doc.chunks], [c.start for c in doc.chunks])
+    """The document context a contextual backend (or a split backend's pool part) gets
+    with each chunk ("" otherwise)."""
+    return context_of_chunks(
+        pool_part(backend), [c.text for c in doc.chunks], [c.start for c in doc.chunks]
+    )
 
 
 def backend_results(backend: EntityBackend, doc: Chunked) -> list[list[RawMention]]:
-    """Uncached backend results for a document's chunks (benchmarks, tests)."""
+    """Uncached backend results for a document's chunks (benchmarks, tests; pool backends)."""
     texts = [c.text for c in doc.chunks]
     if not is_contextual(backend):
         return run_backend(backend, texts)
@@ -196,7 +215,16 @@ async def contextual_results(
     for i, h in enumerate(shas):
         first.setdefault(h, i)
     todo = list(first.values())
-    context, fresh = await ctx.run_cpu(run_document, backend, texts, starts, todo)
+    if isinstance(backend, SplitBackend):  # the pool part with its context, the other alongside
+        (context, cpu), other = await asyncio.gather(
+            ctx.run_cpu(run_document, backend.cpu_part, texts, starts, todo),
+            backend.async_part.extract_async([texts[i] for i in todo]),
+        )
+        _check_count(backend, cpu, todo)
+        _check_count(backend, other, todo)
+        fresh = [backend.merge(a, b) for a, b in zip(cpu, other, strict=True)]
+    else:
+        context, fresh = await ctx.run_cpu(run_document, backend, texts, starts, todo)
     _check_count(backend, fresh, todo)
     by_sha = dict(zip(first, fresh, strict=True))
     if ctx.chunk_cache is not None:
