@@ -158,3 +158,46 @@ def test_citations_are_eyecite_s_own() -> None:
     cites = [m for m in fast if m.type in ("CASE_CITATION", "STATUTE")]
     assert len(cites) >= 5
     assert fast == slow
+
+
+class Tagger:
+    """An async backend double: one mention per text, counting its calls."""
+
+    mode = "async"
+    version = "tagger-1"
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    async def extract_async(self, texts: list[str]) -> list[list[RawMention]]:
+        self.calls.append(len(texts))
+        return [[RawMention("PERSON", 0, 4, t[:4].casefold())] for t in texts]
+
+
+class Split:
+    """A split backend (as rules+transformers): the rules in the pool, a tagger alongside."""
+
+    mode = "batched"
+
+    def __init__(self) -> None:
+        self.cpu_part, self.async_part = Watched(), Tagger()
+        self.version = "split-test-1"
+
+    def merge(self, cpu: list[RawMention], other: list[RawMention]) -> list[RawMention]:
+        return sorted([*cpu, *other], key=lambda m: (m.start, m.end, m.type))
+
+
+async def test_split_backend_gets_its_pool_part_context_in_the_pool() -> None:
+    backend, cache = Split(), DictCache()
+    doc = chunked(HEAD, BODY, BODY)
+    ctx = stage_ctx(backend, cache)  # type: ignore[arg-type]
+    first = await entities_stage.run(doc, ctx)
+    rules = backend.cpu_part
+    assert rules.threads and threading.get_ident() not in rules.threads
+    assert rules.chunk_calls == [2] and backend.async_part.calls == [2]
+    courts = {(m.text, m.normalized) for m in first.mentions if m.type == "COURT"}
+    assert ("The Court", "wied") in courts
+    assert any(m.type == "PERSON" for m in first.mentions)  # the async part's
+    second = await entities_stage.run(doc, stage_ctx(backend, cache))  # type: ignore[arg-type]
+    assert second == first
+    assert len(rules.threads) == 1 and backend.async_part.calls == [2]  # all cached
