@@ -2,7 +2,8 @@
 
 Clients (Redis, the Postgres pool) are created by the CLI edge and passed in; this
 module only assembles, so tests and the benchmark build a runtime the same way the
-batch command and the worker do.
+batch command and the worker do. Backends that need a client (the LLM backends) get
+the runtime's own (``NeedsClients.bind``) and are closed by :meth:`Runtime.aclose`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from accelerated import fingerprint
-from accelerated.backends import Backends, resolve_backends
+from accelerated.backends import BackendClients, Backends, NeedsClients, resolve_backends
 from accelerated.caches import RedisChunkCache, RedisExtractCache, RedisOcrCache
 from accelerated.canonical import PassThroughCanonicalRegistry, RedisCanonicalRegistry
 from accelerated.codec import Codec
@@ -92,6 +93,10 @@ class Runtime:
     def __post_init__(self) -> None:
         if self.backends is None:
             self.backends = resolve_backends(self.settings)
+        clients = BackendClients(self.redis, self.keys, caches=self.accelerated)
+        for component in self.backends.components():
+            if isinstance(component, NeedsClients):
+                component.bind(clients)
 
     @property
     def accelerated(self) -> bool:
@@ -141,6 +146,19 @@ class Runtime:
     def close(self) -> None:
         if self.executor is not None:
             self.executor.shutdown(wait=True, cancel_futures=True)
+
+    async def aclose_backends(self) -> None:
+        """Close what the backends opened (the LLM backends' HTTP clients), on this loop."""
+        for component in self.backends_.components():
+            if isinstance(component, NeedsClients):
+                await component.aclose()
+
+    async def aclose(self) -> None:
+        """Shutdown: the backends, then the executor (the CLI edge calls it last)."""
+        try:
+            await self.aclose_backends()
+        finally:
+            self.close()
 
 
 def build_runtime(

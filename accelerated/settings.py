@@ -52,6 +52,9 @@ MIN_VALUES: dict[str, float] = {
     "llm_temperature": 0,
     "llm_concurrency": 1,
     "llm_timeout_s": 0.001,
+    "structured_head_chars": 200,
+    "llm_resolution_min_score": 0,
+    "llm_resolution_max_pairs": 0,
 }
 
 
@@ -147,6 +150,18 @@ class Settings(BaseSettings):
     llm_prices: dict[str, tuple[float, float]] = Field(
         default_factory=lambda: {"gpt-4o-mini": (0.15, 0.6), "gpt-4o": (2.5, 10.0)}
     )
+    # Document-level fields (caption, court, dockets, filing date, type, parties, judges,
+    # counsel) into documents.metadata.structured: "none" or a STRUCTURED_EXTRACTORS name
+    # ("llm"). The prompt gets the head of the cleaned text: the first page, at least
+    # ~1,500 characters of it when the first page is shorter, at most this many.
+    structured_extraction: str = "none"
+    structured_head_chars: int = 6000
+    # Cross-document merging of the project's canonical entities at the end of every
+    # batch: "none" or a RESOLVERS name ("llm"). Candidate pairs: same type, rapidfuzz
+    # token_set_ratio >= the score below, at most max_pairs per batch (best first).
+    resolution: str = "none"
+    llm_resolution_min_score: int = 85
+    llm_resolution_max_pairs: int = 2000
 
     @field_validator("plugins", mode="before")
     @classmethod

@@ -61,7 +61,7 @@ async def amain(metrics_port: int | None, ctx: CliContext, health_port: int | No
             if gauges is not None:
                 gauges.cancel()
                 await asyncio.gather(gauges, return_exceptions=True)
-            rt.close()
+            await rt.aclose()
         log.info("worker %s stopped", rt.consumer)
     return EXIT_OK
 
