@@ -52,6 +52,7 @@ MIN_VALUES: dict[str, float] = {
     "llm_temperature": 0,
     "llm_concurrency": 1,
     "llm_timeout_s": 0.001,
+    "llm_window_margin_s": 0,
     "structured_head_chars": 200,
     "llm_resolution_min_score": 0,
     "llm_resolution_max_pairs": 0,
@@ -145,6 +146,11 @@ class Settings(BaseSettings):
     llm_temperature: float = 0.0
     llm_concurrency: int = 8  # calls in flight per process
     llm_timeout_s: float = 60.0
+    # A call stays in the limiter's window this much longer than the minute: the time
+    # between its admission and its arrival at the server (a busy event loop, a new
+    # connection). The server's count holds while that delay is under the margin; the
+    # price is margin / (60 + margin) of the rate (1.6 % at 1 s).
+    llm_window_margin_s: float = 1.0
     # USD per million tokens, (prompt, completion), for the summary's cost estimate:
     # LLM_PRICES='{"gpt-4o-mini": [0.15, 0.6]}'. Models not listed cost 0.
     llm_prices: dict[str, tuple[float, float]] = Field(

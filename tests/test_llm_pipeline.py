@@ -320,6 +320,8 @@ async def test_backend_takes_the_runtime_redis_and_is_closed_on_shutdown(
     src.mkdir()
     (src / "a.txt").write_text("Judge Roe sat in the District Court.")
     await migrate(pg_pool, settings.pg_schema)
+    with pytest.raises(ConfigError, match="needs Redis"):  # at start-up, not per document
+        make_runtime(s, pg_pool, None, accelerated=False)
     rt = make_runtime(s, pg_pool, redis, accelerated=True)
     assert rt.backends is not None
     llm_backend = rt.backends.entities

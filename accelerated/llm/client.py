@@ -165,7 +165,15 @@ class ChatClient:
             await self.usage.add(current_project(), **amounts)
 
     async def complete(self, request: dict[str, Any], validate: Callable[[str], T]) -> T:
-        """``validate(content)`` the reply; only a reply it accepts is cached."""
+        """``validate(content)`` the reply; only a reply it accepts is cached.
+
+        At most ``LLM_CONCURRENCY`` of these run at once in the process (the limiter's
+        semaphore), cache lookups included: each holds Redis connections from the pool
+        the whole pipeline shares, and a document of many chunks starts all of them."""
+        async with self.limiter.semaphore:
+            return await self._complete(request, validate)
+
+    async def _complete(self, request: dict[str, Any], validate: Callable[[str], T]) -> T:
         if self.cache is not None:
             hit = await self.cache.get(request)
             if hit is not None:
@@ -190,67 +198,70 @@ class ChatClient:
         if self.cache is not None:
             await self.cache.put(request, CachedReply(content, 0, 0))
 
-    async def _acquire(self, reserved: int) -> str:
+    async def _acquire(self, reserved: int) -> tuple[str, float]:
+        """The limiter's admission, and the seconds it took (counted with the call)."""
         started = time.monotonic()
         try:
-            return await self.limiter.acquire(reserved)
+            call_id = await self.limiter.acquire(reserved)
         except BudgetExhausted:
-            await self._count(budget_stops=1)
-            raise
-        finally:
             waited = time.monotonic() - started
             self.stats.wait_s += waited
-            await self._count(wait_s=waited)
+            await self._count(budget_stops=1, wait_s=waited)
+            raise
+        waited = time.monotonic() - started
+        self.stats.wait_s += waited
+        return call_id, waited
 
     async def _call(self, request: dict[str, Any]) -> tuple[str, int, int]:
+        """The API call (the caller holds the limiter's semaphore)."""
         kwargs: dict[str, Any] = {
             k: v
             for k, v in request.items()
             if k not in ("base_url", "prompt_version", "schema_version") and v is not None
         }
         reserved = estimate_prompt_tokens(request["messages"]) + self.max_tokens
-        async with self.limiter.semaphore:
-            for _attempt in range(MAX_RATE_LIMITED):
-                call_id = await self._acquire(reserved)
-                try:
-                    with map_driver_errors("openai"):
-                        try:
-                            raw = await self._client.chat.completions.with_raw_response.create(
-                                **kwargs
-                            )
-                        except openai.RateLimitError as exc:
-                            self.stats.rate_limited += 1
-                            wait = cooldown_ms(exc.response.headers) or 1000.0
-                            await self.limiter.settle(call_id, reserved, 0)
-                            await self.limiter.cool_down(wait)
-                            await self._count(rate_limited=1)
-                            continue
-                        completion = raw.parse()
-                except BackendError:
-                    # The server may have done the work (a timeout): the reservation
-                    # stands until it leaves the window.
-                    raise
-                usage = completion.usage
-                prompt = usage.prompt_tokens if usage else reserved - self.max_tokens
-                out = usage.completion_tokens if usage else self.max_tokens
-                await self.limiter.settle(call_id, reserved, prompt + out)
-                cost = self.stats.add(self.model, prompt, out)
-                await self._count(calls=1, tokens_in=prompt, tokens_out=out, cost_usd=cost)
-                hint = cooldown_ms(raw.headers)
-                if hint:
-                    await self.limiter.cool_down(hint)
-                choice = completion.choices[0] if completion.choices else None
-                if choice is None or choice.message.content is None:
-                    raise InvalidReply("LLM reply has no content", backend="openai")
-                if choice.finish_reason == "length":
-                    raise InvalidReply(
-                        f"LLM reply cut at max_tokens={self.max_tokens} (LLM_MAX_TOKENS)",
-                        backend="openai",
-                    )
-                return choice.message.content, prompt, out
-            raise BackendUnavailable(
-                f"LLM API rate limited {MAX_RATE_LIMITED} times in a row", backend="openai"
+        for _attempt in range(MAX_RATE_LIMITED):
+            call_id, waited = await self._acquire(reserved)
+            try:
+                with map_driver_errors("openai"):
+                    try:
+                        raw = await self._client.chat.completions.with_raw_response.create(**kwargs)
+                    except openai.RateLimitError as exc:
+                        self.stats.rate_limited += 1
+                        wait = cooldown_ms(exc.response.headers) or 1000.0
+                        await self.limiter.settle(call_id, reserved, 0)
+                        await self.limiter.cool_down(wait)
+                        await self._count(rate_limited=1, wait_s=waited)
+                        continue
+                    completion = raw.parse()
+            except BackendError:
+                # The server may have done the work (a timeout): the reservation
+                # stands until it leaves the window.
+                await self._count(wait_s=waited)
+                raise
+            usage = completion.usage
+            prompt = usage.prompt_tokens if usage else reserved - self.max_tokens
+            out = usage.completion_tokens if usage else self.max_tokens
+            await self.limiter.settle(call_id, reserved, prompt + out)
+            cost = self.stats.add(self.model, prompt, out)
+            await self._count(
+                calls=1, tokens_in=prompt, tokens_out=out, cost_usd=cost, wait_s=waited
             )
+            hint = cooldown_ms(raw.headers)
+            if hint:
+                await self.limiter.cool_down(hint)
+            choice = completion.choices[0] if completion.choices else None
+            if choice is None or choice.message.content is None:
+                raise InvalidReply("LLM reply has no content", backend="openai")
+            if choice.finish_reason == "length":
+                raise InvalidReply(
+                    f"LLM reply cut at max_tokens={self.max_tokens} (LLM_MAX_TOKENS)",
+                    backend="openai",
+                )
+            return choice.message.content, prompt, out
+        raise BackendUnavailable(
+            f"LLM API rate limited {MAX_RATE_LIMITED} times in a row", backend="openai"
+        )
 
     async def aclose(self) -> None:
         await self._client.close()

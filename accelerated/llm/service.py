@@ -58,7 +58,14 @@ class LlmService:
         return hashlib.sha256("|".join((ident, *texts)).encode()).hexdigest()[:12]
 
     def bind(self, clients: BackendClients) -> None:
-        """Take the runtime's clients (called once, before the first call)."""
+        """Take the runtime's clients (called once, before the first call). Without
+        Redis (it was unreachable and the run fell back to the traditional path) the
+        program stops here, at start-up, rather than failing every document."""
+        if clients.redis is None:
+            raise ConfigError(
+                f"{self.setting} needs Redis (the limit shared by every worker, the usage "
+                "counters and the token budget): Redis is not available to this run"
+            )
         self._clients = clients
         self._client = self._loop = None  # rebuilt on the new clients at first use
 
@@ -92,6 +99,7 @@ class LlmService:
             tokens=s.llm_tpm,
             budget_tokens=s.llm_budget_tokens,
             concurrency=s.llm_concurrency,
+            margin_s=s.llm_window_margin_s,
         )
         cache = (
             ResponseCache(redis, clients.keys, Codec(), s.ttl_cache_s) if clients.caches else None
