@@ -4,8 +4,8 @@ input source, transcriber or LLM client plugs in.
 Each protocol is small and documented; each kind has one :class:`Registry` from
 which the CLI edge builds, by the names in settings, every backend a run needs
 (:func:`resolve_backends`) before the first document is read, so a wrong name, a
-missing model path or a tool not on ``PATH`` stops the program at start-up with one
-line instead of failing every document. Components receive the built backends
+missing model path or a tool not on ``PATH`` (antiword, wpd2text) stops the program at
+start-up with one line instead of failing every document. Components receive the built backends
 (:class:`Backends`) and never look a name up themselves. The models are httpx's
 ``_transports/base.py`` and anyio's ``abc/``.
 
@@ -33,7 +33,7 @@ from __future__ import annotations
 import importlib
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import (
     TYPE_CHECKING,
     Final,
@@ -48,6 +48,7 @@ import msgspec
 
 from accelerated.entities import RawMention
 from accelerated.errors import ConfigError
+from accelerated.extractors.legacy import LegacyTools, legacy_tools
 from accelerated.models import CanonicalEntity, DocumentFields, SourceRef
 
 if TYPE_CHECKING:
@@ -311,6 +312,12 @@ def _local_files(_settings: Settings) -> BlobSource:
     return LocalBlobReader()
 
 
+def _s3_objects(settings: Settings) -> BlobSource:
+    from accelerated.s3 import S3BlobSource
+
+    return S3BlobSource(settings)
+
+
 def _tesseract(_settings: Settings) -> OcrEngine:
     from accelerated.ocr.tesseract import TesseractEngine
 
@@ -322,9 +329,52 @@ ENTITY_BACKENDS.register("llm", _llm)
 ENTITY_BACKENDS.register("rules+llm", _rules_plus_llm)
 OCR_ENGINES.register("tesseract", _tesseract)
 BLOB_SOURCES.register("file", _local_files)
+BLOB_SOURCES.register("s3", _s3_objects)
 STRUCTURED_EXTRACTORS.register("llm", _llm_structured)
 RESOLVERS.register("llm", _llm_resolver)
 OFF: Final = "none"  # STRUCTURED_EXTRACTION / RESOLUTION / OCR_BACKEND: not used
+
+
+def _scheme(source: str) -> str:
+    head, sep, _ = source.partition("://")
+    return head.lower() if sep and head.isascii() and head.isalnum() else ""
+
+
+class BlobRouter:
+    """The one ``BlobSource`` a run holds: each document is read by the source for the
+    scheme of its ``source`` (a plain path or ``file://``: ``file``; ``s3://``: ``s3``;
+    a plugin's own scheme: the ``BLOB_SOURCES`` entry of that name).
+
+    The local reader is built at once; others on first use, so a worker that never
+    meets an ``s3://`` document never imports aioboto3 (one that does pays its import,
+    about a second, on the first such document). The batch command lists its S3
+    inputs at start-up, so a missing package or bad credentials is one line there.
+    """
+
+    schemes: tuple[str, ...] = ("*",)
+
+    def __init__(self, settings: Settings, registry: Registry[BlobSource] = BLOB_SOURCES) -> None:
+        self.settings, self.registry = settings, registry
+        self._sources: dict[str, BlobSource] = {}
+        self.source_for("file")  # every run may meet a local path: built (imported) now
+
+    def source_for(self, scheme: str) -> BlobSource:
+        name = "file" if scheme in ("", "file") else scheme
+        source = self._sources.get(name)
+        if source is None:
+            source = self._sources[name] = self.registry.create(name, self.settings)
+        return source
+
+    async def read(self, source: SourceRef, max_bytes: int) -> bytes:
+        return await self.source_for(_scheme(source.source)).read(source, max_bytes)
+
+    async def aclose(self) -> None:
+        """Close the sources that hold connections (an S3 client's pool)."""
+        sources, self._sources = list(self._sources.values()), {}
+        for src in sources:
+            close = getattr(src, "aclose", None)
+            if close is not None:
+                await close()
 
 
 @dataclass(frozen=True)
@@ -338,6 +388,13 @@ class Backends:
     llm: LlmClient | None = None
     structured: StructuredExtractor | None = None  # STRUCTURED_EXTRACTION; None: off
     resolver: Resolver | None = None  # RESOLUTION; None: off
+    # The external converters of .doc/.wpd (LEGACY_FORMATS): found on PATH at start-up.
+    legacy: LegacyTools = field(default_factory=LegacyTools)
+
+    @property
+    def notices(self) -> tuple[str, ...]:
+        """Start-up lines for the user: what this run will not do, and why."""
+        return self.legacy.notices
 
     def components(self) -> list[object]:
         """Every backend present, each once (the runtime binds and closes them)."""
@@ -354,6 +411,21 @@ class Backends:
             if b is not None and all(b is not o for o in out):
                 out.append(b)
         return out
+
+    async def aclose(self) -> None:
+        """Release what the backends hold: the blob sources' connections (an S3 client's
+        pool), the LLM backends' HTTP clients. Each is closed even if another fails."""
+        errors: list[Exception] = []
+        for b in self.components():
+            close = getattr(b, "aclose", None)
+            if close is None:
+                continue
+            try:
+                await close()
+            except Exception as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
 
 
 def llm_models(backends: Backends) -> set[str]:
@@ -392,8 +464,9 @@ def resolve_backends(settings: Settings) -> Backends:
     )
     return Backends(
         entities=ENTITY_BACKENDS.create(settings.entity_backend, settings),
-        blobs=BLOB_SOURCES.create("file", settings),
+        blobs=BlobRouter(settings),
         ocr=ocr,
         structured=structured,
         resolver=resolver,
+        legacy=legacy_tools(settings),
     )

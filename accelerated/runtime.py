@@ -35,7 +35,7 @@ from accelerated.keys import Keys
 from accelerated.models import SourceRef
 from accelerated.pipeline import StageFn
 from accelerated.settings import Settings
-from accelerated.spill import LocalSpill
+from accelerated.spill import make_spill
 from accelerated.stages import CanonicalRegistry, StageContext
 from accelerated.transport import LocalTransport, RedisTransport, Transport
 from persistence.intents import IntentMemo
@@ -148,10 +148,9 @@ class Runtime:
             self.executor.shutdown(wait=True, cancel_futures=True)
 
     async def aclose_backends(self) -> None:
-        """Close what the backends opened (the LLM backends' HTTP clients), on this loop."""
-        for component in self.backends_.components():
-            if isinstance(component, NeedsClients):
-                await component.aclose()
+        """Release what the backends hold (an S3 client's pool, the LLM backends' HTTP
+        clients), on this loop; the executor stays (the benchmark shares it)."""
+        await self.backends_.aclose()
 
     async def aclose(self) -> None:
         """Shutdown: the backends, then the executor (the CLI edge calls it last)."""
@@ -175,9 +174,7 @@ def build_runtime(
     codec = Codec(
         max_value_bytes=settings.max_value_bytes,
         max_decompressed_bytes=settings.max_decompressed_bytes,
-        spill=LocalSpill(settings.spill_dir or settings.state_dir / "spill", settings.ttl_stage_s)
-        if settings.spill
-        else None,
+        spill=make_spill(settings),
     )
     name = consumer or consumer_name()
     transport: Transport = (

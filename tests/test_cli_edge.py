@@ -131,6 +131,9 @@ BAD_SETTINGS = [
     ("OCR_BACKEND", "nope", "known:"),
     ("TESSDATA_PREFIX", "/nonexistent/tessdata", "OCR_BACKEND=tesseract"),
     ("STAGE_TIME_LIMITS", "clen=3", "unknown stage"),
+    ("LEGACY_FORMATS", "sometimes", "on, auto, off"),
+    # A converter the default LEGACY_FORMATS=on needs, missing: named with its package.
+    ("ANTIWORD_CMD", "/nonexistent/antiword", "apt-get install antiword"),
 ]
 
 
