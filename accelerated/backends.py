@@ -17,6 +17,10 @@ Entity backends declare how they run (``mode``):
 * ``batched``: ``extract_async`` too, but it hands chunks to a batcher that pools the
   chunks of every document in flight in the process (a GPU model).
 
+A combined backend (``rules+transformers``) is a :class:`SplitBackend`: its
+``cpu_part`` runs in the pool (with the document's context) while its ``async_part``
+is awaited, and ``merge`` combines their results per chunk.
+
 Third-party or test code registers its own backends with ``<REGISTRY>.register`` in a
 module named in the ``PLUGINS`` setting, imported at start-up.
 
@@ -102,6 +106,19 @@ class AsyncEntityBackend(EntityBackend, Protocol):
     async def extract_async(self, texts: list[str]) -> list[list[RawMention]]: ...
 
 
+@runtime_checkable
+class SplitBackend(EntityBackend, Protocol):
+    """Two backends run side by side on the same chunks and merged by span."""
+
+    @property
+    def cpu_part(self) -> PoolEntityBackend: ...
+
+    @property
+    def async_part(self) -> AsyncEntityBackend: ...
+
+    def merge(self, cpu: list[RawMention], other: list[RawMention]) -> list[RawMention]: ...
+
+
 def entity_mode(backend: EntityBackend) -> EntityMode:
     mode: EntityMode = getattr(backend, "mode", "pool")
     return mode
@@ -144,7 +161,13 @@ class Segment(msgspec.Struct, frozen=True):
 
 @runtime_checkable
 class Transcriber(Protocol):
-    """Audio to timed text segments (the segments become the document's pages)."""
+    """Audio to timed text segments (the segments become the document's pages).
+
+    Synchronous: the transcribe stage runs it on one thread of its own per process
+    (one model per process; CTranslate2 and HTTP clients release the GIL). An audio
+    file that cannot be decoded is a ``DocumentError(code="corrupt_audio")``.
+    ``version`` names the engine, model and decoding options: it is part of the
+    transcript cache key."""
 
     @property
     def version(self) -> str: ...
@@ -306,6 +329,30 @@ def _llm_resolver(settings: Settings) -> Resolver:
     return LlmResolver(settings)
 
 
+def _transformers(settings: Settings) -> EntityBackend:
+    from accelerated.ner.backend import transformers_backend
+
+    return transformers_backend(settings)
+
+
+def _rules_plus_transformers(settings: Settings) -> EntityBackend:
+    from accelerated.ner.backend import rules_plus_transformers_backend
+
+    return rules_plus_transformers_backend(settings)
+
+
+def _faster_whisper(settings: Settings) -> Transcriber:
+    from accelerated.audio.whisper import faster_whisper_transcriber
+
+    return faster_whisper_transcriber(settings)
+
+
+def _openai_audio(settings: Settings) -> Transcriber:
+    from accelerated.audio.openai_api import openai_transcriber
+
+    return openai_transcriber(settings)
+
+
 def _local_files(_settings: Settings) -> BlobSource:
     from accelerated.blobs import LocalBlobReader
 
@@ -327,6 +374,10 @@ def _tesseract(_settings: Settings) -> OcrEngine:
 ENTITY_BACKENDS.register("rules", _rules)
 ENTITY_BACKENDS.register("llm", _llm)
 ENTITY_BACKENDS.register("rules+llm", _rules_plus_llm)
+ENTITY_BACKENDS.register("transformers", _transformers)
+ENTITY_BACKENDS.register("rules+transformers", _rules_plus_transformers)
+TRANSCRIBERS.register("faster-whisper", _faster_whisper)
+TRANSCRIBERS.register("openai", _openai_audio)
 OCR_ENGINES.register("tesseract", _tesseract)
 BLOB_SOURCES.register("file", _local_files)
 BLOB_SOURCES.register("s3", _s3_objects)
@@ -448,6 +499,14 @@ def load_plugins(modules: Sequence[str]) -> None:
             raise ConfigError(f"PLUGINS: cannot import {name!r} ({exc})") from None
 
 
+def transcriber_name(settings: Settings) -> str:
+    """``TRANSCRIBE_BACKEND`` resolved: ``auto`` is faster-whisper when a model is set."""
+    name = settings.transcribe_backend
+    if name == "auto":
+        return "faster-whisper" if settings.transcribe_model else "none"
+    return name
+
+
 def resolve_backends(settings: Settings) -> Backends:
     """Build and validate every backend the settings name, before any document is read."""
     load_plugins(settings.plugins)
@@ -462,10 +521,12 @@ def resolve_backends(settings: Settings) -> Backends:
     resolver = (
         None if settings.resolution == OFF else RESOLVERS.create(settings.resolution, settings)
     )
+    transcriber = transcriber_name(settings)
     return Backends(
         entities=ENTITY_BACKENDS.create(settings.entity_backend, settings),
         blobs=BlobRouter(settings),
         ocr=ocr,
+        transcriber=None if transcriber == "none" else TRANSCRIBERS.create(transcriber, settings),
         structured=structured,
         resolver=resolver,
         legacy=legacy_tools(settings),

@@ -47,7 +47,7 @@ DEFAULT_INPUT = Path(__file__).resolve().parent.parent / "examples" / "documents
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m accelerated.batch", description=__doc__)
-    p.add_argument("--project", required=True, help="project id (letters, digits, _ . -)")
+    p.add_argument("--project", help="project id (letters, digits, _ . -); required")
     p.add_argument(
         "--input",
         action="append",
@@ -79,8 +79,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="follow symlinks that lead outside the input folder (skipped by default)",
     )
+    p.add_argument(
+        "--show-config",
+        action="store_true",
+        help="print every setting, its resolved value and its source, then exit",
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
+    if args.show_config:
+        return args
+    if not args.project:
+        p.error("the following arguments are required: --project")
     if args.from_stage and not args.reprocess:
         p.error("--from needs --reprocess")
     if args.input is None and not args.reprocess:
@@ -313,6 +322,8 @@ async def amain(args: argparse.Namespace, console: Console, ctx: CliContext) -> 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     setup_output(args.verbose)
+    if args.show_config:
+        sys.exit(_show_config())
     console = Console(stderr=False)
     tune_gc()
 
@@ -321,6 +332,16 @@ def main(argv: list[str] | None = None) -> None:
             console.print(part, style="yellow", markup=False, highlight=False, soft_wrap=True)
 
     sys.exit(cli.run(lambda ctx: amain(args, console, ctx), say=say))
+
+
+def _show_config() -> int:
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        for line in str(exc).splitlines():
+            print(f"configuration error: {line}", file=sys.stderr)
+        return cli.EXIT_USAGE
+    return cli.show_config(settings, print)
 
 
 if __name__ == "__main__":

@@ -56,6 +56,13 @@ class Keys:
             raise ValueError(f"unsafe OCR engine version {version!r}")
         return f"{self.prefix}:cache:ocr:{version}:{_hex(sha256)}"
 
+    def transcript_cache(self, version: str, sha256: str) -> str:
+        """Transcript segments by transcriber version (engine, model, options) and the
+        audio file's sha256."""
+        if not re.fullmatch(r"[A-Za-z0-9_.@+-]{1,160}", version):
+            raise ValueError(f"unsafe transcriber version {version!r}")
+        return f"{self.prefix}:cache:transcript:{version}:{_hex(sha256)}"
+
     def entity_cache(self, version: str, sha256: str) -> str:
         return f"{self.prefix}:cache:entities:{version}:{_hex(sha256)}"
 

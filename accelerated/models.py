@@ -38,8 +38,10 @@ FORMATS: Final = (
     "doc",
     "wpd",
     "rtf",
+    "audio",
     "unknown",
 )
+AUDIO: Final = "audio"  # .wav .mp3 .m4a .flac .ogg: text from the transcribe stage
 
 
 class SourceRef(msgspec.Struct, frozen=True, kw_only=True, gc=False):

@@ -20,7 +20,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from accelerated import state
-from accelerated.models import Chunked, Cleaned, Extracted, Mentions, Related, Resolved, Structured
+from accelerated.models import (
+    AUDIO,
+    Chunked,
+    Cleaned,
+    Extracted,
+    Mentions,
+    Related,
+    Resolved,
+    Structured,
+)
 
 if TYPE_CHECKING:
     from accelerated.backends import Backends
@@ -114,8 +123,14 @@ def _ocr_params(_settings: Settings, backends: Backends) -> str:
     return backends.ocr.version if backends.ocr is not None else "none"
 
 
+def _transcribe_params(_settings: Settings, backends: Backends) -> str:
+    return backends.transcriber.version if backends.transcriber is not None else "none"
+
+
 def _extract_outcome(output: Any) -> str:
     if isinstance(output, Extracted):
+        if output.format == AUDIO:
+            return "audio"  # a recording: its text comes from the transcriber
         if output.needs_ocr:
             return "needs_ocr"  # no text layer at all
         if output.metadata.get("ocr_pages"):
@@ -146,7 +161,7 @@ PIPELINE: Final[tuple[Stage, ...]] = (
         # (they failed before; as e-mail attachments they were left out of done mails).
         version="3",
         outcome=_extract_outcome,
-        routes={OK: "clean", "needs_ocr": "ocr", "partly_scanned": "ocr"},
+        routes={OK: "clean", "needs_ocr": "ocr", "partly_scanned": "ocr", "audio": "transcribe"},
         # Without an OCR engine: a scan waits for one; a mixed PDF goes on with its text.
         fallback={"needs_ocr": Finish(state.NEEDS_OCR), "partly_scanned": "clean"},
         time_limit_s=300.0,
@@ -163,6 +178,18 @@ PIPELINE: Final[tuple[Stage, ...]] = (
         time_limit_s=1800.0,
         main=False,
         enabled=_ocr_enabled,
+    ),
+    Stage(
+        name="transcribe",
+        run="accelerated.stages.transcribe:run",
+        output_type=Extracted,
+        output_key="ocr",  # replaces extract's placeholder, as ocr does
+        input_key="ocr",
+        version="1",
+        routes={OK: "clean"},
+        params=_transcribe_params,
+        time_limit_s=3600.0,  # an hour of audio on a CPU
+        main=False,
     ),
     Stage(
         name="clean",

@@ -25,7 +25,12 @@ import redis.asyncio as aioredis
 
 from accelerated import fingerprint
 from accelerated.backends import BackendClients, Backends, NeedsClients, resolve_backends
-from accelerated.caches import RedisChunkCache, RedisExtractCache, RedisOcrCache
+from accelerated.caches import (
+    RedisChunkCache,
+    RedisExtractCache,
+    RedisOcrCache,
+    RedisTranscriptCache,
+)
 from accelerated.canonical import PassThroughCanonicalRegistry, RedisCanonicalRegistry
 from accelerated.codec import Codec
 from accelerated.cpu import CpuPool
@@ -86,6 +91,7 @@ class Runtime:
     extract_cache: RedisExtractCache | None = None
     chunk_cache: RedisChunkCache | None = None
     ocr_cache: RedisOcrCache | None = None
+    transcript_cache: RedisTranscriptCache | None = None
     writer: WriteBehindWriter | None = None
     backends: Backends | None = None  # None: built from settings on first use
     stage_overrides: dict[str, StageFn] = field(default_factory=dict)  # tests, experiments
@@ -111,6 +117,7 @@ class Runtime:
             extract_cache=self.extract_cache,
             chunk_cache=self.chunk_cache,
             ocr_cache=self.ocr_cache,
+            transcript_cache=self.transcript_cache,
             executor=self.executor,
             source=ref,
             extras={"entity_backend": self.settings.entity_backend},
@@ -202,6 +209,7 @@ def build_runtime(
             extract_cache=RedisExtractCache(redis, keys, codec, settings.ttl_cache_s),
             chunk_cache=RedisChunkCache(redis, keys, settings.ttl_cache_s),
             ocr_cache=RedisOcrCache(redis, keys, codec, settings.ttl_cache_s),
+            transcript_cache=RedisTranscriptCache(redis, keys, codec, settings.ttl_cache_s),
             writer=WriteBehindWriter(redis, pool, keys, codec, settings, consumer=name, memo=memo),
         )
     return Runtime(

@@ -11,8 +11,18 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from accelerated.profiles import apply_profile
 
 _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
@@ -61,6 +71,14 @@ MIN_VALUES: dict[str, float] = {
     "aws_max_attempts": 1,
     "aws_connect_timeout_s": 0.001,
     "aws_read_timeout_s": 0.001,
+    "transformers_max_length": 8,
+    "transformers_stride": 0,
+    "ner_batch_tokens": 64,
+    "ner_max_batch": 1,
+    "ner_max_wait_ms": 0,
+    "transcribe_beam_size": 1,
+    "transcribe_window_s": 30,
+    "transcribe_cpu_threads": 0,
 }
 S3_MAX_KEYS = 1000  # ListObjectsV2 returns at most this many keys a page
 
@@ -73,12 +91,16 @@ def url_scheme(url: str) -> str | None:
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+    _profile_fields: frozenset[str] = PrivateAttr(default_factory=frozenset)
 
     # Connections: unset means "start embedded servers under state_dir".
     redis_url: str | None = None
     database_url: str | None = None
     enable_redis_acceleration: bool = True
-    deployment_stage: int = Field(1, ge=1, le=3)  # 1 cloud LLMs, 2 local models, 3 GPU host
+    # Profiles of defaults (accelerated/profiles.py): 1 cloud APIs, 2 local models in
+    # Docker, 3 GPU host. Unset: the built-in defaults below.
+    deployment_stage: int | None = Field(None, ge=1, le=3)
+    allow_cpu: bool = False  # stage 3 (or a cuda device) may run without a GPU
     state_dir: Path = Path(".state")
 
     # Isolation: every Redis key starts with redis_prefix; every table lives in pg_schema.
@@ -117,7 +139,7 @@ class Settings(BaseSettings):
     max_deliveries: int = 3  # then the message goes to the stage's dead-letter stream
     cpu_pool: Literal["process", "thread"] = "process"  # where CPU-bound stage code runs
     cpu_workers: int = 0  # 0: one per core
-    entity_backend: str = "rules"  # rules | transformers | llm (later issues)
+    entity_backend: str = "rules"  # an ENTITY_BACKENDS name: rules, transformers, llm, ...
     # Backends, time limits, shutdown (see accelerated/backends.py, accelerated/pipeline.py).
     ocr_backend: str = "none"  # an OCR_ENGINES name; "none": scans end as needs_ocr
     # Legacy word processor files through external programs (accelerated/extractors/
@@ -197,6 +219,50 @@ class Settings(BaseSettings):
     resolution: str = "none"
     llm_resolution_min_score: int = 85
     llm_resolution_max_pairs: int = 2000
+
+    # Transformers token classification (ENTITY_BACKEND=transformers / rules+transformers):
+    # a local directory or a hub name (offline with HF_HUB_OFFLINE=1, from the HF cache).
+    transformers_model: str | None = None
+    transformers_revision: str | None = None  # hub branch, tag or commit
+    transformers_device: Literal["auto", "cpu", "cuda"] = "auto"
+    transformers_max_length: int = 512  # tokens per window (capped by the model's own)
+    transformers_stride: int = 128  # tokens shared by consecutive windows of a long chunk
+    # The batcher that feeds the model from every document in flight in the process:
+    # padded tokens per forward pass, windows per pass, and how long a partial batch waits.
+    ner_batch_tokens: int = 16_384
+    ner_max_batch: int = 64
+    ner_max_wait_ms: float = 20.0
+
+    # Audio (.wav .mp3 .m4a .flac .ogg): "auto" is faster-whisper when TRANSCRIBE_MODEL is
+    # set, else none (audio files then fail with needs_transcription).
+    transcribe_backend: str = "auto"  # auto | none | a TRANSCRIBERS name
+    transcribe_model: str | None = None  # CTranslate2 Whisper directory (or an API model)
+    transcribe_device: Literal["auto", "cpu", "cuda"] = "auto"
+    transcribe_compute_type: str = "auto"  # auto: int8 on CPU, float16 on CUDA
+    transcribe_language: str | None = None  # None: detected per recording
+    transcribe_beam_size: int = 5
+    transcribe_window_s: float = 600.0  # audio decoded and transcribed this much at a time
+    transcribe_cpu_threads: int = 0  # 0: CTranslate2's default
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _deployment_profile(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        """Fill in the stage's defaults where nothing was given (accelerated/profiles.py)."""
+        filled: list[str] = []
+        if isinstance(data, dict):
+            data = dict(data)
+            if data.get("deployment_stage") == "":
+                data["deployment_stage"] = None  # compose's ${DEPLOYMENT_STAGE:-}
+            filled = apply_profile(data)
+        out = handler(data)
+        if isinstance(out, Settings):
+            out._profile_fields = frozenset(filled)
+        return out
+
+    @property
+    def profile_fields(self) -> frozenset[str]:
+        """The settings whose value came from the deployment stage's profile."""
+        return self._profile_fields
 
     @field_validator("plugins", mode="before")
     @classmethod

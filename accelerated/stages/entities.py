@@ -8,6 +8,7 @@ output is identical either way.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 
 import msgspec
@@ -17,6 +18,7 @@ from accelerated.backends import (
     AsyncEntityBackend,
     EntityBackend,
     PoolEntityBackend,
+    SplitBackend,
     entity_mode,
 )
 from accelerated.entities import ContextualBackend, RawMention
@@ -44,7 +46,14 @@ def run_backend(
 async def call_backend(
     backend: EntityBackend, texts: list[str], ctx: StageContext, context: str = ""
 ) -> list[list[RawMention]]:
-    """Run the backend where its mode says: the process pool, or awaited on the loop."""
+    """Run the backend where its mode says: the process pool, or awaited on the loop
+    (a split backend: both at once, merged per text)."""
+    if isinstance(backend, SplitBackend):
+        cpu, other = await asyncio.gather(
+            ctx.run_cpu(run_backend, backend.cpu_part, texts, context),
+            backend.async_part.extract_async(texts),
+        )
+        return [backend.merge(a, b) for a, b in zip(cpu, other, strict=True)]
     if entity_mode(backend) == "pool":
         return await ctx.run_cpu(run_backend, backend, texts, context)
     assert isinstance(backend, AsyncEntityBackend)
@@ -63,10 +72,12 @@ def document_text(doc: Chunked) -> str:
 
 
 def context_of(backend: EntityBackend, doc: Chunked) -> str:
-    """The document context a contextual backend gets with each chunk ("" otherwise)."""
-    if not isinstance(backend, ContextualBackend) or not doc.chunks:
+    """The document context a contextual backend (or a split backend's pool part) gets
+    with each chunk ("" otherwise)."""
+    part = backend.cpu_part if isinstance(backend, SplitBackend) else backend
+    if not isinstance(part, ContextualBackend) or not doc.chunks:
         return ""
-    return backend.document_context(document_text(doc))
+    return part.document_context(document_text(doc))
 
 
 def backend_results(backend: EntityBackend, doc: Chunked) -> list[list[RawMention]]:
