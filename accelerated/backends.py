@@ -9,6 +9,15 @@ start-up with one line instead of failing every document. Components receive the
 (:class:`Backends`) and never look a name up themselves. The models are httpx's
 ``_transports/base.py`` and anyio's ``abc/``.
 
+OCR comes in two kinds (``ocr_mode``): an :class:`OcrEngine` reads one page image at
+a time in the process pool (tesseract); an :class:`AsyncDocumentOcr` is a remote
+service that takes a whole document and answers minutes later (AWS Textract's
+asynchronous API). For the second, the ``ocr`` stage starts the job and *parks* the
+document (``accelerated/parking.py``: no worker slot is held while it waits), and one
+poller per deployment (``accelerated/ocr/jobs.py``) collects the result into the OCR
+cache and sends the document back to ``ocr``; a new service implements only the three
+calls of the protocol.
+
 Entity backends declare how they run (``mode``):
 
 * ``pool``: a synchronous ``extract`` shipped to the process pool (CPU-bound rules);
@@ -36,7 +45,7 @@ from __future__ import annotations
 
 import importlib
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import (
     TYPE_CHECKING,
@@ -63,6 +72,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 EntityMode = Literal["pool", "async", "batched"]
+OcrMode = Literal["page", "document"]
 
 
 # Protocols ----------------------------------------------------------------------------
@@ -151,6 +161,87 @@ class OcrEngine(Protocol):
     def version(self) -> str: ...
 
     def recognize(self, page: PageImage) -> OcrText: ...
+
+
+class RateGate(Protocol):
+    """Admits one request to a rate-limited service: the limit holds for every worker on
+    every host together (``accelerated/llm/limiter.py``)."""
+
+    async def wait(self) -> None:
+        """Return when one more request may go out."""
+        ...
+
+    async def cool_down(self, ms: float) -> None:
+        """The service said "slow down": every worker holds off for ``ms``."""
+        ...
+
+
+class OcrJobResult(msgspec.Struct, frozen=True):
+    """What a poll of an asynchronous OCR job learnt.
+
+    ``status`` is ``running``, ``succeeded`` (``pages`` holds every page, numbered from
+    1) or ``failed`` (``error`` says why, in words a user can act on)."""
+
+    status: Literal["running", "succeeded", "failed"]
+    pages: dict[int, OcrText] | None = None
+    error: str = ""
+
+
+@runtime_checkable
+class AsyncDocumentOcr(Protocol):
+    """A remote service that reads a whole document and answers later (``mode``
+    ``document``; AWS Textract's ``StartDocumentTextDetection``).
+
+    Workers call :meth:`locate` and :meth:`start` from the ``ocr`` stage; only the
+    deployment's one poller calls :meth:`poll`. Every request to the service waits on
+    ``gate`` first (the shared rate limit). ``version`` is part of the OCR cache key. Calls raise
+    ``DocumentError`` for a document the service refuses, ``BackendUnavailable`` for
+    what a retry can outlive (throttling included), ``BackendRejected`` otherwise.
+    """
+
+    @property
+    def mode(self) -> Literal["document"]: ...
+
+    @property
+    def name(self) -> str:
+        """Short name for keys and messages (``textract``)."""
+        ...
+
+    @property
+    def version(self) -> str: ...
+
+    async def locate(
+        self, name: str, source: str, fmt: str, read: Callable[[], Awaitable[bytes]]
+    ) -> str:
+        """Where the service reads the bytes (an ``s3://`` URI): ``source`` itself when
+        it can read it in place, else a staging copy of ``read()`` under ``name``, a
+        content hash (uploaded once: a copy that exists has the same bytes). ``source``
+        is ``""`` for bytes that exist only in ``read()`` (the scanned pages of a mixed
+        PDF)."""
+        ...
+
+    async def start(self, location: str, token: str, gate: RateGate) -> str:
+        """Start a job, returning its id. The same ``token`` returns the same job: a
+        retried start never starts a second one."""
+        ...
+
+    async def poll(self, job_id: str, gate: RateGate) -> OcrJobResult:
+        """The job's status; once it succeeded, every page of the result."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close the connections opened on the running loop (the poller calls it when
+        its engine stops)."""
+        ...
+
+
+OcrBackend = OcrEngine | AsyncDocumentOcr
+
+
+def ocr_mode(backend: OcrBackend) -> OcrMode:
+    """``page`` (an :class:`OcrEngine`, in the pool) or ``document`` (a service)."""
+    mode: OcrMode = getattr(backend, "mode", "page")
+    return mode
 
 
 class Segment(msgspec.Struct, frozen=True):
@@ -289,7 +380,7 @@ class Registry(Generic[T]):
 
 BLOB_SOURCES: Registry[BlobSource] = Registry("input source", "input scheme")
 ENTITY_BACKENDS: Registry[EntityBackend] = Registry("entity backend", "ENTITY_BACKEND")
-OCR_ENGINES: Registry[OcrEngine] = Registry("OCR engine", "OCR_BACKEND")
+OCR_ENGINES: Registry[OcrBackend] = Registry("OCR engine", "OCR_BACKEND")
 TRANSCRIBERS: Registry[Transcriber] = Registry("transcriber", "TRANSCRIBE_BACKEND")
 LLM_CLIENTS: Registry[LlmClient] = Registry("LLM client", "LLM_BACKEND")
 STRUCTURED_EXTRACTORS: Registry[StructuredExtractor] = Registry(
@@ -365,10 +456,16 @@ def _s3_objects(settings: Settings) -> BlobSource:
     return S3BlobSource(settings)
 
 
-def _tesseract(_settings: Settings) -> OcrEngine:
+def _tesseract(_settings: Settings) -> OcrBackend:
     from accelerated.ocr.tesseract import TesseractEngine
 
     return TesseractEngine()
+
+
+def _textract(settings: Settings) -> OcrBackend:
+    from accelerated.ocr.textract import TextractService
+
+    return TextractService.from_settings(settings)
 
 
 ENTITY_BACKENDS.register("rules", _rules)
@@ -379,6 +476,7 @@ ENTITY_BACKENDS.register("rules+transformers", _rules_plus_transformers)
 TRANSCRIBERS.register("faster-whisper", _faster_whisper)
 TRANSCRIBERS.register("openai", _openai_audio)
 OCR_ENGINES.register("tesseract", _tesseract)
+OCR_ENGINES.register("textract", _textract)
 BLOB_SOURCES.register("file", _local_files)
 BLOB_SOURCES.register("s3", _s3_objects)
 STRUCTURED_EXTRACTORS.register("llm", _llm_structured)
@@ -434,7 +532,7 @@ class Backends:
 
     entities: EntityBackend
     blobs: BlobSource
-    ocr: OcrEngine | None = None
+    ocr: OcrBackend | None = None
     transcriber: Transcriber | None = None
     llm: LlmClient | None = None
     structured: StructuredExtractor | None = None  # STRUCTURED_EXTRACTION; None: off
@@ -464,8 +562,9 @@ class Backends:
         return out
 
     async def aclose(self) -> None:
-        """Release what the backends hold: the blob sources' connections (an S3 client's
-        pool), the LLM backends' HTTP clients. Each is closed even if another fails."""
+        """Release what the backends hold: the blob sources' and an OCR service's
+        connections (an S3 or Textract client's pool), the LLM backends' HTTP clients.
+        Each is closed even if another fails."""
         errors: list[Exception] = []
         for b in self.components():
             close = getattr(b, "aclose", None)

@@ -5,6 +5,9 @@ runs the stage with bounded concurrency and a time limit, and hands the output o
 through the path's ``Handoff`` to wherever the stage's route says. Failures are
 sorted by what another attempt can do (``errors.is_retryable``):
 
+* a document handed to an outside service that answers later (``Parked``): acked and
+  filed in the service's waiting room; whoever finishes the work sends it back
+  (``accelerated/parking.py``), so no slot is held while it waits;
 * bad input (``DocumentError``) and deterministic failures (a value over a cap, data
   a server rejects): recorded against the document at once, never retried;
 * the run's LLM token budget spent (``BudgetExhausted``): the document ends as
@@ -48,6 +51,7 @@ from accelerated.errors import (
 )
 from accelerated.handoff import Handoff, MissingInput
 from accelerated.models import SourceRef
+from accelerated.parking import Parked
 from accelerated.pipeline import FIRST, PIPELINE, Finish, StageFn
 from accelerated.scope import project_scope
 from accelerated.settings import Settings
@@ -74,6 +78,7 @@ class EngineStats:
     budget_exhausted: int = 0  # documents ended because LLM_BUDGET_TOKENS was spent
     restarts: int = 0  # supervised loops / background tasks restarted after a failure
     given_back: int = 0  # in-flight messages left pending at shutdown
+    parked: int = 0  # documents handed to an outside service to wait in its room
 
 
 class _Held(Exception):
@@ -375,6 +380,13 @@ class Engine:
                 return
             MESSAGES.labels(stage, "ok").inc()
             self.stats.processed += 1
+        except Parked as parked:
+            # The slot is free as soon as the document is in the waiting room.
+            outcome = await self.transport.park(msg, parked)
+            if outcome == 1:
+                self.stats.parked += 1
+                log.info("%s %s parked: %s", stage, ref.document_id, parked.reason)
+            MESSAGES.labels(stage, "parked" if outcome == 1 else "unparked").inc()
         except DocumentError as exc:
             await self._fail(msg, f"{stage}: {exc}")
         except BudgetExhausted as exc:

@@ -69,6 +69,22 @@ class Keys:
     def llm_cache(self, model: str, sha256: str) -> str:
         return f"{self.prefix}:cache:llm:{model}:{_hex(sha256)}"
 
+    # Asynchronous OCR jobs (accelerated/ocr/jobs.py) ---------------------------
+    # One service's job records and its poll schedule share the ``{ocr:<service>}`` hash
+    # tag, so the poller's scripts touch keys of one cluster slot (plus the stream).
+    def ocr_job(self, service: str, sha256: str) -> str:
+        """Hash: one service job for one file content (job id, status, attempts, and the
+        documents parked on it); with a TTL."""
+        return f"{self.prefix}:ocr-job:{{ocr:{_name(service)}}}:{_hex(sha256)}"
+
+    def ocr_jobs(self, service: str) -> str:
+        """Sorted set: sha256 of every job in flight -> when to poll it next (epoch ms)."""
+        return f"{self.prefix}:ocr-jobs:{{ocr:{_name(service)}}}"
+
+    def ocr_poller_lock(self, service: str) -> str:
+        """The redis-py ``Lock`` whose holder is the deployment's one poller of ``service``."""
+        return self.lock(f"ocr-poller:{_name(service)}")
+
     # Per project ----------------------------------------------------------------
     def canonical(self, project: str) -> str:
         return f"{self.prefix}:project:{{{validate_project(project)}}}:canonical"
@@ -142,3 +158,9 @@ def _hex(sha256: str) -> str:
     if not isinstance(sha256, str) or not _SHA256_HEX.fullmatch(sha256):
         raise ValueError(f"not a lower-case sha256 hex digest: {sha256!r}")
     return sha256
+
+
+def _name(name: str) -> str:
+    if not re.fullmatch(r"[a-z0-9_-]{1,32}", name):
+        raise ValueError(f"unsafe service name {name!r}")
+    return name

@@ -24,7 +24,14 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from accelerated import fingerprint
-from accelerated.backends import BackendClients, Backends, NeedsClients, resolve_backends
+from accelerated.backends import (
+    AsyncDocumentOcr,
+    BackendClients,
+    Backends,
+    NeedsClients,
+    ocr_mode,
+    resolve_backends,
+)
 from accelerated.caches import (
     RedisChunkCache,
     RedisExtractCache,
@@ -38,6 +45,7 @@ from accelerated.engine import Engine
 from accelerated.handoff import AcceleratedHandoff, Handoff, TraditionalHandoff
 from accelerated.keys import Keys
 from accelerated.models import SourceRef
+from accelerated.ocr.jobs import RedisOcrJobs
 from accelerated.pipeline import StageFn
 from accelerated.settings import Settings
 from accelerated.spill import make_spill
@@ -93,6 +101,7 @@ class Runtime:
     ocr_cache: RedisOcrCache | None = None
     transcript_cache: RedisTranscriptCache | None = None
     writer: WriteBehindWriter | None = None
+    ocr_jobs: RedisOcrJobs | None = None  # an asynchronous OCR service's jobs and poller
     backends: Backends | None = None  # None: built from settings on first use
     stage_overrides: dict[str, StageFn] = field(default_factory=dict)  # tests, experiments
 
@@ -117,6 +126,7 @@ class Runtime:
             extract_cache=self.extract_cache,
             chunk_cache=self.chunk_cache,
             ocr_cache=self.ocr_cache,
+            ocr_jobs=self.ocr_jobs,
             transcript_cache=self.transcript_cache,
             executor=self.executor,
             source=ref,
@@ -140,6 +150,8 @@ class Runtime:
         background: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = []
         if self.writer is not None:
             background.append(self.writer.run)
+        if self.ocr_jobs is not None:
+            background.append(self.ocr_jobs.poller.run)  # polls only while it leads
         return Engine(
             settings=self.settings,
             transport=self.transport,
@@ -184,6 +196,11 @@ def build_runtime(
         spill=make_spill(settings),
     )
     name = consumer or consumer_name()
+    resolved = backends or resolve_backends(settings)
+    ocr_jobs = None
+    if resolved.ocr is not None and ocr_mode(resolved.ocr) == "document" and redis is not None:
+        assert isinstance(resolved.ocr, AsyncDocumentOcr)
+        ocr_jobs = RedisOcrJobs(redis, keys, codec, resolved.ocr, settings, consumer=name)
     transport: Transport = (
         RedisTransport(redis, keys, name, settings.ttl_stage_s)
         if redis is not None
@@ -198,7 +215,8 @@ def build_runtime(
         "transport": transport,
         "executor": executor,
         "consumer": name,
-        "backends": backends or resolve_backends(settings),
+        "backends": resolved,
+        "ocr_jobs": ocr_jobs,
     }
     if redis is not None and settings.enable_redis_acceleration:
         memo = IntentMemo()  # the writer below takes what the handoff queues, undecoded

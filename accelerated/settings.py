@@ -26,6 +26,7 @@ from accelerated.profiles import apply_profile
 
 _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+S3_URI_RE = re.compile(r"s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(.*))?")
 REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster")
 DATABASE_SCHEMES = ("postgresql", "postgres")
 
@@ -71,6 +72,12 @@ MIN_VALUES: dict[str, float] = {
     "aws_max_attempts": 1,
     "aws_connect_timeout_s": 0.001,
     "aws_read_timeout_s": 0.001,
+    "textract_tps": 1,
+    "textract_poll_s": 0.01,
+    "textract_poll_max_s": 0.01,
+    "textract_lock_ttl_s": 0.5,
+    "textract_job_ttl_s": 60,
+    "textract_timeout_s": 1,
     "transformers_max_length": 8,
     "transformers_stride": 0,
     "ner_batch_tokens": 64,
@@ -220,6 +227,16 @@ class Settings(BaseSettings):
     llm_resolution_min_score: int = 85
     llm_resolution_max_pairs: int = 2000
 
+    # OCR_BACKEND=textract (accelerated/ocr/textract.py, jobs and poller: accelerated/ocr/jobs.py).
+    textract_endpoint_url: str | None = None  # e.g. the tests' local server
+    textract_staging: str | None = None  # s3://bucket/prefix: local files are uploaded here
+    textract_tps: int = 5  # Textract requests a second, every worker on every host together
+    textract_poll_s: float = 5.0  # first poll of a job this long after its start...
+    textract_poll_max_s: float = 60.0  # ...then doubling up to this between polls
+    textract_lock_ttl_s: float = 30.0  # poller leadership lapses this long after its holder died
+    textract_job_ttl_s: int = 7 * 24 * 3600  # job records (Textract keeps results 7 days)
+    textract_timeout_s: float = 6 * 3600  # a job still IN_PROGRESS after this fails its documents
+
     # Transformers token classification (ENTITY_BACKEND=transformers / rules+transformers):
     # a local directory or a hub name (offline with HF_HUB_OFFLINE=1, from the HF cache).
     transformers_model: str | None = None
@@ -291,6 +308,15 @@ class Settings(BaseSettings):
             unknown = sorted(set(v) - set(STAGE_NAMES))
             if unknown:
                 raise ValueError(f"unknown stage(s) {unknown}; stages: {', '.join(STAGE_NAMES)}")
+        return v
+
+    @field_validator("textract_staging")
+    @classmethod
+    def _staging_is_s3(cls, v: str | None) -> str | None:
+        if v is not None and not S3_URI_RE.fullmatch(v):
+            raise ValueError(
+                "must be s3://bucket or s3://bucket/prefix (a bucket name: 3-63 of a-z 0-9 . -)"
+            )
         return v
 
     @field_validator("pg_schema")

@@ -20,6 +20,9 @@ budget is counted per project (the project the calling task works for,
 :mod:`accelerated.scope`), in a key with the same hash tag, and the batch command
 zeroes it when a run of the project starts (:func:`budget_key`), so the budget is
 the run's, shared by every worker that serves it.
+
+Other rate-limited services reuse it for their request rate alone, under their own
+``scope`` in the keys (Textract: ``accelerated/ocr/jobs.py``, one token per request).
 """
 
 from __future__ import annotations
@@ -158,15 +161,15 @@ def cooldown_ms(headers: Mapping[str, str]) -> float | None:
     return longest
 
 
-def limiter_tag(model: str) -> str:
+def limiter_tag(model: str, scope: str = "llm") -> str:
     """The hash tag every key of one model shares (braces stripped from the name)."""
-    return "{llm:" + model.replace("{", "").replace("}", "") + "}"
+    return "{" + scope + ":" + model.replace("{", "").replace("}", "") + "}"
 
 
-def budget_key(keys: Keys, model: str, project: str | None) -> str:
+def budget_key(keys: Keys, model: str, project: str | None, scope: str = "llm") -> str:
     """Tokens charged to the project's run so far (same slot as the model's limiter)."""
     suffix = "used" if project is None else f"used:{validate_project(project)}"
-    return keys.rate_limit(f"{limiter_tag(model)}:{suffix}")
+    return keys.rate_limit(f"{limiter_tag(model, scope)}:{suffix}")
 
 
 class Limiter:
@@ -184,12 +187,15 @@ class Limiter:
         budget_tokens: int = 0,
         concurrency: int = 8,
         margin_s: float = 0.25,
+        scope: str = "llm",
     ) -> None:
         if requests < 1 or tokens < 1 or concurrency < 1:
             raise ConfigError("LLM_RPM, LLM_TPM and LLM_CONCURRENCY must be at least 1")
-        tag = limiter_tag(model)
+        # ``scope`` names the service in the keys: "llm", or another rate-limited API that
+        # reuses this limiter for requests alone (Textract: one token per call).
+        tag = limiter_tag(model, scope)
         self._keys = [keys.rate_limit(f"{tag}:{part}") for part in ("log", "tok", "cool")]
-        self._app_keys, self.model = keys, model
+        self._app_keys, self.model, self.scope = keys, model, scope
         self.requests, self.tokens = requests, tokens
         # An admitted call stays in the log for the window plus a margin: the time
         # between admission here and arrival at the server (a busy event loop, a new
@@ -203,7 +209,7 @@ class Limiter:
         self.waited_s = 0.0
 
     def _budget(self, project: str | None) -> str:
-        return budget_key(self._app_keys, self.model, project)
+        return budget_key(self._app_keys, self.model, project, self.scope)
 
     async def _run(self, project: str | None, *args: Any) -> list[int]:
         keys = [*self._keys, self._budget(project)]
