@@ -32,23 +32,42 @@ is awaited, and ``merge`` combines their results per chunk.
 
 Third-party or test code registers its own backends with ``<REGISTRY>.register`` in a
 module named in the ``PLUGINS`` setting, imported at start-up.
+
+Backends are built before any server is connected (a wrong setting must stop the
+program first), so a backend that needs a client (the LLM backends: Redis for the
+shared limiter, the response cache and the usage counters) implements
+:class:`NeedsClients`: the runtime hands it the clients it was given
+(:class:`BackendClients`) with ``bind`` and closes it with ``aclose`` on shutdown. A
+backend never builds such a client itself.
 """
 
 from __future__ import annotations
 
 import importlib
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar, runtime_checkable
+from typing import (
+    TYPE_CHECKING,
+    Final,
+    Generic,
+    Literal,
+    Protocol,
+    TypeVar,
+    runtime_checkable,
+)
 
 import msgspec
 
 from accelerated.entities import RawMention
 from accelerated.errors import ConfigError
 from accelerated.extractors.legacy import LegacyTools, legacy_tools
-from accelerated.models import SourceRef
+from accelerated.models import CanonicalEntity, DocumentFields, SourceRef
 
 if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
+    from accelerated.keys import Keys
     from accelerated.settings import Settings
 
 T = TypeVar("T")
@@ -257,6 +276,78 @@ class LlmClient(Protocol):
     async def complete_json(self, messages: Sequence[dict[str, str]], schema: str) -> str: ...
 
 
+@runtime_checkable
+class StructuredExtractor(Protocol):
+    """Document-level fields (caption, court, docket numbers, filing date, type, parties,
+    judges, counsel) from the head of a document (``STRUCTURED_EXTRACTION``).
+
+    Raises :class:`~accelerated.errors.InvalidOutput` when the model's answer is still
+    invalid after its repair attempt (the stage records it, the document goes on) and
+    :class:`~accelerated.errors.BudgetExhausted` past the run's token budget.
+    ``version`` is part of the stage's fingerprint.
+    """
+
+    @property
+    def version(self) -> str: ...
+
+    async def extract_fields(self, head: str, category: str) -> DocumentFields: ...
+
+
+class Alias(msgspec.Struct, frozen=True, kw_only=True):
+    """A canonical entity merged into another (its representative)."""
+
+    alias_id: uuid.UUID
+    canonical_id: uuid.UUID
+    project: str
+    type: str
+    alias_key: str
+    canonical_key: str
+
+
+class Resolution(msgspec.Struct, kw_only=True):
+    """What a resolver decided over a project's canonical entities."""
+
+    aliases: list[Alias] = msgspec.field(default_factory=list)
+    entities: int = 0  # canonical entities looked at
+    candidates: int = 0  # pairs the blocking proposed (after the cap)
+    over_cap: int = 0  # pairs past LLM_RESOLUTION_MAX_PAIRS, not adjudicated
+    asked: int = 0  # pairs adjudicated now (an LLM answer, cached or not)
+    remembered: int = 0  # pairs whose decision was already stored
+    same: int = 0  # pairs judged to be one entity
+    undecided: int = 0  # pairs without a decision (budget spent, invalid replies)
+    complete: bool = True  # every candidate pair has a decision
+    note: str = ""  # why not complete
+
+
+@runtime_checkable
+class Resolver(Protocol):
+    """Cross-document merging of a project's canonical entities (``RESOLUTION``):
+    which of them are one entity, as aliases of a deterministic representative."""
+
+    @property
+    def version(self) -> str: ...
+
+    async def resolve(self, project: str, entities: Sequence[CanonicalEntity]) -> Resolution: ...
+
+
+@dataclass(frozen=True)
+class BackendClients:
+    """The clients the runtime was given, for the backends that need one."""
+
+    redis: aioredis.Redis | None
+    keys: Keys
+    caches: bool  # the accelerated path: content and response caches in Redis
+
+
+@runtime_checkable
+class NeedsClients(Protocol):
+    """A backend that uses the runtime's clients: bound once, closed on shutdown."""
+
+    def bind(self, clients: BackendClients) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
 # Registries ---------------------------------------------------------------------------
 Factory = Callable[["Settings"], T]
 
@@ -292,6 +383,10 @@ ENTITY_BACKENDS: Registry[EntityBackend] = Registry("entity backend", "ENTITY_BA
 OCR_ENGINES: Registry[OcrBackend] = Registry("OCR engine", "OCR_BACKEND")
 TRANSCRIBERS: Registry[Transcriber] = Registry("transcriber", "TRANSCRIBE_BACKEND")
 LLM_CLIENTS: Registry[LlmClient] = Registry("LLM client", "LLM_BACKEND")
+STRUCTURED_EXTRACTORS: Registry[StructuredExtractor] = Registry(
+    "structured extractor", "STRUCTURED_EXTRACTION"
+)
+RESOLVERS: Registry[Resolver] = Registry("resolver", "RESOLUTION")
 
 
 # Built-in backends (imported late: a worker loads only what it uses) ------------------
@@ -311,6 +406,18 @@ def _rules_plus_llm(settings: Settings) -> EntityBackend:
     from accelerated.llm.entities import rules_plus_llm_backend
 
     return rules_plus_llm_backend(settings)
+
+
+def _llm_structured(settings: Settings) -> StructuredExtractor:
+    from accelerated.llm.structured import LlmStructuredExtractor
+
+    return LlmStructuredExtractor(settings)
+
+
+def _llm_resolver(settings: Settings) -> Resolver:
+    from accelerated.llm.resolution import LlmResolver
+
+    return LlmResolver(settings)
 
 
 def _transformers(settings: Settings) -> EntityBackend:
@@ -372,6 +479,9 @@ OCR_ENGINES.register("tesseract", _tesseract)
 OCR_ENGINES.register("textract", _textract)
 BLOB_SOURCES.register("file", _local_files)
 BLOB_SOURCES.register("s3", _s3_objects)
+STRUCTURED_EXTRACTORS.register("llm", _llm_structured)
+RESOLVERS.register("llm", _llm_resolver)
+OFF: Final = "none"  # STRUCTURED_EXTRACTION / RESOLUTION / OCR_BACKEND: not used
 
 
 def _scheme(source: str) -> str:
@@ -425,6 +535,8 @@ class Backends:
     ocr: OcrBackend | None = None
     transcriber: Transcriber | None = None
     llm: LlmClient | None = None
+    structured: StructuredExtractor | None = None  # STRUCTURED_EXTRACTION; None: off
+    resolver: Resolver | None = None  # RESOLUTION; None: off
     # The external converters of .doc/.wpd (LEGACY_FORMATS): found on PATH at start-up.
     legacy: LegacyTools = field(default_factory=LegacyTools)
 
@@ -433,12 +545,48 @@ class Backends:
         """Start-up lines for the user: what this run will not do, and why."""
         return self.legacy.notices
 
+    def components(self) -> list[object]:
+        """Every backend present, each once (the runtime binds and closes them)."""
+        out: list[object] = []
+        for b in (
+            self.entities,
+            self.blobs,
+            self.ocr,
+            self.transcriber,
+            self.llm,
+            self.structured,
+            self.resolver,
+        ):
+            if b is not None and all(b is not o for o in out):
+                out.append(b)
+        return out
+
     async def aclose(self) -> None:
-        """Release the connections the blob sources and an OCR service hold."""
-        for backend in (self.blobs, self.ocr):
-            close = getattr(backend, "aclose", None)
-            if close is not None:
+        """Release what the backends hold: the blob sources' and an OCR service's
+        connections (an S3 or Textract client's pool), the LLM backends' HTTP clients.
+        Each is closed even if another fails."""
+        errors: list[Exception] = []
+        for b in self.components():
+            close = getattr(b, "aclose", None)
+            if close is None:
+                continue
+            try:
                 await close()
+            except Exception as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+
+def llm_models(backends: Backends) -> set[str]:
+    """The models the backends call (an LLM backend names its model in ``llm_model``):
+    the runs' usage counters and token budgets are kept for these."""
+    out: set[str] = set()
+    for c in backends.components():
+        model = getattr(c, "llm_model", None)
+        if isinstance(model, str) and model:
+            out.add(model)
+    return out
 
 
 def load_plugins(modules: Sequence[str]) -> None:
@@ -462,9 +610,15 @@ def resolve_backends(settings: Settings) -> Backends:
     """Build and validate every backend the settings name, before any document is read."""
     load_plugins(settings.plugins)
     ocr = (
+        None if settings.ocr_backend == OFF else OCR_ENGINES.create(settings.ocr_backend, settings)
+    )
+    structured = (
         None
-        if settings.ocr_backend == "none"
-        else OCR_ENGINES.create(settings.ocr_backend, settings)
+        if settings.structured_extraction == OFF
+        else STRUCTURED_EXTRACTORS.create(settings.structured_extraction, settings)
+    )
+    resolver = (
+        None if settings.resolution == OFF else RESOLVERS.create(settings.resolution, settings)
     )
     transcriber = transcriber_name(settings)
     return Backends(
@@ -472,5 +626,7 @@ def resolve_backends(settings: Settings) -> Backends:
         blobs=BlobRouter(settings),
         ocr=ocr,
         transcriber=None if transcriber == "none" else TRANSCRIBERS.create(transcriber, settings),
+        structured=structured,
+        resolver=resolver,
         legacy=legacy_tools(settings),
     )

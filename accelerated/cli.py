@@ -54,6 +54,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1  # some documents failed (each listed)
 EXIT_USAGE = 2  # usage or configuration error
 EXIT_UNAVAILABLE = 3  # Redis or Postgres unavailable past the limit
+EXIT_BUDGET = 4  # LLM_BUDGET_TOKENS spent: some documents wait for a re-run (each listed)
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell convention
 EXIT_GRACE_S = 10.0  # how long tasks left over at exit may take to end once cancelled
 

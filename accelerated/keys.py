@@ -97,6 +97,16 @@ class Keys:
         """Hash doc id -> error of the project's failed documents (summary, exit code)."""
         return f"{self.prefix}:project:{{{validate_project(project)}}}:failed"
 
+    def llm_usage(self, project: str) -> str:
+        """Hash of the project's LLM counters (calls, cache hits, tokens, cost, limiter
+        wait): every worker adds to it, the batch summary reads it; reset per run."""
+        return f"{self.prefix}:project:{{{validate_project(project)}}}:llm"
+
+    def llm_merges(self, project: str) -> str:
+        """Hash "<id>:<id>" (the pair's ids sorted) -> the LLM's merge decision, so a
+        pair of canonical entities is adjudicated once whatever order they came in."""
+        return f"{self.prefix}:project:{{{validate_project(project)}}}:llm:merges"
+
     def run_marker(self, project: str, token: str) -> str:
         """Set for as long as a batch runs (no TTL): gone means Redis lost its data."""
         if not re.fullmatch(r"[0-9a-f]{32}", token):

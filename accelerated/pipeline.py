@@ -20,7 +20,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from accelerated import state
-from accelerated.models import AUDIO, Chunked, Cleaned, Extracted, Mentions, Related, Resolved
+from accelerated.models import (
+    AUDIO,
+    Chunked,
+    Cleaned,
+    Extracted,
+    Mentions,
+    Related,
+    Resolved,
+    Structured,
+)
 
 if TYPE_CHECKING:
     from accelerated.backends import Backends
@@ -81,6 +90,7 @@ class Stage:
     # no OCR backend configured): a route to a stage ``enabled`` says no falls back.
     fallback: Mapping[str, Route] = field(default_factory=dict)
     enabled: Callable[[Settings], bool] = lambda _s: True
+    chains: bool = True
 
     def resolve(self) -> StageFn:
         return _import(self.run)
@@ -132,6 +142,14 @@ def _ocr_enabled(settings: Settings) -> bool:
     return settings.ocr_backend != "none"
 
 
+def _structured_enabled(settings: Settings) -> bool:
+    return settings.structured_extraction != "none"
+
+
+def _structured_params(_settings: Settings, backends: Backends) -> str:
+    return backends.structured.version if backends.structured is not None else "none"
+
+
 PIPELINE: Final[tuple[Stage, ...]] = (
     Stage(
         name="extract",
@@ -180,8 +198,22 @@ PIPELINE: Final[tuple[Stage, ...]] = (
         output_key="clean",
         input_key="ocr",
         version="1",
-        routes={OK: "chunk"},
+        routes={OK: "structure"},
+        fallback={OK: "chunk"},  # STRUCTURED_EXTRACTION=none
         time_limit_s=120.0,
+    ),
+    Stage(
+        name="structure",
+        run="accelerated.stages.structure:run",
+        output_type=Structured,
+        output_key="structured",
+        input_key="clean",  # the caption and first page, as clean left them
+        version="1",
+        routes={OK: "chunk"},
+        params=_structured_params,
+        time_limit_s=300.0,
+        enabled=_structured_enabled,
+        chains=False,  # nothing after it reads its output (only the documents row)
     ),
     Stage(
         name="chunk",
@@ -233,6 +265,12 @@ FIRST: Final = PIPELINE[0].name
 # Output key name -> the record type stored under it (one type per key).
 OUTPUT_TYPES: Final[Mapping[str, type[Any]]] = {s.output_key: s.output_type for s in PIPELINE}
 OUTPUT_KEYS: Final[tuple[str, ...]] = tuple(dict.fromkeys(s.output_key for s in PIPELINE))
+
+
+def on_path(st: Stage, settings: Settings, went_through: bool) -> bool:
+    """Whether a document's reprocess plan checks ``st``: a main stage while enabled, a
+    branch where the document went through it."""
+    return st.enabled(settings) if st.main else went_through
 
 
 def stage(name: str) -> Stage:

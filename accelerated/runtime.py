@@ -2,7 +2,8 @@
 
 Clients (Redis, the Postgres pool) are created by the CLI edge and passed in; this
 module only assembles, so tests and the benchmark build a runtime the same way the
-batch command and the worker do.
+batch command and the worker do. Backends that need a client (the LLM backends) get
+the runtime's own (``NeedsClients.bind``) and are closed by :meth:`Runtime.aclose`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,14 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from accelerated import fingerprint
-from accelerated.backends import AsyncDocumentOcr, Backends, ocr_mode, resolve_backends
+from accelerated.backends import (
+    AsyncDocumentOcr,
+    BackendClients,
+    Backends,
+    NeedsClients,
+    ocr_mode,
+    resolve_backends,
+)
 from accelerated.caches import (
     RedisChunkCache,
     RedisExtractCache,
@@ -100,6 +108,10 @@ class Runtime:
     def __post_init__(self) -> None:
         if self.backends is None:
             self.backends = resolve_backends(self.settings)
+        clients = BackendClients(self.redis, self.keys, caches=self.accelerated)
+        for component in self.backends.components():
+            if isinstance(component, NeedsClients):
+                component.bind(clients)
 
     @property
     def accelerated(self) -> bool:
@@ -154,10 +166,15 @@ class Runtime:
         if self.executor is not None:
             self.executor.shutdown(wait=True, cancel_futures=True)
 
+    async def aclose_backends(self) -> None:
+        """Release what the backends hold (an S3 client's pool, the LLM backends' HTTP
+        clients), on this loop; the executor stays (the benchmark shares it)."""
+        await self.backends_.aclose()
+
     async def aclose(self) -> None:
-        """:meth:`close`, and the connections the backends hold (an S3 client's)."""
+        """Shutdown: the backends, then the executor (the CLI edge calls it last)."""
         try:
-            await self.backends_.aclose()
+            await self.aclose_backends()
         finally:
             self.close()
 

@@ -63,6 +63,10 @@ MIN_VALUES: dict[str, float] = {
     "llm_temperature": 0,
     "llm_concurrency": 1,
     "llm_timeout_s": 0.001,
+    "llm_window_margin_s": 0,
+    "structured_head_chars": 200,
+    "llm_resolution_min_score": 0,
+    "llm_resolution_max_pairs": 0,
     "legacy_timeout_s": 0.001,
     "s3_list_page_size": 1,
     "aws_max_attempts": 1,
@@ -200,11 +204,28 @@ class Settings(BaseSettings):
     llm_temperature: float = 0.0
     llm_concurrency: int = 8  # calls in flight per process
     llm_timeout_s: float = 60.0
+    # A call stays in the limiter's window this much longer than the minute: the time
+    # between its admission and its arrival at the server (a busy event loop, a new
+    # connection). The server's count holds while that delay is under the margin; the
+    # price is margin / (60 + margin) of the rate (1.6 % at 1 s).
+    llm_window_margin_s: float = 1.0
     # USD per million tokens, (prompt, completion), for the summary's cost estimate:
     # LLM_PRICES='{"gpt-4o-mini": [0.15, 0.6]}'. Models not listed cost 0.
     llm_prices: dict[str, tuple[float, float]] = Field(
         default_factory=lambda: {"gpt-4o-mini": (0.15, 0.6), "gpt-4o": (2.5, 10.0)}
     )
+    # Document-level fields (caption, court, dockets, filing date, type, parties, judges,
+    # counsel) into documents.metadata.structured: "none" or a STRUCTURED_EXTRACTORS name
+    # ("llm"). The prompt gets the head of the cleaned text: the first page, at least
+    # ~1,500 characters of it when the first page is shorter, at most this many.
+    structured_extraction: str = "none"
+    structured_head_chars: int = 6000
+    # Cross-document merging of the project's canonical entities at the end of every
+    # batch: "none" or a RESOLVERS name ("llm"). Candidate pairs: same type, rapidfuzz
+    # token_set_ratio >= the score below, at most max_pairs per batch (best first).
+    resolution: str = "none"
+    llm_resolution_min_score: int = 85
+    llm_resolution_max_pairs: int = 2000
 
     # OCR_BACKEND=textract (accelerated/ocr/textract.py, jobs and poller: accelerated/ocr/jobs.py).
     textract_endpoint_url: str | None = None  # e.g. the tests' local server
