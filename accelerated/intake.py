@@ -25,6 +25,7 @@ from accelerated.models import SourceRef
 DOCUMENT_EXTENSIONS = frozenset(
     {".pdf", ".docx", ".doc", ".wpd", ".wp", ".wp5", ".wp6", ".rtf"}
     | {".txt", ".htm", ".html", ".eml", ".json", ".xml"}
+    | {".wav", ".mp3", ".m4a", ".flac", ".ogg"}  # recordings: transcribed
     | {".tif", ".tiff", ".png", ".jpg", ".jpeg"}
 )
 _HEAD_BYTES = 4096

@@ -16,7 +16,15 @@ from redis.asyncio.client import Pipeline
 
 from accelerated.codec import Codec
 from accelerated.keys import Keys
-from accelerated.models import Chunked, Cleaned, Extracted, Related, Resolved, SourceRef
+from accelerated.models import (
+    Chunked,
+    Cleaned,
+    Extracted,
+    Related,
+    Resolved,
+    SourceRef,
+    Structured,
+)
 from persistence import rows
 
 FIELD: Final = b"i"  # stream entry field holding the codec-encoded intent
@@ -111,6 +119,7 @@ def intent_for_document(
     error: str | None,
     *,
     chunked: Chunked | None = None,
+    structured: Structured | None = None,
 ) -> Intent:
     """Every row of one document, as the traditional path would have written them.
 
@@ -120,7 +129,7 @@ def intent_for_document(
     if resolved is not None and resolved.chunk_ids and chunked is None:
         raise ValueError("intent_for_document needs chunked= when resolved has chunks")
     tables: dict[str, list[Sequence[Any]]] = {
-        "documents": [rows.document_row(source, extracted, cleaned, status, error)]
+        "documents": [rows.document_row(source, extracted, cleaned, status, error, structured)]
     }
     if chunked is not None:
         tables["chunks"] = list(rows.chunk_rows(source.project, chunked))

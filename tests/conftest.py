@@ -200,7 +200,11 @@ def pg_schema() -> str:
 
 @pytest.fixture
 async def redis(prefix: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(REDIS_URL, connection_class=connection_class(REDIS_URL))
+    # socket_timeout above the tests' longest blocking call (BLPOP ..., 30): redis-py 8's
+    # default of 5 s would cut a blocking read that waits for a slow child process.
+    client = aioredis.Redis.from_url(
+        REDIS_URL, connection_class=connection_class(REDIS_URL), socket_timeout=60
+    )
     try:
         await client.ping()
     except Exception as exc:  # pragma: no cover - environment problem, say so plainly

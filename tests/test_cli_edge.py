@@ -128,7 +128,7 @@ BAD_SETTINGS = [
     ("OCR_MAX_PIXELS", "999999999", "from 1 to 178,956,970"),  # Pillow's bomb guard
     ("CPU_POOL", "fork", "process, thread"),
     # Backends are built at start-up: an unknown one, a model (language data) missing.
-    ("ENTITY_BACKEND", "transformers", "known: llm, rules, rules+llm"),
+    ("ENTITY_BACKEND", "spacy", "known: llm, rules, rules+llm, rules+transformers, transformers"),
     ("OCR_BACKEND", "nope", "known:"),
     ("TESSDATA_PREFIX", "/nonexistent/tessdata", "OCR_BACKEND=tesseract"),
     ("STAGE_TIME_LIMITS", "clen=3", "unknown stage"),

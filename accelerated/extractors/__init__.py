@@ -52,6 +52,12 @@ __all__ = [
 MAX_NESTING: Final = 3  # e-mail inside e-mail inside e-mail: deeper is refused
 _ENCRYPTED_OOXML: Final = "EncryptedPackage".encode("utf-16-le")
 
+
+def extract_audio(data: bytes) -> ExtractResult:
+    """A recording has no text to extract: the transcribe stage makes it."""
+    return ExtractResult(format="audio", method="needs_transcription", text="", pages=[])
+
+
 _BY_KIND: Final[dict[str, Callable[[bytes], ExtractResult]]] = {
     "pdf": extract_pdf,
     "docx": extract_docx,
@@ -59,6 +65,7 @@ _BY_KIND: Final[dict[str, Callable[[bytes], ExtractResult]]] = {
     "html": extract_html,
     "json": extract_json,
     "xml": extract_xml,
+    "audio": extract_audio,
     "rtf": extract_rtf,
     "tiff": functools.partial(extract_image, kind="tiff"),
     "png": functools.partial(extract_image, kind="png"),
@@ -113,7 +120,7 @@ def _extract(data: bytes, filename: str, depth: int, tools: LegacyTools) -> Extr
         result = _BY_TOOL[kind](data, tools)
     else:
         result = _BY_KIND[kind](data)
-    if not result.needs_ocr and not result.text.strip():
+    if not result.needs_ocr and kind != "audio" and not result.text.strip():
         raise DocumentError(f"The {kind.upper()} file contains no readable text.", code="empty")
     return result
 

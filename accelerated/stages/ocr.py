@@ -24,6 +24,10 @@ content and therefore deterministic; the seconds per page, which vary run to run
 to the state hash (``ocr:page_seconds``), the ``ocr_page_seconds`` histogram and the
 run's tally (``accelerated/ocr/tally.py``), with the pages read and the pages taken
 from the cache, which the batch summary shows.
+
+With a document service (Textract) the first run starts the job and parks the
+document; the deployment's poller puts the text in the OCR cache and sends the
+document back here, where it is a cache hit (``accelerated/ocr/jobs.py``).
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ import msgspec
 from prometheus_client import Counter, Histogram
 
 from accelerated import state
-from accelerated.backends import OcrText
+from accelerated.backends import OcrEngine, OcrText, ocr_mode
 from accelerated.errors import ConfigError, DocumentError
 from accelerated.extractors.base import assemble, page_texts, tidy
 from accelerated.extractors.detect import IMAGE_KINDS
@@ -184,6 +188,13 @@ async def run(extracted: Extracted, ctx: StageContext) -> Extracted:
     assert ctx.source is not None
     wanted = pages_to_read(extracted)
     _check_bounds(extracted, wanted, ctx.settings.ocr_max_pages)
+    if ocr_mode(engine) == "document":
+        # A service reading the whole document (Textract): the first run starts its job
+        # and parks the document; the poller sends it back here once the text is in.
+        return _with_ocr_text(
+            extracted, wanted, await _read_by_service(extracted, ctx), engine.version
+        )
+    assert isinstance(engine, OcrEngine)
     version = cache_version(engine.version)
     read: dict[int, OcrText] = {}
     if ctx.ocr_cache is not None:
@@ -215,8 +226,10 @@ def _with_ocr_text(
 ) -> Extracted:
     layer = [] if extracted.needs_ocr else page_texts(extracted)
     ocred = set(wanted)
-    parts = [
-        read[p.number].text.strip() if p.number in ocred else layer[p.number - 1]
+    parts = [  # a service that returned no text for a page: that page is empty
+        (read[p.number].text.strip() if p.number in read else "")
+        if p.number in ocred
+        else layer[p.number - 1]
         for p in extracted.pages
     ]
     text, ranges = assemble([tidy(t) for t in parts])
@@ -228,7 +241,9 @@ def _with_ocr_text(
     meta = dict(extracted.metadata)
     meta["ocr_engine"] = version
     meta["ocr_pages"] = ",".join(map(str, wanted))
-    meta["ocr_confidence"] = ",".join(f"{read[n].confidence:.1f}" for n in wanted)
+    meta["ocr_confidence"] = ",".join(
+        f"{read[n].confidence:.1f}" if n in read else "-1.0" for n in wanted
+    )
     meta["page_methods"] = ",".join(
         "ocr" if p.number in ocred else "text_layer" for p in extracted.pages
     )
@@ -236,3 +251,20 @@ def _with_ocr_text(
     return msgspec.structs.replace(
         extracted, method=method, text=text, pages=ranges, needs_ocr=False, metadata=meta
     )
+
+
+async def _read_by_service(extracted: Extracted, ctx: StageContext) -> dict[int, OcrText]:
+    """Every page, as the service read the whole file (see ``accelerated/ocr/jobs.py``):
+    raises ``Parked`` while its job runs, ``DocumentError`` when it failed."""
+    source = ctx.source
+    assert source is not None
+    if ctx.ocr_jobs is None:
+        raise ConfigError(
+            "OCR_BACKEND names an asynchronous OCR service, which needs Redis (REDIS_URL) "
+            "for its jobs and its poller"
+        )
+
+    async def read() -> bytes:
+        return await ctx.blobs.read(source, ctx.settings.max_file_bytes)
+
+    return await ctx.ocr_jobs.pages(source, extracted, read)
