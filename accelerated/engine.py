@@ -12,6 +12,12 @@ sorted by what another attempt can do (``errors.is_retryable``):
   the message is held and tried again, with backoff, once the server answers;
 * crashes of the process: the message stays pending and another consumer reclaims it.
 
+Each stage's stream may be split into shards (``Transport.shards``; see
+``accelerated/keys.py``): then each stage has one reader per shard, all sharing the
+stage's concurrency. A reader holds the slots it reads into while it blocks, so with
+several shards one reader takes at most its share (``read_count`` divided among them)
+and an idle shard's reader cannot starve a busy one for longer than one ``block_ms``.
+
 Every loop and background task (the write-behind writer) is supervised: one that
 fails is logged and restarted, never left dead silently. On stop, in-flight work
 gets ``SHUTDOWN_GRACE_S`` to finish; what is left is given back (its messages stay
@@ -107,7 +113,11 @@ class Engine:
         self.outage_reason = ""
         self._sems = {s: asyncio.Semaphore(settings.concurrency) for s in self.specs}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._working: dict[str, dict[str, float]] = {s: {} for s in self.specs}  # id -> deadline
+        # Messages in hand per stage: (shard, id) -> lease deadline.
+        self._working: dict[str, dict[tuple[int, str], float]] = {s: {} for s in self.specs}
+        shards = max(1, transport.shards)
+        self._shards = range(shards)
+        self._read_share = max(1, settings.read_count // shards)
         self._stopping = asyncio.Event()
 
     # Lifecycle ---------------------------------------------------------------------------
@@ -116,8 +126,11 @@ class Engine:
         await self._until_available(self.transport.setup, stop)
         readers_stop, beat_stop, bg_stop = asyncio.Event(), asyncio.Event(), asyncio.Event()
         loops = [
-            asyncio.create_task(self._supervise(f"{s} consumer", self._consume, readers_stop, s))
+            asyncio.create_task(
+                self._supervise(self._reader_name(s, n), self._consume, readers_stop, s, n)
+            )
             for s in self.specs
+            for n in self._shards
         ]
         loops.append(asyncio.create_task(self._supervise("reclaim", self._reclaim, readers_stop)))
         beat = asyncio.create_task(self._supervise("heartbeat", self._heartbeat, beat_stop))
@@ -156,6 +169,9 @@ class Engine:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+
+    def _reader_name(self, stage: str, shard: int) -> str:
+        return f"{stage} consumer" if len(self._shards) == 1 else f"{stage} consumer {shard}"
 
     async def _supervise(
         self, name: str, fn: Callable[..., Any], stop: asyncio.Event, *a: Any
@@ -228,25 +244,28 @@ class Engine:
                 await self.transport.heartbeat()
                 now = time.monotonic()
                 for stage, held in self._working.items():
-                    ids = [mid for mid, deadline in held.items() if deadline > now]
-                    if ids:
-                        await self.transport.touch(stage, ids)
+                    by_shard: dict[int, list[str]] = {}
+                    for (shard, mid), deadline in held.items():
+                        if deadline > now:
+                            by_shard.setdefault(shard, []).append(mid)
+                    for shard, ids in by_shard.items():
+                        await self.transport.touch(stage, ids, shard)
             except BackendUnavailable as exc:
                 self._outage(exc)
             with contextlib.suppress(TimeoutError):
                 await wait_for(stop.wait(), interval)
 
-    async def _consume(self, stage: str, stop: asyncio.Event) -> None:
+    async def _consume(self, stage: str, shard: int, stop: asyncio.Event) -> None:
         sem = self._sems[stage]
         delay = 0.1
         while not stop.is_set():
             await sem.acquire()
             free = 1
-            while free < self.settings.read_count and not sem.locked():
+            while free < self._read_share and not sem.locked():
                 await sem.acquire()
                 free += 1
             try:
-                msgs = await self.transport.read(stage, free, self.settings.block_ms)
+                msgs = await self.transport.read(stage, free, self.settings.block_ms, shard)
                 delay = 0.1
                 self._recovered()
             except BackendUnavailable as exc:
@@ -269,7 +288,8 @@ class Engine:
                 await asyncio.sleep(self.settings.read_linger_ms / 1000)
 
     def _spawn(self, msg: Message, sem: asyncio.Semaphore | None) -> None:
-        self._working[msg.stage][msg.id] = time.monotonic() + self.limits[msg.stage] + 5.0
+        lease = (msg.shard, msg.id)
+        self._working[msg.stage][lease] = time.monotonic() + self.limits[msg.stage] + 5.0
         task = asyncio.create_task(self._process(msg, sem))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -282,19 +302,24 @@ class Engine:
             if stop.is_set():
                 return
             for stage in self.specs:
-                try:
-                    msgs = await self.transport.reclaim(
-                        stage, self.settings.claim_idle_ms, self.settings.read_count
-                    )
-                except BackendUnavailable as exc:
-                    self._outage(exc)
-                    continue
-                for msg in msgs:
-                    if msg.id in self._working[stage]:
-                        continue  # ours and still in hand: not stalled
-                    log.info("reclaimed %s message %s", stage, msg.id)
-                    await self._sems[stage].acquire()
-                    self._spawn(msg, self._sems[stage])
+                for shard in self._shards:
+                    try:
+                        msgs = await self.transport.reclaim(
+                            stage, self.settings.claim_idle_ms, self.settings.read_count, shard
+                        )
+                    except BackendUnavailable as exc:
+                        self._outage(exc)
+                        continue
+                    await self._take(stage, msgs)
+
+    async def _take(self, stage: str, msgs: list[Message]) -> None:
+        """Run reclaimed messages (those not already in hand here)."""
+        for msg in msgs:
+            if (msg.shard, msg.id) in self._working[stage]:
+                continue  # ours and still in hand: not stalled
+            log.info("reclaimed %s message %s", stage, msg.id)
+            await self._sems[stage].acquire()
+            self._spawn(msg, self._sems[stage])
 
     # One message ---------------------------------------------------------------------------
     async def _process(self, msg: Message, sem: asyncio.Semaphore | None) -> None:
@@ -313,7 +338,7 @@ class Engine:
                         return  # stays pending; another consumer claims it
                     delay = await self._backoff(exc, delay)
                     # Still ours: the lease is renewed while Redis answers again.
-                    self._working[msg.stage][msg.id] = (
+                    self._working[msg.stage][(msg.shard, msg.id)] = (
                         time.monotonic() + self.limits[msg.stage] + 5.0
                     )
         except Exception:  # never let one document take the consumer down
@@ -321,7 +346,7 @@ class Engine:
             self.stats.unhandled += 1
         finally:
             self.stats.in_flight -= 1
-            self._working[msg.stage].pop(msg.id, None)
+            self._working[msg.stage].pop((msg.shard, msg.id), None)
             if sem is not None:
                 sem.release()
 

@@ -37,6 +37,7 @@ from rich.console import Console
 
 from accelerated.aio import wait_for
 from accelerated.batch_run import BatchOptions, BatchReport, run_batch
+from accelerated.cluster import RedisClient
 from accelerated.connect import redis_client
 from accelerated.handoff import AcceleratedHandoff
 from accelerated.redact import redact
@@ -87,7 +88,7 @@ class PathEnv:
     path: str
     settings: Settings
     pool: asyncpg.Pool
-    redis: aioredis.Redis
+    redis: RedisClient
     rt: Runtime
     cold_done: bool = False
     procs: list[asyncio.subprocess.Process] = field(default_factory=list)
@@ -97,7 +98,7 @@ class PathEnv:
 class Harness:
     cfg: BenchConfig
     proxy: DelayProxy
-    admin_redis: aioredis.Redis
+    admin_redis: RedisClient
     executor: Executor | None
     staged: StagedInputs
     console: Console
@@ -142,7 +143,7 @@ def _settings(cfg: BenchConfig, path: str, database_url: str) -> Settings:
     )
 
 
-async def _drop(cfg: BenchConfig, admin_redis: aioredis.Redis, settings: Settings) -> None:
+async def _drop(cfg: BenchConfig, admin_redis: RedisClient, settings: Settings) -> None:
     conn = await asyncpg.connect(cfg.database_url)
     try:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{settings.pg_schema}" CASCADE')

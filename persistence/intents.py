@@ -98,7 +98,8 @@ def queue_intent(
     pipe: Pipeline, keys: Keys, codec: Codec, intent: Intent, memo: IntentMemo | None = None
 ) -> None:
     """XADD the intent onto the caller's pipeline (executed in the caller's MULTI)."""
-    pipe.xadd(keys.wb_stream(), intent_entry(codec, intent, memo))  # type: ignore[arg-type]
+    stream = keys.wb_stream(keys.shard(intent.document_id))
+    pipe.xadd(stream, intent_entry(codec, intent, memo))  # type: ignore[arg-type]
 
 
 def intent_for_document(

@@ -20,9 +20,9 @@ from importlib import resources
 from typing import Any, Final
 
 import msgspec
-import redis.asyncio as aioredis
 from prometheus_client import Counter
 
+from accelerated.cluster import RedisClient
 from accelerated.codec import Codec
 from accelerated.connect import redis_client
 from accelerated.entities import RawMention
@@ -113,7 +113,7 @@ class LlmEntityBackend:
 
     mode = "async"
 
-    def __init__(self, settings: Settings, *, redis: aioredis.Redis | None = None) -> None:
+    def __init__(self, settings: Settings, *, redis: RedisClient | None = None) -> None:
         if not settings.openai_base_url:
             raise ConfigError(
                 "ENTITY_BACKEND=llm needs OPENAI_BASE_URL (e.g. https://api.openai.com/v1)"

@@ -28,10 +28,10 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, Final
 
-import redis.asyncio as aioredis
 from prometheus_client import Counter
 
 from accelerated.boundary import map_driver_errors
+from accelerated.cluster import RedisClient
 from accelerated.errors import BudgetExhausted, ConfigError
 from accelerated.keys import Keys
 
@@ -162,7 +162,7 @@ class Limiter:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         keys: Keys,
         model: str,
         *,
