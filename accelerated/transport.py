@@ -451,6 +451,9 @@ class RedisTransport:
     async def outstanding_ids(self, project: str) -> set[str]:
         """The ids behind :meth:`outstanding` (the union over shards)."""
         with map_driver_errors():
+            if self.shards == 1:
+                members = await self.redis.smembers(self.keys.outstanding(project, 0))
+                return {str_if_bytes(m) for m in members}
             pipe = self.redis.pipeline(transaction=False)
             for key in self.keys.outstanding_all(project):
                 pipe.smembers(key)

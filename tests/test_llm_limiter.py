@@ -151,6 +151,7 @@ def _req(client: ChatClient, text: str) -> dict[str, object]:
     )
 
 
+@pytest.mark.parametrize("redis_kind", conftest.KINDS, indirect=True)
 async def test_429_retry_after_cools_down_every_worker(
     server: ChatServer, redis: aioredis.Redis, prefix: str
 ) -> None:
@@ -191,6 +192,7 @@ async def test_remaining_zero_headers_hold_off(
     assert time.monotonic() - t >= 0.55
 
 
+@pytest.mark.parametrize("redis_kind", conftest.KINDS, indirect=True)
 async def test_budget_stops_new_calls(
     server: ChatServer, redis: aioredis.Redis, prefix: str
 ) -> None:
