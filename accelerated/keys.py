@@ -82,7 +82,10 @@ class Keys:
         return f"{self.prefix}:layout"
 
     # Per document -------------------------------------------------------------
-    def _doc(self, doc_id: uuid.UUID | str) -> str:
+    def document(self, doc_id: uuid.UUID | str) -> str:
+        """The start of every per-document key: ``<prefix>:{<shard tag>}:doc:<uuid>``. A
+        new per-document key must be built on it, or a script that touches it with the
+        document's state or streams fails with CROSSSLOT on a cluster."""
         uid = parse_uuid(doc_id)
         return f"{self.prefix}:{self._tags[uid.int % self.shards]}:doc:{uid}"
 
@@ -92,14 +95,14 @@ class Keys:
             if name not in OUTPUT_NAMES:
                 raise ValueError(f"unknown stage or output {name!r}")
             name = OUTPUT_NAMES[name]
-        return f"{self._doc(doc_id)}:{name}"
+        return f"{self.document(doc_id)}:{name}"
 
     def outputs(self, doc_id: uuid.UUID | str) -> list[str]:
         """Every stage output key of a document."""
         return [self.output(doc_id, k) for k in OUTPUT_KEYS]
 
     def state(self, doc_id: uuid.UUID | str) -> str:
-        return f"{self._doc(doc_id)}:state"
+        return f"{self.document(doc_id)}:state"
 
     # Content-hash caches --------------------------------------------------------
     def extract_cache(self, sha256: str, version: str = "") -> str:

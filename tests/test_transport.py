@@ -154,3 +154,42 @@ async def test_begin_asks_redis_only_for_what_it_needs(redis: aioredis.Redis, ke
     assert (begin.stale, begin.input_raw) == (False, b"input")
     await a.enqueue([_ref(ref.source_key, generation=ref.generation + 1)], "extract")
     assert (await a.begin(msg, None, check_stale=True)).stale
+
+
+@pytest.mark.parametrize("shards", [1, 3, 8, 16])
+def test_a_documents_keys_and_its_shards_streams_share_one_slot(shards: int) -> None:
+    """What lets every script and MULTI run on Redis Cluster (CRC16 of the hash tag)."""
+    from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
+
+    keys = Keys("lp", shards)
+    seen = set()
+    for i in range(64):
+        doc = _ref(f"doc-{i}").document_id
+        n = keys.shard(doc)
+        seen.add(n)
+        slot = key_slot(keys.state(doc).encode())
+        same = [
+            *keys.outputs(doc),
+            keys.stream("extract", n),
+            keys.stream("relate", n),
+            keys.wb_stream(n),
+            keys.wb_dlq(n),
+            keys.outstanding(PROJECT, n),
+            keys.failed(PROJECT, n),
+        ]
+        assert {key_slot(k.encode()) for k in same} == {slot}
+    assert seen == set(range(shards))  # uuid5 ids spread over every shard
+    # Shard n hashes into the n-th equal slot range: even over equal masters.
+    for n in range(shards):
+        slot = key_slot(keys.stream("extract", n).encode())
+        assert (
+            n * REDIS_CLUSTER_HASH_SLOTS // shards
+            <= slot
+            < (n + 1) * REDIS_CLUSTER_HASH_SLOTS // shards
+        )
+    if shards > 1:  # a per-shard key needs its shard
+        with pytest.raises(ValueError, match="per shard"):
+            keys.stream("extract")
+    else:  # one shard: it may be left out
+        assert keys.stream("extract") == keys.stream("extract", 0)
+    assert keys.canonical(PROJECT).endswith("{" + PROJECT + "}:canonical")
