@@ -34,9 +34,12 @@ test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
 
 # Ingest the bundled examples (or INPUT=...) into PROJECT with embedded Redis/Postgres
-# unless REDIS_URL / DATABASE_URL are set.
+# unless REDIS_URL / DATABASE_URL are set. LEGACY_FORMATS=auto: the demo also runs where
+# antiword / wpd2text are not installed (it says so; .doc/.wpd files would then fail);
+# the batch command itself defaults to "on" and stops at start-up without them.
 demo: install
-	$(BIN)/python -m accelerated.batch --project $(PROJECT) $(if $(INPUT),--input $(INPUT),)
+	LEGACY_FORMATS=$${LEGACY_FORMATS:-auto} \
+	    $(BIN)/python -m accelerated.batch --project $(PROJECT) $(if $(INPUT),--input $(INPUT),)
 
 bench: install
 	$(BIN)/python -m benchmarks.run --input ../shared/corpus --docs 500 --db-latency-ms 0,20 \

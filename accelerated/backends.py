@@ -4,8 +4,8 @@ input source, transcriber or LLM client plugs in.
 Each protocol is small and documented; each kind has one :class:`Registry` from
 which the CLI edge builds, by the names in settings, every backend a run needs
 (:func:`resolve_backends`) before the first document is read, so a wrong name, a
-missing model path or a tool not on ``PATH`` stops the program at start-up with one
-line instead of failing every document. Components receive the built backends
+missing model path or a tool not on ``PATH`` (antiword, wpd2text) stops the program at
+start-up with one line instead of failing every document. Components receive the built backends
 (:class:`Backends`) and never look a name up themselves. The models are httpx's
 ``_transports/base.py`` and anyio's ``abc/``.
 
@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 import msgspec
 
 from accelerated.entities import RawMention
 from accelerated.errors import ConfigError
+from accelerated.extractors.legacy import LegacyTools, legacy_tools
 from accelerated.models import SourceRef
 
 if TYPE_CHECKING:
@@ -204,6 +205,12 @@ def _local_files(_settings: Settings) -> BlobSource:
     return LocalBlobReader()
 
 
+def _s3_objects(settings: Settings) -> BlobSource:
+    from accelerated.s3 import S3BlobSource
+
+    return S3BlobSource(settings)
+
+
 def _tesseract(_settings: Settings) -> OcrEngine:
     from accelerated.ocr.tesseract import TesseractEngine
 
@@ -215,6 +222,49 @@ ENTITY_BACKENDS.register("llm", _llm)
 ENTITY_BACKENDS.register("rules+llm", _rules_plus_llm)
 OCR_ENGINES.register("tesseract", _tesseract)
 BLOB_SOURCES.register("file", _local_files)
+BLOB_SOURCES.register("s3", _s3_objects)
+
+
+def _scheme(source: str) -> str:
+    head, sep, _ = source.partition("://")
+    return head.lower() if sep and head.isascii() and head.isalnum() else ""
+
+
+class BlobRouter:
+    """The one ``BlobSource`` a run holds: each document is read by the source for the
+    scheme of its ``source`` (a plain path or ``file://``: ``file``; ``s3://``: ``s3``;
+    a plugin's own scheme: the ``BLOB_SOURCES`` entry of that name).
+
+    The local reader is built at once; others on first use, so a worker that never
+    meets an ``s3://`` document never imports aioboto3 (one that does pays its import,
+    about a second, on the first such document). The batch command lists its S3
+    inputs at start-up, so a missing package or bad credentials is one line there.
+    """
+
+    schemes: tuple[str, ...] = ("*",)
+
+    def __init__(self, settings: Settings, registry: Registry[BlobSource] = BLOB_SOURCES) -> None:
+        self.settings, self.registry = settings, registry
+        self._sources: dict[str, BlobSource] = {}
+        self.source_for("file")  # every run may meet a local path: built (imported) now
+
+    def source_for(self, scheme: str) -> BlobSource:
+        name = "file" if scheme in ("", "file") else scheme
+        source = self._sources.get(name)
+        if source is None:
+            source = self._sources[name] = self.registry.create(name, self.settings)
+        return source
+
+    async def read(self, source: SourceRef, max_bytes: int) -> bytes:
+        return await self.source_for(_scheme(source.source)).read(source, max_bytes)
+
+    async def aclose(self) -> None:
+        """Close the sources that hold connections (an S3 client's pool)."""
+        sources, self._sources = list(self._sources.values()), {}
+        for src in sources:
+            close = getattr(src, "aclose", None)
+            if close is not None:
+                await close()
 
 
 @dataclass(frozen=True)
@@ -226,6 +276,19 @@ class Backends:
     ocr: OcrEngine | None = None
     transcriber: Transcriber | None = None
     llm: LlmClient | None = None
+    # The external converters of .doc/.wpd (LEGACY_FORMATS): found on PATH at start-up.
+    legacy: LegacyTools = field(default_factory=LegacyTools)
+
+    @property
+    def notices(self) -> tuple[str, ...]:
+        """Start-up lines for the user: what this run will not do, and why."""
+        return self.legacy.notices
+
+    async def aclose(self) -> None:
+        """Release the connections the blob sources hold (an S3 client's pool)."""
+        close = getattr(self.blobs, "aclose", None)
+        if close is not None:
+            await close()
 
 
 def load_plugins(modules: Sequence[str]) -> None:
@@ -247,6 +310,7 @@ def resolve_backends(settings: Settings) -> Backends:
     )
     return Backends(
         entities=ENTITY_BACKENDS.create(settings.entity_backend, settings),
-        blobs=BLOB_SOURCES.create("file", settings),
+        blobs=BlobRouter(settings),
         ocr=ocr,
+        legacy=legacy_tools(settings),
     )

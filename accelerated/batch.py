@@ -30,11 +30,13 @@ from accelerated.cli import (
     validate_startup,
 )
 from accelerated.connect import open_clients
+from accelerated.errors import ConfigError
 from accelerated.ids import validate_project
 from accelerated.intake import NOT_A_DOCUMENT, discover
 from accelerated.keys import STAGES
 from accelerated.redact import redact
 from accelerated.runtime import build_runtime, make_executor, tune_gc
+from accelerated.s3 import is_s3, parse_s3_uri
 
 DEFAULT_INPUT = Path(__file__).resolve().parent.parent / "examples" / "documents"
 
@@ -45,8 +47,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--input",
         action="append",
-        type=Path,
-        help=f"file or folder to ingest (repeatable; default {DEFAULT_INPUT} unless --reprocess)",
+        type=_input,
+        help=(
+            "file, folder or s3://bucket/prefix to ingest (repeatable; default "
+            f"{DEFAULT_INPUT} unless --reprocess)"
+        ),
     )
     p.add_argument("--reprocess", action="store_true", help="re-run every document of the project")
     p.add_argument(
@@ -76,10 +81,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--from needs --reprocess")
     if args.input is None and not args.reprocess:
         args.input = [DEFAULT_INPUT]
-    missing = [str(p) for p in args.input or [] if not p.exists()]
+    missing = [str(p) for p in _local(args.input) if not p.exists()]
     if missing:
         p.error(f"input not found: {', '.join(missing)}")
     return args
+
+
+def _input(value: str) -> Path | str:
+    """A local path, or an ``s3://`` URI kept as text (a Path would fold its ``//``)."""
+    if is_s3(value):
+        try:
+            parse_s3_uri(value)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return value
+    return Path(value)
+
+
+def _local(inputs: list[Path | str] | None) -> list[Path]:
+    return [i for i in inputs or [] if isinstance(i, Path)]
+
+
+def _s3(inputs: list[Path | str] | None) -> list[str]:
+    return [i for i in inputs or [] if isinstance(i, str)]
 
 
 def summary_table(report: BatchReport) -> Table:
@@ -118,7 +142,8 @@ def summary_line(report: BatchReport) -> str:
 def _batch_options(args: argparse.Namespace) -> BatchOptions:
     return BatchOptions(
         project=args.project,
-        inputs=list(args.input or []),
+        inputs=_local(args.input),
+        s3_inputs=_s3(args.input),
         reprocess=args.reprocess,
         from_stage=args.from_stage,
         exclude=args.exclude,
@@ -142,13 +167,16 @@ async def attention(pool: asyncpg.Pool, args: argparse.Namespace, report: BatchR
     the same walk intake made (it is cheap, and it knows why each file was left out)."""
     out = Attention(failed=dict(report.failed))
     keys: list[str] | None = None
-    if args.input:
+    if _local(args.input):
         disc = await asyncio.to_thread(
-            discover, list(args.input), args.exclude, follow_symlinks=args.follow_symlinks
+            discover, _local(args.input), args.exclude, follow_symlinks=args.follow_symlinks
         )
         out.skipped = {k: disc.reasons.get(k, NOT_A_DOCUMENT) for k in disc.skipped}
         if not args.reprocess:
             keys = [k for _p, k in disc.files][: args.limit]
+    out.skipped.update(report.s3_skipped)  # the listing is not repeated: intake kept them
+    if _s3(args.input) and not args.reprocess:
+        keys = (keys or []) + report.s3_keys
     if report.needs_ocr:
         rows = await pool.fetch(
             "SELECT source_key, error FROM documents WHERE project = $1 AND status = $2 "
@@ -182,7 +210,7 @@ async def amain(args: argparse.Namespace, console: Console, ctx: CliContext) -> 
     validate_project(args.project)
     opts = _batch_options(args)
     async with open_clients(settings) as clients:
-        for notice in clients.notices:
+        for notice in (*backends.notices, *clients.notices):
             console.print(
                 redact(notice), style="yellow", markup=False, highlight=False, soft_wrap=True
             )
@@ -212,10 +240,15 @@ async def amain(args: argparse.Namespace, console: Console, ctx: CliContext) -> 
                     ),
                 )
         finally:
-            rt.close()
+            await rt.aclose()
         todo = await attention(clients.pool, args, report)
     console.print(summary_table(report))
     console.print(summary_line(report), soft_wrap=True)
+    if report.s3_listed:
+        console.print(
+            f"S3: {report.s3_listed} object(s) listed, {report.s3_downloaded} downloaded to "
+            f"hash (new or changed), {report.s3_unchanged} unchanged by ETag and size"
+        )
     if report.unchanged:
         console.print(f"{report.unchanged} document(s) unchanged since they were done: not re-run")
     if todo.skipped:

@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from accelerated import fingerprint, pipeline, state
+from accelerated import fingerprint, pipeline, s3_intake, state
 from accelerated.boundary import map_driver_errors, translated
 from accelerated.errors import BackendUnavailable, BatchFailed, ConfigError
 from accelerated.intake import discover, fingerprint_all, new_generation
 from accelerated.models import SourceRef
 from accelerated.pipeline import PIPELINE
 from accelerated.runtime import Runtime
+from accelerated.s3 import is_s3
 from accelerated.settings import Settings
 from accelerated.transport import RedisTransport
 from persistence.documents import project_documents, register_documents
@@ -43,6 +44,7 @@ class BatchOptions:
     consume: bool = True  # False: only intake and wait (workers elsewhere do the work)
     limit: int | None = None
     follow_symlinks: bool = False  # links out of the input folder (see intake.discover)
+    s3_inputs: list[str] = field(default_factory=list)  # s3://bucket/prefix (s3_intake)
 
 
 @dataclass
@@ -55,6 +57,12 @@ class BatchReport:
     failed: dict[str, str] = field(default_factory=dict)  # source_key -> error
     unchanged: int = 0  # already done with the same content: not queued again
     skipped_files: int = 0  # not a document type intake takes
+    # S3 inputs: objects listed, downloaded to hash (new or changed), known by ETag.
+    s3_listed: int = 0
+    s3_downloaded: int = 0
+    s3_unchanged: int = 0
+    s3_skipped: dict[str, str] = field(default_factory=dict)  # key -> why not taken
+    s3_keys: list[str] = field(default_factory=list)  # source keys of the S3 documents
     chunks: int = 0
     mentions: int = 0
     canonicals: int = 0
@@ -95,23 +103,45 @@ async def _plan(
     """Decide, per document, whether to queue it and at which stage."""
     report = BatchReport(opts.project, rt.handoff.name)
     gen = new_generation()
+    known_s3: list[SourceRef] = []
     if opts.reprocess:
         known = await project_documents(rt.pool, opts.project)
-        files = [(Path(r.source), r.source_key) for r in known]
+        known_s3 = [r for r in known if is_s3(r.source)]
+        files = [(Path(r.source), r.source_key) for r in known if not is_s3(r.source)]
         if opts.inputs:
             disc = discover(opts.inputs, opts.exclude, follow_symlinks=opts.follow_symlinks)
             report.skipped_files = len(disc.skipped)
-            seen = {k for _, k in files}
+            seen = {k for _, k in files} | {r.source_key for r in known_s3}
             files += [f for f in disc.files if f[1] not in seen]
     else:
-        if not opts.inputs:
+        if not opts.inputs and not opts.s3_inputs:
             raise ConfigError("nothing to ingest: give --input, or --reprocess")
-        disc = discover(opts.inputs, opts.exclude, follow_symlinks=opts.follow_symlinks)
-        report.skipped_files = len(disc.skipped)
-        files = disc.files
+        files = []
+        if opts.inputs:
+            disc = discover(opts.inputs, opts.exclude, follow_symlinks=opts.follow_symlinks)
+            report.skipped_files = len(disc.skipped)
+            files = disc.files
     if opts.limit is not None:
         files = files[: opts.limit]
     refs = await fingerprint_all(opts.project, files, gen)
+    if opts.s3_inputs or known_s3:
+        found = await s3_intake.intake(
+            rt.pool,
+            rt.settings,
+            opts.project,
+            opts.s3_inputs,
+            opts.exclude,
+            gen,
+            known=known_s3,
+            seen={k for _, k in files},
+            limit=None if opts.limit is None else max(0, opts.limit - len(files)),
+        )
+        refs += found.refs
+        report.skipped_files += len(found.skipped)
+        report.s3_skipped = found.skipped
+        report.s3_listed, report.s3_downloaded = found.listed, found.downloaded
+        report.s3_unchanged = found.unchanged
+        report.s3_keys = [r.source_key for r in found.refs]
     report.total = len(refs)
 
     states = await _states(rt, refs)

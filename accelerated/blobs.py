@@ -1,4 +1,4 @@
-"""Document bytes from the local filesystem (the ``BlobReader`` of the local path).
+"""Document bytes from the local filesystem (the ``BlobSource`` of plain paths).
 
 Reads run in a worker thread so a slow disk or network mount never stalls the event
 loop, and the size cap is enforced while reading, not only from ``stat``, so a file
@@ -19,7 +19,8 @@ def _mb(n: int) -> str:
     return f"{n / (1024 * 1024):,.1f} MB"
 
 
-def _too_large(size: int, max_bytes: int) -> DocumentError:
+def too_large(size: int, max_bytes: int) -> DocumentError:
+    """The error every reader gives for a document over ``MAX_FILE_BYTES``."""
     return DocumentError(
         f"The file is {_mb(size)}, over the {_mb(max_bytes)} limit; split it or raise "
         "MAX_FILE_BYTES.",
@@ -33,7 +34,7 @@ def read_local(path: str, max_bytes: int) -> bytes:
         with open(path, "rb") as fh:
             size = os.fstat(fh.fileno()).st_size
             if size > max_bytes:
-                raise _too_large(size, max_bytes)
+                raise too_large(size, max_bytes)
             data = fh.read(max_bytes + 1)
     except FileNotFoundError:
         raise DocumentError(f"The file {path} no longer exists.", code="missing") from None
@@ -44,7 +45,7 @@ def read_local(path: str, max_bytes: int) -> bytes:
     except OSError as exc:
         raise DocumentError(f"{path} cannot be read ({exc.strerror}).", code="unreadable") from None
     if len(data) > max_bytes:
-        raise _too_large(len(data), max_bytes)
+        raise too_large(len(data), max_bytes)
     return data
 
 

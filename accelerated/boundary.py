@@ -100,11 +100,14 @@ def _postgres(exc: BaseException) -> BackendError:
 
 
 _PG_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
-_MAPPERS: Final[dict[str, Callable[[BaseException], BackendError | None]]] = {}
+_MAPPERS: Final[dict[str, Callable[[BaseException], PipelineError | None]]] = {}
 
 
-def register_mapper(name: str, mapper: Callable[[BaseException], BackendError | None]) -> None:
-    """Backends with their own driver (aioboto3, openai) add its translation here."""
+def register_mapper(name: str, mapper: Callable[[BaseException], PipelineError | None]) -> None:
+    """Backends with their own driver (aioboto3, openai) add its translation here.
+
+    Usually a :class:`BackendError`; a driver that reports a fault of the input itself
+    (S3's ``NoSuchKey`` for one object) may map it to a ``DocumentError`` instead."""
     _MAPPERS[name] = mapper
 
 

@@ -158,7 +158,22 @@ def validate_startup(settings: Settings) -> Backends:
         problems += _url_problems("DATABASE_URL", settings.database_url)
     if problems:
         raise ConfigError("\n".join(problems))
-    return resolve_backends(settings)
+    backends = resolve_backends(settings)
+    if settings.spill and settings.spill_url:
+        _check_spill_bucket(settings, settings.spill_url)
+    return backends
+
+
+def _check_spill_bucket(settings: Settings, url: str) -> None:
+    """``SPILL_URL``'s bucket reachable with these credentials (one HeadBucket): found
+    at start-up, not when the first value too large for Redis is written."""
+    from accelerated.spill import S3Spill
+
+    try:
+        S3Spill(settings, url).check()
+    except ConfigError as exc:
+        text = str(exc)
+        raise ConfigError(text if text.startswith("SPILL_URL") else f"SPILL_URL: {text}") from None
 
 
 def _url_problems(var: str, url: str) -> list[str]:

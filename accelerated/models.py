@@ -26,7 +26,20 @@ ENTITY_TYPES: Final = (
     "MONEY",
 )
 CATEGORIES: Final = ("opinion", "order", "motion_brief", "contract", "correspondence", "other")
-FORMATS: Final = ("pdf", "docx", "txt", "html", "eml", "json", "xml", "unknown")
+# doc, wpd, rtf: legacy word processor files (extractors/legacy.py, extractors/rtf.py).
+FORMATS: Final = (
+    "pdf",
+    "docx",
+    "txt",
+    "html",
+    "eml",
+    "json",
+    "xml",
+    "doc",
+    "wpd",
+    "rtf",
+    "unknown",
+)
 
 
 class SourceRef(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -56,7 +69,7 @@ class Extracted(msgspec.Struct, kw_only=True):
     document_id: uuid.UUID
     sha256: str
     format: str
-    method: str  # text_layer | docx | html | eml | plain | json | xml | needs_ocr
+    method: str  # text_layer | docx | ... | antiword | wpd2text | striprtf | needs_ocr
     text: str
     pages: list[Page]
     needs_ocr: bool = False

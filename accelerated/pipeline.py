@@ -133,7 +133,9 @@ PIPELINE: Final[tuple[Stage, ...]] = (
         output_type=Extracted,
         output_key="ocr",
         input_key=None,
-        version="2",  # 2: pages drawn as vector outlines count as scans
+        # 2: pages drawn as vector outlines count as scans. 3: .doc/.wpd/.rtf extracted
+        # (they failed before; as e-mail attachments they were left out of done mails).
+        version="3",
         outcome=_extract_outcome,
         routes={OK: "clean", "needs_ocr": "ocr", "partly_scanned": "ocr"},
         # Without an OCR engine: a scan waits for one; a mixed PDF goes on with its text.

@@ -35,7 +35,7 @@ from accelerated.models import SourceRef
 from accelerated.pipeline import StageFn
 from accelerated.settings import Settings
 from accelerated.shards import default_shards
-from accelerated.spill import LocalSpill
+from accelerated.spill import make_spill
 from accelerated.stages import CanonicalRegistry, StageContext
 from accelerated.transport import LocalTransport, RedisTransport, Transport
 from persistence.intents import IntentMemo
@@ -143,6 +143,13 @@ class Runtime:
         if self.executor is not None:
             self.executor.shutdown(wait=True, cancel_futures=True)
 
+    async def aclose(self) -> None:
+        """:meth:`close`, and the connections the backends hold (an S3 client's)."""
+        try:
+            await self.backends_.aclose()
+        finally:
+            self.close()
+
 
 def build_runtime(
     settings: Settings,
@@ -160,9 +167,7 @@ def build_runtime(
     codec = Codec(
         max_value_bytes=settings.max_value_bytes,
         max_decompressed_bytes=settings.max_decompressed_bytes,
-        spill=LocalSpill(settings.spill_dir or settings.state_dir / "spill", settings.ttl_stage_s)
-        if settings.spill
-        else None,
+        spill=make_spill(settings),
     )
     name = consumer or consumer_name()
     transport: Transport = (

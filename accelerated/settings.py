@@ -53,7 +53,13 @@ MIN_VALUES: dict[str, float] = {
     "llm_temperature": 0,
     "llm_concurrency": 1,
     "llm_timeout_s": 0.001,
+    "legacy_timeout_s": 0.001,
+    "s3_list_page_size": 1,
+    "aws_max_attempts": 1,
+    "aws_connect_timeout_s": 0.001,
+    "aws_read_timeout_s": 0.001,
 }
+S3_MAX_KEYS = 1000  # ListObjectsV2 returns at most this many keys a page
 
 
 def url_scheme(url: str) -> str | None:
@@ -115,6 +121,14 @@ class Settings(BaseSettings):
     entity_backend: str = "rules"  # rules | transformers | llm (later issues)
     # Backends, time limits, shutdown (see accelerated/backends.py, accelerated/pipeline.py).
     ocr_backend: str = "none"  # an OCR_ENGINES name; "none": scans end as needs_ocr
+    # Legacy word processor files through external programs (accelerated/extractors/
+    # legacy.py): .doc by antiword, .wpd by wpd2text; .rtf needs no program. "on": both
+    # must be installed (else a start-up error naming the package); "auto": use those
+    # found, files needing a missing one fail as unsupported_format; "off": never run them.
+    legacy_formats: Literal["on", "auto", "off"] = "on"
+    antiword_cmd: str = "antiword"  # a name looked up on PATH, or a path
+    wpd2text_cmd: str = "wpd2text"
+    legacy_timeout_s: float = 60.0  # per file; a program still running then is killed
     # Modules imported at start-up, which register backends: "pkg.mod,other.mod".
     plugins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Per stage time limit in seconds: "extract=600,entities=120" (or JSON).
@@ -132,6 +146,21 @@ class Settings(BaseSettings):
     wb_batch_ms: int = 1000  # larger batches: fewer DB round trips per document
     wb_backlog_max: int = 5_000  # intents pending before intake pauses (backpressure)
     wb_retry_max_s: float = 5.0  # the writer resumes within this after an outage ends
+
+    # AWS (accelerated/aws.py): credentials from the usual chain (AWS_ACCESS_KEY_ID /
+    # AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, AWS_PROFILE and ~/.aws, an instance or
+    # task role), read by botocore itself and never by these settings. The region is
+    # AWS_REGION, else botocore's AWS_DEFAULT_REGION / config file, else us-east-1 for S3.
+    aws_region: str | None = None
+    # Another S3-compatible endpoint (MinIO, moto, LocalStack): path-style addressing.
+    s3_endpoint_url: str | None = None
+    s3_list_page_size: int = S3_MAX_KEYS  # ListObjectsV2 MaxKeys (1-1000)
+    aws_max_attempts: int = 5  # per call, botocore "standard" retry mode with backoff
+    aws_connect_timeout_s: float = 10.0
+    aws_read_timeout_s: float = 60.0  # between bytes of a reply, not for the whole body
+    # Spill to the object store (s3://bucket/prefix) instead of spill_dir: needed when
+    # workers on other hosts share no volume. Unset: the local directory.
+    spill_url: str | None = None
 
     # API keys (later backends); never logged.
     openai_api_key: SecretStr | None = None
@@ -212,6 +241,27 @@ class Settings(BaseSettings):
             raise ValueError(
                 "must be a URL starting with " + " or ".join(f"{s}://" for s in DATABASE_SCHEMES)
             )
+        return v
+
+    @field_validator("s3_endpoint_url")
+    @classmethod
+    def _endpoint_is_http(cls, v: str | None) -> str | None:
+        if v is not None and url_scheme(v) not in ("http", "https"):
+            raise ValueError("must be a URL starting with http:// or https://")
+        return v
+
+    @field_validator("spill_url")
+    @classmethod
+    def _spill_url_is_s3(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith("s3://"):
+            raise ValueError("must be s3://bucket/prefix (unset: the local SPILL_DIR)")
+        return v
+
+    @field_validator("s3_list_page_size")
+    @classmethod
+    def _page_size_at_most(cls, v: int) -> int:
+        if v > S3_MAX_KEYS:
+            raise ValueError(f"must be a number from 1 to {S3_MAX_KEYS}")
         return v
 
     @field_validator(*MIN_VALUES)

@@ -29,7 +29,7 @@ async def amain(metrics_port: int | None, ctx: CliContext, health_port: int | No
     settings = load_settings()
     backends = validate_startup(settings)
     async with open_clients(settings) as clients:
-        for notice in clients.notices:
+        for notice in (*backends.notices, *clients.notices):
             log.warning("%s", notice)
         if clients.redis is None:
             # Without Redis there are no streams to consume: only `batch` can fall back.
@@ -61,7 +61,7 @@ async def amain(metrics_port: int | None, ctx: CliContext, health_port: int | No
             if gauges is not None:
                 gauges.cancel()
                 await asyncio.gather(gauges, return_exceptions=True)
-            rt.close()
+            await rt.aclose()
         log.info("worker %s stopped", rt.consumer)
     return EXIT_OK
 

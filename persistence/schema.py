@@ -182,6 +182,25 @@ MIGRATIONS: Final[tuple[tuple[int, str, str], ...]] = (
             'One row per canonical entity: in how many documents and how often it is mentioned.';
         """,
     ),
+    (
+        4,
+        "object versions",
+        """
+        CREATE TABLE {s}.object_versions (
+            project text NOT NULL,
+            source text NOT NULL,
+            etag text NOT NULL,
+            size_bytes bigint NOT NULL,
+            sha256 text NOT NULL,
+            format text NOT NULL,
+            seen_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (project, source)
+        );
+        COMMENT ON TABLE {s}.object_versions IS
+            'The S3 objects intake hashed: (ETag, size) -> sha256 and format, so a re-run '
+            'downloads only objects whose ETag or size changed (accelerated/s3_intake.py).';
+        """,
+    ),
 )
 
 

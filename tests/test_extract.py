@@ -22,7 +22,13 @@ from prometheus_client import REGISTRY
 
 from accelerated.blobs import LocalBlobReader
 from accelerated.errors import DocumentError
-from accelerated.extractors import ExtractResult, extract_bytes, page_texts, sniff_format
+from accelerated.extractors import (
+    ExtractResult,
+    LegacyTools,
+    extract_bytes,
+    page_texts,
+    sniff_format,
+)
 from accelerated.models import FORMATS, CanonicalEntity, Extracted, SourceRef
 from accelerated.settings import Settings
 from accelerated.stages import StageContext
@@ -195,6 +201,7 @@ def test_eml_attachments_are_extracted_as_pages(corpus: Path) -> None:
     pdf = corpus / "courtlistener/opinions_pdf/8thCircuit-071306U.pdf"
     txt = corpus / "courtlistener/opinions_txt/txt_file_with_no_encoding__latin1.txt"
     wpd = corpus / "courtlistener/opinions_word/opinion_wpd.wpd"
+    doc = corpus / "courtlistener/opinions_word/opinion_doc.doc"
     msg = EmailMessage()
     msg["From"] = "clerk@example.org"
     msg["To"] = "counsel@example.org"
@@ -203,18 +210,21 @@ def test_eml_attachments_are_extracted_as_pages(corpus: Path) -> None:
     msg.add_attachment(pdf.read_bytes(), "application", "pdf", filename=pdf.name)
     msg.add_attachment(txt.read_bytes(), "text", "plain", filename=txt.name)
     msg.add_attachment(wpd.read_bytes(), "application", "octet-stream", filename=wpd.name)
+    # A .doc cut short: the OLE header survives, the document does not.
+    msg.add_attachment(doc.read_bytes()[:3000], "application", "msword", filename="cut.doc")
     result = extract_bytes(msg.as_bytes(), "mail.eml")
     check_pages(result)
     texts = page_texts(result)
-    assert len(texts) == 1 + 2 + 1  # body, the PDF's two pages, the text file
+    assert len(texts) == 1 + 2 + 1 + 1  # body, the PDF's two pages, the text, the .wpd
     assert texts[0].startswith("From: clerk@example.org") and "opinions attached" in texts[0]
     assert texts[1].startswith(f"Attachment: {pdf.name}") and "Linda R. Reade" in texts[1]
     assert "543 U.S. 220" in texts[2]
     assert texts[3].startswith(f"Attachment: {txt.name}") and "DeGraff" in texts[3]
-    # The WordPerfect file fails on its own and is recorded, not fatal.
-    assert "unsupported_format" in result.metadata["attachment_errors"]
-    assert wpd.name in result.metadata["attachment_errors"]
-    assert wpd.name in result.metadata["attachments"]
+    assert texts[4].startswith(f"Attachment: {wpd.name}") and "RICHARD J. JOHNSON" in texts[4]
+    # The damaged .doc fails on its own and is recorded, not fatal.
+    assert "cut.doc" in result.metadata["attachment_errors"]
+    assert "corrupt" in result.metadata["attachment_errors"]
+    assert "cut.doc" in result.metadata["attachments"]
 
 
 def test_cap_case_json(corpus: Path) -> None:
@@ -250,16 +260,17 @@ def test_columbia_xml(corpus: Path) -> None:
     assert "Page 886" not in result.text
 
 
-def test_unsupported_corpus_formats_are_named(corpus: Path) -> None:
+def test_legacy_corpus_formats_are_named_when_turned_off(corpus: Path) -> None:
+    off = LegacyTools(mode="off")
     for rel, label in [
         ("courtlistener/opinions_word/opinion_doc.doc", "Word 97-2003"),
         ("courtlistener/opinions_word/opinion_wpd.wpd", "WordPerfect"),
-        ("doctor/opinions_word/MD1700012.rtf", "Rich Text Format"),
     ]:
+        path = corpus / rel
         with pytest.raises(DocumentError) as info:
-            extract_file(corpus / rel)
+            extract_bytes(path.read_bytes(), path.name, off)
         assert info.value.code == "unsupported_format"
-        assert label in str(info.value)
+        assert label in str(info.value) and "LEGACY_FORMATS=off" in str(info.value)
 
 
 def test_sniff_format(corpus: Path) -> None:
@@ -268,7 +279,8 @@ def test_sniff_format(corpus: Path) -> None:
         return sniff_format(path.name, path.read_bytes()[:4096])
 
     assert sniff("doctor/edge_cases_malformed_pdf/missouri.pdf") == "pdf"
-    assert sniff("courtlistener/opinions_word/opinion_doc.doc") == "unknown"
+    assert sniff("courtlistener/opinions_word/opinion_doc.doc") == "doc"
+    assert sniff("doctor/opinions_word/MD1700012.rtf") == "rtf"
     assert sniff("juriscraper/scotus_docket_html/01-10063.htm") == "html"
     assert sniff("courtlistener/email_eml/recap_mail_example.eml") == "eml"
     eml_head = (corpus / "courtlistener/email_eml/recap_mail_example.eml").read_bytes()[:4096]
@@ -405,18 +417,22 @@ async def test_stage_rejects_changed_file(corpus: Path, settings: Settings) -> N
     assert not cache.items
 
 
-async def test_stage_in_process_pool(corpus: Path, settings: Settings) -> None:
+async def test_stage_in_process_pool(corpus: Path, settings: Settings, tmp_path: Path) -> None:
     """extract_bytes and its errors cross a process pool (picklable, code kept)."""
     good = corpus / "doctor/opinions_word/word-docx.docx"
-    bad = corpus / "courtlistener/opinions_word/opinion_wpd.wpd"
+    wpd = corpus / "courtlistener/opinions_word/opinion_wpd.wpd"
+    bad = tmp_path / "cut.wpd"  # the converters' settings cross the pool too
+    bad.write_bytes(wpd.read_bytes()[:4000])
     with ProcessPoolExecutor(max_workers=1) as pool:
         ctx = context(settings)
         ctx.executor = pool
         result = await extract_stage.run(source_for(good), ctx)
         assert result.format == "docx" and "MD17-00012" in result.text
+        result = await extract_stage.run(source_for(wpd), ctx)
+        assert result.method == "wpd2text" and "RICHARD J. JOHNSON" in result.text
         with pytest.raises(DocumentError) as info:
             await extract_stage.run(source_for(bad), ctx)
-        assert info.value.code == "unsupported_format"
+        assert info.value.code == "corrupt"
 
 
 async def test_concurrent_pdfs_in_threads_match_sequential(

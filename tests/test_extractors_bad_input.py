@@ -110,12 +110,14 @@ CASES: list[tuple[str, str, Callable[[Path], bytes], str, str]] = [
     ("text_xml", "opinion.xml", lambda c: b"no markup here at all", "corrupt", "XML"),
     ("bad_xml", "opinion.xml", lambda c: noise(200).replace(b"<", b""), "not_text", "binary"),
     (
-        "legacy_doc",
+        "doc_cut_short",
         "brief.doc",
-        lambda c: (c / "courtlistener/opinions_word/opinion_doc.doc").read_bytes(),
-        "unsupported_format",
-        "Word 97-2003",
+        lambda c: (c / "courtlistener/opinions_word/opinion_doc.doc").read_bytes()[:3000],
+        "corrupt",
+        "not really a Word document",
     ),
+    ("wpd_noise", "brief.wpd", lambda c: b"\xffWPC" + noise(3000), "corrupt", "WordPerfect"),
+    ("rtf_noise", "brief.rtf", lambda c: b"{\\rtf1 " + noise(3000), "corrupt", "RTF"),
     (
         "png",
         "exhibit.png",

@@ -26,7 +26,9 @@ class ExtractResult(msgspec.Struct, kw_only=True):
     """What ``extract_bytes`` returns; picklable, so it crosses a process pool."""
 
     format: str  # one of models.FORMATS
-    method: str  # text_layer | docx | html | eml | plain | json | xml | needs_ocr
+    # text_layer | docx | html | eml | plain | json | xml | antiword | wpd2text | striprtf
+    # | needs_ocr
+    method: str
     text: str
     pages: list[Page]
     needs_ocr: bool = False

@@ -17,15 +17,14 @@ PDF_MAGIC_WINDOW: Final = 1024
 
 # Kinds this package extracts map to themselves in models.FORMATS; the rest are refused
 # with the human name below (what a paralegal reads in the batch summary).
-SUPPORTED: Final = frozenset({"pdf", "docx", "txt", "html", "eml", "json", "xml"})
+SUPPORTED: Final = frozenset(
+    {"pdf", "docx", "txt", "html", "eml", "json", "xml", "doc", "wpd", "rtf"}
+)
 UNSUPPORTED: Final[dict[str, str]] = {
-    "doc": "a Word 97-2003 document (.doc)",
     "xls": "an Excel 97-2003 workbook (.xls)",
     "ppt": "a PowerPoint 97-2003 presentation (.ppt)",
     "msg": "an Outlook message (.msg)",
     "ole": "a legacy Microsoft Office file",
-    "wpd": "a WordPerfect document (.wpd)",
-    "rtf": "a Rich Text Format document (.rtf)",
     "xlsx": "an Excel workbook (.xlsx)",
     "pptx": "a PowerPoint presentation (.pptx)",
     "odf": "an OpenDocument file",
@@ -64,6 +63,9 @@ _EXTENSIONS: Final[dict[str, str]] = {
     ".xml": "xml",
     ".doc": "doc",
     ".wpd": "wpd",
+    ".wp": "wpd",
+    ".wp5": "wpd",
+    ".wp6": "wpd",
     ".rtf": "rtf",
     ".xls": "xls",
     ".ppt": "ppt",
@@ -72,6 +74,14 @@ _EXTENSIONS: Final[dict[str, str]] = {
     ".pptx": "pptx",
 }
 _OLE_BY_EXT: Final = {".doc": "doc", ".xls": "xls", ".ppt": "ppt", ".msg": "msg"}
+# An OLE2 compound file is a container: the names of its streams (UTF-16 in the
+# directory) say what it holds, whatever the file is called.
+_OLE_STREAMS: Final = (
+    ("WordDocument".encode("utf-16-le"), "doc"),
+    ("Workbook".encode("utf-16-le"), "xls"),
+    ("PowerPoint Document".encode("utf-16-le"), "ppt"),
+    ("__substg1.0_".encode("utf-16-le"), "msg"),
+)
 _BOMS: Final = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")
 _MAIL_HEADER_RE: Final = re.compile(
     r"^(from|to|cc|subject|date|received|return-path|message-id|mime-version|"
@@ -83,6 +93,15 @@ _HEADER_LINE_RE: Final = re.compile(r"^[A-Za-z0-9-]+:[ \t]|^[ \t]+\S")
 
 def extension(name: str) -> str:
     return PurePosixPath(name.replace("\\", "/")).suffix.lower()
+
+
+def ole_kind(ext: str, data: bytes) -> str:
+    """What an OLE2 file holds, by its stream names in ``data`` (the head, or all of
+    it), else by its extension; "ole" when neither says."""
+    for name, kind in _OLE_STREAMS:
+        if name in data:
+            return kind
+    return _OLE_BY_EXT.get(ext, "ole")
 
 
 def _zip_kind(ext: str, head: bytes) -> str:
@@ -134,7 +153,7 @@ def sniff_kind(name: str, head: bytes) -> str:
         return _zip_kind(ext, head)
     for magic, kind in _MAGIC:
         if head.startswith(magic):
-            return _OLE_BY_EXT.get(ext, "ole") if kind == "ole" else kind
+            return ole_kind(ext, head) if kind == "ole" else kind
     by_ext = _EXTENSIONS.get(ext)
     if by_ext is not None:
         return by_ext

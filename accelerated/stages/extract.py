@@ -15,7 +15,14 @@ import msgspec
 from prometheus_client import Counter
 
 from accelerated.errors import DocumentError
-from accelerated.extractors import HEAD_BYTES, ExtractResult, extract_bytes, sniff_format
+from accelerated.extractors import (
+    HEAD_BYTES,
+    ExtractResult,
+    LegacyTools,
+    extract_bytes,
+    sniff_format,
+)
+from accelerated.extractors.legacy import legacy_tools
 from accelerated.models import Extracted, SourceRef
 from accelerated.stages import StageContext
 
@@ -48,11 +55,13 @@ def to_extracted(source: SourceRef, sha256: str, result: ExtractResult) -> Extra
     )
 
 
-def extract_capped(data: bytes, name: str, max_chars: int) -> ExtractResult:
+def extract_capped(
+    data: bytes, name: str, max_chars: int, tools: LegacyTools | None = None
+) -> ExtractResult:
     """Extract, refusing text past the cap where it was made (in the pool child), so a
     150 MB text file or a DOCX that unpacks to 200 MiB fails once, fast, and its text
     never crosses the process boundary or reaches the later stages."""
-    result = extract_bytes(data, name)
+    result = extract_bytes(data, name, tools)
     if len(result.text) > max_chars:
         raise DocumentError(
             f"The document's text is {len(result.text):,} characters, over the "
@@ -77,7 +86,10 @@ async def run(source: SourceRef, ctx: StageContext) -> Extracted:
             return msgspec.structs.replace(cached, document_id=source.document_id)
     name = _filename(source)
     EXTRACTOR_CALLS.labels(format=sniff_format(name, data[:HEAD_BYTES])).inc()
-    result = await ctx.run_cpu(extract_capped, data, name, ctx.settings.max_text_chars)
+    # The converters chosen at start-up (backends.resolve_backends); a context built
+    # without backends (a test, an embedding) finds them from its settings.
+    tools = ctx.backends.legacy if ctx.backends is not None else legacy_tools(ctx.settings)
+    result = await ctx.run_cpu(extract_capped, data, name, ctx.settings.max_text_chars, tools)
     extracted = to_extracted(source, sha, result)
     if ctx.extract_cache is not None:
         await ctx.extract_cache.put(sha, extracted)
