@@ -258,14 +258,16 @@ class Engine:
     async def _consume(self, stage: str, shard: int, stop: asyncio.Event) -> None:
         sem = self._sems[stage]
         delay = 0.1
+        idle = 0  # reads in a row that found nothing (sharded readers only)
+        block, share = self.settings.block_ms, self._read_share
         while not stop.is_set():
             await sem.acquire()
             free = 1
-            while free < self._read_share and not sem.locked():
+            while free < share and not sem.locked():
                 await sem.acquire()
                 free += 1
             try:
-                msgs = await self.transport.read(stage, free, self.settings.block_ms, shard)
+                msgs = await self.transport.read(stage, free, block, shard)
                 delay = 0.1
                 self._recovered()
             except BackendUnavailable as exc:
@@ -279,6 +281,9 @@ class Engine:
                 raise
             for _ in range(free - len(msgs)):
                 sem.release()
+            if len(self._shards) > 1:
+                idle = 0 if msgs else idle + 1
+                block, share = self._idle_read(idle)
             for msg in msgs:
                 self._spawn(msg, sem)
             if 0 < len(msgs) < free and self.settings.read_linger_ms > 0:
@@ -286,6 +291,19 @@ class Engine:
                 # the next read takes several (a read costs the loop as much CPU as a
                 # stage transition; a few ms per stage is nothing against seconds).
                 await asyncio.sleep(self.settings.read_linger_ms / 1000)
+
+    def _idle_read(self, idle: int) -> tuple[int, int]:
+        """(block ms, slots) of a sharded reader's next read after ``idle`` empty ones.
+
+        An idle shard's reader takes one slot, not its share, so busy shards keep the
+        stage's concurrency; and it blocks longer (up to 4x ``block_ms``, at most 1 s:
+        below the socket timeout, redis-py#3138), since a blocked read returns as soon
+        as a message arrives: fewer empty reads on a mostly idle prefix, no added
+        latency. One reader per stage (no shards) keeps ``block_ms`` and its share."""
+        if idle == 0:
+            return self.settings.block_ms, self._read_share
+        base = self.settings.block_ms
+        return min(base * 2 ** min(idle, 2), max(base, 1000)), 1
 
     def _spawn(self, msg: Message, sem: asyncio.Semaphore | None) -> None:
         lease = (msg.shard, msg.id)

@@ -11,8 +11,10 @@ Postgres; only the Redis differs:
 
 Each run is a cold ingest (empty caches, empty schema) under a fresh key prefix and
 schema, removed afterwards; the kinds take turns in a rotating order over ``--rounds``
-so that machine drift hits all of them. Without ``--cluster-url`` a private cluster is
-started on loopback for the run (``tests/cluster_server.py``) and stopped after.
+so that machine drift hits all of them. Without ``--cluster-url`` / ``--redis-url``
+private servers are started on loopback for the run (``tests/cluster_server.py``,
+``tests/faults.py``; no persistence on either) and stopped after, so that the Redis
+commands per document counted (INFO of every primary) are the run's own.
 """
 
 from __future__ import annotations
@@ -33,9 +35,10 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from redis.asyncio.cluster import RedisCluster
 
 from accelerated.batch_run import BatchOptions, run_batch
-from accelerated.cluster import DEFAULT_CLUSTER_SHARDS, is_cluster
+from accelerated.cluster import DEFAULT_CLUSTER_SHARDS, RedisClient, is_cluster
 from accelerated.connect import redis_client
 from accelerated.runtime import build_runtime, make_executor, tune_gc
 from accelerated.settings import Settings
@@ -57,6 +60,7 @@ class Run:
     docs: int
     failed: int
     elapsed_s: float
+    redis_cmds_per_doc: float
 
     @property
     def docs_per_s(self) -> float:
@@ -74,6 +78,27 @@ def private_cluster() -> Iterator[str]:
             yield servers.url
         finally:
             servers.stop()
+
+
+@contextlib.contextmanager
+def private_redis() -> Iterator[str]:
+    sys.path.insert(0, str(REPO))
+    from tests.faults import RedisServer
+
+    with tempfile.TemporaryDirectory(prefix="bench-redis-") as tmp:
+        server = RedisServer(Path(tmp)).start()
+        try:
+            yield server.url
+        finally:
+            server.stop()
+
+
+async def commands(redis: RedisClient) -> int:
+    """Commands the server(s) processed so far (every primary of a cluster)."""
+    if isinstance(redis, RedisCluster):
+        per_node = await redis.info("stats", target_nodes=RedisCluster.PRIMARIES)
+        return sum(int(v["total_commands_processed"]) for v in per_node.values())
+    return int((await redis.info("stats"))["total_commands_processed"])
 
 
 async def _drop(settings: Settings, database_url: str) -> None:
@@ -117,10 +142,13 @@ async def one_run(
         await migrate(pool, settings.pg_schema)
         rt = build_runtime(settings, pool, client, executor=executor)
         assert is_cluster(client) == (kind == "cluster")
-        t0 = time.perf_counter()
+        c0, t0 = await commands(client), time.perf_counter()
         report = await run_batch(rt, BatchOptions(project="bench", inputs=[inputs]))
         elapsed = time.perf_counter() - t0
-        return Run(kind, rnd, rt.keys.shards, report.total, len(report.failed), elapsed)
+        cmds = (await commands(client) - c0) / max(1, report.total)
+        return Run(
+            kind, rnd, rt.keys.shards, report.total, len(report.failed), elapsed, round(cmds, 1)
+        )
     finally:
         await pool.close()
         await client.aclose()
@@ -129,8 +157,9 @@ async def one_run(
 
 async def amain(args: argparse.Namespace) -> list[Run]:
     with contextlib.ExitStack() as stack:
+        single_url = args.redis_url or stack.enter_context(private_redis())
         cluster_url = args.cluster_url or stack.enter_context(private_cluster())
-        urls = {"single": args.redis_url, "single-sharded": args.redis_url, "cluster": cluster_url}
+        urls = {"single": single_url, "single-sharded": single_url, "cluster": cluster_url}
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-in-")))
         staged = stage_inputs(args.input, ["truth/*"], args.docs, tmp)
         executor = make_executor(
@@ -146,7 +175,8 @@ async def amain(args: argparse.Namespace) -> list[Run]:
                     run = await one_run(args, kind, urls[kind], staged.root, executor, rnd)
                     print(
                         f"round {rnd} {kind:<15} shards={run.shards:<2} {run.docs} docs "
-                        f"({run.failed} failed) {run.elapsed_s:6.1f}s {run.docs_per_s:6.2f} docs/s",
+                        f"({run.failed} failed) {run.elapsed_s:6.1f}s {run.docs_per_s:6.2f} docs/s "
+                        f"{run.redis_cmds_per_doc:6.1f} Redis commands/doc",
                         flush=True,
                     )
                     runs.append(run)
@@ -159,9 +189,14 @@ async def amain(args: argparse.Namespace) -> list[Run]:
 def summary(runs: list[Run]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for kind in KINDS:
-        rates = [r.docs_per_s for r in runs if r.kind == kind]
+        rates = [round(r.docs_per_s, 3) for r in runs if r.kind == kind]
+        cmds = [r.redis_cmds_per_doc for r in runs if r.kind == kind]
         if rates:
-            out[kind] = {"median_docs_per_s": round(statistics.median(rates), 2), "runs": rates}
+            out[kind] = {
+                "median_docs_per_s": round(statistics.median(rates), 2),
+                "runs": rates,
+                "redis_cmds_per_doc": statistics.median(cmds),
+            }
     base = out.get("single", {}).get("median_docs_per_s")
     for v in out.values():
         if base:
@@ -177,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--kinds", default=",".join(KINDS), help="a comma-separated subset")
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--cpu-pool", choices=("process", "thread"), default="process")
-    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    p.add_argument("--redis-url", help="redis://...; default: start a private one")
     p.add_argument("--cluster-url", help="redis+cluster://...; default: start a private one")
     p.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     p.add_argument("--json", type=Path, dest="json_path")

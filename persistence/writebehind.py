@@ -74,7 +74,7 @@ DLQ_RAW_MAX: Final = 1 << 20
 _DEAD_CLAIM_IDLE_MS: Final = 200
 # Several shards: the interval between reads of all of them while they are empty.
 _POLL_MIN_S: Final = 0.005
-_POLL_MAX_S: Final = 0.1
+_POLL_MAX_S: Final = 0.25  # the batch window's quiet gap: no later than one would wait
 # An entry pending to us this long that no batch holds is an orphan (see _orphans).
 _ORPHAN_IDLE_MS: Final = 1000
 # InternalClientError: a connection the server ended mid-operation can be left in a
