@@ -61,6 +61,7 @@ class Run:
     failed: int
     elapsed_s: float
     redis_cmds_per_doc: float
+    loop_cpu_ms_per_doc: float  # this process's CPU (the event loop: not stage code)
 
     @property
     def docs_per_s(self) -> float:
@@ -142,12 +143,20 @@ async def one_run(
         await migrate(pool, settings.pg_schema)
         rt = build_runtime(settings, pool, client, executor=executor)
         assert is_cluster(client) == (kind == "cluster")
-        c0, t0 = await commands(client), time.perf_counter()
+        c0, cpu0, t0 = await commands(client), time.process_time(), time.perf_counter()
         report = await run_batch(rt, BatchOptions(project="bench", inputs=[inputs]))
-        elapsed = time.perf_counter() - t0
-        cmds = (await commands(client) - c0) / max(1, report.total)
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        n = max(1, report.total)
+        cmds = (await commands(client) - c0) / n
         return Run(
-            kind, rnd, rt.keys.shards, report.total, len(report.failed), elapsed, round(cmds, 1)
+            kind,
+            rnd,
+            rt.keys.shards,
+            report.total,
+            len(report.failed),
+            elapsed,
+            round(cmds, 1),
+            round(1000 * cpu / n, 1),
         )
     finally:
         await pool.close()
@@ -176,7 +185,8 @@ async def amain(args: argparse.Namespace) -> list[Run]:
                     print(
                         f"round {rnd} {kind:<15} shards={run.shards:<2} {run.docs} docs "
                         f"({run.failed} failed) {run.elapsed_s:6.1f}s {run.docs_per_s:6.2f} docs/s "
-                        f"{run.redis_cmds_per_doc:6.1f} Redis commands/doc",
+                        f"{run.redis_cmds_per_doc:6.1f} Redis commands/doc "
+                        f"{run.loop_cpu_ms_per_doc:5.1f} ms loop CPU/doc",
                         flush=True,
                     )
                     runs.append(run)
@@ -191,11 +201,13 @@ def summary(runs: list[Run]) -> dict[str, Any]:
     for kind in KINDS:
         rates = [round(r.docs_per_s, 3) for r in runs if r.kind == kind]
         cmds = [r.redis_cmds_per_doc for r in runs if r.kind == kind]
+        cpu = [r.loop_cpu_ms_per_doc for r in runs if r.kind == kind]
         if rates:
             out[kind] = {
                 "median_docs_per_s": round(statistics.median(rates), 2),
                 "runs": rates,
                 "redis_cmds_per_doc": statistics.median(cmds),
+                "loop_cpu_ms_per_doc": statistics.median(cpu),
             }
     base = out.get("single", {}).get("median_docs_per_s")
     for v in out.values():
