@@ -151,7 +151,6 @@ def _req(client: ChatClient, text: str) -> dict[str, object]:
     )
 
 
-@pytest.mark.parametrize("redis_kind", conftest.KINDS, indirect=True)
 async def test_429_retry_after_cools_down_every_worker(
     server: ChatServer, redis: aioredis.Redis, prefix: str
 ) -> None:
