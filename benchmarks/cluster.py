@@ -35,14 +35,14 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from redis.asyncio.cluster import RedisCluster
 
 from accelerated.batch_run import BatchOptions, run_batch
-from accelerated.cluster import DEFAULT_CLUSTER_SHARDS, RedisClient, is_cluster
+from accelerated.cluster import DEFAULT_CLUSTER_SHARDS, is_cluster
 from accelerated.connect import redis_client
 from accelerated.runtime import build_runtime, make_executor, tune_gc
 from accelerated.settings import Settings
 from benchmarks.inputs import stage_inputs
+from benchmarks.metrics import redis_commands
 from persistence.pg import create_pool
 from persistence.schema import migrate
 
@@ -94,14 +94,6 @@ def private_redis() -> Iterator[str]:
             server.stop()
 
 
-async def commands(redis: RedisClient) -> int:
-    """Commands the server(s) processed so far (every primary of a cluster)."""
-    if isinstance(redis, RedisCluster):
-        per_node = await redis.info("stats", target_nodes=RedisCluster.PRIMARIES)
-        return sum(int(v["total_commands_processed"]) for v in per_node.values())
-    return int((await redis.info("stats"))["total_commands_processed"])
-
-
 async def _drop(settings: Settings, database_url: str) -> None:
     conn = await asyncpg.connect(database_url)
     try:
@@ -143,11 +135,11 @@ async def one_run(
         await migrate(pool, settings.pg_schema)
         rt = build_runtime(settings, pool, client, executor=executor)
         assert is_cluster(client) == (kind == "cluster")
-        c0, cpu0, t0 = await commands(client), time.process_time(), time.perf_counter()
+        c0, cpu0, t0 = await redis_commands(client), time.process_time(), time.perf_counter()
         report = await run_batch(rt, BatchOptions(project="bench", inputs=[inputs]))
         elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         n = max(1, report.total)
-        cmds = (await commands(client) - c0) / n
+        cmds = (await redis_commands(client) - c0) / n
         return Run(
             kind,
             rnd,

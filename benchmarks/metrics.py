@@ -15,6 +15,8 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from redis.asyncio.cluster import RedisCluster
+
 from accelerated.batch_run import BatchReport
 from accelerated.cluster import RedisClient
 from accelerated.codec import Codec
@@ -78,7 +80,11 @@ class RunMetrics:
 
 
 async def redis_commands(client: RedisClient) -> int:
-    """Server-wide command counter: deltas include every client, the harness's polling too."""
+    """Server-wide command counter (summed over every primary of a cluster): deltas
+    include every client, the harness's polling too."""
+    if isinstance(client, RedisCluster):
+        per_node = await client.info("stats", target_nodes=RedisCluster.PRIMARIES)
+        return sum(int(v["total_commands_processed"]) for v in per_node.values())
     info = await client.info("stats")
     return int(info["total_commands_processed"])
 

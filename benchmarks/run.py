@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import redis.asyncio as aioredis
 from rich.console import Console
 
 from accelerated.aio import wait_for
@@ -475,7 +474,7 @@ async def run_benchmark(
 ) -> tuple[dict[str, Any], list[metrics.RunMetrics]]:
     """The whole sweep; returns (config, runs) and writes the JSON/plot when asked."""
     console = console or Console()
-    admin_redis = aioredis.Redis.from_url(cfg.redis_url)
+    admin_redis = redis_client(cfg.redis_url, Settings(_env_file=None))  # (a cluster too)
     executor = None
     try:
         await admin_redis.ping()
