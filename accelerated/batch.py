@@ -2,8 +2,11 @@
 
 Exit status: 0 when every document finished (done, or needs OCR), 1 when any
 document failed (each listed with its error), 2 for usage or configuration errors,
-3 when Redis or Postgres is unavailable, 130 when interrupted (Ctrl-C: the documents
-in flight finish or go back to their streams; run the same command again).
+3 when Redis or Postgres is unavailable, 4 when the LLM token budget
+(``LLM_BUDGET_TOKENS``) ran out before some documents' calls (each listed as
+``budget_exhausted``; run again with a larger budget: no answered call is repeated),
+130 when interrupted (Ctrl-C: the documents in flight finish or go back to their
+streams; run the same command again).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from rich.table import Table
 from accelerated import cli, state
 from accelerated.batch_run import BatchOptions, BatchReport, run_batch
 from accelerated.cli import (
+    EXIT_BUDGET,
     EXIT_FAILED,
     EXIT_OK,
     CliContext,
@@ -43,7 +47,7 @@ DEFAULT_INPUT = Path(__file__).resolve().parent.parent / "examples" / "documents
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m accelerated.batch", description=__doc__)
-    p.add_argument("--project", required=True, help="project id (letters, digits, _ . -)")
+    p.add_argument("--project", help="project id (letters, digits, _ . -); required")
     p.add_argument(
         "--input",
         action="append",
@@ -75,8 +79,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="follow symlinks that lead outside the input folder (skipped by default)",
     )
+    p.add_argument(
+        "--show-config",
+        action="store_true",
+        help="print every setting, its resolved value and its source, then exit",
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
+    if args.show_config:
+        return args
+    if not args.project:
+        p.error("the following arguments are required: --project")
     if args.from_stage and not args.reprocess:
         p.error("--from needs --reprocess")
     if args.input is None and not args.reprocess:
@@ -106,36 +119,68 @@ def _s3(inputs: list[Path | str] | None) -> list[str]:
     return [i for i in inputs or [] if isinstance(i, str)]
 
 
+def summary_rows(report: BatchReport) -> list[tuple[str, str, str]]:
+    """(label, key, value) per figure: the table and the line print the same numbers.
+
+    The LLM figures are the run's, from the project's counters in Redis, which every
+    worker adds to (so they are right however many processes made the calls)."""
+    out = [
+        ("documents", "documents", str(report.total)),
+        ("done", "done", str(report.done)),
+        ("needs OCR", "needs_ocr", str(report.needs_ocr)),
+        ("budget exhausted", "budget_exhausted", str(len(report.budget_exhausted))),
+        ("failed", "failed", str(len(report.failed))),
+        ("skipped files", "skipped", str(report.skipped_files)),
+        ("chunks", "chunks", str(report.chunks)),
+        ("entity mentions", "mentions", str(report.mentions)),
+        ("canonical entities", "canonical_entities", str(report.canonicals)),
+        ("relationships", "relationships", str(report.relationships)),
+    ]
+    if report.structured or report.structured_errors:
+        out += [
+            ("document fields", "structured", str(report.structured)),
+            ("document fields failed", "structured_errors", str(report.structured_errors)),
+        ]
+    if report.resolution is not None:
+        r = report.resolution
+        out += [
+            ("merge candidates", "merge_candidates", str(r.candidates)),
+            ("merge pairs asked", "merge_asked", str(r.asked)),
+            ("merge pairs undecided", "merge_undecided", str(r.undecided)),
+            ("canonical aliases", "aliases", str(report.aliases)),
+        ]
+    if report.llm is not None:
+        u = report.llm
+        out += [
+            ("LLM calls", "llm_calls", str(u.calls)),
+            ("LLM cache hits", "llm_cache_hits", str(u.cache_hits)),
+            ("LLM tokens in", "llm_tokens_in", str(u.tokens_in)),
+            ("LLM tokens out", "llm_tokens_out", str(u.tokens_out)),
+            ("LLM cost USD (est.)", "llm_cost_usd", f"{u.cost_usd:.4f}"),
+            ("LLM limiter wait s", "llm_wait_s", f"{u.wait_s:.2f}"),
+            ("LLM 429s", "llm_429s", str(u.rate_limited)),
+        ]
+    out += [
+        ("elapsed s", "elapsed_s", f"{report.elapsed_s:.2f}"),
+        ("documents / s", "docs_per_s", f"{report.docs_per_s:.1f}"),
+    ]
+    return out
+
+
 def summary_table(report: BatchReport) -> Table:
     """One row per figure: readable at any terminal width, and in CI logs."""
     t = Table(title=f"project {report.project} ({report.path} path)")
     t.add_column("")
     t.add_column("", justify="right")
-    for label, value in (
-        ("documents", report.total),
-        ("done", report.done),
-        ("needs OCR", report.needs_ocr),
-        ("failed", len(report.failed)),
-        ("skipped files", report.skipped_files),
-        ("chunks", report.chunks),
-        ("entity mentions", report.mentions),
-        ("canonical entities", report.canonicals),
-        ("relationships", report.relationships),
-        ("elapsed s", f"{report.elapsed_s:.2f}"),
-        ("documents / s", f"{report.docs_per_s:.1f}"),
-    ):
-        t.add_row(label, str(value))
+    for label, _key, value in summary_rows(report):
+        t.add_row(label, value)
     return t
 
 
 def summary_line(report: BatchReport) -> str:
     """The same numbers on one greppable line (logs are rarely as wide as a terminal)."""
-    return (
-        f"summary: path={report.path} documents={report.total} done={report.done} "
-        f"needs_ocr={report.needs_ocr} failed={len(report.failed)} chunks={report.chunks} "
-        f"mentions={report.mentions} canonical_entities={report.canonicals} "
-        f"relationships={report.relationships} elapsed_s={report.elapsed_s:.2f} "
-        f"docs_per_s={report.docs_per_s:.1f}"
+    return f"summary: path={report.path} " + " ".join(
+        f"{key}={value}" for _label, key, value in summary_rows(report)
     )
 
 
@@ -255,15 +300,30 @@ async def amain(args: argparse.Namespace, console: Console, ctx: CliContext) -> 
         console.print(_listing("skipped files", todo.skipped))
     if todo.needs_ocr:
         console.print(_listing("needs OCR", todo.needs_ocr))
+    if report.resolution is not None and not report.resolution.complete:
+        console.print(
+            f"resolution incomplete: {report.resolution.undecided} pair(s) undecided "
+            f"({report.resolution.note or 'see the log'}); the next run asks them"
+        )
+    if report.budget_exhausted:
+        console.print(_listing("LLM budget exhausted", report.budget_exhausted))
     if todo.failed:
         console.print(_listing("failed documents", todo.failed, "error"))
         return EXIT_FAILED
+    if report.budget_exhausted:
+        console.print(
+            f"{len(report.budget_exhausted)} document(s) wait for a re-run with a larger "
+            "LLM_BUDGET_TOKENS (answered calls come from the cache)"
+        )
+        return EXIT_BUDGET
     return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     setup_output(args.verbose)
+    if args.show_config:
+        sys.exit(_show_config())
     console = Console(stderr=False)
     tune_gc()
 
@@ -272,6 +332,16 @@ def main(argv: list[str] | None = None) -> None:
             console.print(part, style="yellow", markup=False, highlight=False, soft_wrap=True)
 
     sys.exit(cli.run(lambda ctx: amain(args, console, ctx), say=say))
+
+
+def _show_config() -> int:
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        for line in str(exc).splitlines():
+            print(f"configuration error: {line}", file=sys.stderr)
+        return cli.EXIT_USAGE
+    return cli.show_config(settings, print)
 
 
 if __name__ == "__main__":

@@ -18,11 +18,14 @@ from pathlib import Path
 from typing import TypeVar
 
 from accelerated import fingerprint, pipeline, s3_intake, state
+from accelerated.backends import Resolution, llm_models
 from accelerated.boundary import map_driver_errors, translated
 from accelerated.errors import BackendUnavailable, BatchFailed, ConfigError
 from accelerated.intake import discover, fingerprint_all, new_generation
+from accelerated.llm.usage import LlmUsage, read_usage, start_run
 from accelerated.models import SourceRef
 from accelerated.pipeline import PIPELINE
+from accelerated.resolution import resolve_project
 from accelerated.runtime import Runtime
 from accelerated.s3 import is_s3
 from accelerated.settings import Settings
@@ -70,6 +73,15 @@ class BatchReport:
     elapsed_s: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
     stage_compute_s: float = 0.0
+    # LLM_BUDGET_TOKENS spent before their calls were made: neither done nor failed;
+    # a re-run with a larger budget finishes them (source_key -> the reason).
+    budget_exhausted: dict[str, str] = field(default_factory=dict)
+    structured: int = 0  # documents with document fields (STRUCTURED_EXTRACTION)
+    structured_errors: int = 0  # documents whose fields the model failed to give
+    # The run's LLM figures, counted in Redis by every worker (None: no LLM backend).
+    llm: LlmUsage | None = None
+    resolution: Resolution | None = None  # RESOLUTION's end-of-batch step
+    aliases: int = 0  # the project's canonical aliases after it
 
     @property
     def docs_per_s(self) -> float:
@@ -157,6 +169,8 @@ async def _plan(
     ]
     if opts.from_stage is not None and opts.from_stage not in pipeline.STAGE_NAMES:
         raise ConfigError(f"--from must be one of {', '.join(pipeline.STAGE_NAMES)}")
+    if opts.from_stage is not None and not pipeline.stage(opts.from_stage).enabled(rt.settings):
+        raise ConfigError(f"--from {opts.from_stage}: that stage is off in these settings")
     # Rows of finished documents with unchanged content are left alone here.
     previous = await register_documents(rt.pool, candidates)
     finished_states = _FINISHED if not pipeline.stage("ocr").enabled(rt.settings) else _DONE
@@ -239,7 +253,7 @@ async def _reprocess_starts(
         path = [
             (st, have[i] == want[st.name] and bool(exists[i]))
             for i, st in enumerate(PIPELINE)
-            if st.main or have[i] is not None
+            if pipeline.on_path(st, rt.settings, have[i] is not None)
         ]
         current = [ok for _st, ok in path]
         start: str | None
@@ -275,6 +289,11 @@ async def run_batch(
     await watch.retrying(rt.transport.setup)
     refs, waiting, to_queue, report = await watch.retrying(lambda: _plan(rt, opts))
     by_id = {str(r.document_id): r for r in waiting}
+    models = llm_models(rt.backends_)
+    if models and rt.redis is not None:
+        # The run's LLM counters and token budget start from zero (accelerated.llm.usage).
+        redis = rt.redis
+        await watch.retrying(lambda: start_run(redis, rt.keys, opts.project, models))
 
     stop = asyncio.Event()
     # The engine (and its writer) start before intake, so backpressure can drain.
@@ -323,8 +342,15 @@ async def run_batch(
         if marker is not None and rt.redis is not None:
             with contextlib.suppress(BackendUnavailable), map_driver_errors():
                 await rt.redis.delete(marker)
+    if rt.backends_.resolver is not None:
+        resolved = await watch.retrying(lambda: resolve_project(rt, opts.project))
+        if resolved is not None:
+            report.resolution, report.aliases = resolved
     report.elapsed_s = time.perf_counter() - t0
     await watch.retrying(lambda: _summarise(rt, opts.project, refs, waiting, report))
+    if models and rt.redis is not None:
+        redis = rt.redis
+        report.llm = await watch.retrying(lambda: read_usage(redis, rt.keys, opts.project))
     return report
 
 
@@ -450,7 +476,10 @@ async def _summarise(
     ids = [r.document_id for r in refs]
     async with rt.pool.acquire() as conn:
         rows = await conn.fetch(
-            "SELECT source_key, status, error FROM documents WHERE id = ANY($1::uuid[])", ids
+            "SELECT source_key, status, error, metadata ? 'structured' AS fields, "
+            "metadata ? 'structured_error' AS fields_error "
+            "FROM documents WHERE id = ANY($1::uuid[])",
+            ids,
         )
         counts = await conn.fetchrow(
             """SELECT
@@ -470,6 +499,10 @@ async def _summarise(
             report.needs_ocr += 1
         elif row["status"] == state.FAILED:
             report.failed[row["source_key"]] = row["error"] or "failed"
+        elif row["status"] == state.BUDGET_EXHAUSTED:
+            report.budget_exhausted[row["source_key"]] = row["error"] or "LLM budget spent"
+        report.structured += bool(row["fields"])
+        report.structured_errors += bool(row["fields_error"])
     report.chunks, report.mentions = counts["chunks"], counts["mentions"]
     report.canonicals, report.relationships = counts["canonicals"], counts["rels"]
     lat = await rt.transport.latencies(waited)

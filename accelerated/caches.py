@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import msgspec
 
 from accelerated import pipeline
-from accelerated.backends import OcrText
+from accelerated.backends import OcrText, Segment
 from accelerated.boundary import map_driver_errors
 from accelerated.cluster import RedisClient, mget
 from accelerated.codec import Codec
@@ -71,6 +71,33 @@ class RedisChunkCache:
 
 
 _OCR_PAGES = msgspec.json.Decoder(dict[int, OcrText])
+_SEGMENTS = msgspec.json.Decoder(list[Segment])
+
+
+class RedisTranscriptCache:
+    """``cache:transcript:<transcriber version>:<sha256>``: a recording is transcribed
+    once, whatever its name, project or host (as OCR is, by the scan's sha256)."""
+
+    def __init__(self, redis: RedisClient, keys: Keys, codec: Codec, ttl_s: int) -> None:
+        self._redis, self._keys, self._codec, self._ttl = redis, keys, codec, ttl_s
+
+    async def get(self, version: str, sha256: str) -> list[Segment] | None:
+        with map_driver_errors():
+            raw = await self._redis.get(self._keys.transcript_cache(version, sha256))
+        if raw is None:
+            return None
+        try:
+            return _SEGMENTS.decode(self._codec.decompress(bytes(raw)))  # type: ignore[arg-type]
+        except (CodecError, msgspec.DecodeError, msgspec.ValidationError):
+            return None  # a corrupt entry is a miss
+
+    async def put(self, version: str, sha256: str, segments: list[Segment]) -> None:
+        with map_driver_errors():
+            await self._redis.set(
+                self._keys.transcript_cache(version, sha256),
+                self._codec.encode(segments),
+                ex=self._ttl,
+            )
 
 
 class RedisOcrCache:

@@ -55,6 +55,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1  # some documents failed (each listed)
 EXIT_USAGE = 2  # usage or configuration error
 EXIT_UNAVAILABLE = 3  # Redis or Postgres unavailable past the limit
+EXIT_BUDGET = 4  # LLM_BUDGET_TOKENS spent: some documents wait for a re-run (each listed)
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell convention
 EXIT_GRACE_S = 10.0  # how long tasks left over at exit may take to end once cancelled
 
@@ -105,7 +106,7 @@ def _accepts(field_name: str) -> str | None:
         low = getattr(meta, "ge", low)
         high = getattr(meta, "le", high)
     low = MIN_VALUES.get(field_name, low)
-    base = args[0] if len(args) == 1 else ann  # Optional[int] -> int
+    base = args[0] if len(args) == 1 else ann  # int | None reads as int
     kind = "an integer" if base is int else "a number" if base is float else None
     if kind is None:
         return None
@@ -158,6 +159,7 @@ def validate_startup(settings: Settings) -> Backends:
         problems += _url_problems("DATABASE_URL", settings.database_url)
     if problems:
         raise ConfigError("\n".join(problems))
+    check_deployment(settings)
     backends = resolve_backends(settings)
     if settings.spill and settings.spill_url:
         _check_spill_bucket(settings, settings.spill_url)
@@ -174,6 +176,35 @@ def _check_spill_bucket(settings: Settings, url: str) -> None:
     except ConfigError as exc:
         text = str(exc)
         raise ConfigError(text if text.startswith("SPILL_URL") else f"SPILL_URL: {text}") from None
+
+
+def check_deployment(settings: Settings) -> None:
+    """Combinations no backend can catch on its own: stage 3 is the GPU host, and a
+    GPU host without a GPU would run for hours at CPU speed before anyone noticed."""
+    if settings.deployment_stage == 3 and not settings.allow_cpu:
+        from accelerated.devices import gpu_available
+
+        if not gpu_available():
+            raise ConfigError(
+                "DEPLOYMENT_STAGE=3 (the GPU host) but no CUDA device is visible "
+                "(torch.cuda.is_available() is False); run on a GPU host, choose stage 2, "
+                "or set ALLOW_CPU=1 to run on the CPU"
+            )
+
+
+def show_config(settings: Settings, out: Say) -> int:
+    """``--show-config``: the resolved settings and their sources, then the start-up
+    checks that need no connection; exit 2 when they fail."""
+    from accelerated.config_report import explain, render
+
+    out(render(explain(settings)))
+    try:
+        check_deployment(settings)
+    except ConfigError as exc:
+        for line in str(exc).splitlines():
+            out(f"configuration error: {line}")
+        return EXIT_USAGE
+    return EXIT_OK
 
 
 def _url_problems(var: str, url: str) -> list[str]:

@@ -5,8 +5,14 @@ runs the stage with bounded concurrency and a time limit, and hands the output o
 through the path's ``Handoff`` to wherever the stage's route says. Failures are
 sorted by what another attempt can do (``errors.is_retryable``):
 
+* a document handed to an outside service that answers later (``Parked``): acked and
+  filed in the service's waiting room; whoever finishes the work sends it back
+  (``accelerated/parking.py``), so no slot is held while it waits;
 * bad input (``DocumentError``) and deterministic failures (a value over a cap, data
   a server rejects): recorded against the document at once, never retried;
+* the run's LLM token budget spent (``BudgetExhausted``): the document ends as
+  ``budget_exhausted``, with the reason, neither failed nor dead-lettered (a re-run
+  with a larger budget takes it up);
 * transient errors and time-outs: retried with backoff, then dead-lettered;
 * Redis or Postgres unreachable or full: nothing is counted against the document;
   the message is held and tried again, with backoff, once the server answers;
@@ -43,6 +49,7 @@ from accelerated.boundary import describe
 from accelerated.cpu import CpuPool
 from accelerated.errors import (
     BackendUnavailable,
+    BudgetExhausted,
     DocumentError,
     StageTimeout,
     StreamsMissing,
@@ -50,7 +57,9 @@ from accelerated.errors import (
 )
 from accelerated.handoff import Handoff, MissingInput
 from accelerated.models import SourceRef
+from accelerated.parking import Parked
 from accelerated.pipeline import FIRST, PIPELINE, Finish, StageFn
+from accelerated.scope import project_scope
 from accelerated.settings import Settings
 from accelerated.stages import StageContext
 from accelerated.transport import Message, Transport
@@ -72,8 +81,10 @@ class EngineStats:
     compute_s: float = 0.0
     unhandled: int = 0  # a count, not a list: a worker runs for months
     timeouts: int = 0
+    budget_exhausted: int = 0  # documents ended because LLM_BUDGET_TOKENS was spent
     restarts: int = 0  # supervised loops / background tasks restarted after a failure
     given_back: int = 0  # in-flight messages left pending at shutdown
+    parked: int = 0  # documents handed to an outside service to wait in its room
 
 
 class _Held(Exception):
@@ -412,8 +423,19 @@ class Engine:
                 return
             MESSAGES.labels(stage, "ok").inc()
             self.stats.processed += 1
+        except Parked as parked:
+            # The slot is free as soon as the document is in the waiting room.
+            outcome = await self.transport.park(msg, parked)
+            if outcome == 1:
+                self.stats.parked += 1
+                log.info("%s %s parked: %s", stage, ref.document_id, parked.reason)
+            MESSAGES.labels(stage, "parked" if outcome == 1 else "unparked").inc()
         except DocumentError as exc:
             await self._fail(msg, f"{stage}: {exc}")
+        except BudgetExhausted as exc:
+            MESSAGES.labels(stage, "budget_exhausted").inc()
+            self.stats.budget_exhausted += 1
+            await self.handoff.fail(msg, f"{stage}: {exc}", state.BUDGET_EXHAUSTED)
         except MissingInput as exc:
             log.warning("%s; restarting %s from %s", exc, ref.document_id, FIRST)
             await self.transport.advance(msg, FIRST, {state.STAGE: FIRST})
@@ -427,8 +449,11 @@ class Engine:
         limit = self.limits[stage]
         t0 = time.thread_time()
         try:
+            # The project scope: backends that count per project (LLM usage, the run's
+            # token budget) read it (accelerated.scope).
             async with asyncio.timeout(limit) as cm:
-                output = await self.stages[stage](inp, ctx)
+                with project_scope(ctx.project):
+                    output = await self.stages[stage](inp, ctx)
         except TimeoutError:
             if not cm.expired():
                 raise  # a time-out inside the stage (a client's own), not our limit

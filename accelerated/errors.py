@@ -18,7 +18,8 @@ The hierarchy, and what the engine and the CLIs do with each::
     │   │   ├── BackendFull          Redis is at ``maxmemory``: backed off, retried
     │   │   └── StreamsMissing       Redis restarted empty: groups recreated, work re-queued
     │   └── BackendRejected          the server refused this call or its data: not retried
-    │       └── BudgetExhausted      LLM_BUDGET_TOKENS spent: no new LLM call this run
+    │       ├── BudgetExhausted      LLM_BUDGET_TOKENS spent: the document ends budget_exhausted
+    │       └── InvalidOutput        a model's reply does not match its schema (after a repair)
     └── BatchFailed                  drain mode finished but some documents failed (exit 1)
 
 ``retryable`` says whether running the same attempt again can help; the engine retries
@@ -109,6 +110,13 @@ class BudgetExhausted(BackendRejected):
     """The run's LLM token budget (``LLM_BUDGET_TOKENS``) is spent: no new call is made.
 
     Not retried within the run; a re-run with a larger budget picks the work up."""
+
+
+class InvalidOutput(BackendRejected):
+    """A model's output does not match its schema, after the one repair attempt.
+
+    Stages catch this class (not the LLM package's subclass) when an invalid answer
+    should be recorded rather than fail the document (structured extraction)."""
 
 
 class BatchFailed(PipelineError):

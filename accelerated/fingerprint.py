@@ -33,6 +33,6 @@ def fingerprints(ref: SourceRef, params: dict[str, str]) -> dict[str, str]:
         raw = f"{prev}|{st.name}|{st.version}|{params.get(st.name, '')}"
         h = hashlib.sha256(raw.encode()).hexdigest()[:32]
         out[st.name] = h
-        if st.main:  # a branch stage does not change what the main line is chained from
+        if st.main and st.chains:  # a branch or side stage: the main line is not chained
             prev = h
     return out

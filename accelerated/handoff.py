@@ -58,7 +58,9 @@ class Handoff(Protocol):
         """Store the output and move the document on; False if it went stale."""
         ...
 
-    async def fail(self, msg: Message, error: str) -> None: ...
+    async def fail(self, msg: Message, error: str, status: str = state.FAILED) -> None:
+        """End the document in ``status`` (failed, or budget_exhausted) with ``error``."""
+        ...
 
 
 class AcceleratedHandoff:
@@ -87,6 +89,8 @@ class AcceleratedHandoff:
         self._recent_bytes = 0
         self._budget = settings.handoff_memo_bytes
         self._max_age = settings.handoff_memo_s
+        # Whether documents go through ``structure``: its fields go into the documents row.
+        self._structured = pipeline.stage("structure").enabled(settings)
         self.memo_hits = 0
         self.memo_misses = 0
 
@@ -189,17 +193,25 @@ class AcceleratedHandoff:
         if isinstance(output, Extracted):  # finished before clean (needs OCR)
             intent = intent_for_document(ref, output, None, None, None, final_status, None)
         else:
-            extracted, cleaned, chunked, resolved = await self._outputs(
-                ref, ("ocr", "clean", "chunks", "canonical")
-            )
+            names = ("ocr", "clean", "chunks", "canonical")
+            got = await self._outputs(ref, (*names, "structured") if self._structured else names)
+            extracted, cleaned, chunked, resolved = got[:4]
             intent = intent_for_document(
-                ref, extracted, cleaned, resolved, output, final_status, None, chunked=chunked
+                ref,
+                extracted,
+                cleaned,
+                resolved,
+                output,
+                final_status,
+                None,
+                chunked=chunked,
+                structured=got[4] if self._structured else None,
             )
         fields = {**fields, state.STATUS: state.PERSISTING}
         return await self._finish(msg, fields, replace(writes, intent=self._entry(intent)))
 
-    async def fail(self, msg: Message, error: str) -> None:
-        intent = intent_for_document(msg.ref, None, None, None, None, state.FAILED, error)
+    async def fail(self, msg: Message, error: str, status: str = state.FAILED) -> None:
+        intent = intent_for_document(msg.ref, None, None, None, None, status, error)
         fields: dict[str, str | float] = {state.STATUS: state.PERSISTING, state.ERROR: error}
         await self._finish(msg, fields, Writes(intent=self._entry(intent)))
 
@@ -250,6 +262,9 @@ class TraditionalHandoff:
             terminal = (final_status, None)
         return await self.transport.advance(msg, next_stage, fields, terminal)
 
-    async def fail(self, msg: Message, error: str) -> None:
-        await self.store.mark_status(msg.ref, state.FAILED, error)
-        await self.transport.advance(msg, None, {state.ERROR: error}, (state.FAILED, error))
+    async def fail(self, msg: Message, error: str, status: str = state.FAILED) -> None:
+        await self.store.mark_status(msg.ref, status, error)
+        # Only a failure goes into the project's failed hash (the transport records the
+        # terminal error there); another terminal status keeps its reason in the state.
+        terminal = (status, error if status == state.FAILED else None)
+        await self.transport.advance(msg, None, {state.ERROR: error}, terminal)

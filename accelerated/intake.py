@@ -24,6 +24,7 @@ from accelerated.models import SourceRef
 DOCUMENT_EXTENSIONS = frozenset(
     {".pdf", ".docx", ".doc", ".wpd", ".wp", ".wp5", ".wp6", ".rtf"}
     | {".txt", ".htm", ".html", ".eml", ".json", ".xml"}
+    | {".wav", ".mp3", ".m4a", ".flac", ".ogg"}  # recordings: transcribed
 )
 _HEAD_BYTES = 4096
 

@@ -118,11 +118,34 @@ class Keys:
             raise ValueError(f"unsafe OCR engine version {version!r}")
         return f"{self.prefix}:cache:ocr:{version}:{_hex(sha256)}"
 
+    def transcript_cache(self, version: str, sha256: str) -> str:
+        """Transcript segments by transcriber version (engine, model, options) and the
+        audio file's sha256."""
+        if not re.fullmatch(r"[A-Za-z0-9_.@+-]{1,160}", version):
+            raise ValueError(f"unsafe transcriber version {version!r}")
+        return f"{self.prefix}:cache:transcript:{version}:{_hex(sha256)}"
+
     def entity_cache(self, version: str, sha256: str) -> str:
         return f"{self.prefix}:cache:entities:{version}:{_hex(sha256)}"
 
     def llm_cache(self, model: str, sha256: str) -> str:
         return f"{self.prefix}:cache:llm:{model}:{_hex(sha256)}"
+
+    # Asynchronous OCR jobs (accelerated/ocr/jobs.py) ---------------------------
+    # One service's job records and its poll schedule share the ``{ocr:<service>}`` hash
+    # tag, so the poller's scripts touch keys of one cluster slot (plus the stream).
+    def ocr_job(self, service: str, sha256: str) -> str:
+        """Hash: one service job for one file content (job id, status, attempts, and the
+        documents parked on it); with a TTL."""
+        return f"{self.prefix}:ocr-job:{{ocr:{_name(service)}}}:{_hex(sha256)}"
+
+    def ocr_jobs(self, service: str) -> str:
+        """Sorted set: sha256 of every job in flight -> when to poll it next (epoch ms)."""
+        return f"{self.prefix}:ocr-jobs:{{ocr:{_name(service)}}}"
+
+    def ocr_poller_lock(self, service: str) -> str:
+        """The redis-py ``Lock`` whose holder is the deployment's one poller of ``service``."""
+        return self.lock(f"ocr-poller:{_name(service)}")
 
     # Per project ----------------------------------------------------------------
     def canonical(self, project: str) -> str:
@@ -141,6 +164,16 @@ class Keys:
         """Hash doc id -> error of the project's failed documents of ``shard``."""
         n = self._shard_arg(shard, "failed")
         return f"{self.prefix}:{self._tags[n]}:project:{validate_project(project)}:failed"
+
+    def llm_usage(self, project: str) -> str:
+        """Hash of the project's LLM counters (calls, cache hits, tokens, cost, limiter
+        wait): every worker adds to it, the batch summary reads it; reset per run."""
+        return f"{self.prefix}:project:{{{validate_project(project)}}}:llm"
+
+    def llm_merges(self, project: str) -> str:
+        """Hash "<id>:<id>" (the pair's ids sorted) -> the LLM's merge decision, so a
+        pair of canonical entities is adjudicated once whatever order they came in."""
+        return f"{self.prefix}:project:{{{validate_project(project)}}}:llm:merges"
 
     def run_marker(self, project: str, token: str) -> str:
         """Set for as long as a batch runs (no TTL): gone means Redis lost its data."""
@@ -228,3 +261,9 @@ def _hex(sha256: str) -> str:
     if not isinstance(sha256, str) or not _SHA256_HEX.fullmatch(sha256):
         raise ValueError(f"not a lower-case sha256 hex digest: {sha256!r}")
     return sha256
+
+
+def _name(name: str) -> str:
+    if not re.fullmatch(r"[a-z0-9_-]{1,32}", name):
+        raise ValueError(f"unsafe service name {name!r}")
+    return name

@@ -38,8 +38,10 @@ FORMATS: Final = (
     "doc",
     "wpd",
     "rtf",
+    "audio",
     "unknown",
 )
+AUDIO: Final = "audio"  # .wav .mp3 .m4a .flac .ogg: text from the transcribe stage
 
 
 class SourceRef(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -83,6 +85,42 @@ class Cleaned(msgspec.Struct, kw_only=True):
     text: str
     pages: list[Page]
     category: str
+
+
+class Party(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    role: str | None = None  # plaintiff, defendant, petitioner, appellee ... as stated
+
+
+class Counsel(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    firm: str | None = None
+    represents: str | None = None  # the party, as the document names it
+
+
+class DocumentFields(msgspec.Struct, frozen=True, kw_only=True):
+    """Document-level fields (``STRUCTURED_EXTRACTION``); stored in ``documents.metadata``
+    under ``structured``. ``filing_date`` is ISO ``YYYY-MM-DD``."""
+
+    caption: str | None = None
+    court: str | None = None
+    docket_numbers: list[str] = msgspec.field(default_factory=list)
+    filing_date: str | None = None
+    document_type: str | None = None
+    parties: list[Party] = msgspec.field(default_factory=list)
+    judges: list[str] = msgspec.field(default_factory=list)
+    counsel: list[Counsel] = msgspec.field(default_factory=list)
+
+
+class Structured(msgspec.Struct, kw_only=True):
+    """Output of ``structure``: the fields, or why there are none (``error``, recorded
+    against the document in ``documents.metadata.structured_error``; the document goes
+    on). ``extractor`` is the extractor's version."""
+
+    document_id: uuid.UUID
+    extractor: str
+    fields: DocumentFields | None = None
+    error: str | None = None
 
 
 class Chunk(msgspec.Struct, frozen=True, kw_only=True, gc=False):

@@ -20,7 +20,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from accelerated import state
-from accelerated.models import Chunked, Cleaned, Extracted, Mentions, Related, Resolved
+from accelerated.models import (
+    AUDIO,
+    Chunked,
+    Cleaned,
+    Extracted,
+    Mentions,
+    Related,
+    Resolved,
+    Structured,
+)
 
 if TYPE_CHECKING:
     from accelerated.backends import Backends
@@ -81,6 +90,7 @@ class Stage:
     # no OCR backend configured): a route to a stage ``enabled`` says no falls back.
     fallback: Mapping[str, Route] = field(default_factory=dict)
     enabled: Callable[[Settings], bool] = lambda _s: True
+    chains: bool = True
 
     def resolve(self) -> StageFn:
         return _import(self.run)
@@ -113,8 +123,14 @@ def _ocr_params(_settings: Settings, backends: Backends) -> str:
     return backends.ocr.version if backends.ocr is not None else "none"
 
 
+def _transcribe_params(_settings: Settings, backends: Backends) -> str:
+    return backends.transcriber.version if backends.transcriber is not None else "none"
+
+
 def _extract_outcome(output: Any) -> str:
     if isinstance(output, Extracted):
+        if output.format == AUDIO:
+            return "audio"  # a recording: its text comes from the transcriber
         if output.needs_ocr:
             return "needs_ocr"  # no text layer at all
         if output.metadata.get("ocr_pages"):
@@ -124,6 +140,14 @@ def _extract_outcome(output: Any) -> str:
 
 def _ocr_enabled(settings: Settings) -> bool:
     return settings.ocr_backend != "none"
+
+
+def _structured_enabled(settings: Settings) -> bool:
+    return settings.structured_extraction != "none"
+
+
+def _structured_params(_settings: Settings, backends: Backends) -> str:
+    return backends.structured.version if backends.structured is not None else "none"
 
 
 PIPELINE: Final[tuple[Stage, ...]] = (
@@ -137,7 +161,7 @@ PIPELINE: Final[tuple[Stage, ...]] = (
         # (they failed before; as e-mail attachments they were left out of done mails).
         version="3",
         outcome=_extract_outcome,
-        routes={OK: "clean", "needs_ocr": "ocr", "partly_scanned": "ocr"},
+        routes={OK: "clean", "needs_ocr": "ocr", "partly_scanned": "ocr", "audio": "transcribe"},
         # Without an OCR engine: a scan waits for one; a mixed PDF goes on with its text.
         fallback={"needs_ocr": Finish(state.NEEDS_OCR), "partly_scanned": "clean"},
         time_limit_s=300.0,
@@ -156,14 +180,40 @@ PIPELINE: Final[tuple[Stage, ...]] = (
         enabled=_ocr_enabled,
     ),
     Stage(
+        name="transcribe",
+        run="accelerated.stages.transcribe:run",
+        output_type=Extracted,
+        output_key="ocr",  # replaces extract's placeholder, as ocr does
+        input_key="ocr",
+        version="1",
+        routes={OK: "clean"},
+        params=_transcribe_params,
+        time_limit_s=3600.0,  # an hour of audio on a CPU
+        main=False,
+    ),
+    Stage(
         name="clean",
         run="accelerated.stages.clean:run",
         output_type=Cleaned,
         output_key="clean",
         input_key="ocr",
         version="1",
-        routes={OK: "chunk"},
+        routes={OK: "structure"},
+        fallback={OK: "chunk"},  # STRUCTURED_EXTRACTION=none
         time_limit_s=120.0,
+    ),
+    Stage(
+        name="structure",
+        run="accelerated.stages.structure:run",
+        output_type=Structured,
+        output_key="structured",
+        input_key="clean",  # the caption and first page, as clean left them
+        version="1",
+        routes={OK: "chunk"},
+        params=_structured_params,
+        time_limit_s=300.0,
+        enabled=_structured_enabled,
+        chains=False,  # nothing after it reads its output (only the documents row)
     ),
     Stage(
         name="chunk",
@@ -215,6 +265,12 @@ FIRST: Final = PIPELINE[0].name
 # Output key name -> the record type stored under it (one type per key).
 OUTPUT_TYPES: Final[Mapping[str, type[Any]]] = {s.output_key: s.output_type for s in PIPELINE}
 OUTPUT_KEYS: Final[tuple[str, ...]] = tuple(dict.fromkeys(s.output_key for s in PIPELINE))
+
+
+def on_path(st: Stage, settings: Settings, went_through: bool) -> bool:
+    """Whether a document's reprocess plan checks ``st``: a main stage while enabled, a
+    branch where the document went through it."""
+    return st.enabled(settings) if st.main else went_through
 
 
 def stage(name: str) -> Stage:

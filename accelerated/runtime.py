@@ -2,7 +2,8 @@
 
 Clients (Redis, the Postgres pool) are created by the CLI edge and passed in; this
 module only assembles, so tests and the benchmark build a runtime the same way the
-batch command and the worker do.
+batch command and the worker do. Backends that need a client (the LLM backends) get
+the runtime's own (``NeedsClients.bind``) and are closed by :meth:`Runtime.aclose`.
 """
 
 from __future__ import annotations
@@ -22,8 +23,20 @@ from typing import Any
 import asyncpg
 
 from accelerated import fingerprint
-from accelerated.backends import Backends, resolve_backends
-from accelerated.caches import RedisChunkCache, RedisExtractCache, RedisOcrCache
+from accelerated.backends import (
+    AsyncDocumentOcr,
+    BackendClients,
+    Backends,
+    NeedsClients,
+    ocr_mode,
+    resolve_backends,
+)
+from accelerated.caches import (
+    RedisChunkCache,
+    RedisExtractCache,
+    RedisOcrCache,
+    RedisTranscriptCache,
+)
 from accelerated.canonical import PassThroughCanonicalRegistry, RedisCanonicalRegistry
 from accelerated.cluster import RedisClient
 from accelerated.codec import Codec
@@ -32,6 +45,7 @@ from accelerated.engine import Engine
 from accelerated.handoff import AcceleratedHandoff, Handoff, TraditionalHandoff
 from accelerated.keys import Keys
 from accelerated.models import SourceRef
+from accelerated.ocr.jobs import RedisOcrJobs
 from accelerated.pipeline import StageFn
 from accelerated.settings import Settings
 from accelerated.shards import default_shards
@@ -86,13 +100,19 @@ class Runtime:
     extract_cache: RedisExtractCache | None = None
     chunk_cache: RedisChunkCache | None = None
     ocr_cache: RedisOcrCache | None = None
+    transcript_cache: RedisTranscriptCache | None = None
     writer: WriteBehindWriter | None = None
+    ocr_jobs: RedisOcrJobs | None = None  # an asynchronous OCR service's jobs and poller
     backends: Backends | None = None  # None: built from settings on first use
     stage_overrides: dict[str, StageFn] = field(default_factory=dict)  # tests, experiments
 
     def __post_init__(self) -> None:
         if self.backends is None:
             self.backends = resolve_backends(self.settings)
+        clients = BackendClients(self.redis, self.keys, caches=self.accelerated)
+        for component in self.backends.components():
+            if isinstance(component, NeedsClients):
+                component.bind(clients)
 
     @property
     def accelerated(self) -> bool:
@@ -107,6 +127,8 @@ class Runtime:
             extract_cache=self.extract_cache,
             chunk_cache=self.chunk_cache,
             ocr_cache=self.ocr_cache,
+            ocr_jobs=self.ocr_jobs,
+            transcript_cache=self.transcript_cache,
             executor=self.executor,
             source=ref,
             extras={"entity_backend": self.settings.entity_backend},
@@ -129,6 +151,8 @@ class Runtime:
         background: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = []
         if self.writer is not None:
             background.append(self.writer.run)
+        if self.ocr_jobs is not None:
+            background.append(self.ocr_jobs.poller.run)  # polls only while it leads
         return Engine(
             settings=self.settings,
             transport=self.transport,
@@ -143,10 +167,15 @@ class Runtime:
         if self.executor is not None:
             self.executor.shutdown(wait=True, cancel_futures=True)
 
+    async def aclose_backends(self) -> None:
+        """Release what the backends hold (an S3 client's pool, the LLM backends' HTTP
+        clients), on this loop; the executor stays (the benchmark shares it)."""
+        await self.backends_.aclose()
+
     async def aclose(self) -> None:
-        """:meth:`close`, and the connections the backends hold (an S3 client's)."""
+        """Shutdown: the backends, then the executor (the CLI edge calls it last)."""
         try:
-            await self.backends_.aclose()
+            await self.aclose_backends()
         finally:
             self.close()
 
@@ -170,6 +199,11 @@ def build_runtime(
         spill=make_spill(settings),
     )
     name = consumer or consumer_name()
+    resolved = backends or resolve_backends(settings)
+    ocr_jobs = None
+    if resolved.ocr is not None and ocr_mode(resolved.ocr) == "document" and redis is not None:
+        assert isinstance(resolved.ocr, AsyncDocumentOcr)
+        ocr_jobs = RedisOcrJobs(redis, keys, codec, resolved.ocr, settings, consumer=name)
     transport: Transport = (
         RedisTransport(redis, keys, name, settings.ttl_stage_s)
         if redis is not None
@@ -184,7 +218,8 @@ def build_runtime(
         "transport": transport,
         "executor": executor,
         "consumer": name,
-        "backends": backends or resolve_backends(settings),
+        "backends": resolved,
+        "ocr_jobs": ocr_jobs,
     }
     if redis is not None and settings.enable_redis_acceleration:
         memo = IntentMemo()  # the writer below takes what the handoff queues, undecoded
@@ -195,6 +230,7 @@ def build_runtime(
             extract_cache=RedisExtractCache(redis, keys, codec, settings.ttl_cache_s),
             chunk_cache=RedisChunkCache(redis, keys, settings.ttl_cache_s),
             ocr_cache=RedisOcrCache(redis, keys, codec, settings.ttl_cache_s),
+            transcript_cache=RedisTranscriptCache(redis, keys, codec, settings.ttl_cache_s),
             writer=WriteBehindWriter(redis, pool, keys, codec, settings, consumer=name, memo=memo),
         )
     return Runtime(

@@ -11,11 +11,22 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from accelerated.profiles import apply_profile
 
 _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+S3_URI_RE = re.compile(r"s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(.*))?")
 REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
 DATABASE_SCHEMES = ("postgresql", "postgres")
 
@@ -53,11 +64,29 @@ MIN_VALUES: dict[str, float] = {
     "llm_temperature": 0,
     "llm_concurrency": 1,
     "llm_timeout_s": 0.001,
+    "llm_window_margin_s": 0,
+    "structured_head_chars": 200,
+    "llm_resolution_min_score": 0,
+    "llm_resolution_max_pairs": 0,
     "legacy_timeout_s": 0.001,
     "s3_list_page_size": 1,
     "aws_max_attempts": 1,
     "aws_connect_timeout_s": 0.001,
     "aws_read_timeout_s": 0.001,
+    "textract_tps": 1,
+    "textract_poll_s": 0.01,
+    "textract_poll_max_s": 0.01,
+    "textract_lock_ttl_s": 0.5,
+    "textract_job_ttl_s": 60,
+    "textract_timeout_s": 1,
+    "transformers_max_length": 8,
+    "transformers_stride": 0,
+    "ner_batch_tokens": 64,
+    "ner_max_batch": 1,
+    "ner_max_wait_ms": 0,
+    "transcribe_beam_size": 1,
+    "transcribe_window_s": 30,
+    "transcribe_cpu_threads": 0,
 }
 S3_MAX_KEYS = 1000  # ListObjectsV2 returns at most this many keys a page
 
@@ -70,12 +99,16 @@ def url_scheme(url: str) -> str | None:
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+    _profile_fields: frozenset[str] = PrivateAttr(default_factory=frozenset)
 
     # Connections: unset means "start embedded servers under state_dir".
     redis_url: str | None = None
     database_url: str | None = None
     enable_redis_acceleration: bool = True
-    deployment_stage: int = Field(1, ge=1, le=3)  # 1 cloud LLMs, 2 local models, 3 GPU host
+    # Profiles of defaults (accelerated/profiles.py): 1 cloud APIs, 2 local models in
+    # Docker, 3 GPU host. Unset: the built-in defaults below.
+    deployment_stage: int | None = Field(None, ge=1, le=3)
+    allow_cpu: bool = False  # stage 3 (or a cuda device) may run without a GPU
     state_dir: Path = Path(".state")
 
     # Isolation: every Redis key starts with redis_prefix; every table lives in pg_schema.
@@ -118,7 +151,7 @@ class Settings(BaseSettings):
     max_deliveries: int = 3  # then the message goes to the stage's dead-letter stream
     cpu_pool: Literal["process", "thread"] = "process"  # where CPU-bound stage code runs
     cpu_workers: int = 0  # 0: one per core
-    entity_backend: str = "rules"  # rules | transformers | llm (later issues)
+    entity_backend: str = "rules"  # an ENTITY_BACKENDS name: rules, transformers, llm, ...
     # Backends, time limits, shutdown (see accelerated/backends.py, accelerated/pipeline.py).
     ocr_backend: str = "none"  # an OCR_ENGINES name; "none": scans end as needs_ocr
     # Legacy word processor files through external programs (accelerated/extractors/
@@ -176,11 +209,82 @@ class Settings(BaseSettings):
     llm_temperature: float = 0.0
     llm_concurrency: int = 8  # calls in flight per process
     llm_timeout_s: float = 60.0
+    # A call stays in the limiter's window this much longer than the minute: the time
+    # between its admission and its arrival at the server (a busy event loop, a new
+    # connection). The server's count holds while that delay is under the margin; the
+    # price is margin / (60 + margin) of the rate (1.6 % at 1 s).
+    llm_window_margin_s: float = 1.0
     # USD per million tokens, (prompt, completion), for the summary's cost estimate:
     # LLM_PRICES='{"gpt-4o-mini": [0.15, 0.6]}'. Models not listed cost 0.
     llm_prices: dict[str, tuple[float, float]] = Field(
         default_factory=lambda: {"gpt-4o-mini": (0.15, 0.6), "gpt-4o": (2.5, 10.0)}
     )
+    # Document-level fields (caption, court, dockets, filing date, type, parties, judges,
+    # counsel) into documents.metadata.structured: "none" or a STRUCTURED_EXTRACTORS name
+    # ("llm"). The prompt gets the head of the cleaned text: the first page, at least
+    # ~1,500 characters of it when the first page is shorter, at most this many.
+    structured_extraction: str = "none"
+    structured_head_chars: int = 6000
+    # Cross-document merging of the project's canonical entities at the end of every
+    # batch: "none" or a RESOLVERS name ("llm"). Candidate pairs: same type, rapidfuzz
+    # token_set_ratio >= the score below, at most max_pairs per batch (best first).
+    resolution: str = "none"
+    llm_resolution_min_score: int = 85
+    llm_resolution_max_pairs: int = 2000
+
+    # OCR_BACKEND=textract (accelerated/ocr/textract.py, jobs and poller: accelerated/ocr/jobs.py).
+    textract_endpoint_url: str | None = None  # e.g. the tests' local server
+    textract_staging: str | None = None  # s3://bucket/prefix: local files are uploaded here
+    textract_tps: int = 5  # Textract requests a second, every worker on every host together
+    textract_poll_s: float = 5.0  # first poll of a job this long after its start...
+    textract_poll_max_s: float = 60.0  # ...then doubling up to this between polls
+    textract_lock_ttl_s: float = 30.0  # poller leadership lapses this long after its holder died
+    textract_job_ttl_s: int = 7 * 24 * 3600  # job records (Textract keeps results 7 days)
+    textract_timeout_s: float = 6 * 3600  # a job still IN_PROGRESS after this fails its documents
+
+    # Transformers token classification (ENTITY_BACKEND=transformers / rules+transformers):
+    # a local directory or a hub name (offline with HF_HUB_OFFLINE=1, from the HF cache).
+    transformers_model: str | None = None
+    transformers_revision: str | None = None  # hub branch, tag or commit
+    transformers_device: Literal["auto", "cpu", "cuda"] = "auto"
+    transformers_max_length: int = 512  # tokens per window (capped by the model's own)
+    transformers_stride: int = 128  # tokens shared by consecutive windows of a long chunk
+    # The batcher that feeds the model from every document in flight in the process:
+    # padded tokens per forward pass, windows per pass, and how long a partial batch waits.
+    ner_batch_tokens: int = 16_384
+    ner_max_batch: int = 64
+    ner_max_wait_ms: float = 20.0
+
+    # Audio (.wav .mp3 .m4a .flac .ogg): "auto" is faster-whisper when TRANSCRIBE_MODEL is
+    # set, else none (audio files then fail with needs_transcription).
+    transcribe_backend: str = "auto"  # auto | none | a TRANSCRIBERS name
+    transcribe_model: str | None = None  # CTranslate2 Whisper directory (or an API model)
+    transcribe_device: Literal["auto", "cpu", "cuda"] = "auto"
+    transcribe_compute_type: str = "auto"  # auto: int8 on CPU, float16 on CUDA
+    transcribe_language: str | None = None  # None: detected per recording
+    transcribe_beam_size: int = 5
+    transcribe_window_s: float = 600.0  # audio decoded and transcribed this much at a time
+    transcribe_cpu_threads: int = 0  # 0: CTranslate2's default
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _deployment_profile(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        """Fill in the stage's defaults where nothing was given (accelerated/profiles.py)."""
+        filled: list[str] = []
+        if isinstance(data, dict):
+            data = dict(data)
+            if data.get("deployment_stage") == "":
+                data["deployment_stage"] = None  # compose's ${DEPLOYMENT_STAGE:-}
+            filled = apply_profile(data)
+        out = handler(data)
+        if isinstance(out, Settings):
+            out._profile_fields = frozenset(filled)
+        return out
+
+    @property
+    def profile_fields(self) -> frozenset[str]:
+        """The settings whose value came from the deployment stage's profile."""
+        return self._profile_fields
 
     @field_validator("plugins", mode="before")
     @classmethod
@@ -209,6 +313,15 @@ class Settings(BaseSettings):
             unknown = sorted(set(v) - set(STAGE_NAMES))
             if unknown:
                 raise ValueError(f"unknown stage(s) {unknown}; stages: {', '.join(STAGE_NAMES)}")
+        return v
+
+    @field_validator("textract_staging")
+    @classmethod
+    def _staging_is_s3(cls, v: str | None) -> str | None:
+        if v is not None and not S3_URI_RE.fullmatch(v):
+            raise ValueError(
+                "must be s3://bucket or s3://bucket/prefix (a bucket name: 3-63 of a-z 0-9 . -)"
+            )
         return v
 
     @field_validator("pg_schema")

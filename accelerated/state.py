@@ -36,6 +36,10 @@ PERSISTING: Final = "persisting"  # all stages ran; rows are queued to the write
 DONE: Final = "done"
 NEEDS_OCR: Final = "needs_ocr"  # scanned, no text layer: terminal until an OCR backend runs
 FAILED: Final = "failed"
+# The run's LLM token budget (LLM_BUDGET_TOKENS) was spent before this document's calls
+# were made: terminal for this run, not an error of the document; a re-run with a larger
+# budget takes it up again (the calls already answered come from the response cache).
+BUDGET_EXHAUSTED: Final = "budget_exhausted"
 
-STATUSES: Final = (QUEUED, RUNNING, PERSISTING, DONE, NEEDS_OCR, FAILED)
-TERMINAL: Final = frozenset({DONE, NEEDS_OCR, FAILED})
+STATUSES: Final = (QUEUED, RUNNING, PERSISTING, DONE, NEEDS_OCR, BUDGET_EXHAUSTED, FAILED)
+TERMINAL: Final = frozenset({DONE, NEEDS_OCR, BUDGET_EXHAUSTED, FAILED})

@@ -31,9 +31,10 @@ from accelerated import shards, state
 from accelerated.aio import wait_for
 from accelerated.boundary import map_driver_errors
 from accelerated.cluster import AnyPipeline, RedisClient
-from accelerated.errors import BackendUnavailable
+from accelerated.errors import BackendUnavailable, ConfigError
 from accelerated.keys import STAGES, Keys
 from accelerated.models import SourceRef
+from accelerated.parking import PARK_LUA, Parked, waiter_field
 
 _RUN_FIELDS: tuple[str, ...] = (
     state.ERROR,
@@ -111,6 +112,12 @@ class Transport(Protocol):
 
     async def retry(self, msg: Message, error: str) -> None: ...
 
+    async def park(self, msg: Message, parked: Parked) -> int:
+        """Ack the message and file its document in ``parked.room`` until woken, or,
+        when the room's work is over already, send it back to its stage (see
+        ``accelerated/parking.py``): 1 parked, 2 sent back, 0 not pending any more."""
+        ...
+
     async def dead_letter(self, msg: Message, error: str) -> None: ...
 
     async def enqueue(self, refs: Sequence[SourceRef], stage: str) -> None: ...
@@ -180,6 +187,7 @@ class RedisTransport:
         self.shards = keys.shards
         self.ttl_stage_s = ttl_stage_s
         self._advance = redis.register_script(ADVANCE_LUA)
+        self._park = redis.register_script(PARK_LUA)
 
     async def setup(self) -> None:
         """Record the shard layout, create every stage's stream and group of every shard
@@ -386,6 +394,17 @@ class RedisTransport:
         with map_driver_errors():
             await pipe.execute()
 
+    async def park(self, msg: Message, parked: Parked) -> int:
+        args: list[str | bytes] = [
+            self.keys.group(msg.stage),
+            msg.id,
+            waiter_field(msg.ref),
+            _ref_encoder.encode(msg.ref),
+            *parked.waiting,
+        ]
+        with map_driver_errors():
+            return int(await self._park(keys=[self.keys.stream(msg.stage), parked.room], args=args))
+
     async def dead_letter(self, msg: Message, error: str) -> None:
         with map_driver_errors():
             await self.redis.xadd(
@@ -556,6 +575,12 @@ class LocalTransport:
 
     async def retry(self, msg: Message, error: str) -> None:
         self._put(msg.stage, msg.ref, msg.attempts + 1)
+
+    async def park(self, msg: Message, parked: Parked) -> int:
+        raise ConfigError(
+            f"{parked.reason}: documents can wait on an outside service only through Redis "
+            "(set REDIS_URL)"
+        )
 
     async def dead_letter(self, msg: Message, error: str) -> None:
         return None

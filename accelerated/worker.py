@@ -70,8 +70,17 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m accelerated.worker", description=__doc__)
     p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1:PORT")
     p.add_argument("--health-port", type=int, help="serve /healthz and /readyz on 127.0.0.1:PORT")
+    p.add_argument(
+        "--show-config",
+        action="store_true",
+        help="print every setting, its resolved value and its source, then exit",
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
+    if args.show_config:
+        from accelerated.batch import _show_config
+
+        sys.exit(_show_config())
     # Start and stop are the lines an operator looks for: INFO, shown without -v.
     setup_output(args.verbose, info_loggers=(log.name,))
     tune_gc()

@@ -46,6 +46,62 @@ PRECISION_NOTE = (
     "not list counts as a false positive."
 )
 
+# Where a family's truth lists fields rather than every mention, or is wrong: what a
+# reader must know before reading a low figure there as a rule's failure.
+TRUTH_NOTES: dict[str, str] = {
+    "juriscraper/pacer_docket_district_html DOCKET_NUMBER": (
+        "truth is the docket's own number; the member and related cases its entries name "
+        "(an MDL's member cases, 1:08-cv-2793-RWS) are docket numbers too and count as "
+        "false positives"
+    ),
+    "juriscraper/pacer_nef_email_eml DOCKET_NUMBER": (
+        "truth is the notice's case; the member cases a JPML or adversary notice lists count "
+        "as false positives"
+    ),
+    "juriscraper/pacer_docket_district_html JUDGE": (
+        "truth is the assigned and referred judges; other judges the entries name (who "
+        "signed an order, held a hearing) count as false positives, and a judge named by "
+        "surname only ('Judge Ezra') cannot match a full name under the matching rule"
+    ),
+    "juriscraper/court_opinion_listing_html JUDGE": (
+        "cit_example names judges by surname in a table column (no title: not found); "
+        "scotus_slip_example names justices by initials (not in the text); tennctapp's "
+        "truth is the authoring judge, the trial court judge each entry also names counts "
+        "as a false positive"
+    ),
+    "juriscraper/court_opinion_listing_html PARTY": (
+        "nycivct_example's truth covers 3 of the ~70 cases the page lists (the rest count "
+        "as false positives); ca2_u_example_2's case names are only in link attributes"
+    ),
+    "juriscraper/court_opinion_listing_html DOCKET_NUMBER": (
+        "truth is one docket per listed opinion; a second number of the same row (a "
+        "consolidated case) counts as a false positive"
+    ),
+    "cuad/contracts_txt PARTY": (
+        "CUAD's Parties answers are annotators' spans: some are defined terms or fragments "
+        "('Supplier', 'and its permitted successors and assigns'), some parties are named "
+        "only in signature blocks (joint filing agreements)"
+    ),
+    "cuad/contracts_txt DATE": (
+        "truth is the agreement and effective dates; every other date counts as a false positive"
+    ),
+    "courtlistener/cap_case_json DATE": (
+        "truth is the decision date; every other date counts as a false positive"
+    ),
+    "courtlistener/cap_case_json CASE_CITATION": (
+        "CAP's cites_to lists one citation per cited case: a parallel citation of the same "
+        "case in another reporter (N.J. and A.2d) counts as a false positive"
+    ),
+    "lexnlp/test_money MONEY": (
+        "two cases ('test price like 25.0', 'test cost about 500') read a bare number as "
+        "dollars; the rules want a currency"
+    ),
+    "juriscraper DATE": (
+        "dockets' truth is their dates and their entries' filing dates; a date inside an "
+        "entry's text (a hearing set for 5/19/2008) counts as a false positive"
+    ),
+}
+
 
 @dataclass
 class Score:
@@ -121,6 +177,7 @@ class Report:
             "matching_rule": MATCHING_RULE,
             "precision_note": PRECISION_NOTE,
             "in_text_note": IN_TEXT_NOTE,
+            "truth_notes": TRUTH_NOTES,
             "by_type": {t: s.as_dict() for t, s in self.by_type().items()},
             "by_family": {
                 f"{family} {etype}": s.as_dict()
@@ -231,6 +288,9 @@ def print_report(report: Report, console: Console, show_misses: bool) -> None:
                 _fmt(s.f1),
             )
         console.print(table)
+    console.print("Truth notes (where a figure says more about the truth than the rules):")
+    for key, note in TRUTH_NOTES.items():
+        console.print(f"  {key}: {note}", markup=False)
     for item in report.skipped:
         console.print(f"skipped {item}")
     if show_misses:

@@ -21,13 +21,15 @@ MATCHING_RULE: Final = (
     "'honorable', 'jr' ignored) equals the truth's, or one contains the other and the "
     "smaller has at least two words. COURT: courts-db id equality. DATE: ISO date "
     "equality (month-only dates are not scored). DOCKET_NUMBER: casefolded, spaces "
-    "and a label ('No.', 'Docket No.', 'Bankruptcy No.') dropped, dashes "
+    "and a label ('No.', 'Docket No.', 'Bankruptcy No.') or marker ('Consol.', a lead case's "
+    "'(L)') dropped, dashes "
     "unified, leading zeros of digit runs dropped; equal, or equal after dropping a "
     "federal or bankruptcy number's trailing judge-initials or chapter suffixes "
     "and defendant numbers (1:21-cv-1234-ABC-1, 24-04888-CL7). "
     "CASE_CITATION, STATUTE: eyecite's corrected form (a reporter's variant spelling "
     "mapped to its reporters-db edition) on both sides, casefolded with spaces and "
-    "periods removed, equal. "
+    "periods removed, equal; a short cite ('167 N.J. at 115') matches the full cite of "
+    "the same volume and reporter ('167 N.J. 100'). "
     "MONEY: currency and amount equal."
 )
 
@@ -66,6 +68,8 @@ def docket_key(s: str) -> str:
         "",
         s,
     )
+    # "Consol. 13-00073" (consolidated), "24-1903 (L)" (the lead case): markers, not number
+    s = re.sub(r"^consol(?:idated)?\.?\s*|\s*\((?:l|con|xap)\)\s*$", "", s)
     s = re.sub(r"\s+", "", s).strip(".,;:()")
     return re.sub(r"\d+", lambda m: str(int(m.group())), s)
 
@@ -147,4 +151,12 @@ def matches(etype: str, truth: str, predicted: str) -> bool:
     if etype == "DOCKET_NUMBER":
         ft, fp = _FEDERAL.match(truth), _FEDERAL.match(predicted)
         return ft is not None and fp is not None and ft.group(1) == fp.group(1)
+    if etype == "CASE_CITATION":  # "167 N.J. at 115" is the case cited as "167 N.J. 100"
+        short, full = _SHORT_CITE.match(predicted), _FULL_CITE.match(truth)
+        return short is not None and full is not None and short.groups() == full.groups()
     return False
+
+
+# Keys: spaces and periods removed. "167njat115" (a short cite), "167nj100" (full).
+_SHORT_CITE = re.compile(r"^(\d+)(.*?\D)at\d+$")
+_FULL_CITE = re.compile(r"^(\d+)(.*?\D)\d+$")

@@ -99,6 +99,10 @@ _ORIGIN_DATES = (
 )
 
 
+# "Smith, Jones and Roe" is three judges; "Thomas R. Frierson, II" is one.
+_JUDGE_LIST = re.compile(r"\s*(?:;|,(?!\s*(?:Jr|Sr|II|III|IV)\b\.?)|\band\b)\s*")
+
+
 def _juriscraper_case(case: Case, d: Any) -> None:
     """All juriscraper fixture kinds; absent fields are simply skipped."""
     if isinstance(d, list):  # opinion listings: one object per listed opinion
@@ -110,7 +114,7 @@ def _juriscraper_case(case: Case, d: Any) -> None:
                 for key in ("judges", "authors"):
                     v = item.get(key)
                     if isinstance(v, str):
-                        case.add("JUDGE", *re.split(r"\s*(?:;|,|\band\b)\s*", v))
+                        case.add("JUDGE", *_JUDGE_LIST.split(v))
         return
     if not isinstance(d, dict):
         return

@@ -8,7 +8,17 @@ alternates between combinations so that machine drift hits both.
 Each path gets its own Redis key prefix and Postgres schema per latency: ``cold`` runs
 on empty caches and an empty schema; ``warm`` is ``--reprocess`` of the project that
 the cold run just ingested (traditional: from the text it stored; accelerated: from
-its caches). Both are removed afterwards.
+its caches); ``rerun`` is ``--reprocess`` after the entity backend's version changed
+(what a new release of its code looks like: every chunk's entity result is stale, but
+for an LLM backend the questions are the same, so the accelerated path's response
+cache answers them and no call is made). Both are removed afterwards.
+
+With ``--entity-backend rules+llm`` (or ``llm``) each path gets its own local
+OpenAI-compatible server (:mod:`benchmarks.llm_server`) answering after
+``--llm-latency-ms`` and enforcing ``--llm-rpm`` itself (429 past it), and the
+pipeline's limiter is set to the same rate; every run reports the calls the server
+answered, its busiest 60 s window against the limit, the 429s it sent and the
+summary's own LLM figures.
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import datetime
 import os
 import platform
@@ -35,6 +46,7 @@ import asyncpg
 from rich.console import Console
 
 from accelerated.aio import wait_for
+from accelerated.backends import EntityBackend, entity_mode
 from accelerated.batch_run import BatchOptions, BatchReport, run_batch
 from accelerated.cluster import RedisClient
 from accelerated.connect import redis_client
@@ -44,6 +56,7 @@ from accelerated.runtime import Runtime, build_runtime, make_executor, tune_gc
 from accelerated.settings import Settings
 from benchmarks import metrics, report
 from benchmarks.inputs import StagedInputs, stage_inputs
+from benchmarks.llm_server import ChatServer
 from benchmarks.proxy import DelayProxy, dsn_address, proxied_dsn
 from persistence.pg import create_pool
 from persistence.schema import migrate
@@ -55,7 +68,11 @@ DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 DEFAULT_DATABASE = "postgresql://postgres@127.0.0.1:5432/postgres"
 PROJECT = "bench"
 PATHS = ("accelerated", "traditional")
-MODES = ("cold", "warm")
+MODES = ("cold", "warm", "rerun")
+DEFAULT_MODES = ("cold", "warm")
+LLM_BACKENDS = ("llm", "rules+llm")
+LLM_MODEL = "bench-model"
+LLM_KEY = "sk-bench-local"  # the local server checks nothing
 
 
 @dataclass
@@ -64,7 +81,7 @@ class BenchConfig:
     exclude: list[str] = field(default_factory=lambda: ["truth/*"])
     docs: int | None = None
     latencies_ms: list[float] = field(default_factory=lambda: [0.0, 20.0])
-    modes: list[str] = field(default_factory=lambda: list(MODES))
+    modes: list[str] = field(default_factory=lambda: list(DEFAULT_MODES))
     concurrency: int = 16
     workers: int = 1
     worker_processes: bool = False  # run the stages in `accelerated.worker` subprocesses
@@ -74,10 +91,19 @@ class BenchConfig:
     warmup: bool = True
     json_path: Path | None = None
     plot_path: Path | None = None
+    entity_backend: str = "rules"
+    llm_latency_ms: float = 300.0
+    llm_rpm: int = 600
+    llm_tpm: int = 10_000_000
+    llm_concurrency: int = 8
 
     @property
     def subprocess_workers(self) -> bool:
         return self.worker_processes or self.workers > 1
+
+    @property
+    def uses_llm(self) -> bool:
+        return self.entity_backend in LLM_BACKENDS
 
 
 @dataclass
@@ -91,6 +117,7 @@ class PathEnv:
     rt: Runtime
     cold_done: bool = False
     procs: list[asyncio.subprocess.Process] = field(default_factory=list)
+    llm: ChatServer | None = None  # this path's own LLM server (--entity-backend *llm)
 
 
 @dataclass
@@ -128,8 +155,20 @@ def _warm_worker(pause_s: float) -> int:
     return os.getpid()
 
 
-def _settings(cfg: BenchConfig, path: str, database_url: str) -> Settings:
+def _settings(
+    cfg: BenchConfig, path: str, database_url: str, llm_url: str | None = None
+) -> Settings:
     tag = uuid.uuid4().hex[:10]
+    llm: dict[str, Any] = {}
+    if llm_url is not None:
+        llm = {
+            "openai_base_url": llm_url,
+            "openai_api_key": LLM_KEY,
+            "llm_model": LLM_MODEL,
+            "llm_rpm": cfg.llm_rpm,
+            "llm_tpm": cfg.llm_tpm,
+            "llm_concurrency": cfg.llm_concurrency,
+        }
     return Settings.from_dsn(
         cfg.redis_url,
         database_url,
@@ -138,8 +177,33 @@ def _settings(cfg: BenchConfig, path: str, database_url: str) -> Settings:
         enable_redis_acceleration=path == "accelerated",
         concurrency=cfg.concurrency,
         cpu_pool=cfg.cpu_pool,
+        entity_backend=cfg.entity_backend,
         _env_file=None,
+        **llm,
     )
+
+
+class VersionBumped:
+    """The same entity backend under a new version: to the chunk cache and the
+    fingerprints it is a new release of the backend's code; an LLM backend's questions
+    (prompt, model, chunk text) are unchanged, so their exact-cache keys are too."""
+
+    def __init__(self, inner: EntityBackend, tag: str) -> None:
+        self.inner = inner
+        self.version = f"{inner.version}+{tag}"
+        self.mode = entity_mode(inner)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "inner":  # unpickling in a pool process: not set yet
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+
+def bump_entity_version(env: PathEnv, tag: str) -> None:
+    """Give the path's runtime the bumped backend (fingerprints are recomputed)."""
+    backends = env.rt.backends_
+    env.rt.backends = dataclasses.replace(backends, entities=VersionBumped(backends.entities, tag))
+    env.rt.__dict__.pop("stage_params", None)  # a cached_property of the old backends
 
 
 async def _drop(cfg: BenchConfig, admin_redis: RedisClient, settings: Settings) -> None:
@@ -160,25 +224,39 @@ async def _drop(cfg: BenchConfig, admin_redis: RedisClient, settings: Settings) 
 
 @contextlib.asynccontextmanager
 async def open_env(h: Harness, path: str) -> AsyncIterator[PathEnv]:
-    """A fresh prefix and schema behind the proxy; both removed on exit."""
-    settings = _settings(h.cfg, path, proxied_dsn(h.cfg.database_url, h.proxy.port))
+    """A fresh prefix and schema behind the proxy (and an LLM server of its own when the
+    entity backend calls one); all removed on exit."""
+    llm = None
+    if h.cfg.uses_llm:
+        llm = ChatServer(latency_s=h.cfg.llm_latency_ms / 1000, rpm_limit=h.cfg.llm_rpm).start()
+    settings = _settings(
+        h.cfg,
+        path,
+        proxied_dsn(h.cfg.database_url, h.proxy.port),
+        llm.base_url if llm is not None else None,
+    )
     client = redis_client(h.cfg.redis_url, settings)
     pool = None
+    rt = None
     try:
         pool = await create_pool(settings)
         await migrate(pool, settings.pg_schema)
         rt = build_runtime(settings, pool, client, executor=h.executor)
         if rt.handoff.name != path:
             raise RuntimeError(f"asked for the {path} path, the runtime built {rt.handoff.name}")
-        env = PathEnv(path, settings, pool, client, rt)
+        env = PathEnv(path, settings, pool, client, rt, llm=llm)
         async with worker_processes(h, env):
             yield env
     finally:
-        # The executor is shared by every run, so the runtime is not closed here.
+        # The executor is shared by every run, so only the backends are closed here.
+        if rt is not None:
+            await rt.aclose_backends()
         if pool is not None:
             await pool.close()
         await client.aclose()
         await _drop(h.cfg, h.admin_redis, settings)
+        if llm is not None:
+            llm.stop()
 
 
 def _worker_env(cfg: BenchConfig, settings: Settings) -> dict[str, str]:
@@ -191,7 +269,17 @@ def _worker_env(cfg: BenchConfig, settings: Settings) -> dict[str, str]:
         ENABLE_REDIS_ACCELERATION=str(settings.enable_redis_acceleration).lower(),
         CONCURRENCY=str(cfg.concurrency),
         CPU_POOL=cfg.cpu_pool,
+        ENTITY_BACKEND=settings.entity_backend,
     )
+    if settings.openai_base_url is not None:
+        env.update(
+            OPENAI_BASE_URL=settings.openai_base_url,
+            OPENAI_API_KEY=LLM_KEY,
+            LLM_MODEL=LLM_MODEL,
+            LLM_RPM=str(cfg.llm_rpm),
+            LLM_TPM=str(cfg.llm_tpm),
+            LLM_CONCURRENCY=str(cfg.llm_concurrency),
+        )
     return env
 
 
@@ -287,10 +375,14 @@ def _memo_counters(env: PathEnv) -> dict[str, int]:
 
 
 async def measure(h: Harness, env: PathEnv, mode: str, latency: float) -> metrics.RunMetrics:
-    """One timed run: cold ingest of the staged folder, or warm reprocess of the project."""
-    warm = mode == "warm"
+    """One timed run: cold ingest of the staged folder, warm reprocess of the project, or
+    its reprocess after the entity backend's version changed (rerun)."""
+    warm = mode in ("warm", "rerun")
     if warm and not env.cold_done:
-        raise RuntimeError("a warm run needs the cold run of the same path first")
+        raise RuntimeError(f"a {mode} run needs the cold run of the same path first")
+    if mode == "rerun":
+        bump_entity_version(env, f"bench-rerun-{latency:g}")
+    llm0 = len(env.llm.received) if env.llm is not None else 0
     opts = BatchOptions(
         project=PROJECT,
         inputs=[] if warm else [h.staged.root],
@@ -308,6 +400,7 @@ async def measure(h: Harness, env: PathEnv, mode: str, latency: float) -> metric
         memo1 = _memo_counters(env)
         db1, cmd1 = h.proxy.counters(), await metrics.redis_commands(h.admin_redis)
     env.cold_done = True
+    llm_seen = _llm_diagnostics(h, env, rep, llm0) if env.llm is not None else None
     harness_cpu, children_cpu = cpu1.since(cpu0)
     h.diagnostics.append(
         {
@@ -328,6 +421,7 @@ async def measure(h: Harness, env: PathEnv, mode: str, latency: float) -> metric
             "db_connections_opened": (db1 - db0).connections,
             "chunks": rep.chunks,
             "mentions": rep.mentions,
+            **({"llm": llm_seen} if llm_seen is not None else {}),
         }
     )
     stored = raw = 0
@@ -358,6 +452,41 @@ async def measure(h: Harness, env: PathEnv, mode: str, latency: float) -> metric
         f"{run.db_roundtrips_per_doc:.2f} DB round trips/doc"
     )
     return run
+
+
+def _llm_diagnostics(h: Harness, env: PathEnv, rep: BatchReport, since: int) -> dict[str, Any]:
+    """What the path's LLM server saw during the run, beside the summary's own figures."""
+    assert env.llm is not None
+    got = env.llm.received[since:]
+    ok = sorted(r.at for r in got if r.status == 200)
+    busiest, lo = 0, 0
+    for hi, t in enumerate(ok):
+        while ok[lo] <= t - 60.0:
+            lo += 1
+        busiest = max(busiest, hi - lo + 1)
+    span = ok[-1] - ok[0] if len(ok) > 1 else 0.0
+    u = rep.llm
+    out: dict[str, Any] = {
+        "server_calls": len(ok),
+        "server_429s": sum(1 for r in got if r.status == 429),
+        "counted_calls": u.calls if u else None,
+        "cache_hits": u.cache_hits if u else None,
+        "tokens_in": u.tokens_in if u else None,
+        "tokens_out": u.tokens_out if u else None,
+        "limiter_wait_s": round(u.wait_s, 2) if u else None,
+        "busiest_60s_window": busiest,
+        "rpm_limit": h.cfg.llm_rpm,
+        "calls_span_s": round(span, 1),
+        # Only a run that kept calling for more than a window can show how much of the
+        # limit the limiter used; a shorter one was never held back by it.
+        "limit_used": round(busiest / h.cfg.llm_rpm, 3) if span > 60.0 else None,
+    }
+    h.console.print(
+        f"    LLM: {out['server_calls']} calls answered ({out['counted_calls']} counted, "
+        f"{out['cache_hits']} cache hits), {out['server_429s']} x 429, busiest 60 s "
+        f"{busiest}/{h.cfg.llm_rpm}, limiter wait {out['limiter_wait_s']} s"
+    )
+    return out
 
 
 async def _documents(env: PathEnv) -> Sequence[Any]:
@@ -393,11 +522,11 @@ async def sweep(h: Harness) -> None:
         async with contextlib.AsyncExitStack() as stack:
             envs = {p: await stack.enter_async_context(open_env(h, p)) for p in PATHS}
             for mi, mode in enumerate(MODES):
-                if mode == "warm" and "warm" not in h.cfg.modes:
+                if mode != "cold" and mode not in h.cfg.modes:
                     continue
                 for path in _order(li + mi):
                     env = envs[path]
-                    if mode == "warm" and not env.cold_done:  # warm only: untimed ingest
+                    if mode != "cold" and not env.cold_done:  # no cold run: untimed ingest
                         opts = BatchOptions(PROJECT, inputs=[h.staged.root], consume=not env.procs)
                         async with active(h, env):
                             await run_batch(env.rt, opts)
@@ -434,6 +563,20 @@ def config_json(h: Harness) -> dict[str, Any]:
         "workers_mode": "subprocess" if cfg.subprocess_workers else "in-process",
         "cpu_pool": cfg.cpu_pool,
         "cpu_workers": os.cpu_count(),
+        "entity_backend": cfg.entity_backend,
+        **(
+            {
+                "llm": {
+                    "server": "benchmarks.llm_server.ChatServer per path (loopback)",
+                    "latency_ms": cfg.llm_latency_ms,
+                    "rpm_limit": cfg.llm_rpm,
+                    "tpm_limit": cfg.llm_tpm,
+                    "concurrency_per_process": cfg.llm_concurrency,
+                }
+            }
+            if cfg.uses_llm
+            else {}
+        ),
         "redis_url": redact(cfg.redis_url),
         "database_url": redact(cfg.database_url),
         "proxy": "asyncio TCP proxy in a child process; client-to-server bytes delayed by "
@@ -534,7 +677,18 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
     )
     p.add_argument("--docs", type=int, help="documents per run (default: all; copies beyond)")
     p.add_argument("--db-latency-ms", type=_floats, default=[0.0, 20.0], help="e.g. 0,20")
-    p.add_argument("--mode", type=_modes, default=list(MODES), help="cold,warm")
+    p.add_argument(
+        "--mode",
+        type=_modes,
+        default=list(DEFAULT_MODES),
+        help="cold,warm,rerun (default cold,warm)",
+    )
+    p.add_argument("--entity-backend", default="rules", help="rules, llm, rules+llm ...")
+    p.add_argument(
+        "--llm-latency-ms", type=float, default=300.0, help="the local LLM server's reply delay"
+    )
+    p.add_argument("--llm-rpm", type=int, default=600, help="requests/min: server and limiter")
+    p.add_argument("--llm-concurrency", type=int, default=8, help="LLM calls in flight")
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--workers", type=int, default=1, help="K > 1: K worker processes")
     p.add_argument(
@@ -549,6 +703,8 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
     a = p.parse_args(argv)
     if a.workers < 1 or a.concurrency < 1:
         p.error("--workers and --concurrency must be >= 1")
+    if a.llm_rpm < 1 or a.llm_latency_ms < 0 or a.llm_concurrency < 1:
+        p.error("--llm-rpm and --llm-concurrency must be >= 1, --llm-latency-ms >= 0")
     return BenchConfig(
         input=a.input,
         exclude=a.exclude if a.exclude is not None else ["truth/*"],
@@ -564,6 +720,10 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
         warmup=not a.no_warmup,
         json_path=a.json_path,
         plot_path=a.plot_path,
+        entity_backend=a.entity_backend,
+        llm_latency_ms=a.llm_latency_ms,
+        llm_rpm=a.llm_rpm,
+        llm_concurrency=a.llm_concurrency,
     )
 
 

@@ -12,11 +12,19 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 import msgspec
-from redis.asyncio.client import Pipeline
 
+from accelerated.cluster import AnyPipeline
 from accelerated.codec import Codec
 from accelerated.keys import Keys
-from accelerated.models import Chunked, Cleaned, Extracted, Related, Resolved, SourceRef
+from accelerated.models import (
+    Chunked,
+    Cleaned,
+    Extracted,
+    Related,
+    Resolved,
+    SourceRef,
+    Structured,
+)
 from persistence import rows
 
 FIELD: Final = b"i"  # stream entry field holding the codec-encoded intent
@@ -95,7 +103,7 @@ def intent_entry(
 
 
 def queue_intent(
-    pipe: Pipeline, keys: Keys, codec: Codec, intent: Intent, memo: IntentMemo | None = None
+    pipe: AnyPipeline, keys: Keys, codec: Codec, intent: Intent, memo: IntentMemo | None = None
 ) -> None:
     """XADD the intent onto the caller's pipeline (executed in the caller's MULTI)."""
     stream = keys.wb_stream(keys.shard(intent.document_id))
@@ -112,6 +120,7 @@ def intent_for_document(
     error: str | None,
     *,
     chunked: Chunked | None = None,
+    structured: Structured | None = None,
 ) -> Intent:
     """Every row of one document, as the traditional path would have written them.
 
@@ -121,7 +130,7 @@ def intent_for_document(
     if resolved is not None and resolved.chunk_ids and chunked is None:
         raise ValueError("intent_for_document needs chunked= when resolved has chunks")
     tables: dict[str, list[Sequence[Any]]] = {
-        "documents": [rows.document_row(source, extracted, cleaned, status, error)]
+        "documents": [rows.document_row(source, extracted, cleaned, status, error, structured)]
     }
     if chunked is not None:
         tables["chunks"] = list(rows.chunk_rows(source.project, chunked))

@@ -28,6 +28,7 @@ from accelerated.models import (
     Mention,
     Related,
     SourceRef,
+    Structured,
 )
 
 Row = tuple[Any, ...]
@@ -122,8 +123,37 @@ def _s(value: str | None) -> str | None:
     return value.replace("\x00", "\ufffd") if value is not None and "\x00" in value else value
 
 
+def _st(value: str) -> str:
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
+
+
 def _json(obj: Any) -> str:
     return _encoder.encode(obj).decode()
+
+
+# documents.metadata keys the ``structure`` stage owns (the rest are extract's).
+STRUCTURED_KEYS: Final = ("structured", "structured_error")
+
+
+def _clean_json(value: Any) -> Any:
+    """Builtins with NUL replaced in every string (jsonb cannot hold \u0000)."""
+    if isinstance(value, str):
+        return _st(value)
+    if isinstance(value, dict):
+        return {_st(k): _clean_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean_json(v) for v in value]
+    return value
+
+
+def structured_metadata(structured: Structured) -> dict[str, Any]:
+    """The ``structure`` stage's part of ``documents.metadata``: the fields (with the
+    extractor's version), or the error that left none."""
+    if structured.fields is None:
+        return {"structured_error": _st(structured.error or "no fields")}
+    fields = msgspec.to_builtins(structured.fields)
+    fields["extractor"] = structured.extractor
+    return {"structured": _clean_json(fields)}
 
 
 def document_row(
@@ -132,11 +162,15 @@ def document_row(
     cleaned: Cleaned | None,
     status: str,
     error: str | None,
+    structured: Structured | None = None,
 ) -> Row:
-    """The whole ``documents`` row: raw_* from extract, text/pages/category from clean."""
-    metadata = (
-        {_s(k): _s(v) for k, v in extracted.metadata.items()} if extracted is not None else None
+    """The whole ``documents`` row: raw_* from extract, text/pages/category from clean,
+    and ``metadata`` from extract plus, with ``STRUCTURED_EXTRACTION``, structure's part."""
+    metadata: dict[str, Any] | None = (
+        {_st(k): _st(v) for k, v in extracted.metadata.items()} if extracted is not None else None
     )
+    if structured is not None:
+        metadata = {**(metadata or {}), **structured_metadata(structured)}
     return (
         str(source.document_id),
         source.project,

@@ -201,6 +201,38 @@ MIGRATIONS: Final[tuple[tuple[int, str, str], ...]] = (
             'downloads only objects whose ETag or size changed (accelerated/s3_intake.py).';
         """,
     ),
+    (
+        5,
+        "canonical aliases",
+        """
+        CREATE TABLE {s}.canonical_aliases (
+            alias_id uuid PRIMARY KEY,
+            project text NOT NULL,
+            canonical_id uuid NOT NULL,
+            type text NOT NULL,
+            alias_key text NOT NULL,
+            canonical_key text NOT NULL,
+            resolver text NOT NULL,
+            updated_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX canonical_aliases_project_idx ON {s}.canonical_aliases (project);
+        CREATE INDEX canonical_aliases_canonical_idx ON {s}.canonical_aliases (canonical_id);
+        COMMENT ON TABLE {s}.canonical_aliases IS
+            'Cross-document merges (RESOLUTION): alias_id, a canonical entity, is the same '
+            'entity as canonical_id, its representative (the least key of the merged set). '
+            'Recomputed over all of the project''s canonical entities at the end of a batch, '
+            'from per-pair decisions, so the rows never depend on document order. Mentions '
+            'keep their own canonical_id; read resolved_entities for the merged identity.';
+
+        CREATE VIEW {s}.resolved_entities AS
+            SELECT c.id, c.project, c.type, c.key, c.name,
+                   coalesce(a.canonical_id, c.id) AS resolved_id
+            FROM {s}.canonical_entities c
+            LEFT JOIN {s}.canonical_aliases a ON a.alias_id = c.id;
+        COMMENT ON VIEW {s}.resolved_entities IS
+            'Every canonical entity with the id it resolves to (itself when not merged).';
+        """,
+    ),
 )
 
 

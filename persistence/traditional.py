@@ -36,10 +36,11 @@ from accelerated.models import (
     Related,
     Resolved,
     SourceRef,
+    Structured,
 )
 from persistence import rows
 
-Record = SourceRef | Extracted | Cleaned | Chunked | Mentions | Resolved | Related
+Record = SourceRef | Extracted | Cleaned | Chunked | Mentions | Resolved | Related | Structured
 
 # Columns each stage owns in the documents row (the rest belong to intake or others).
 _DOC_COLUMNS: Final = {
@@ -48,7 +49,23 @@ _DOC_COLUMNS: Final = {
 }
 
 _pages = msgspec.json.Decoder(list[Page])
-_meta = msgspec.json.Decoder(dict[str, str])
+_meta = msgspec.json.Decoder(dict[str, Any])
+# clean rewrites the text the fields were read from: structure's part goes with it (and
+# comes back when structure runs, or stays away when it is off), as on the other path.
+_DROP_STRUCTURED: Final = "metadata = documents.metadata - " + " - ".join(
+    f"'{k}'" for k in rows.STRUCTURED_KEYS
+)
+
+
+def _extract_metadata(text: str | None) -> dict[str, str]:
+    """Extract's part of ``documents.metadata`` (structure's nested part left out)."""
+    return {
+        k: v
+        for k, v in _meta.decode(text or "{}").items()
+        if isinstance(v, str) and k not in rows.STRUCTURED_KEYS
+    }
+
+
 _MentionRow = tuple[uuid.UUID, uuid.UUID, str, str, str, int, int, uuid.UUID | None, str | None]
 _mentions = msgspec.json.Decoder(list[_MentionRow])
 _canonicals = msgspec.json.Decoder(list[tuple[uuid.UUID, str, str, str, str]])
@@ -93,7 +110,7 @@ class TraditionalStore:
                 pages=_pages.decode(r["raw_pages"] or "[]"),
                 # Not a column: extract marks a scanned document by its method.
                 needs_ocr=r["method"] == "needs_ocr",
-                metadata=_meta.decode(r["metadata"] or "{}"),
+                metadata=_extract_metadata(r["metadata"]),
             )
         if key == "clean":
             r = await self.pool.fetchrow(
@@ -166,7 +183,16 @@ class TraditionalStore:
                 await _upsert_document(conn, row, _DOC_COLUMNS[key])
             elif key == "clean":
                 row = rows.document_row(source, None, output, "running", None)
-                await _upsert_document(conn, row, _DOC_COLUMNS[key])
+                await _upsert_document(conn, row, _DOC_COLUMNS[key], _DROP_STRUCTURED)
+            elif key == "structured":
+                part = rows.structured_metadata(output)
+                await conn.execute(
+                    "UPDATE documents SET metadata = coalesce(metadata, '{}'::jsonb) - $2::text[]"
+                    " || $3::jsonb, updated_at = now() WHERE id = $1",
+                    doc,
+                    list(rows.STRUCTURED_KEYS),
+                    msgspec.json.encode(part).decode(),
+                )
             elif key == "chunks":
                 await conn.execute("DELETE FROM chunks WHERE document_id = $1", doc)
                 await _insert(conn, "chunks", rows.chunk_rows(project, output))
@@ -262,12 +288,13 @@ async def _insert(
 
 
 async def _upsert_document(
-    conn: asyncpg.Connection, row: Sequence[Any], owned: tuple[str, ...]
+    conn: asyncpg.Connection, row: Sequence[Any], owned: tuple[str, ...], extra: str = ""
 ) -> None:
-    """Insert the row if intake did not; otherwise set only the stage's own columns."""
+    """Insert the row if intake did not; otherwise set only the stage's own columns
+    (and ``extra``, one more ``SET`` item)."""
     cols = rows.COLUMNS["documents"]
     params = ", ".join(f"${i + 1}" for i in range(len(cols)))
-    sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in owned)
+    sets = ", ".join([*(f"{c} = EXCLUDED.{c}" for c in owned), *([extra] if extra else [])])
     await conn.execute(
         f"INSERT INTO documents ({', '.join(cols)}) VALUES ({params}) "
         f"ON CONFLICT (id) DO UPDATE SET {sets}, updated_at = now()",

@@ -243,7 +243,9 @@ def redis_url(redis_kind: str, request: pytest.FixtureRequest) -> Iterator[str]:
 
 @pytest.fixture
 async def redis(prefix: str, redis_url: str) -> AsyncIterator[RedisClient]:
-    client = redis_from_url(redis_url)
+    # socket_timeout above the tests' longest blocking call (BLPOP ..., 30): redis-py 8's
+    # default of 5 s would cut a blocking read that waits for a slow child process.
+    client = redis_from_url(redis_url, socket_timeout=60)
     try:
         await client.ping()
     except Exception as exc:  # pragma: no cover - environment problem, say so plainly

@@ -17,6 +17,8 @@ import redis.asyncio as aioredis
 
 from accelerated.aio import connection_class
 from accelerated.cluster import RedisClient, cluster_client, is_cluster_url, parse_cluster_url
+from accelerated.codec import MAGIC, Codec
+from accelerated.errors import CodecError
 from accelerated.runtime import Runtime, build_runtime
 from accelerated.settings import Settings
 
@@ -191,3 +193,39 @@ async def stream_length(redis: RedisClient, keys: Any, stage: str) -> int:
 
 async def wb_length(redis: RedisClient, keys: Any) -> int:
     return sum([int(await redis.xlen(s)) for s in keys.wb_streams()])
+
+
+def strings(value: Any) -> list[str]:
+    """Every string in a Redis reply, compressed values decompressed (for secret greps)."""
+    if isinstance(value, bytes):
+        if value[:2] == MAGIC:
+            with contextlib.suppress(CodecError):
+                value = Codec().decompress(value)
+        return [value.decode("utf-8", "replace")]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in strings(k) + strings(v)]
+    if isinstance(value, list | tuple):
+        return [s for v in value for s in strings(v)]
+    return [str(value)]
+
+
+async def redis_text(redis: aioredis.Redis, prefix: str) -> str:
+    """Every key and value under ``prefix``, as text."""
+    out: list[str] = []
+    async for key in redis.scan_iter(f"{prefix}*"):
+        raw_kind = await redis.type(key)
+        kind = raw_kind.decode() if isinstance(raw_kind, bytes) else str(raw_kind)
+        if kind == "string":
+            out += strings(await redis.get(key))
+        elif kind == "hash":
+            out += strings(await redis.hgetall(key))
+        elif kind == "stream":
+            out += strings(await redis.xrange(key))
+        elif kind == "zset":
+            out += strings(await redis.zrange(key, 0, -1, withscores=True))
+        elif kind == "list":
+            out += strings(await redis.lrange(key, 0, -1))
+        elif kind == "set":
+            out += strings(list(await redis.smembers(key)))
+        out.append(key.decode())
+    return "\n".join(out)

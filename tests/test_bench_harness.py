@@ -101,7 +101,57 @@ def test_cli_arguments() -> None:
     )
     assert cfg.docs == 5 and cfg.latencies_ms == [0, 20, 50] and cfg.modes == ["warm"]
     assert cfg.exclude == ["truth/*"] and cfg.subprocess_workers
+    llm = parse_args(
+        ["--entity-backend", "rules+llm", "--llm-latency-ms", "300", "--llm-rpm", "600"]
+    )
+    assert (llm.entity_backend, llm.llm_latency_ms, llm.llm_rpm) == ("rules+llm", 300, 600)
+    assert llm.uses_llm and not cfg.uses_llm and parse_args(["--mode", "rerun"]).modes == ["rerun"]
+    with pytest.raises(SystemExit):
+        parse_args(["--llm-rpm", "0"])
     with pytest.raises(SystemExit):
         parse_args(["--mode", "hot"])
     with pytest.raises(SystemExit):
         parse_args(["--db-latency-ms", "-3"])
+
+
+async def test_llm_run_counts_calls_and_the_rerun_asks_nothing_on_the_accelerated_path(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """rules+llm against the harness's own LLM servers: a re-run after the entity
+    backend's version changed makes no call on the accelerated path (its response cache)
+    and every call again on the traditional one; nothing went past the server's limit."""
+    assert settings.redis_url is not None and settings.database_url is not None
+    cfg = BenchConfig(
+        input=EXAMPLES,
+        exclude=[],
+        docs=len(discover([EXAMPLES]).files),
+        latencies_ms=[0.0],
+        modes=["cold", "rerun"],
+        concurrency=8,
+        cpu_pool="thread",
+        redis_url=settings.redis_url,
+        database_url=settings.database_url,
+        warmup=False,
+        json_path=tmp_path / "bench.json",
+        entity_backend="rules+llm",
+        llm_latency_ms=20.0,
+        llm_rpm=600,
+    )
+    console = Console(file=(tmp_path / "out.txt").open("w"), width=200)
+    await run_benchmark(cfg, console)
+    data = json.loads((tmp_path / "bench.json").read_text())
+    assert data["config"]["entity_backend"] == "rules+llm"
+    assert data["config"]["llm"]["rpm_limit"] == 600
+    llm = {d["run"]: d["llm"] for d in data["config"]["diagnostics"]}
+    assert set(llm) == {
+        f"{p}/{m}/0ms" for p in ("accelerated", "traditional") for m in ("cold", "rerun")
+    }
+    cold = llm["accelerated/cold/0ms"]["server_calls"]
+    assert cold > 0 and llm["traditional/cold/0ms"]["server_calls"] == cold
+    assert llm["accelerated/rerun/0ms"]["server_calls"] == 0
+    assert llm["accelerated/rerun/0ms"]["cache_hits"] == cold
+    assert llm["traditional/rerun/0ms"]["server_calls"] == cold  # no LLM cache there
+    for seen in llm.values():
+        assert seen["server_429s"] == 0 and seen["counted_calls"] == seen["server_calls"]
+        assert seen["busiest_60s_window"] <= 600
+    assert {r["failed"] for r in data["runs"]} == {0}

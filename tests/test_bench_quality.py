@@ -51,3 +51,7 @@ def test_quality_command_scores_a_document(tmp_path: Path) -> None:
     assert by_type["PARTY"]["truth"] == 3
     assert by_type["PARTY"]["found"] == 2  # "Someone Absent" is not in the text
     assert by_type["PARTY"]["truth_in_text"] == 2
+    # where the truth lists fields rather than every mention, the output says so
+    notes = report["truth_notes"]
+    assert any(k.startswith("juriscraper/pacer_docket_district_html") for k in notes)
+    assert all(isinstance(v, str) and v for v in notes.values())

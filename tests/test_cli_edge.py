@@ -127,7 +127,7 @@ BAD_SETTINGS = [
     ("MAX_FILE_BYTES", "-5", ">= 1"),
     ("CPU_POOL", "fork", "process, thread"),
     # Backends are built at start-up: an unknown one, a model (language data) missing.
-    ("ENTITY_BACKEND", "transformers", "known: llm, rules, rules+llm"),
+    ("ENTITY_BACKEND", "spacy", "known: llm, rules, rules+llm, rules+transformers, transformers"),
     ("OCR_BACKEND", "nope", "known:"),
     ("TESSDATA_PREFIX", "/nonexistent/tessdata", "OCR_BACKEND=tesseract"),
     ("STAGE_TIME_LIMITS", "clen=3", "unknown stage"),

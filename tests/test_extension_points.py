@@ -100,9 +100,9 @@ async def test_without_an_ocr_engine_scans_end_as_needs_ocr(
 
 def test_unknown_backend_or_plugin_is_one_config_error(settings: Settings) -> None:
     with pytest.raises(ConfigError) as info:
-        resolve_backends(settings.model_copy(update={"entity_backend": "transformers"}))
+        resolve_backends(settings.model_copy(update={"entity_backend": "spacy"}))
     msg = str(info.value)
-    assert "ENTITY_BACKEND='transformers'" in msg and "known:" in msg and "\n" not in msg
+    assert "ENTITY_BACKEND='spacy'" in msg and "known:" in msg and "\n" not in msg
     with pytest.raises(ConfigError, match="OCR_BACKEND='nope'"):
         resolve_backends(settings.model_copy(update={"ocr_backend": "nope"}))
     with pytest.raises(ConfigError, match="PLUGINS"):

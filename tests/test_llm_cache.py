@@ -18,7 +18,7 @@ from accelerated.keys import Keys
 from accelerated.llm.cache import ResponseCache, request_key
 from accelerated.llm.client import ChatClient, InvalidReply
 from accelerated.llm.limiter import Limiter
-from tests.llm_server import ChatServer, Reply
+from benchmarks.llm_server import ChatServer, Reply
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ vocabulary and span-checked; the API key is never written anywhere."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import shutil
@@ -19,16 +18,15 @@ from pydantic import SecretStr
 
 from accelerated.backends import ENTITY_BACKENDS
 from accelerated.batch_run import BatchOptions, run_batch
-from accelerated.codec import MAGIC, Codec
 from accelerated.entities import RawMention
-from accelerated.errors import CodecError, ConfigError
+from accelerated.errors import ConfigError
 from accelerated.llm.client import InvalidReply
 from accelerated.llm.entities import LlmEntityBackend, RulesPlusLlm, locate, map_type, merge
 from accelerated.settings import Settings
+from benchmarks.llm_server import ChatServer, Reply
 from persistence.schema import migrate
 from tests.conftest import DATABASE_URL, EXAMPLES
-from tests.llm_server import ChatServer, Reply
-from tests.support import dump, make_runtime, side_store
+from tests.support import dump, make_runtime, redis_text, side_store
 
 KEY = "sk-test-SECRET-7f3a9c"
 
@@ -167,40 +165,6 @@ def test_helpers() -> None:
     assert merge(rules, llm) == [rules[0], llm[2]]
 
 
-def _strings(value: Any) -> list[str]:
-    if isinstance(value, bytes):
-        if value[:2] == MAGIC:
-            with contextlib.suppress(CodecError):
-                value = Codec().decompress(value)
-        return [value.decode("utf-8", "replace")]
-    if isinstance(value, dict):
-        return [s for k, v in value.items() for s in _strings(k) + _strings(v)]
-    if isinstance(value, list | tuple):
-        return [s for v in value for s in _strings(v)]
-    return [str(value)]
-
-
-async def _redis_text(redis: aioredis.Redis, prefix: str) -> str:
-    out: list[str] = []
-    async for key in redis.scan_iter(f"{prefix}*"):
-        raw_kind = await redis.type(key)
-        kind = raw_kind.decode() if isinstance(raw_kind, bytes) else str(raw_kind)
-        if kind == "string":
-            out += _strings(await redis.get(key))
-        elif kind == "hash":
-            out += _strings(await redis.hgetall(key))
-        elif kind == "stream":
-            out += _strings(await redis.xrange(key))
-        elif kind == "zset":
-            out += _strings(await redis.zrange(key, 0, -1, withscores=True))
-        elif kind == "list":
-            out += _strings(await redis.lrange(key, 0, -1))
-        elif kind == "set":
-            out += _strings(list(await redis.smembers(key)))
-        out.append(key.decode())
-    return "\n".join(out)
-
-
 async def test_rules_plus_llm_on_both_paths_and_the_key_is_nowhere(
     tmp_path: Path,
     settings: Settings,
@@ -231,7 +195,7 @@ async def test_rules_plus_llm_on_both_paths_and_the_key_is_nowhere(
         assert rt_b.backends is not None
         await rt_b.backends.entities.aclose()  # type: ignore[attr-defined]
         rows_trad = await dump(pool_b)
-        trad_redis = await _redis_text(redis_b, s_b.redis_prefix)
+        trad_redis = await redis_text(redis_b, s_b.redis_prefix)
     for report in (accel, trad):
         assert report.failed == {}
         assert report.done == report.total
@@ -247,7 +211,7 @@ async def test_rules_plus_llm_on_both_paths_and_the_key_is_nowhere(
         [
             caplog.text,
             *capsys.readouterr(),
-            await _redis_text(redis, s.redis_prefix),
+            await redis_text(redis, s.redis_prefix),
             trad_redis,
             json.dumps(rows_accel, default=str),
             json.dumps(rows_trad, default=str),

@@ -15,9 +15,9 @@ from accelerated.errors import BudgetExhausted
 from accelerated.keys import Keys
 from accelerated.llm.client import ChatClient
 from accelerated.llm.limiter import Limiter, cooldown_ms, limiter_tag, parse_duration_ms
+from benchmarks.llm_server import ChatServer, Received, Reply
 from tests import conftest
 from tests.llm_load import run as load_run
-from tests.llm_server import ChatServer, Received, Reply
 
 WINDOW_S = 2.0
 

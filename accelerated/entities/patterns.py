@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-RULES_VERSION: Final = "rules-2"
+RULES_VERSION: Final = "rules-3"
 
 _MONTHS: Final = (
     "January",
@@ -51,6 +51,16 @@ DATE_RES: Final = (
     # 69-99 -> 19xx, as POSIX strptime %y); 2001-01-05 (ISO)
     re.compile(r"(?<![\d/])(?P<month>\d{1,2})/(?P<day>\d{1,2})/(?P<year>\d{4}|\d{2})(?![\d/])"),
     re.compile(r"(?<![\d-])(?P<year>\d{4})-(?P<month>\d{2})-(?P<day>\d{2})(?![\d-])"),
+    # 4-7-98, 04-07-1998 (US order with dashes; not inside a longer dashed number)
+    re.compile(
+        r"(?<![\w/.,:\-])(?P<month>\d{1,2})-(?P<day>\d{1,2})-(?P<year>(?:19|20)\d\d|\d\d)"
+        r"(?![\w/\-]|[.,:]\d)"
+    ),
+    # 14.05.2018 (day first, as written where dots separate a date; four-digit year)
+    re.compile(
+        r"(?<![\w.,:/\-])(?P<day>\d{1,2})\.(?P<month>\d{1,2})\.(?P<year>(?:19|20)\d\d)"
+        r"(?![\w/\-]|[.,:]\d)"
+    ),
 )
 MONTH_ONLY_YEARS: Final = range(1600, 2200)  # "June 2017" but not "May 1"+"234"
 
@@ -62,6 +72,8 @@ MONEY_RES: Final = (
     # "100 dollars", but not the cents of "Fifty Thousand and NO/100 Dollars"
     re.compile(rf"(?<![/\d.,])\b(?P<num>{_NUM}){_SCALE}\s+(?:U\.S\.\s+)?dollars\b", re.IGNORECASE),
 )
+# A cheap test that a text can hold one of MONEY_RES's forms at all.
+DOLLAR_WORD_RE: Final = re.compile(r"(?i:usd|dollar)")
 MONEY_SCALE: Final = {
     "thousand": 10**3,
     "million": 10**6,
@@ -139,10 +151,23 @@ DOCKET_RES: Final = (
     ),
 )
 DASHES: Final = str.maketrans({c: "-" for c in _UNI_DASH})
+# A reference to an entry of the docket: "(Docket no. 6 )", "Dkt. No. 8", "ECF No. 12":
+# a bare entry number (after "Docket No." only inside parentheses), not a case's number.
+ENTRY_REF_LOOKBACK: Final = 24
+ENTRY_REF_RE: Final = re.compile(
+    r".*(?:\((?:[^()\n]{0,16}[ \t])?(?i:docket|doc\.?)|\b(?i:dkt\.?|ecf))[ \t]+(?i:nos?)\.?"
+    r"[ \t]*:?[ \t]*\d{1,4}(?![\w:/\-]|\.\d)",
+    re.DOTALL,
+)
 
 # A capitalised name token: "Smith", "O'Connor", "McDONALD", "A." (initial).
 # A middle initial may lack its period in docket text ("Katherine A Crytzer").
-_NAME_TOK = r"(?:[A-Z]\.|[A-Z](?=[ \t][A-Z][a-z])|[A-Z][A-Za-z'’\-]*[A-Za-z](?![.\w]))"
+# A word before a sentence's period ("before Judge William Knox. Court will") is a name
+# token too, without the period; an abbreviation ("Bros.") is not one.
+_NAME_TOK = (
+    r"(?:[A-Z]\.|[A-Z](?=[ \t][A-Z][a-z])|[A-Z][A-Za-z'’\-]*[A-Za-z](?![.\w])"
+    r"|[A-Z][a-z'’\-]*[a-z]{2}(?=\.(?:[ \t]+[A-Z(]|[ \t]*$)))"
+)
 _PERSON = rf"{_NAME_TOK}(?: {_NAME_TOK}){{0,3}}"
 
 JUDGE_RES: Final = (
@@ -186,6 +211,11 @@ NAME_STOP: Final = frozenset(
         "he",
         "she",
         "it",
+        # counsel's titles ("Change of Lead Counsel for", "Local Counsel for")
+        "lead",
+        "local",
+        "special",
+        "liaison",
         # institutions a page's navigation names after "Justice", "Judicial", "Court"
         "commission",
         "committee",
@@ -263,6 +293,12 @@ JUDGE_NAME_STOP: Final = frozenset(
         "commission",
         "committee",
         "council",
+        # "in the Interests of Justice Time excluded" (the Speedy Trial Act's phrase)
+        "time",
+        "excluded",
+        "motion",
+        "motions",
+        "hearing",
     }
 )
 
@@ -324,6 +360,13 @@ ORG_RES: Final = (
 NOT_A_NAME: Final = frozenset(
     {"v.", "vs.", "v", "vs", "versus", "et al.", "et al", "and", "all", "unknown", "counter"}
     | {"pro se", "intervenor", "movant", "consolidated", "interested party", "claimant"}
+    # a role in a name's place ("Party name: Applicants"): no party is named
+    | {
+        f"{r}{s}"
+        for r in ("applicant", "petitioner", "respondent", "appellant", "appellee")
+        for s in ("", "s")
+    }
+    | {f"{r}{s}" for r in ("plaintiff", "defendant", "relator", "movant") for s in ("", "s")}
 )
 # Leading words the greedy name patterns pick up that are not part of a name.
 LEAD_STOP: Final = frozenset(
@@ -396,12 +439,18 @@ _ROLE = (
     r"|petitioners?[ \t]*-[ \t]*appellants?|respondents?[ \t]*-[ \t]*appellees?)"
 )
 # A listing's court cell ("Sup Ct, Kings County") glued after a caption is not the party.
+# ... nor its opinion-type cell ("State v. Roe Maj., and Dis. Opinions", "Majority Opinion").
 _PARTY_TOK = (
-    rf"(?<![\w\-/:])(?!{_ROLE}\b)(?!(?:Sup|Civ|Crim|Dist|Fam|Sur|App)[ \t]+Ct\b|Ct\b){_ORG_TOK}"
+    rf"(?<![\w\-/:])(?!{_ROLE}\b)(?!(?:Sup|Civ|Crim|Dist|Fam|Sur|App)[ \t]+Ct\b|Ct\b)"
+    r"(?!(?:Maj|Dis|Con|Concur|Diss)\.|(?:Majority|Dissenting|Concurring|Plurality|Per[ \t]+Curiam)"
+    r"[ \t]+Opinion|Opinions?\b)"
+    rf"{_ORG_TOK}"
 )
+# Inside a name, a place or former name in parentheses: "Navneet Publ'ns (India) Ltd.".
+_PARTY_PAREN = r"\([A-Z][A-Za-z]+(?:[ \t][A-Z][A-Za-z]+)?\)(?!\w)"
 _PARTY = (
     rf"{_PARTY_TOK}(?:,?[ \t]+(?:(?:of|and|the|for|de|ex[ \t]+rel\.?|on[ \t]+behalf[ \t]+of)"
-    rf"[ \t]+)?{_PARTY_TOK}){{0,7}}"
+    rf"[ \t]+)?(?:{_PARTY_TOK}|{_PARTY_PAREN})){{0,7}}"
 )
 # Captions are found from their cheap "v." anchor; the left party is then matched in a
 # short window ending at the anchor (a forward scan from every capital is 10x slower).
@@ -483,7 +532,9 @@ LABELLED_DOCKET_RES: Final = (
     re.compile(r"\b(?P<num>MDL[ \t]+No\.?[ \t]*\d{2,5})\b"),
     # Texas appellate numbering: "01-24-00089-CV", "PD-0123-88", "WR-12,345-01".
     re.compile(
-        rf"(?<![\w{_DASH}])(?P<num>\d{{2}}-\d{{2}}-\d{{5}}-C[RV]|(?:PD|WR|AP)-\d{{4}}-\d{{2}})\b"
+        rf"(?<![\w{_DASH}])(?P<num>\d{{2}}-\d{{2}}-\d{{5}}-C[RV]|(?:PD|WR|AP)-\d{{4}}-\d{{2}}"
+        # the Court of Criminal Appeals' writ and appeal numbers: "WR-97,175-01", "AP-77,129"
+        r"|(?:WR|AP)-\d{1,3},\d{3}(?:-\d{2})?)\b"
     ),
 )
 # "2024-Ohio-1501": a neutral citation, not a docket number.
@@ -551,8 +602,19 @@ NOT_A_PERSON: Final = frozenset(
         "filed",
         "docket",
         "case",
+        # status and role lines of party tables ("Pending Counts", "Counter Claimant")
+        "pending",
+        "counts",
+        "counter",
+        "claimant",
+        "provider",
+        "adr",
+        "designation",
     }
 )
+# The rest of a line after a name that makes the line a firm ("Kramer Levin Naftalis &
+# Frankel, LLP"): counsel's firm sits on the line below counsel, never is counsel.
+FIRM_REST_RE: Final = re.compile(r"[ \t]*(?:&|,?[ \t]*(?:LLP|LLC|PLLC|P\.C\.|L\.L\.P\.|P\.A\.)\b)")
 MAILED_TO_RE: Final = re.compile(r"Notice (?:has been|will be) electronically mailed to:?[ \t]*\n")
 MAILED_TO_END_RE: Final = re.compile(
     r"^[^\n]*(?:\bNotice\b|The following document|Document description)", re.MULTILINE
@@ -566,11 +628,16 @@ _PARTY_ROLE_HEAD = (
     r"|U\.S\.[ \t]+Trustee|Miscellaneous[ \t]+Party|Amicus)s?"
 )
 # PACER party tables: the role on its own line, then "NAME represented by COUNSEL".
+# ("Consolidated Defendant", "Defendant (1)": a criminal docket numbers its defendants)
 PARTY_BLOCK_RE: Final = re.compile(
-    rf"^[ \t]*(?P<role>{_PARTY_ROLE_HEAD})[ \t]*\n[ \t]*"
+    r"^[ \t]*(?:(?:Consolidated|Member|Lead)[ \t]+)?"
+    rf"(?P<role>{_PARTY_ROLE_HEAD})(?:[ \t]*\(\d{{1,3}}\))?[ \t]*\n[ \t]*"
     r"(?P<party>[^\n]+?)(?:[ \t]+represented[ \t]+by[ \t]+(?P<counsel>[^\n]+)|[ \t]*$)",
     re.MULTILINE,
 )
+# Counsel at the end of a party's lines ("TERMINATED: 04/08/2015 represented by NAME",
+# "a California Corporation represented by NAME"): the name opens the rest of the line.
+REPRESENTED_BY_RE: Final = re.compile(r"[ \t]represented[ \t]+by[ \t]+(?P<counsel>[^\n]+)")
 STATUS_LINES: Final = ("ATTORNEY", "LEAD ATTORNEY", "PRO HAC", "PRO SE", "TERMINATED")
 # More counsel of the same party: the line after an attorney's status lines.
 AFTER_STATUS_RE: Final = re.compile(
@@ -624,8 +691,8 @@ PARTY_NAME_FIELD_RE: Final = re.compile(
 JUDGE_FIELD_RE: Final = re.compile(
     r"^[ \t]*(?:Assigned[ \t]+to|Referred[ \t]+to|Presiding[ \t]+Judge|Court[ \t]+Judge"
     r"|Trial[ \t]+Judge|Ordering[ \t]+Judge)[ \t]*:?[ \t]*\n?[ \t]*"
-    r"(?:(?:Hon(?:orable|\.)?|Chief|Senior|Magistrate|District|Bankruptcy|Circuit|U\.S\.)[ \t]+)*"
-    r"(?:Judges?[ \t]+)?(?P<name>[^\n]+)",
+    r"(?i:(?:Hon(?:orable|\.)?|Chief|Senior|Magistrate|District|Bankruptcy|Circuit|U\.S\.)[ \t]+)*"
+    r"(?i:Judges?[ \t]+)?(?P<name>[^\n]+)",
     re.MULTILINE,
 )
 STYLE_RE: Final = re.compile(
@@ -681,9 +748,15 @@ _CO_TOK = (
 )
 _CO_NAME = rf"{_CO_TOK}(?:,?[ \t]+(?:(?:of|and|the|for|de|y|du|des)[ \t]+)?{_CO_TOK}){{0,9}}"
 # The opening of a defined term: ("Company"), (the "Licensee"), (hereinafter "X").
-_TERM_OPEN = r"(?:the[ \t\n]+|each[ \t\n]+a[ \t\n]+|hereinafter[ \t\n]+)?[\"“'‘]"
+_TERM_OPEN = (
+    r"(?:the[ \t\n]+|each[ \t\n]+a[ \t\n]+"
+    r"|hereinafter[ \t\n]+(?:(?:referred[ \t\n]+to[ \t\n]+as|called)[ \t\n]+)?(?:the[ \t\n]+)?)?"
+    r"[\"“'‘]"
+)
 CONTRACT_PARTY_RE: Final = re.compile(
-    rf"(?:\bbetween|\bamong|\band|;)[ \t\n]+(?:the[ \t]+)?(?P<name>{_CO_NAME})"
+    # ("entered into by X, a Delaware corporation": a party named after "by")
+    rf"(?:\bbetween|\bamong|\band|;|\binto[ \t\n]+by|\bmade[ \t\n]+by)[ \t\n]+(?:the[ \t]+)?"
+    rf"(?P<name>{_CO_NAME})"
     rf"(?=,?[ \t\n]*(?:\({_TERM_OPEN}|(?:a|an)[ \t\n]+[^\n()]{{0,80}}?"
     r"(?i:corporation|company|partnership"
     r"|association|limited|bank|trust|organi[sz]ed|formed|existing|entity|individual|society"
@@ -698,6 +771,26 @@ DEFINED_PARTY_RE: Final = re.compile(
     rf"\({_TERM_OPEN}+(?P<term>[^\"”'’)]{{1,40}})[\"”'’]+\)"
 )
 
+# English drafting: "BETWEEN:" then one numbered paragraph per party, "(1) ACME LIMITED a
+# company incorporated ...", "(2) JANE ROE of 1 High Street".
+NUMBERED_PARTY_RE: Final = re.compile(
+    rf"^[ \t]*\((?:\d{{1,2}}|[a-z]|[ivx]{{1,4}})\)[ \t]+(?:the[ \t]+)?(?P<name>{_CO_NAME})"
+    r"(?=,?[ \t]+(?:a|an|of|whose|incorporated|having|acting|being)\b|[ \t]*[,(;]|[ \t]*$)",
+    re.MULTILINE,
+)
+# ... or each party under its own heading: "BETWEEN:" then "ACME CORP., a corporation ...",
+# "AND:" then the next.
+HEADED_PARTY_RE: Final = re.compile(
+    r"^[ \t]*(?:BETWEEN|AND|Between|And)[ \t]*:[ \t]*\n\s*(?:the[ \t]+)?"
+    rf"(?P<name>{_CO_NAME})"
+    r"(?=,?[ \t]+(?:a|an|of|whose|incorporated|having)\b|[ \t]*[,(;]|[ \t]*$)",
+    re.MULTILINE,
+)
+LIST_AND_RE: Final = re.compile(r"^.*[,;][ \t\n]+and[ \t\n]+", re.DOTALL)
+NUMBERED_PARTIES_HEAD_RE: Final = re.compile(
+    r"^[ \t]*(?:BETWEEN|PARTIES|Parties)[ \t]*:?[ \t]*$", re.M
+)
+
 # --- document context ---------------------------------------------------------------
 
 CONTEXT_HEAD_CHARS: Final = 20000  # headers, senders and PACER links come first
@@ -705,6 +798,13 @@ CONTEXT_HEAD_CHARS: Final = 20000  # headers, senders and PACER links come first
 # A docket number alone on its line: "W2024-00749-COA-R3-CV" (two separators at least).
 LONE_DOCKET_RE: Final = re.compile(
     r"^[ \t]*(?P<num>(?:[A-Z]{2,4}/)?[A-Za-z0-9]{1,8}(?:[:\-][A-Za-z0-9]{1,8}){2,5})[ \t]*$",
+    re.MULTILINE,
+)
+# A listing's row: a short docket number ("2018-166", "22-AP-056", "S275431") alone on its
+# line, the case's caption ("State v. Roe", "In re Doe") on the next.
+CAPTIONED_NUMBER_RE: Final = re.compile(
+    r"^[ \t]*(?P<num>(?:[A-Z]{1,3}-?)?\d{2,4}-(?:[A-Z]{1,3}-)?\d{2,6}|[A-Z]\d{6,9})[ \t]*\n"
+    r"[ \t]*(?P<caption>[^\n]{3,200})",
     re.MULTILINE,
 )
 NOT_A_DOCKET_RE: Final = re.compile(
@@ -717,6 +817,19 @@ DOCKET_TABLE_HEAD_RE: Final = re.compile(
     r"|Court[ \t]+No\.?)(?![^\n]*:))"
     r"(?=[^\n]*\b(?:Date|Name|Caption|Title|Subject|Judge|Opinion)s?\b)[^\n]{0,200}$",
     re.MULTILINE,
+)
+# Such a header whose first column is the listing's own row number, not the docket.
+ROW_NUMBER_HEAD_RE: Final = re.compile(
+    r"[ \t]*(?:Number|No\.|\#|(?:Slip[ \t]+)?(?:Opinion|Op\.)[ \t]+(?:Number|No\.?))[ \t]"
+    r"(?![ \t]*(?:Docket|Case|Court[ \t]+No))"
+)
+ROW_CAPTION_CHARS: Final = 300
+# Such a header with the judge column right after the docket column, and that cell.
+DOCKET_THEN_JUDGE_RE: Final = re.compile(
+    r"\b(?:Docket(?:[ \t]+No\.?)?|Case[ \t]+(?:Number|No\.?)|Court[ \t]+No\.?)[ \t]+Judge\b"
+)
+JUDGE_CELL_RE: Final = re.compile(
+    r"\s+(?P<name>[A-Z][a-z'’\-]+[a-z](?:[ \t]+[A-Z][a-z'’\-]+[a-z])?)(?=[ \t\n]|$)"
 )
 # A docket-shaped cell of such a table: "21-476", "102,405-3", "12-00099", "20220245".
 TABLE_DOCKET_RE: Final = re.compile(

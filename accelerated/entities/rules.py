@@ -24,7 +24,7 @@ from typing import Any
 
 import msgspec
 
-from accelerated.entities import RawMention
+from accelerated.entities import RawMention, eyecite_speed
 from accelerated.entities import patterns as P
 from accelerated.entities import structure as S
 
@@ -84,6 +84,12 @@ class DocContext(msgspec.Struct, frozen=True, omit_defaults=True):
 
     court: str = ""  # courts-db id named by the header, the sender or the PACER host
     docket_table: bool = False  # a listing whose header names a docket column
+    # ... whose first column is the listing's own number ("Number", "Slip Op. No."):
+    # the number opening a row, before its caption, is not a docket number
+    row_number_first: bool = False
+    # ... whose judge column follows the docket column ("Court No. Judge"): the name after
+    # each docket cell is the judge's
+    judge_after_docket: bool = False
     notice: bool = False  # a notice of electronic filing with an e-mail recipient list
     parties: tuple[str, ...] = ()  # contract parties, as the preamble writes them
 
@@ -99,9 +105,14 @@ class DocContext(msgspec.Struct, frozen=True, omit_defaults=True):
             top = sorted(c for c, n in votes.items() if n == best)
             court = top[0] if len(top) == 1 else ""
         names = sorted({text[m.start : m.end] for m in S.contract_parties(text)})
+        table = P.DOCKET_TABLE_HEAD_RE.search(text)
         return DocContext(
             court=court,
-            docket_table=P.DOCKET_TABLE_HEAD_RE.search(text) is not None,
+            docket_table=table is not None,
+            row_number_first=table is not None
+            and P.ROW_NUMBER_HEAD_RE.match(table.group()) is not None,
+            judge_after_docket=table is not None
+            and P.DOCKET_THEN_JUDGE_RE.search(table.group()) is not None,
             notice=P.MAILED_TO_RE.search(text) is not None,
             parties=tuple(names[: P.CONTEXT_MAX_PARTIES]),
         )
@@ -129,8 +140,14 @@ def _in_context(text: str, doc: DocContext) -> Iterator[RawMention]:
     if doc.docket_table:
         for m in P.TABLE_DOCKET_RE.finditer(text):
             num = m.group("num")
+            if doc.row_number_first and _opens_captioned_row(text, m.start(), m.end()):
+                continue
             if not P.NOT_A_DOCKET_RE.fullmatch(num):
                 yield RawMention("DOCKET_NUMBER", m.start(), m.end(), num.lower())
+                judge = P.JUDGE_CELL_RE.match(text, m.end()) if doc.judge_after_docket else None
+                if judge and _is_judge_name(judge.group("name")):
+                    s, e = judge.start("name"), judge.end("name")
+                    yield RawMention("JUDGE", s, e, _norm_name(judge.group("name")))
     if doc.notice:
         yield from S.recipient_lines(text)
     for name in doc.parties:  # the preamble's parties, wherever the chunk names them
@@ -139,6 +156,14 @@ def _in_context(text: str, doc: DocContext) -> Iterator[RawMention]:
     if doc.court:
         for m in P.BARE_COURT_RE.finditer(text):
             yield RawMention("COURT", m.start(), m.end(), doc.court)
+
+
+def _opens_captioned_row(text: str, start: int, end: int) -> bool:
+    """The number starts its line and the caption ("X v. Y") follows it."""
+    if text[text.rfind("\n", 0, start) + 1 : start].strip():
+        return False
+    rest = text[end : end + P.ROW_CAPTION_CHARS].lstrip()
+    return _is_caption(rest.split("\n", 1)[0])
 
 
 def _specific(m: RawMention, doc: DocContext | None) -> RawMention:
@@ -175,7 +200,27 @@ def extract_text(text: str, tokenizer: Any, doc: DocContext | None = None) -> li
         # ("W2031-00412-COA-R3-CV"), not a room or unit code ("WD2-103-02L")
         if re.search(r"\d{4}", num) and not P.NOT_A_DOCKET_RE.fullmatch(num):
             found.append(RawMention("DOCKET_NUMBER", m.start("num"), m.end("num"), num.lower()))
-    return keep_longest(_specific(m, doc) for m in found if m.end > m.start and _plausible(text, m))
+    row_numbers = doc is not None and doc.row_number_first  # the row's number, not its docket
+    for m in P.CAPTIONED_NUMBER_RE.finditer(text) if not row_numbers else ():
+        # a listing's row: the number alone on its line, the case's caption on the next
+        num, caption = m.group("num"), m.group("caption")
+        if P.NOT_A_DOCKET_RE.fullmatch(num) or not _is_caption(caption):
+            continue
+        found.append(RawMention("DOCKET_NUMBER", m.start("num"), m.end("num"), num.lower()))
+    kept = keep_longest(_specific(m, doc) for m in found if m.end > m.start and _plausible(text, m))
+    dockets = [(m.start, m.end) for m in kept if m.type == "DOCKET_NUMBER"]
+    if not dockets:
+        return kept
+    # "No. 12-3-45": a labelled number is the docket's, not a date written with dashes
+    return [
+        m
+        for m in kept
+        if m.type != "DATE" or not any(m.start < e and s < m.end for s, e in dockets)
+    ]
+
+
+def _is_caption(line: str) -> bool:
+    return P.VERSUS_RE.search(f" {line} ") is not None or P.IN_RE_RE.match(line) is not None
 
 
 def _plausible(text: str, m: RawMention) -> bool:
@@ -264,6 +309,7 @@ def _citations(text: str, tokenizer: Any) -> Iterator[RawMention]:
     from eyecite import get_citations
     from eyecite.models import FullCaseCitation, FullLawCitation, ShortCaseCitation
 
+    eyecite_speed.install()
     cite: Any  # eyecite's citation methods are untyped
     for cite in get_citations(text.translate(_EYECITE_TR), tokenizer=tokenizer):
         if isinstance(cite, FullCaseCitation | ShortCaseCitation):
@@ -283,6 +329,7 @@ def _citations(text: str, tokenizer: Any) -> Iterator[RawMention]:
 # --- courts (courts-db) -------------------------------------------------------------
 
 _COURT_TOKEN = re.compile(r"[^\s,;:]+")
+_COURT_SEP = re.compile(r"[\s,;:]+")
 
 
 @functools.cache
@@ -338,25 +385,30 @@ def _court_variants(key: str) -> Iterator[str]:
 
 def _courts(text: str) -> Iterator[RawMention]:
     auto, cites = _court_tables()
-    tokens = list(_COURT_TOKEN.finditer(text.translate(_ASCII_LOWER)))
-    if tokens:
+    # Names are matched on the text lower-cased with each run of separators made one
+    # space; offsets are mapped back only for the (few) hits.
+    lower = text.translate(_ASCII_LOWER)
+    norm = " ".join(w for w in _COURT_SEP.split(lower) if w)
+    hits = [
+        (last - length + 1, last + 1, cid)
+        for last, (length, cid) in auto.iter(norm)
+        if (last - length < 0 or norm[last - length] == " ")
+        and (last + 1 == len(norm) or not norm[last + 1].isalnum())
+    ]
+    if hits:
+        tokens = list(_COURT_TOKEN.finditer(lower))
         norm_starts: list[int] = []
-        parts: list[str] = []
         pos = 0
         for tok in tokens:
             norm_starts.append(pos)
-            parts.append(tok.group())
-            pos += len(tok.group()) + 1
-        norm = " ".join(parts)
+            pos += tok.end() - tok.start() + 1
 
         def to_orig(p: int) -> int:
             i = bisect_right(norm_starts, p) - 1
             return tokens[i].start() + (p - norm_starts[i])
 
-        for last, (length, cid) in auto.iter(norm):
-            s, e = last - length + 1, last + 1
-            if (s == 0 or norm[s - 1] == " ") and (e == len(norm) or not norm[e].isalnum()):
-                yield RawMention("COURT", to_orig(s), to_orig(e - 1) + 1, cid)
+        for s, e, cid in hits:
+            yield RawMention("COURT", to_orig(s), to_orig(e - 1) + 1, cid)
     for m in P.COURT_PAREN_RE.finditer(text):
         court = _collapse(m.group("court"))
         cid = cites.get(court)
@@ -393,10 +445,21 @@ def _is_judge_name(name: str) -> bool:
     return _is_name(name) and not any(w in P.JUDGE_NAME_STOP for w in words)
 
 
+def _cut_at_text(name: str) -> str:
+    """ "Kobayashi Defendant's Motions are due": docket text run on after the name (no
+    punctuation between) starts at the first word no name has."""
+    words = name.split(" ")
+    for i, w in enumerate(words[1:], start=1):
+        bare = w.casefold().removesuffix("'s").removesuffix("’s").strip(".,")
+        if bare in P.NAME_STOP or bare in P.JUDGE_NAME_STOP:
+            return " ".join(words[:i])
+    return name
+
+
 def _judges(text: str) -> Iterator[RawMention]:
     for rx in P.JUDGE_RES:
         for m in rx.finditer(text):
-            name = _drop_trailing_title(m.group("name"))
+            name = _cut_at_text(_drop_trailing_title(m.group("name")))
             if _is_judge_name(name):
                 s = m.start("name")
                 yield RawMention("JUDGE", s, s + len(name), _norm_name(name))
@@ -502,6 +565,8 @@ def _dockets(text: str) -> Iterator[RawMention]:
     for rx in P.DOCKET_RES:
         for m in rx.finditer(text):
             num = m.group("num").rstrip(".,:;-")
+            if P.ENTRY_REF_RE.fullmatch(text, max(0, m.start() - P.ENTRY_REF_LOOKBACK), m.end()):
+                continue  # "(Dkt. No. 8)": an entry of the docket, not a case number
             if any(c.isdigit() for c in num) and not P.NEUTRAL_CITE_RE.fullmatch(num):
                 s = m.start("num")
                 yield RawMention("DOCKET_NUMBER", s, s + len(num), num.translate(P.DASHES).lower())
@@ -526,7 +591,9 @@ def _dates(text: str) -> Iterator[RawMention]:
 
 
 def _money(text: str) -> Iterator[RawMention]:
-    for rx in P.MONEY_RES:
+    # every dollar form has a "$", "USD" or "dollar(s)": most texts have none
+    dollars = "$" in text or P.DOLLAR_WORD_RE.search(text) is not None
+    for rx in P.MONEY_RES if dollars else ():
         for m in rx.finditer(text):
             with contextlib.suppress(InvalidOperation):
                 amount = Decimal(m.group("num").replace(",", ""))

@@ -114,6 +114,8 @@ def _person(text: str, s: int, e: int) -> tuple[int, int] | None:
         # "Richard D. Bernstein Willkie Farr & Gallagher LLP": the firm follows on the
         # line; a name is first, initials, last (two or three words).
         end = start + len(" ".join(parts[:3]))
+    elif P.FIRM_REST_RE.match(text, end, e):
+        return None  # "Kramer Levin Naftalis & Frankel, LLP": the line is a firm's name
     return start, end
 
 
@@ -160,6 +162,10 @@ def docket_parties(text: str) -> Iterator[RawMention]:
             span = _person(text, m.start("counsel"), m.end("counsel"))
             if span:
                 yield _m("ATTORNEY", text, *span, _norm(text[span[0] : span[1]]))
+    for m in P.REPRESENTED_BY_RE.finditer(text) if "represented" in text else ():
+        span = _person(text, m.start("counsel"), m.end("counsel"))
+        if span:
+            yield _m("ATTORNEY", text, *span, _norm(text[span[0] : span[1]]))
     # Further counsel of a party: the name line after an attorney's status lines.
     for m in P.AFTER_STATUS_RE.finditer(text):
         span = _person(text, m.start("name"), m.end("name"))
@@ -213,10 +219,21 @@ def contract_parties(text: str) -> Iterator[RawMention]:
         return
     stop = P.PREAMBLE_END_RE.search(text, lo.end())
     hi = min(stop.start() if stop else len(text), lo.end() + P.PREAMBLE_WINDOW)
-    for rx in (P.CONTRACT_PARTY_RE, P.DEFINED_PARTY_RE):
-        for m in rx.finditer(text, lo.start(), hi):
+    numbered = P.NUMBERED_PARTIES_HEAD_RE.search(text, lo.start(), hi)
+    scans = [(rx, lo.start()) for rx in (P.CONTRACT_PARTY_RE, P.DEFINED_PARTY_RE)]
+    if numbered is not None:  # "BETWEEN:" then "ACME CORP., a corporation ...", "AND:" ...
+        scans.append((P.HEADED_PARTY_RE, numbered.start()))
+    if numbered is not None:  # "BETWEEN:" then "(1) ACME LIMITED ...", "(2) ..."
+        scans.append((P.NUMBERED_PARTY_RE, numbered.end()))
+    for rx, start in scans:
+        for m in rx.finditer(text, start, hi):
             s, e = m.start("name"), m.end("name")
             name = text[s:e].rstrip(" ,")
+            # "a Delaware Corporation, and Marten Labs, Inc. (the ...)": the list's last
+            # name is the one its defined term belongs to
+            cut = P.LIST_AND_RE.search(name)
+            if cut is not None:
+                s, name = s + cut.end(), name[cut.end() :]
             words = name.casefold().split()
             if (len(words) < 2 and "." not in name) or any(
                 w in P.NOT_A_CONTRACT_PARTY for w in words

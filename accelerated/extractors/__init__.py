@@ -51,6 +51,12 @@ __all__ = [
 MAX_NESTING: Final = 3  # e-mail inside e-mail inside e-mail: deeper is refused
 _ENCRYPTED_OOXML: Final = "EncryptedPackage".encode("utf-16-le")
 
+
+def extract_audio(data: bytes) -> ExtractResult:
+    """A recording has no text to extract: the transcribe stage makes it."""
+    return ExtractResult(format="audio", method="needs_transcription", text="", pages=[])
+
+
 _BY_KIND: Final[dict[str, Callable[[bytes], ExtractResult]]] = {
     "pdf": extract_pdf,
     "docx": extract_docx,
@@ -58,6 +64,7 @@ _BY_KIND: Final[dict[str, Callable[[bytes], ExtractResult]]] = {
     "html": extract_html,
     "json": extract_json,
     "xml": extract_xml,
+    "audio": extract_audio,
     "rtf": extract_rtf,
 }
 _BY_TOOL: Final[dict[str, Callable[[bytes, LegacyTools], ExtractResult]]] = {
@@ -109,7 +116,7 @@ def _extract(data: bytes, filename: str, depth: int, tools: LegacyTools) -> Extr
         result = _BY_TOOL[kind](data, tools)
     else:
         result = _BY_KIND[kind](data)
-    if not result.needs_ocr and not result.text.strip():
+    if not result.needs_ocr and kind != "audio" and not result.text.strip():
         raise DocumentError(f"The {kind.upper()} file contains no readable text.", code="empty")
     return result
 

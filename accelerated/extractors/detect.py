@@ -18,8 +18,9 @@ PDF_MAGIC_WINDOW: Final = 1024
 # Kinds this package extracts map to themselves in models.FORMATS; the rest are refused
 # with the human name below (what a paralegal reads in the batch summary).
 SUPPORTED: Final = frozenset(
-    {"pdf", "docx", "txt", "html", "eml", "json", "xml", "doc", "wpd", "rtf"}
+    {"pdf", "docx", "txt", "html", "eml", "json", "xml", "doc", "wpd", "rtf", "audio"}
 )
+AUDIO_EXTENSIONS: Final = frozenset({".wav", ".mp3", ".m4a", ".flac", ".ogg"})
 UNSUPPORTED: Final[dict[str, str]] = {
     "xls": "an Excel 97-2003 workbook (.xls)",
     "ppt": "a PowerPoint 97-2003 presentation (.ppt)",
@@ -72,6 +73,7 @@ _EXTENSIONS: Final[dict[str, str]] = {
     ".msg": "msg",
     ".xlsx": "xlsx",
     ".pptx": "pptx",
+    **dict.fromkeys(AUDIO_EXTENSIONS, "audio"),
 }
 _OLE_BY_EXT: Final = {".doc": "doc", ".xls": "xls", ".ppt": "ppt", ".msg": "msg"}
 # An OLE2 compound file is a container: the names of its streams (UTF-16 in the
@@ -151,6 +153,8 @@ def sniff_kind(name: str, head: bytes) -> str:
         return "pdf"
     if head.startswith(b"PK\x03\x04"):
         return _zip_kind(ext, head)
+    if _is_audio(head, ext):
+        return "audio"
     for magic, kind in _MAGIC:
         if head.startswith(magic):
             return ole_kind(ext, head) if kind == "ole" else kind
@@ -161,6 +165,18 @@ def sniff_kind(name: str, head: bytes) -> str:
     if guessed is not None:
         return guessed
     return "binary" if _looks_binary(head) else "txt"
+
+
+def _is_audio(head: bytes, ext: str) -> bool:
+    """WAV, FLAC, Ogg, MP3 (an ID3 tag, or an MPEG frame sync under an audio name),
+    MP4 audio (M4A)."""
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return True
+    if head.startswith((b"fLaC", b"OggS", b"ID3")):
+        return True
+    if ext in AUDIO_EXTENSIONS and len(head) > 1 and head[0] == 0xFF and head[1] >= 0xE2:
+        return True  # an MPEG audio frame header (sync bits, a layer set)
+    return head[4:8] == b"ftyp" and head[8:12] in (b"M4A ", b"M4B ", b"mp42", b"isom", b"dash")
 
 
 def _looks_binary(head: bytes) -> bool:

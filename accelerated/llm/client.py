@@ -7,11 +7,14 @@ client's own retries are off (``max_retries=0``): a 429 must reach the shared
 cool-down, not be retried by one worker on its own. openai's exceptions are
 translated at the boundary (``register_mapper("openai", ...)``); the API key never
 appears in a message: credential errors are reported without the server's text.
+Every cache hit, call, token, 429 and second spent waiting on the limiter is also
+added to the current project's counters in Redis (:mod:`accelerated.llm.usage`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
@@ -20,15 +23,23 @@ import openai
 from pydantic import SecretStr
 
 from accelerated.boundary import describe, map_driver_errors, register_mapper
-from accelerated.errors import BackendError, BackendRejected, BackendUnavailable
+from accelerated.errors import (
+    BackendError,
+    BackendRejected,
+    BackendUnavailable,
+    BudgetExhausted,
+    InvalidOutput,
+)
 from accelerated.llm.cache import CachedReply, ResponseCache
 from accelerated.llm.limiter import Limiter, cooldown_ms
+from accelerated.llm.usage import UsageCounter
+from accelerated.scope import current_project
 
 T = TypeVar("T")
 MAX_RATE_LIMITED: Final = 6  # 429s in a row for one call, then BackendUnavailable
 
 
-class InvalidReply(BackendRejected):
+class InvalidReply(InvalidOutput):
     """The model's reply is not what the schema asks for (after the repair attempt)."""
 
     content: str | None = None  # the reply, for a repair prompt (set by ChatClient)
@@ -69,22 +80,32 @@ def estimate_prompt_tokens(messages: Sequence[Mapping[str, str]]) -> int:
     return sum(len(m.get("content", "")) // 3 + 8 for m in messages) + 3
 
 
+def cost_usd(prices: Mapping[str, tuple[float, float]], model: str, prompt: int, out: int) -> float:
+    """USD for one call by the price table (USD per million tokens, in and out)."""
+    price_in, price_out = prices.get(model, (0.0, 0.0))
+    return (prompt * price_in + out * price_out) / 1e6
+
+
 @dataclass
 class LlmStats:
+    """This process's own figures (the run's, across workers, are in Redis)."""
+
     calls: int = 0
     cache_hits: int = 0
     tokens_in: int = 0
     tokens_out: int = 0
     rate_limited: int = 0
     cost_usd: float = 0.0
+    wait_s: float = 0.0
     prices: dict[str, tuple[float, float]] = field(default_factory=dict)
 
-    def add(self, model: str, prompt: int, completion: int) -> None:
+    def add(self, model: str, prompt: int, completion: int) -> float:
         self.calls += 1
         self.tokens_in += prompt
         self.tokens_out += completion
-        price_in, price_out = self.prices.get(model, (0.0, 0.0))  # USD per million tokens
-        self.cost_usd += (prompt * price_in + completion * price_out) / 1e6
+        cost = cost_usd(self.prices, model, prompt, completion)
+        self.cost_usd += cost
+        return cost
 
 
 class ChatClient:
@@ -102,10 +123,11 @@ class ChatClient:
         temperature: float = 0.0,
         timeout_s: float = 60.0,
         prices: dict[str, tuple[float, float]] | None = None,
+        usage: UsageCounter | None = None,
     ) -> None:
         self.base_url, self.model = base_url.rstrip("/"), model
         self.max_tokens, self.temperature = max_tokens, temperature
-        self.limiter, self.cache = limiter, cache
+        self.limiter, self.cache, self.usage = limiter, cache, usage
         self.stats = LlmStats(prices=dict(prices or {}))
         self._client = openai.AsyncOpenAI(
             base_url=self.base_url,
@@ -138,18 +160,33 @@ class ChatClient:
             "schema_version": schema_version,
         }
 
+    async def _count(self, **amounts: float) -> None:
+        if self.usage is not None:
+            await self.usage.add(current_project(), **amounts)
+
     async def complete(self, request: dict[str, Any], validate: Callable[[str], T]) -> T:
-        """``validate(content)`` the reply; only a reply it accepts is cached."""
+        """``validate(content)`` the reply; only a reply it accepts is cached.
+
+        At most ``LLM_CONCURRENCY`` of these run at once in the process (the limiter's
+        semaphore), cache lookups included: each holds Redis connections from the pool
+        the whole pipeline shares, and a document of many chunks starts all of them."""
+        async with self.limiter.semaphore:
+            return await self._complete(request, validate)
+
+    async def _complete(self, request: dict[str, Any], validate: Callable[[str], T]) -> T:
         if self.cache is not None:
             hit = await self.cache.get(request)
             if hit is not None:
                 self.stats.cache_hits += 1
+                await self._count(cache_hits=1)
                 return validate(hit.content)
-        content, prompt, completion = await self._call(request)
+        content: str | None = None
         try:
+            content, prompt, completion = await self._call(request)
             value = validate(content)  # raises for an invalid reply: nothing is cached
         except InvalidReply as exc:
             exc.content = content
+            await self._count(invalid=1)
             raise
         if self.cache is not None:
             await self.cache.put(request, CachedReply(content, prompt, completion))
@@ -161,53 +198,70 @@ class ChatClient:
         if self.cache is not None:
             await self.cache.put(request, CachedReply(content, 0, 0))
 
+    async def _acquire(self, reserved: int) -> tuple[str, float]:
+        """The limiter's admission, and the seconds it took (counted with the call)."""
+        started = time.monotonic()
+        try:
+            call_id = await self.limiter.acquire(reserved)
+        except BudgetExhausted:
+            waited = time.monotonic() - started
+            self.stats.wait_s += waited
+            await self._count(budget_stops=1, wait_s=waited)
+            raise
+        waited = time.monotonic() - started
+        self.stats.wait_s += waited
+        return call_id, waited
+
     async def _call(self, request: dict[str, Any]) -> tuple[str, int, int]:
+        """The API call (the caller holds the limiter's semaphore)."""
         kwargs: dict[str, Any] = {
             k: v
             for k, v in request.items()
             if k not in ("base_url", "prompt_version", "schema_version") and v is not None
         }
         reserved = estimate_prompt_tokens(request["messages"]) + self.max_tokens
-        async with self.limiter.semaphore:
-            for _attempt in range(MAX_RATE_LIMITED):
-                call_id = await self.limiter.acquire(reserved)
-                try:
-                    with map_driver_errors("openai"):
-                        try:
-                            raw = await self._client.chat.completions.with_raw_response.create(
-                                **kwargs
-                            )
-                        except openai.RateLimitError as exc:
-                            self.stats.rate_limited += 1
-                            wait = cooldown_ms(exc.response.headers) or 1000.0
-                            await self.limiter.settle(call_id, reserved, 0)
-                            await self.limiter.cool_down(wait)
-                            continue
-                        completion = raw.parse()
-                except BackendError:
-                    # The server may have done the work (a timeout): the reservation
-                    # stands until it leaves the window.
-                    raise
-                usage = completion.usage
-                prompt = usage.prompt_tokens if usage else reserved - self.max_tokens
-                out = usage.completion_tokens if usage else self.max_tokens
-                await self.limiter.settle(call_id, reserved, prompt + out)
-                self.stats.add(self.model, prompt, out)
-                hint = cooldown_ms(raw.headers)
-                if hint:
-                    await self.limiter.cool_down(hint)
-                choice = completion.choices[0] if completion.choices else None
-                if choice is None or choice.message.content is None:
-                    raise InvalidReply("LLM reply has no content", backend="openai")
-                if choice.finish_reason == "length":
-                    raise InvalidReply(
-                        f"LLM reply cut at max_tokens={self.max_tokens} (LLM_MAX_TOKENS)",
-                        backend="openai",
-                    )
-                return choice.message.content, prompt, out
-            raise BackendUnavailable(
-                f"LLM API rate limited {MAX_RATE_LIMITED} times in a row", backend="openai"
+        for _attempt in range(MAX_RATE_LIMITED):
+            call_id, waited = await self._acquire(reserved)
+            try:
+                with map_driver_errors("openai"):
+                    try:
+                        raw = await self._client.chat.completions.with_raw_response.create(**kwargs)
+                    except openai.RateLimitError as exc:
+                        self.stats.rate_limited += 1
+                        wait = cooldown_ms(exc.response.headers) or 1000.0
+                        await self.limiter.settle(call_id, reserved, 0)
+                        await self.limiter.cool_down(wait)
+                        await self._count(rate_limited=1, wait_s=waited)
+                        continue
+                    completion = raw.parse()
+            except BackendError:
+                # The server may have done the work (a timeout): the reservation
+                # stands until it leaves the window.
+                await self._count(wait_s=waited)
+                raise
+            usage = completion.usage
+            prompt = usage.prompt_tokens if usage else reserved - self.max_tokens
+            out = usage.completion_tokens if usage else self.max_tokens
+            await self.limiter.settle(call_id, reserved, prompt + out)
+            cost = self.stats.add(self.model, prompt, out)
+            await self._count(
+                calls=1, tokens_in=prompt, tokens_out=out, cost_usd=cost, wait_s=waited
             )
+            hint = cooldown_ms(raw.headers)
+            if hint:
+                await self.limiter.cool_down(hint)
+            choice = completion.choices[0] if completion.choices else None
+            if choice is None or choice.message.content is None:
+                raise InvalidReply("LLM reply has no content", backend="openai")
+            if choice.finish_reason == "length":
+                raise InvalidReply(
+                    f"LLM reply cut at max_tokens={self.max_tokens} (LLM_MAX_TOKENS)",
+                    backend="openai",
+                )
+            return choice.message.content, prompt, out
+        raise BackendUnavailable(
+            f"LLM API rate limited {MAX_RATE_LIMITED} times in a row", backend="openai"
+        )
 
     async def aclose(self) -> None:
         await self._client.close()

@@ -15,22 +15,17 @@ limiter (:mod:`accelerated.llm.client`).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from importlib import resources
 from typing import Any, Final
 
 import msgspec
 from prometheus_client import Counter
 
+from accelerated.backends import BackendClients
 from accelerated.cluster import RedisClient
-from accelerated.codec import Codec
-from accelerated.connect import redis_client
 from accelerated.entities import RawMention
-from accelerated.errors import ConfigError
-from accelerated.keys import Keys
-from accelerated.llm.cache import ResponseCache
 from accelerated.llm.client import ChatClient, InvalidReply, LlmStats
-from accelerated.llm.limiter import Limiter
+from accelerated.llm.service import LlmService
 from accelerated.models import ENTITY_TYPES
 from accelerated.settings import Settings
 
@@ -109,86 +104,51 @@ def locate(chunk: str, text: str, start: int | None, taken: set[tuple[int, int]]
 
 
 class LlmEntityBackend:
-    """``mode = "async"``: chunks are awaited on the loop, concurrently up to the limiter."""
+    """``mode = "async"``: chunks are awaited on the loop, concurrently up to the limiter.
+
+    Its Redis client is the runtime's (``bind``, :class:`~accelerated.backends.NeedsClients`);
+    ``redis=`` binds one at once, for callers without a runtime (tests, tools)."""
 
     mode = "async"
 
     def __init__(self, settings: Settings, *, redis: RedisClient | None = None) -> None:
-        if not settings.openai_base_url:
-            raise ConfigError(
-                "ENTITY_BACKEND=llm needs OPENAI_BASE_URL (e.g. https://api.openai.com/v1)"
-            )
-        if not settings.llm_model:
-            raise ConfigError("ENTITY_BACKEND=llm needs LLM_MODEL (e.g. gpt-4o-mini)")
-        if settings.openai_api_key is None or not settings.openai_api_key.get_secret_value():
-            raise ConfigError(
-                "ENTITY_BACKEND=llm needs OPENAI_API_KEY (any value for a server without auth)"
-            )
-        if redis is None and settings.redis_url is None:
-            raise ConfigError("ENTITY_BACKEND=llm needs REDIS_URL (its limiter and cache)")
+        self.service = LlmService(settings, "ENTITY_BACKEND=llm")
         self.settings = settings
-        self.base_url = settings.openai_base_url.rstrip("/")
-        self.model = settings.llm_model
+        self.base_url, self.model = self.service.base_url, self.service.model
+        self.llm_model = self.model
         self.prompt = load_prompt()
-        ident = f"{self.base_url}|{self.model}|{settings.llm_temperature}|{settings.llm_max_tokens}"
-        digest = hashlib.sha256((ident + "|" + self.prompt).encode()).hexdigest()[:12]
-        self.version = f"llm-{PROMPT_VERSION}-{digest}"
-        self._redis = redis
-        self._client: ChatClient | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self.version = f"llm-{PROMPT_VERSION}-{self.service.identity(self.prompt)}"
         self.dropped_types = 0
         self.dropped_spans = 0
         self.failed_chunks = 0
+        if redis is not None:
+            self.service.bind_redis(redis)
 
-    # The client binds to the loop it first runs on (sockets): one per loop.
+    def bind(self, clients: BackendClients) -> None:
+        self.service.bind(clients)
+
     def client(self) -> ChatClient:
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._loop is not loop:
-            s = self.settings
-            redis = self._redis or redis_client(str(s.redis_url), s)
-            keys = Keys(s.redis_prefix)
-            limiter = Limiter(
-                redis,
-                keys,
-                str(self.model),
-                requests=s.llm_rpm,
-                tokens=s.llm_tpm,
-                budget_tokens=s.llm_budget_tokens,
-                concurrency=s.llm_concurrency,
-            )
-            cache = (
-                ResponseCache(redis, keys, Codec(), s.ttl_cache_s)
-                if s.enable_redis_acceleration
-                else None
-            )
-            assert s.openai_api_key is not None  # checked in __init__
-            self._client = ChatClient(
-                base_url=self.base_url,
-                api_key=s.openai_api_key,
-                model=str(self.model),
-                limiter=limiter,
-                cache=cache,
-                max_tokens=s.llm_max_tokens,
-                temperature=s.llm_temperature,
-                timeout_s=s.llm_timeout_s,
-                prices=dict(s.llm_prices),
-            )
-            self._loop = loop
-        return self._client
+        return self.service.client()
 
     async def aclose(self) -> None:
-        """Close the HTTP client on its loop (openai's would otherwise close itself from
-        ``__del__`` on whatever loop runs then)."""
-        if self._client is not None and self._loop is asyncio.get_running_loop():
-            await self._client.aclose()
-        self._client = self._loop = None
+        await self.service.aclose()
 
     @property
     def stats(self) -> LlmStats | None:
-        return self._client.stats if self._client is not None else None
+        return self.service.stats
 
     async def extract_async(self, texts: list[str]) -> list[list[RawMention]]:
-        return list(await asyncio.gather(*(self._chunk(i, t) for i, t in enumerate(texts))))
+        """Every chunk's call runs to its end even when another chunk's fails (its answer
+        is cached: a re-run does not ask it again); then the first failure is raised."""
+        results = await asyncio.gather(
+            *(self._chunk(i, t) for i, t in enumerate(texts)), return_exceptions=True
+        )
+        out: list[list[RawMention]] = []
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+            out.append(r)
+        return out
 
     def _messages(self, chunk: str) -> list[dict[str, str]]:
         return [
@@ -301,6 +261,10 @@ class RulesPlusLlm:
     def __init__(self, rules: Any, llm: LlmEntityBackend) -> None:
         self.rules, self.llm = rules, llm
         self.version = f"rules+llm-{rules.version}-{llm.version}"
+        self.llm_model = llm.llm_model
+
+    def bind(self, clients: BackendClients) -> None:
+        self.llm.bind(clients)
 
     async def extract_async(self, texts: list[str]) -> list[list[RawMention]]:
         by_rules, by_llm = await asyncio.gather(

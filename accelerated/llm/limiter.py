@@ -15,7 +15,14 @@ corrected from the reply's ``usage`` afterwards (a refund, or a charge when the
 estimate was low). A 429's ``retry-after`` / ``retry-after-ms``, or an
 ``x-ratelimit-remaining-*`` of 0, sets a shared cool-down key that every worker's
 next acquire honours. The same script keeps the run's token budget
-(``LLM_BUDGET_TOKENS``): past it, :class:`BudgetExhausted` and no new call.
+(``LLM_BUDGET_TOKENS``): past it, :class:`BudgetExhausted` and no new call. The
+budget is counted per project (the project the calling task works for,
+:mod:`accelerated.scope`), in a key with the same hash tag, and the batch command
+zeroes it when a run of the project starts (:func:`budget_key`), so the budget is
+the run's, shared by every worker that serves it.
+
+Other rate-limited services reuse it for their request rate alone, under their own
+``scope`` in the keys (Textract: ``accelerated/ocr/jobs.py``, one token per request).
 """
 
 from __future__ import annotations
@@ -33,7 +40,9 @@ from prometheus_client import Counter
 from accelerated.boundary import map_driver_errors
 from accelerated.cluster import RedisClient
 from accelerated.errors import BudgetExhausted, ConfigError
+from accelerated.ids import validate_project
 from accelerated.keys import Keys
+from accelerated.scope import current_project
 
 WAIT_SECONDS: Final = Counter("llm_limiter_wait_seconds_total", "Time spent waiting on the limiter")
 
@@ -152,9 +161,15 @@ def cooldown_ms(headers: Mapping[str, str]) -> float | None:
     return longest
 
 
-def limiter_tag(model: str) -> str:
+def limiter_tag(model: str, scope: str = "llm") -> str:
     """The hash tag every key of one model shares (braces stripped from the name)."""
-    return "{llm:" + model.replace("{", "").replace("}", "") + "}"
+    return "{" + scope + ":" + model.replace("{", "").replace("}", "") + "}"
+
+
+def budget_key(keys: Keys, model: str, project: str | None, scope: str = "llm") -> str:
+    """Tokens charged to the project's run so far (same slot as the model's limiter)."""
+    suffix = "used" if project is None else f"used:{validate_project(project)}"
+    return keys.rate_limit(f"{limiter_tag(model, scope)}:{suffix}")
 
 
 class Limiter:
@@ -172,11 +187,15 @@ class Limiter:
         budget_tokens: int = 0,
         concurrency: int = 8,
         margin_s: float = 0.25,
+        scope: str = "llm",
     ) -> None:
         if requests < 1 or tokens < 1 or concurrency < 1:
             raise ConfigError("LLM_RPM, LLM_TPM and LLM_CONCURRENCY must be at least 1")
-        tag = limiter_tag(model)
-        self._keys = [keys.rate_limit(f"{tag}:{part}") for part in ("log", "tok", "cool", "used")]
+        # ``scope`` names the service in the keys: "llm", or another rate-limited API that
+        # reuses this limiter for requests alone (Textract: one token per call).
+        tag = limiter_tag(model, scope)
+        self._keys = [keys.rate_limit(f"{tag}:{part}") for part in ("log", "tok", "cool")]
+        self._app_keys, self.model, self.scope = keys, model, scope
         self.requests, self.tokens = requests, tokens
         # An admitted call stays in the log for the window plus a margin: the time
         # between admission here and arrival at the server (a busy event loop, a new
@@ -189,18 +208,27 @@ class Limiter:
         self.semaphore = asyncio.Semaphore(concurrency)  # per process: sockets, memory
         self.waited_s = 0.0
 
-    async def _run(self, *args: Any) -> list[int]:
+    def _budget(self, project: str | None) -> str:
+        return budget_key(self._app_keys, self.model, project, self.scope)
+
+    async def _run(self, project: str | None, *args: Any) -> list[int]:
+        keys = [*self._keys, self._budget(project)]
         with map_driver_errors("redis"):
-            out = await self._script(keys=self._keys, args=list(args))
+            out = await self._script(keys=keys, args=list(args))
         return [int(x) for x in out]
 
-    async def acquire(self, tokens: int) -> str:
-        """Wait until the call may go out; returns the id to :meth:`settle` it with."""
+    async def acquire(self, tokens: int, project: str | None = None) -> str:
+        """Wait until the call may go out; returns the id to :meth:`settle` it with.
+
+        ``project`` (default: the current task's, :mod:`accelerated.scope`) is whose
+        run budget the call is charged to."""
         call_id = uuid.uuid4().hex
         started = time.monotonic()
+        project = project or current_project()
         try:
             while True:
                 status, value = await self._run(
+                    project,
                     "acquire",
                     call_id,
                     tokens,
@@ -230,15 +258,17 @@ class Limiter:
             self.waited_s += waited
             WAIT_SECONDS.inc(waited)
 
-    async def settle(self, call_id: str, reserved: int, actual: int) -> None:
+    async def settle(
+        self, call_id: str, reserved: int, actual: int, project: str | None = None
+    ) -> None:
         """Correct the reservation with the tokens the reply's ``usage`` reports."""
-        await self._run("settle", call_id, actual, reserved)
+        await self._run(project or current_project(), "settle", call_id, actual, reserved)
 
     async def cool_down(self, ms: float) -> None:
         """Every worker holds off for ``ms`` (a 429 or an exhausted remaining count)."""
-        await self._run("cooldown", max(1, int(ms)))
+        await self._run(None, "cooldown", max(1, int(ms)))
 
-    async def budget_used(self) -> int:
+    async def budget_used(self, project: str | None = None) -> int:
         with map_driver_errors("redis"):
-            raw = await self._redis.get(self._keys[3])
+            raw = await self._redis.get(self._budget(project or current_project()))
         return int(raw or 0)

@@ -12,12 +12,12 @@ import asyncio
 import functools
 import inspect
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, cast
 
-from accelerated.backends import Backends, OcrText
+from accelerated.backends import Backends, OcrText, Segment
 from accelerated.cpu import CpuPool
 from accelerated.models import CanonicalEntity, Extracted, SourceRef
 from accelerated.settings import Settings
@@ -55,6 +55,26 @@ class OcrCache(Protocol):
     async def put(self, version: str, sha256: str, pages: dict[int, OcrText]) -> None: ...
 
 
+class OcrJobs(Protocol):
+    """Documents read by an asynchronous OCR service (``accelerated/ocr/jobs.py``)."""
+
+    async def pages(
+        self, source: SourceRef, extracted: Extracted, read: Callable[[], Awaitable[bytes]]
+    ) -> dict[int, OcrText]:
+        """Every page the service read, once it has; until then it starts the job (at
+        most one per file content) and raises ``accelerated.parking.Parked``. A job
+        that failed for this document raises ``DocumentError``."""
+        ...
+
+
+class TranscriptCache(Protocol):
+    """Transcripts by (transcriber version, audio sha256): the timed segments."""
+
+    async def get(self, version: str, sha256: str) -> list[Segment] | None: ...
+
+    async def put(self, version: str, sha256: str, segments: list[Segment]) -> None: ...
+
+
 class CanonicalRegistry(Protocol):
     """Project-wide canonical entities; ``get_or_create`` is atomic across workers.
 
@@ -79,6 +99,8 @@ class StageContext:
     extract_cache: ExtractCache | None = None  # None on the traditional path
     chunk_cache: ChunkResultCache | None = None  # None on the traditional path
     ocr_cache: OcrCache | None = None  # None on the traditional path
+    ocr_jobs: OcrJobs | None = None  # with an asynchronous OCR service (OCR_BACKEND=textract)
+    transcript_cache: TranscriptCache | None = None  # None on the traditional path
     executor: Executor | None = None  # None: the loop's default thread pool
     source: SourceRef | None = None  # the document being processed
     extras: dict[str, Any] = field(default_factory=dict)
@@ -126,6 +148,10 @@ class StageContext:
             self.chunk_cache = cast(ChunkResultCache, _Awaited(self.chunk_cache, self))
         if self.ocr_cache is not None:
             self.ocr_cache = cast(OcrCache, _Awaited(self.ocr_cache, self))
+        if self.ocr_jobs is not None:
+            self.ocr_jobs = cast(OcrJobs, _Awaited(self.ocr_jobs, self))
+        if self.transcript_cache is not None:
+            self.transcript_cache = cast(TranscriptCache, _Awaited(self.transcript_cache, self))
 
     def compute_seconds(self, thread_cpu_s: float) -> float:
         """CPU inside stage code, given the loop thread's CPU over the whole stage call."""

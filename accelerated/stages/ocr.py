@@ -2,9 +2,13 @@
 
 It runs only when an OCR engine is configured (``OCR_BACKEND``; see
 ``accelerated/backends.py``) and ``extract`` reported ``needs_ocr``; otherwise the
-document ends as ``needs_ocr``. Every page is rendered and read in the process pool,
-one call per page, so the pages of many documents are OCRed at once. The output
-replaces ``extract``'s under the same ``ocr`` key, so ``clean`` reads it either way.
+document ends as ``needs_ocr``. With a page engine (tesseract) every page is rendered
+and read in the process pool, one call per page, so the pages of many documents are
+OCRed at once. With a document service (Textract) the first run starts the job and
+parks the document; the deployment's poller puts the text in the OCR cache and sends
+the document back here, where it is a cache hit. Either way only the pages without a
+text layer take OCR text. The output replaces ``extract``'s under the same ``ocr``
+key, so ``clean`` reads it either way.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import time
 import msgspec
 from prometheus_client import Counter
 
-from accelerated.backends import OcrEngine, OcrText, PageImage
+from accelerated.backends import OcrEngine, OcrText, PageImage, ocr_mode
 from accelerated.errors import ConfigError, DocumentError
 from accelerated.extractors.base import assemble, page_texts, tidy
 from accelerated.models import Extracted
@@ -65,11 +69,50 @@ async def run(extracted: Extracted, ctx: StageContext) -> Extracted:
     engine = ctx.backends.ocr if ctx.backends is not None else None
     if engine is None:
         raise ConfigError("the ocr stage ran without an OCR engine (OCR_BACKEND)")
-    if extracted.format != "pdf":
-        raise DocumentError(f"OCR of {extracted.format} files is not supported", code="ocr")
     assert ctx.source is not None
     wanted = pages_to_read(extracted)
-    version = f"{engine.version}@{OCR_DPI}dpi"
+    if ocr_mode(engine) == "document":
+        # A service reading the whole document (Textract): the first run starts its job
+        # and parks the document; the poller sends it back here once the text is in.
+        version = engine.version
+        read = await _read_by_service(extracted, ctx)
+    else:
+        assert isinstance(engine, OcrEngine)
+        if extracted.format != "pdf":
+            raise DocumentError(f"OCR of {extracted.format} files is not supported", code="ocr")
+        version = f"{engine.version}@{OCR_DPI}dpi"
+        read = await _read_pages(engine, version, extracted, wanted, ctx)
+    layer = [] if extracted.needs_ocr else page_texts(extracted)
+    scanned = set(wanted)  # a service reads every page: take its text for these only
+    parts = [
+        (read[p.number].text.strip() if p.number in read else "")
+        if p.number in scanned
+        else layer[p.number - 1]
+        for p in extracted.pages
+    ]
+    text, ranges = assemble([tidy(t) for t in parts])
+    meta = dict(extracted.metadata)
+    meta["ocr_engine"] = version
+    meta["ocr_pages"] = ",".join(map(str, wanted))
+    meta["ocr_confidence"] = ",".join(
+        f"{read[n].confidence:.1f}" if n in read else "-1.0" for n in wanted
+    )
+    meta["page_methods"] = ",".join(
+        "ocr" if p.number in scanned else "text_layer" for p in extracted.pages
+    )
+    # Per-page seconds vary run to run, so they are not part of the stored content: the
+    # stage's compute time (state hash, metrics) accounts for them.
+    method = "ocr" if extracted.needs_ocr else "text_layer+ocr"
+    return msgspec.structs.replace(
+        extracted, method=method, text=text, pages=ranges, needs_ocr=False, metadata=meta
+    )
+
+
+async def _read_pages(
+    engine: OcrEngine, version: str, extracted: Extracted, wanted: list[int], ctx: StageContext
+) -> dict[int, OcrText]:
+    """Page by page in the process pool, the pages the cache does not hold yet."""
+    assert ctx.source is not None
     read: dict[int, OcrText] = {}
     if ctx.ocr_cache is not None:
         read = await ctx.ocr_cache.get(version, extracted.sha256) or {}
@@ -84,22 +127,21 @@ async def run(extracted: Extracted, ctx: StageContext) -> Extracted:
         if ctx.ocr_cache is not None:
             await ctx.ocr_cache.put(version, extracted.sha256, read)
     OCR_PAGES.labels("cache").inc(len(wanted) - len(missing))
-    layer = [] if extracted.needs_ocr else page_texts(extracted)
-    parts = [
-        read[p.number].text.strip() if p.number in read else layer[p.number - 1]
-        for p in extracted.pages
-    ]
-    text, ranges = assemble([tidy(t) for t in parts])
-    meta = dict(extracted.metadata)
-    meta["ocr_engine"] = version
-    meta["ocr_pages"] = ",".join(map(str, wanted))
-    meta["ocr_confidence"] = ",".join(f"{read[n].confidence:.1f}" for n in wanted)
-    meta["page_methods"] = ",".join(
-        "ocr" if p.number in read else "text_layer" for p in extracted.pages
-    )
-    # Per-page seconds vary run to run, so they are not part of the stored content: the
-    # stage's compute time (state hash, metrics) accounts for them.
-    method = "ocr" if extracted.needs_ocr else "text_layer+ocr"
-    return msgspec.structs.replace(
-        extracted, method=method, text=text, pages=ranges, needs_ocr=False, metadata=meta
-    )
+    return read
+
+
+async def _read_by_service(extracted: Extracted, ctx: StageContext) -> dict[int, OcrText]:
+    """Every page, as the service read the whole file (see ``accelerated/ocr/jobs.py``):
+    raises ``Parked`` while its job runs, ``DocumentError`` when it failed."""
+    source = ctx.source
+    assert source is not None
+    if ctx.ocr_jobs is None:
+        raise ConfigError(
+            "OCR_BACKEND names an asynchronous OCR service, which needs Redis (REDIS_URL) "
+            "for its jobs and its poller"
+        )
+
+    async def read() -> bytes:
+        return await ctx.blobs.read(source, ctx.settings.max_file_bytes)
+
+    return await ctx.ocr_jobs.pages(source, extracted, read)
