@@ -133,7 +133,8 @@ class Keys:
 
     # Asynchronous OCR jobs (accelerated/ocr/jobs.py) ---------------------------
     # One service's job records and its poll schedule share the ``{ocr:<service>}`` hash
-    # tag, so the poller's scripts touch keys of one cluster slot (plus the stream).
+    # tag, so the claim and record scripts touch keys of one cluster slot; the documents
+    # waiting on a job are in per-shard rooms (``ocr_room``).
     def ocr_job(self, service: str, sha256: str) -> str:
         """Hash: one service job for one file content (job id, status, attempts, and the
         documents parked on it); with a TTL."""
@@ -142,6 +143,13 @@ class Keys:
     def ocr_jobs(self, service: str) -> str:
         """Sorted set: sha256 of every job in flight -> when to poll it next (epoch ms)."""
         return f"{self.prefix}:ocr-jobs:{{ocr:{_name(service)}}}"
+
+    def ocr_room(self, service: str, sha256: str, shard: int | None = None) -> str:
+        """Hash: the documents of ``shard`` parked on the job of ``sha256`` (a waiting
+        room, ``accelerated/parking.py``): in the shard's slot, since the park and wake
+        scripts touch it with the shard's ``ocr`` stream."""
+        n = self._shard_arg(shard, "ocr_room")
+        return f"{self.prefix}:{self._tags[n]}:ocr-room:{_name(service)}:{_hex(sha256)}"
 
     def ocr_poller_lock(self, service: str) -> str:
         """The redis-py ``Lock`` whose holder is the deployment's one poller of ``service``."""

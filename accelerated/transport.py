@@ -395,15 +395,18 @@ class RedisTransport:
             await pipe.execute()
 
     async def park(self, msg: Message, parked: Parked) -> int:
-        args: list[str | bytes] = [
+        args: list[str | bytes | int] = [
             self.keys.group(msg.stage),
             msg.id,
             waiter_field(msg.ref),
             _ref_encoder.encode(msg.ref),
-            *parked.waiting,
+            parked.ticket,
+            parked.ttl_s,
         ]
+        # The room is a key of the document's shard, as the stream is: one slot.
+        keys = [self.keys.stream(msg.stage, msg.shard), parked.room]
         with map_driver_errors():
-            return int(await self._park(keys=[self.keys.stream(msg.stage), parked.room], args=args))
+            return int(await self._park(keys=keys, args=args))
 
     async def dead_letter(self, msg: Message, error: str) -> None:
         with map_driver_errors():
