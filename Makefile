@@ -10,7 +10,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 TORCH_VERSION ?= 2.13.0
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: install lint typecheck test test-fast bench bench-wb bench-ner demo examples clean
+.PHONY: install lint typecheck test test-fast bench bench-wb bench-ner bench-ocr demo examples clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -58,6 +58,11 @@ bench-wb: install
 # NER batcher vs the model's raw batched forward pass (CPU here; CUDA when present).
 bench-ner: install
 	$(BIN)/python -m benchmarks.ner --corpus ../shared/corpus --json bench-ner.json
+
+# OCR through the pipeline against tesseract alone on the same pages (about 2 min on
+# 2 cores; PAGES=... for more).
+bench-ocr: install
+	$(BIN)/python -m benchmarks.ocr --input ../shared/corpus --pages $(or $(PAGES),30) --json bench-ocr.json
 
 examples: install
 	$(BIN)/python examples/make_examples.py

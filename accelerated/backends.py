@@ -455,10 +455,10 @@ def _s3_objects(settings: Settings) -> BlobSource:
     return S3BlobSource(settings)
 
 
-def _tesseract(_settings: Settings) -> OcrBackend:
+def _tesseract(settings: Settings) -> OcrBackend:
     from accelerated.ocr.tesseract import TesseractEngine
 
-    return TesseractEngine()
+    return TesseractEngine(timeout_s=settings.ocr_page_timeout_s)
 
 
 def _textract(settings: Settings) -> OcrBackend:

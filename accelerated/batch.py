@@ -135,6 +135,8 @@ def summary_rows(report: BatchReport) -> list[tuple[str, str, str]]:
         ("entity mentions", "mentions", str(report.mentions)),
         ("canonical entities", "canonical_entities", str(report.canonicals)),
         ("relationships", "relationships", str(report.relationships)),
+        ("pages OCRed", "ocr_pages", str(report.ocr_pages)),
+        ("pages from OCR cache", "ocr_cached_pages", str(report.ocr_cached_pages)),
     ]
     if report.structured or report.structured_errors:
         out += [

@@ -82,6 +82,10 @@ class BatchReport:
     llm: LlmUsage | None = None
     resolution: Resolution | None = None  # RESOLUTION's end-of-batch step
     aliases: int = 0  # the project's canonical aliases after it
+    generation: int = 0  # this run's generation: its documents' OCR figures are kept by it
+    ocr_pages: int = 0  # pages an OCR engine read for this run, on any worker
+    ocr_cached_pages: int = 0  # pages taken from the OCR cache instead
+    ocr_seconds: float = 0.0  # seconds of those engine pages (render + OCR, in the pool)
 
     @property
     def docs_per_s(self) -> float:
@@ -113,8 +117,8 @@ async def _plan(
     rt: Runtime, opts: BatchOptions
 ) -> tuple[list[SourceRef], list[SourceRef], dict[str, list[SourceRef]], BatchReport]:
     """Decide, per document, whether to queue it and at which stage."""
-    report = BatchReport(opts.project, rt.handoff.name)
     gen = new_generation()
+    report = BatchReport(opts.project, rt.handoff.name, generation=gen)
     known_s3: list[SourceRef] = []
     if opts.reprocess:
         known = await project_documents(rt.pool, opts.project)
@@ -505,6 +509,9 @@ async def _summarise(
         report.structured_errors += bool(row["fields_error"])
     report.chunks, report.mentions = counts["chunks"], counts["mentions"]
     report.canonicals, report.relationships = counts["canonicals"], counts["rels"]
+    ocr = await rt.ocr_tally.totals(project, report.generation)
+    report.ocr_pages, report.ocr_cached_pages = ocr.engine_pages, ocr.cached_pages
+    report.ocr_seconds = ocr.engine_seconds
     lat = await rt.transport.latencies(waited)
     report.latencies_ms = sorted((done - intake) * 1000 for intake, done, _c in lat)
     report.stage_compute_s = sum(c for _i, _d, c in lat)

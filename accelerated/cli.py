@@ -111,10 +111,15 @@ def _accepts(field_name: str) -> str | None:
     if kind is None:
         return None
     if low is not None and high is not None:
-        return f"{kind} from {low:g} to {high:g}"
+        return f"{kind} from {_bound(low)} to {_bound(high)}"
     if low is not None:
-        return f"{kind} >= {low:g}"
+        return f"{kind} >= {_bound(low)}"
     return kind
+
+
+def _bound(value: float) -> str:
+    """``178,956,970`` rather than ``1.78957e+08``; ``0.001`` as it is."""
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
 
 
 def format_validation_error(exc: ValidationError) -> list[str]:

@@ -415,6 +415,7 @@ class Engine:
                 state.STATUS: state.RUNNING,
                 state.stage_time_field(stage): f"{compute:.6f}",
                 state.attempts_field(stage): begin.attempts,
+                **ctx.state_fields,
             }
             if self.fingerprints is not None:
                 fields[fingerprint.field(stage)] = self.fingerprints(ref)[stage]

@@ -20,11 +20,13 @@ from accelerated.ids import document_id, validate_project
 from accelerated.models import SourceRef
 
 # Extensions intake picks up (the extractor then goes by the bytes, not the name).
-# .wp/.wp5/.wp6: what older WordPerfect versions called their files.
+# .wp/.wp5/.wp6: what older WordPerfect versions called their files. Images (scanned
+# pages, TIFF productions) are read by OCR.
 DOCUMENT_EXTENSIONS = frozenset(
     {".pdf", ".docx", ".doc", ".wpd", ".wp", ".wp5", ".wp6", ".rtf"}
     | {".txt", ".htm", ".html", ".eml", ".json", ".xml"}
     | {".wav", ".mp3", ".m4a", ".flac", ".ogg"}  # recordings: transcribed
+    | {".tif", ".tiff", ".png", ".jpg", ".jpeg"}
 )
 _HEAD_BYTES = 4096
 

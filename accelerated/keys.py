@@ -183,6 +183,13 @@ class Keys:
         pair of canonical entities is adjudicated once whatever order they came in."""
         return f"{self.prefix}:project:{{{validate_project(project)}}}:llm:merges"
 
+    def ocr_tally(self, project: str, generation: int) -> str:
+        """Hash of one run's OCR figures (pages read, pages from cache, seconds), which
+        every worker adds to; the run's documents share ``generation``."""
+        if not isinstance(generation, int) or generation < 0:
+            raise ValueError(f"not a generation: {generation!r}")
+        return f"{self.prefix}:project:{{{validate_project(project)}}}:ocr:{generation}"
+
     def run_marker(self, project: str, token: str) -> str:
         """Set for as long as a batch runs (no TTL): gone means Redis lost its data."""
         if not re.fullmatch(r"[0-9a-f]{32}", token):

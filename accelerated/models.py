@@ -26,7 +26,8 @@ ENTITY_TYPES: Final = (
     "MONEY",
 )
 CATEGORIES: Final = ("opinion", "order", "motion_brief", "contract", "correspondence", "other")
-# doc, wpd, rtf: legacy word processor files (extractors/legacy.py, extractors/rtf.py).
+# doc, wpd, rtf: legacy word processor files (extractors/legacy.py, extractors/rtf.py);
+# tiff, png, jpeg: images, whose text comes from OCR only (extractors/image.py).
 FORMATS: Final = (
     "pdf",
     "docx",
@@ -39,6 +40,9 @@ FORMATS: Final = (
     "wpd",
     "rtf",
     "audio",
+    "tiff",
+    "png",
+    "jpeg",
     "unknown",
 )
 AUDIO: Final = "audio"  # .wav .mp3 .m4a .flac .ogg: text from the transcribe stage

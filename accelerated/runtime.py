@@ -46,6 +46,7 @@ from accelerated.handoff import AcceleratedHandoff, Handoff, TraditionalHandoff
 from accelerated.keys import Keys
 from accelerated.models import SourceRef
 from accelerated.ocr.jobs import RedisOcrJobs
+from accelerated.ocr.tally import LocalOcrTally, RedisOcrTally
 from accelerated.pipeline import StageFn
 from accelerated.settings import Settings
 from accelerated.shards import default_shards
@@ -101,6 +102,7 @@ class Runtime:
     chunk_cache: RedisChunkCache | None = None
     ocr_cache: RedisOcrCache | None = None
     transcript_cache: RedisTranscriptCache | None = None
+    ocr_tally: RedisOcrTally | LocalOcrTally = field(default_factory=LocalOcrTally)
     writer: WriteBehindWriter | None = None
     ocr_jobs: RedisOcrJobs | None = None  # an asynchronous OCR service's jobs and poller
     backends: Backends | None = None  # None: built from settings on first use
@@ -129,6 +131,7 @@ class Runtime:
             ocr_cache=self.ocr_cache,
             ocr_jobs=self.ocr_jobs,
             transcript_cache=self.transcript_cache,
+            ocr_tally=self.ocr_tally,
             executor=self.executor,
             source=ref,
             extras={"entity_backend": self.settings.entity_backend},
@@ -220,6 +223,10 @@ def build_runtime(
         "consumer": name,
         "backends": resolved,
         "ocr_jobs": ocr_jobs,
+        # Workers anywhere add to a run's OCR figures in Redis; without Redis, here.
+        "ocr_tally": RedisOcrTally(redis, keys, settings.ttl_stage_s)
+        if redis is not None
+        else LocalOcrTally(),
     }
     if redis is not None and settings.enable_redis_acceleration:
         memo = IntentMemo()  # the writer below takes what the handoff queues, undecoded

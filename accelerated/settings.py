@@ -87,8 +87,14 @@ MIN_VALUES: dict[str, float] = {
     "transcribe_beam_size": 1,
     "transcribe_window_s": 30,
     "transcribe_cpu_threads": 0,
+    "ocr_max_pages": 1,
+    "ocr_max_pixels": 1,
+    "ocr_page_timeout_s": 0.001,
 }
 S3_MAX_KEYS = 1000  # ListObjectsV2 returns at most this many keys a page
+# Pillow refuses, as a decompression bomb, an image of more than twice its own
+# MAX_IMAGE_PIXELS (89,478,485) whatever we allow: OCR_MAX_PIXELS cannot go beyond.
+PILLOW_MAX_PIXELS = 2 * (1024 * 1024 * 1024 // 4 // 3)
 
 
 def url_scheme(url: str) -> str | None:
@@ -153,7 +159,14 @@ class Settings(BaseSettings):
     cpu_workers: int = 0  # 0: one per core
     entity_backend: str = "rules"  # an ENTITY_BACKENDS name: rules, transformers, llm, ...
     # Backends, time limits, shutdown (see accelerated/backends.py, accelerated/pipeline.py).
-    ocr_backend: str = "none"  # an OCR_ENGINES name; "none": scans end as needs_ocr
+    # OCR (accelerated/stages/ocr.py): an OCR_ENGINES name; "none": scans end as needs_ocr.
+    ocr_backend: str = "tesseract"
+    # Bounds per document: pages to OCR (more fails the document before any is read),
+    # pixels per page (checked from the header, before decoding: decompression bombs),
+    # and seconds per page (a page over it fails the document; pages read are cached).
+    ocr_max_pages: int = 1000
+    ocr_max_pixels: int = Field(50_000_000, le=PILLOW_MAX_PIXELS)
+    ocr_page_timeout_s: float = 120.0
     # Legacy word processor files through external programs (accelerated/extractors/
     # legacy.py): .doc by antiword, .wpd by wpd2text; .rtf needs no program. "on": both
     # must be installed (else a start-up error naming the package); "auto": use those

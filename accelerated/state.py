@@ -19,6 +19,9 @@ SOURCE: Final = "source"
 INTAKE_AT: Final = "intake_at"
 DONE_AT: Final = "done_at"  # set when the document's rows are committed in Postgres
 UPDATED_AT: Final = "updated_at"
+# Seconds per page the OCR stage's engine took ("1=2.013,2=1.950"): they vary run to
+# run, so they live here and in metrics, not in the stored (fingerprinted) content.
+OCR_PAGE_SECONDS: Final = "ocr:page_seconds"
 
 
 def attempts_field(stage: str) -> str:

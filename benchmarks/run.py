@@ -178,6 +178,9 @@ def _settings(
         concurrency=cfg.concurrency,
         cpu_pool=cfg.cpu_pool,
         entity_backend=cfg.entity_backend,
+        # Scans stay needs_ocr here: OCR (~2 s a page) would swamp the pipeline overhead
+        # this measures, and has its own benchmark (benchmarks/ocr.py).
+        ocr_backend="none",
         _env_file=None,
         **llm,
     )
@@ -270,6 +273,7 @@ def _worker_env(cfg: BenchConfig, settings: Settings) -> dict[str, str]:
         CONCURRENCY=str(cfg.concurrency),
         CPU_POOL=cfg.cpu_pool,
         ENTITY_BACKEND=settings.entity_backend,
+        OCR_BACKEND=settings.ocr_backend,
     )
     if settings.openai_base_url is not None:
         env.update(

@@ -282,6 +282,9 @@ def settings(prefix: str, pg_schema: str, tmp_path: Path, redis_url: str) -> Ite
         pg_schema=pg_schema,
         state_dir=tmp_path / "state",
         claim_idle_ms=2_000,
+        # OCR costs ~2 s a page: tests that are not about it leave scans as needs_ocr;
+        # the OCR tests opt in (tests/test_ocr*.py).
+        ocr_backend="none",
         _env_file=None,
     )
     # Subprocesses (CLI, workers) write under the prefix too: remove what they left.

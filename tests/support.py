@@ -116,6 +116,7 @@ def subprocess_env(settings: Settings) -> dict[str, str]:
         REDIS_PREFIX=settings.redis_prefix,
         PG_SCHEMA=settings.pg_schema,
         CLAIM_IDLE_MS=str(settings.claim_idle_ms),
+        OCR_BACKEND=settings.ocr_backend,  # the fixture's "none" unless a test opts in
         CPU_POOL="thread",
         PYTHONUNBUFFERED="1",
     )

@@ -125,6 +125,7 @@ BAD_SETTINGS = [
     ("REDIS_URL", "localhost:6379", "redis://"),
     ("DATABASE_URL", f"mysql://u:{PG_SECRET}@h/db", "postgresql://"),
     ("MAX_FILE_BYTES", "-5", ">= 1"),
+    ("OCR_MAX_PIXELS", "999999999", "from 1 to 178,956,970"),  # Pillow's bomb guard
     ("CPU_POOL", "fork", "process, thread"),
     # Backends are built at start-up: an unknown one, a model (language data) missing.
     ("ENTITY_BACKEND", "spacy", "known: llm, rules, rules+llm, rules+transformers, transformers"),
@@ -477,7 +478,7 @@ async def test_summary_names_needs_ocr_failed_and_skipped_with_reasons(
         place_file(p, src / p.name)
     place_file(corpus / SCANNED, src / "scan.pdf")
     (src / "empty.pdf").write_bytes(b"")
-    (src / "photo.png").write_bytes(b"\x89PNG\r\n")
+    (src / "photo.gif").write_bytes(b"GIF89a")
     outside = tmp_path / "outside.txt"
     outside.write_text("another client's file")
     (src / "escape.txt").symlink_to(outside)
@@ -488,7 +489,7 @@ async def test_summary_names_needs_ocr_failed_and_skipped_with_reasons(
     assert "needs OCR (1)" in flat and "scan.pdf" in flat, out
     assert "failed documents (1)" in flat and "empty.pdf" in flat, out
     assert "skipped files (2)" in flat, out
-    assert "photo.png" in flat and "not a document type" in flat, out
+    assert "photo.gif" in flat and "not a document type" in flat, out
     assert "escape.txt" in flat and "outside the input folder" in flat, out
     assert (
         await pg_pool.fetchval(

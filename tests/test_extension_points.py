@@ -78,11 +78,13 @@ async def test_without_an_ocr_engine_scans_end_as_needs_ocr(
     corpus: Path, tmp_path: Path, settings: Settings, pg_pool: asyncpg.Pool, redis: aioredis.Redis
 ) -> None:
     src = _inputs(tmp_path, corpus)
+    settings = settings.model_copy(update={"ocr_backend": "none"})  # tesseract by default
     await migrate(pg_pool, settings.pg_schema)
     report = await run_batch(
         make_runtime(settings, pg_pool, redis, accelerated=True), BatchOptions("plain", [src])
     )
     assert report.needs_ocr == 1 and report.done == 3
+    assert (report.ocr_pages, report.ocr_cached_pages) == (0, 0)
     # The registry routes extract's needs_ocr outcome to a terminal status here.
     out = Extracted(
         document_id=__import__("uuid").uuid4(),

@@ -119,12 +119,15 @@ CASES: list[tuple[str, str, Callable[[Path], bytes], str, str]] = [
     ("wpd_noise", "brief.wpd", lambda c: b"\xffWPC" + noise(3000), "corrupt", "WordPerfect"),
     ("rtf_noise", "brief.rtf", lambda c: b"{\\rtf1 " + noise(3000), "corrupt", "RTF"),
     (
-        "png",
-        "exhibit.png",
-        lambda c: b"\x89PNG\r\n\x1a\n" + noise(500),
+        "gif",
+        "exhibit.gif",
+        lambda c: b"GIF89a" + noise(500),
         "unsupported_format",
-        "PNG",
+        "GIF",
     ),
+    # Images are read by OCR: a PNG that is not one is corrupt, not unsupported.
+    ("png_noise", "exhibit.png", lambda c: b"\x89PNG\r\n\x1a\n" + noise(500), "corrupt", "PNG"),
+    ("tiff_noise", "scan.tif", lambda c: b"II*\x00" + noise(500), "corrupt", "TIFF"),
     (
         "encrypted_office",
         "sealed.docx",

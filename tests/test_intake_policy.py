@@ -21,7 +21,7 @@ def tree(tmp_path: Path) -> Path:
     (root / "a").mkdir(parents=True)
     (root / "a" / "order.txt").write_text("ORDER")
     (root / "brief.pdf").write_bytes(b"%PDF-1.4")
-    (root / "photo.png").write_bytes(b"\x89PNG")
+    (root / "photo.gif").write_bytes(b"GIF89a")  # images we OCR are taken; GIFs not
     (root / "inside-link.txt").symlink_to(root / "a" / "order.txt")  # stays inside: fine
     (root / "inside-dir").symlink_to(root / "a", target_is_directory=True)
     (root / "escape.txt").symlink_to(outside / "secret.txt")
@@ -42,7 +42,7 @@ def test_links_out_of_the_input_are_skipped_with_their_reason(tree: Path) -> Non
         "escape-dir": LINK_ESCAPES,
         "escape.txt": LINK_ESCAPES,
         "inside-dir/up": LINK_LOOP,  # the same loop, met through the inside link
-        "photo.png": NOT_A_DOCUMENT,
+        "photo.gif": NOT_A_DOCUMENT,
         "self.txt": LINK_LOOP,
     }
     assert sorted(found.skipped) == sorted(found.reasons)

@@ -27,6 +27,7 @@ from accelerated.extractors.detect import (
 from accelerated.extractors.docx import check_zip, extract_docx
 from accelerated.extractors.eml import extract_eml
 from accelerated.extractors.html import extract_html, html_to_text
+from accelerated.extractors.image import extract_image
 from accelerated.extractors.legacy import LegacyTools, discover, extract_doc, extract_wpd
 from accelerated.extractors.pdf import extract_pdf
 from accelerated.extractors.rtf import extract_rtf
@@ -66,6 +67,9 @@ _BY_KIND: Final[dict[str, Callable[[bytes], ExtractResult]]] = {
     "xml": extract_xml,
     "audio": extract_audio,
     "rtf": extract_rtf,
+    "tiff": functools.partial(extract_image, kind="tiff"),
+    "png": functools.partial(extract_image, kind="png"),
+    "jpeg": functools.partial(extract_image, kind="jpeg"),
 }
 _BY_TOOL: Final[dict[str, Callable[[bytes, LegacyTools], ExtractResult]]] = {
     "doc": extract_doc,

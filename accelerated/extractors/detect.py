@@ -15,10 +15,12 @@ from typing import Final
 HEAD_BYTES: Final = 4096
 PDF_MAGIC_WINDOW: Final = 1024
 
+# Images are read by OCR only (accelerated/extractors/image.py, accelerated/stages/ocr.py).
+IMAGE_KINDS: Final = frozenset({"tiff", "png", "jpeg"})
 # Kinds this package extracts map to themselves in models.FORMATS; the rest are refused
 # with the human name below (what a paralegal reads in the batch summary).
 SUPPORTED: Final = frozenset(
-    {"pdf", "docx", "txt", "html", "eml", "json", "xml", "doc", "wpd", "rtf", "audio"}
+    {"pdf", "docx", "txt", "html", "eml", "json", "xml", "doc", "wpd", "rtf", "audio"} | IMAGE_KINDS
 )
 AUDIO_EXTENSIONS: Final = frozenset({".wav", ".mp3", ".m4a", ".flac", ".ogg"})
 UNSUPPORTED: Final[dict[str, str]] = {
@@ -31,10 +33,7 @@ UNSUPPORTED: Final[dict[str, str]] = {
     "odf": "an OpenDocument file",
     "zip": "a ZIP archive",
     "gzip": "a gzip archive",
-    "png": "a PNG image",
-    "jpeg": "a JPEG image",
     "gif": "a GIF image",
-    "tiff": "a TIFF image",
     "binary": "an unrecognised binary file",
 }
 
@@ -48,6 +47,8 @@ _MAGIC: Final[tuple[tuple[bytes, str], ...]] = (
     (b"GIF89a", "gif"),
     (b"II*\x00", "tiff"),
     (b"MM\x00*", "tiff"),
+    (b"II+\x00", "tiff"),  # BigTIFF
+    (b"MM\x00+", "tiff"),
     (b"\x1f\x8b", "gzip"),
 )
 _EXTENSIONS: Final[dict[str, str]] = {
@@ -74,6 +75,11 @@ _EXTENSIONS: Final[dict[str, str]] = {
     ".xlsx": "xlsx",
     ".pptx": "pptx",
     **dict.fromkeys(AUDIO_EXTENSIONS, "audio"),
+    ".tif": "tiff",
+    ".tiff": "tiff",
+    ".png": "png",
+    ".jpg": "jpeg",
+    ".jpeg": "jpeg",
 }
 _OLE_BY_EXT: Final = {".doc": "doc", ".xls": "xls", ".ppt": "ppt", ".msg": "msg"}
 # An OLE2 compound file is a container: the names of its streams (UTF-16 in the

@@ -73,8 +73,14 @@ def _open(data: bytes) -> pdfium.PdfDocument:
         raise DocumentError(
             f"The file is named or labelled as a PDF but is not one{hint}.", code="corrupt"
         )
+    return open_pdf(data)
+
+
+def open_pdf(source: bytes | str) -> pdfium.PdfDocument:
+    """PDFium's document from bytes or a path (the OCR stage's pool calls read a file
+    the stage wrote once), its errors mapped; callers hold ``_LOCK``."""
     try:
-        return pdfium.PdfDocument(data)
+        return pdfium.PdfDocument(source)
     except pdfium.PdfiumError as exc:
         code = getattr(exc, "err_code", None)
         if code in (pdfium_c.FPDF_ERR_PASSWORD, pdfium_c.FPDF_ERR_SECURITY):

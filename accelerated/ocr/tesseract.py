@@ -31,10 +31,17 @@ def tessdata_dir() -> Path:
 
 @dataclass(frozen=True)
 class TesseractEngine:
-    """Picklable configuration; the tesserocr API lives in each pool process."""
+    """Picklable configuration; the tesserocr API lives in each pool process.
+
+    ``timeout_s`` (``OCR_PAGE_TIMEOUT_S``) is Tesseract's own deadline per page: it
+    stops recognition cooperatively, so the pool process lives on and nothing has to
+    be killed; a page over it raises ``DocumentError(code="ocr_timeout")``. It is not
+    part of ``version``: a page that finishes reads the same under any limit.
+    """
 
     lang: str = "eng"
     data: str = field(default_factory=lambda: str(tessdata_dir()))
+    timeout_s: float = 0.0  # 0: no limit
     version: str = field(init=False, default="")
 
     def __post_init__(self) -> None:
@@ -67,12 +74,22 @@ class TesseractEngine:
 
     def recognize(self, page: PageImage) -> OcrText:
         if len(page.pixels) != page.width * page.height:
-            raise DocumentError(f"page {page.number}: malformed image buffer", code="corrupt")
+            raise DocumentError(f"Page {page.number}: malformed image buffer.", code="corrupt")
         with _LOCK:  # one API object per process; the pool runs one call at a time anyway
             api = self._api()
             api.SetImageBytes(page.pixels, page.width, page.height, 1, page.width)
             api.SetSourceResolution(page.dpi)
-            text = api.GetUTF8Text()
-            confidence = float(api.MeanTextConf())
-            api.Clear()
+            try:
+                finished = api.Recognize(timeout=round(self.timeout_s * 1000))
+                text = api.GetUTF8Text() if finished else ""
+                confidence = float(api.MeanTextConf()) if finished else -1.0
+            finally:
+                api.Clear()
+        if not finished:
+            raise DocumentError(
+                f"Page {page.number} took longer than OCR_PAGE_TIMEOUT_S={self.timeout_s:g}s "
+                "to OCR; raise the limit to read it (the document's other pages are kept "
+                "in the OCR cache).",
+                code="ocr_timeout",
+            )
         return OcrText(text=text, confidence=confidence)

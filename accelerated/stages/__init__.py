@@ -75,6 +75,15 @@ class TranscriptCache(Protocol):
     async def put(self, version: str, sha256: str, segments: list[Segment]) -> None: ...
 
 
+class OcrTally(Protocol):
+    """Adds to a run's OCR figures (``accelerated/ocr/tally.py``): shared by every
+    worker, so the batch summary counts pages OCRed anywhere."""
+
+    async def add(
+        self, project: str, generation: int, engine_pages: int, cached_pages: int, seconds: float
+    ) -> None: ...
+
+
 class CanonicalRegistry(Protocol):
     """Project-wide canonical entities; ``get_or_create`` is atomic across workers.
 
@@ -101,10 +110,14 @@ class StageContext:
     ocr_cache: OcrCache | None = None  # None on the traditional path
     ocr_jobs: OcrJobs | None = None  # with an asynchronous OCR service (OCR_BACKEND=textract)
     transcript_cache: TranscriptCache | None = None  # None on the traditional path
+    ocr_tally: OcrTally | None = None
     executor: Executor | None = None  # None: the loop's default thread pool
     source: SourceRef | None = None  # the document being processed
     extras: dict[str, Any] = field(default_factory=dict)
     backends: Backends | None = None  # built once at the CLI edge (accelerated/backends.py)
+    # Fields the stage adds to the document's state hash with its output (figures that
+    # vary run to run, such as seconds, and so must stay out of the stored content).
+    state_fields: dict[str, str] = field(default_factory=dict)
     # Accounting, so "time inside stage code" is CPU the stage itself used: its own
     # thread CPU on the loop, less what other tasks used while it awaited, plus the CPU
     # its offloaded calls used where they ran (not the wait for a free executor).
@@ -152,6 +165,8 @@ class StageContext:
             self.ocr_jobs = cast(OcrJobs, _Awaited(self.ocr_jobs, self))
         if self.transcript_cache is not None:
             self.transcript_cache = cast(TranscriptCache, _Awaited(self.transcript_cache, self))
+        if self.ocr_tally is not None:
+            self.ocr_tally = cast(OcrTally, _Awaited(self.ocr_tally, self))
 
     def compute_seconds(self, thread_cpu_s: float) -> float:
         """CPU inside stage code, given the loop thread's CPU over the whole stage call."""

@@ -1,60 +1,69 @@
 """Branch stage ``ocr``: text for the pages ``extract`` found no text layer on.
 
-It runs only when an OCR engine is configured (``OCR_BACKEND``; see
-``accelerated/backends.py``) and ``extract`` reported ``needs_ocr``; otherwise the
-document ends as ``needs_ocr``. With a page engine (tesseract) every page is rendered
-and read in the process pool, one call per page, so the pages of many documents are
-OCRed at once. With a document service (Textract) the first run starts the job and
-parks the document; the deployment's poller puts the text in the OCR cache and sends
-the document back here, where it is a cache hit. Either way only the pages without a
-text layer take OCR text. The output replaces ``extract``'s under the same ``ocr``
-key, so ``clean`` reads it either way.
+It runs when an OCR engine is configured (``OCR_BACKEND``, ``tesseract`` by default;
+see ``accelerated/backends.py``) and ``extract`` reported a scan (``needs_ocr``: a
+PDF without a text layer, or an image) or a mixed PDF (``partly_scanned``: only the
+pages without one are read); with ``OCR_BACKEND=none`` a scan ends as ``needs_ocr``.
+Every page is rendered and read in the process pool, one call per page, so the pages
+of many documents are OCRed at once. The output replaces ``extract``'s under the
+same ``ocr`` key, so ``clean`` reads it either way.
+
+Bounds, all checked before the page's pixels are decoded: ``OCR_MAX_PAGES`` pages to
+read per document (more fails the document at once), ``OCR_MAX_PIXELS`` per page
+(from the page box or the image header: decompression bombs), and the engine's
+``OCR_PAGE_TIMEOUT_S`` per page. A page that cannot be read (over a bound, a broken
+TIFF frame, a timeout) fails the document with an error naming the page, rather
+than passing on a document with a silent hole in it; the pages that were read are
+in the OCR cache by then, so a second attempt (with a larger limit) reads only the
+rest. Results are cached by engine version, dpi and the file's sha256, and stored
+progressively, so a stage time-out or a crash does not lose the pages done.
+
+Recorded per page: the method (``page_methods``: ``text_layer`` or ``ocr``) and the
+engine's confidence (``ocr_confidence``) in the document's metadata, which is stored
+content and therefore deterministic; the seconds per page, which vary run to run, go
+to the state hash (``ocr:page_seconds``), the ``ocr_page_seconds`` histogram and the
+run's tally (``accelerated/ocr/tally.py``), with the pages read and the pages taken
+from the cache, which the batch summary shows.
+
+With a document service (Textract) the first run starts the job and parks the
+document; the deployment's poller puts the text in the OCR cache and sends the
+document back here, where it is a cache hit (``accelerated/ocr/jobs.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
+import os
+import tempfile
 import time
+from collections.abc import AsyncIterator
+from typing import Final
 
 import msgspec
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
-from accelerated.backends import OcrEngine, OcrText, PageImage, ocr_mode
+from accelerated import state
+from accelerated.backends import OcrEngine, OcrText, ocr_mode
 from accelerated.errors import ConfigError, DocumentError
 from accelerated.extractors.base import assemble, page_texts, tidy
+from accelerated.extractors.detect import IMAGE_KINDS
 from accelerated.models import Extracted
+from accelerated.ocr.render import ocr_page
 from accelerated.stages import StageContext
 
-OCR_DPI = 300
+OCR_DPI: Final = 300  # PDF pages are drawn at this resolution; images keep their own
+OCR_FORMATS: Final = frozenset({"pdf"} | IMAGE_KINDS)
+CACHE_FLUSH_S: Final = 10.0  # store pages read at least this often (progress survives)
 OCR_PAGES = Counter(
     "ocr_pages_total", "Pages read by an OCR engine or taken from the OCR cache", ["source"]
 )
-
-
-def render_pdf_page(data: bytes, index: int, dpi: int) -> PageImage:
-    """One PDF page as 8-bit grey pixels (PDFium; runs in a pool process)."""
-    from accelerated.extractors.pdf import _LOCK, _open
-
-    with _LOCK:
-        doc = _open(data)
-        try:
-            page = doc[index]
-            bitmap = page.render(scale=dpi / 72, grayscale=True)
-            width, height, stride = bitmap.width, bitmap.height, bitmap.stride
-            raw = bytes(bitmap.buffer)
-            page.close()
-        finally:
-            doc.close()
-    if stride != width:
-        raw = b"".join(raw[r * stride : r * stride + width] for r in range(height))
-    return PageImage(number=index + 1, width=width, height=height, dpi=dpi, pixels=raw)
-
-
-def ocr_pdf_page(data: bytes, index: int, dpi: int, engine: OcrEngine) -> tuple[OcrText, float]:
-    """Render and read one page; returns the text and the seconds it took."""
-    t0 = time.perf_counter()
-    result = engine.recognize(render_pdf_page(data, index, dpi))
-    return result, time.perf_counter() - t0
+OCR_PAGE_SECONDS = Histogram(
+    "ocr_page_seconds",
+    "Seconds per page read by an OCR engine (render and recognition, in the pool)",
+    buckets=(0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128),
+)
 
 
 def pages_to_read(extracted: Extracted) -> list[int]:
@@ -65,32 +74,170 @@ def pages_to_read(extracted: Extracted) -> list[int]:
     return [int(n) for n in listed.split(",") if n.strip().isdigit()]
 
 
+def cache_version(engine_version: str) -> str:
+    """The OCR cache's version part: engine, its data and language, and the dpi."""
+    return f"{engine_version}@{OCR_DPI}dpi"
+
+
+@contextlib.asynccontextmanager
+async def staged(data: bytes, suffix: str) -> AsyncIterator[str]:
+    """The document's bytes in a private temporary file for the pool calls to open
+    (written once per document; removed afterwards, whatever happens)."""
+    fd, path = tempfile.mkstemp(prefix="lp-ocr-", suffix=suffix)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            await asyncio.to_thread(fh.write, data)
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+def _check_bounds(extracted: Extracted, wanted: list[int], max_pages: int) -> None:
+    if extracted.format not in OCR_FORMATS:
+        raise DocumentError(f"OCR of {extracted.format} files is not supported", code="ocr")
+    if len(wanted) > max_pages:
+        raise DocumentError(
+            f"The document has {len(wanted):,} pages to OCR, over the OCR_MAX_PAGES limit "
+            f"of {max_pages:,}; split it or raise OCR_MAX_PAGES.",
+            code="too_large",
+        )
+
+
+async def _read_pages(
+    extracted: Extracted,
+    missing: list[int],
+    read: dict[int, OcrText],
+    ctx: StageContext,
+    version: str,
+) -> tuple[dict[int, float], list[tuple[int, Exception]]]:
+    """OCR ``missing`` into ``read`` in the pool; the seconds per page read, and the
+    pages that failed with why. Pages read are stored in the cache as they come."""
+    engine = ctx.backends.ocr if ctx.backends is not None else None
+    assert engine is not None and ctx.source is not None
+    settings = ctx.settings
+    data = await ctx.blobs.read(ctx.source, settings.max_file_bytes)
+    digest = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
+    if digest != extracted.sha256:  # else the cache would file new pages under old bytes
+        raise DocumentError(
+            "The file changed after it was extracted (its content hash differs); "
+            "re-run intake for it.",
+            code="changed",
+        )
+    seconds: dict[int, float] = {}
+    failed: list[tuple[int, Exception]] = []
+    # A bound per document keeps one 1,000-page scan from queueing ahead of every
+    # other document's calls in the pool; several documents still fill it.
+    gate = asyncio.Semaphore(2 * (settings.cpu_workers or os.cpu_count() or 1))
+
+    async def one(path: str, number: int) -> tuple[int, tuple[OcrText, float] | Exception]:
+        async with gate:
+            try:
+                return number, await ctx.run_cpu(
+                    ocr_page, path, extracted.format, number, OCR_DPI,
+                    settings.ocr_max_pixels, engine,
+                )  # fmt: skip
+            except Exception as exc:  # sorted by the caller: bad page, or retry
+                return number, exc
+
+    stored, flushed_at = len(read), time.monotonic()
+
+    async def flush(force: bool = False) -> None:
+        nonlocal stored, flushed_at
+        due = force or time.monotonic() - flushed_at >= CACHE_FLUSH_S
+        if ctx.ocr_cache is not None and len(read) > stored and due:
+            await ctx.ocr_cache.put(version, extracted.sha256, dict(read))
+            stored, flushed_at = len(read), time.monotonic()
+
+    async with staged(data, f".{extracted.format}") as path:
+        tasks = [asyncio.ensure_future(one(path, n)) for n in missing]
+        try:
+            for next_done in asyncio.as_completed(tasks):
+                number, result = await next_done
+                if isinstance(result, Exception):
+                    failed.append((number, result))
+                    continue
+                read[number], seconds[number] = result
+                await flush()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await flush(force=True)  # what was read is kept, even on the way out
+    return seconds, sorted(failed, key=lambda f: f[0])
+
+
+def _raise_for(failed: list[tuple[int, Exception]]) -> None:
+    """One error for the document: the first page's, naming every page that failed."""
+    number, first = failed[0]
+    if not isinstance(first, DocumentError):
+        raise first  # a crashed pool child, a backend: the engine's retry rules apply
+    others = [n for n, _e in failed[1:]]
+    more = f" Pages {', '.join(map(str, others))} failed too." if others else ""
+    message = str(first.args[0]) if first.args else str(first)
+    if not message.lower().startswith("page"):
+        message = f"Page {number}: {message}"
+    raise DocumentError(message + more, code=first.code)
+
+
 async def run(extracted: Extracted, ctx: StageContext) -> Extracted:
     engine = ctx.backends.ocr if ctx.backends is not None else None
     if engine is None:
         raise ConfigError("the ocr stage ran without an OCR engine (OCR_BACKEND)")
     assert ctx.source is not None
     wanted = pages_to_read(extracted)
+    _check_bounds(extracted, wanted, ctx.settings.ocr_max_pages)
     if ocr_mode(engine) == "document":
         # A service reading the whole document (Textract): the first run starts its job
         # and parks the document; the poller sends it back here once the text is in.
-        version = engine.version
-        read = await _read_by_service(extracted, ctx)
-    else:
-        assert isinstance(engine, OcrEngine)
-        if extracted.format != "pdf":
-            raise DocumentError(f"OCR of {extracted.format} files is not supported", code="ocr")
-        version = f"{engine.version}@{OCR_DPI}dpi"
-        read = await _read_pages(engine, version, extracted, wanted, ctx)
+        return _with_ocr_text(
+            extracted, wanted, await _read_by_service(extracted, ctx), engine.version
+        )
+    assert isinstance(engine, OcrEngine)
+    version = cache_version(engine.version)
+    read: dict[int, OcrText] = {}
+    if ctx.ocr_cache is not None:
+        read = await ctx.ocr_cache.get(version, extracted.sha256) or {}
+    missing = [n for n in wanted if n not in read]
+    cached = len(wanted) - len(missing)
+    seconds: dict[int, float] = {}
+    failed: list[tuple[int, Exception]] = []
+    if missing:
+        seconds, failed = await _read_pages(extracted, missing, read, ctx, version)
+    OCR_PAGES.labels("engine").inc(len(seconds))
+    OCR_PAGES.labels("cache").inc(cached)
+    for s in seconds.values():
+        OCR_PAGE_SECONDS.observe(s)
+    if ctx.ocr_tally is not None:
+        await ctx.ocr_tally.add(
+            ctx.source.project, ctx.source.generation, len(seconds), cached, sum(seconds.values())
+        )
+    if failed:
+        _raise_for(failed)
+    ctx.state_fields[state.OCR_PAGE_SECONDS] = ",".join(
+        f"{n}={s:.3f}" for n, s in sorted(seconds.items())
+    )
+    return _with_ocr_text(extracted, wanted, read, version)
+
+
+def _with_ocr_text(
+    extracted: Extracted, wanted: list[int], read: dict[int, OcrText], version: str
+) -> Extracted:
     layer = [] if extracted.needs_ocr else page_texts(extracted)
-    scanned = set(wanted)  # a service reads every page: take its text for these only
-    parts = [
+    ocred = set(wanted)
+    parts = [  # a service that returned no text for a page: that page is empty
         (read[p.number].text.strip() if p.number in read else "")
-        if p.number in scanned
+        if p.number in ocred
         else layer[p.number - 1]
         for p in extracted.pages
     ]
     text, ranges = assemble([tidy(t) for t in parts])
+    if not text.strip():
+        raise DocumentError(
+            f"OCR found no text on any of the {len(parts)} page(s) (blank pages?).",
+            code="empty",
+        )
     meta = dict(extracted.metadata)
     meta["ocr_engine"] = version
     meta["ocr_pages"] = ",".join(map(str, wanted))
@@ -98,36 +245,12 @@ async def run(extracted: Extracted, ctx: StageContext) -> Extracted:
         f"{read[n].confidence:.1f}" if n in read else "-1.0" for n in wanted
     )
     meta["page_methods"] = ",".join(
-        "ocr" if p.number in scanned else "text_layer" for p in extracted.pages
+        "ocr" if p.number in ocred else "text_layer" for p in extracted.pages
     )
-    # Per-page seconds vary run to run, so they are not part of the stored content: the
-    # stage's compute time (state hash, metrics) accounts for them.
     method = "ocr" if extracted.needs_ocr else "text_layer+ocr"
     return msgspec.structs.replace(
         extracted, method=method, text=text, pages=ranges, needs_ocr=False, metadata=meta
     )
-
-
-async def _read_pages(
-    engine: OcrEngine, version: str, extracted: Extracted, wanted: list[int], ctx: StageContext
-) -> dict[int, OcrText]:
-    """Page by page in the process pool, the pages the cache does not hold yet."""
-    assert ctx.source is not None
-    read: dict[int, OcrText] = {}
-    if ctx.ocr_cache is not None:
-        read = await ctx.ocr_cache.get(version, extracted.sha256) or {}
-    missing = [n for n in wanted if n not in read]
-    if missing:
-        data = await ctx.blobs.read(ctx.source, ctx.settings.max_file_bytes)
-        done = await asyncio.gather(
-            *(ctx.run_cpu(ocr_pdf_page, data, n - 1, OCR_DPI, engine) for n in missing)
-        )
-        OCR_PAGES.labels("engine").inc(len(missing))
-        read.update({n: r for n, (r, _s) in zip(missing, done, strict=True)})
-        if ctx.ocr_cache is not None:
-            await ctx.ocr_cache.put(version, extracted.sha256, read)
-    OCR_PAGES.labels("cache").inc(len(wanted) - len(missing))
-    return read
 
 
 async def _read_by_service(extracted: Extracted, ctx: StageContext) -> dict[int, OcrText]:
