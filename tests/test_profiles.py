@@ -66,7 +66,7 @@ def test_no_stage_keeps_the_built_in_defaults_and_an_explicit_setting_wins(
     assert plain.deployment_stage is None and plain.profile_fields == frozenset()
     assert (plain.entity_backend, plain.ocr_backend, plain.transcribe_backend) == (
         "rules",
-        "none",
+        "tesseract",  # local OCR is the built-in default (issue 9)
         "auto",
     )
     monkeypatch.setenv("DEPLOYMENT_STAGE", "2")
