@@ -59,14 +59,13 @@ from typing import (
 
 import msgspec
 
+from accelerated.cluster import RedisClient
 from accelerated.entities import RawMention
 from accelerated.errors import ConfigError
 from accelerated.extractors.legacy import LegacyTools, legacy_tools
 from accelerated.models import CanonicalEntity, DocumentFields, SourceRef
 
 if TYPE_CHECKING:
-    import redis.asyncio as aioredis
-
     from accelerated.keys import Keys
     from accelerated.settings import Settings
 
@@ -334,7 +333,7 @@ class Resolver(Protocol):
 class BackendClients:
     """The clients the runtime was given, for the backends that need one."""
 
-    redis: aioredis.Redis | None
+    redis: RedisClient | None
     keys: Keys
     caches: bool  # the accelerated path: content and response caches in Redis
 

@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from redis.utils import str_if_bytes
-
 from accelerated import fingerprint, pipeline, s3_intake, state
 from accelerated.backends import Resolution, llm_models
 from accelerated.boundary import map_driver_errors, translated
@@ -431,10 +429,8 @@ async def _left(rt: Runtime, project: str, ids: set[str]) -> int:
     """How many of this run's documents are not terminal yet."""
     if not ids:
         return 0
-    if isinstance(rt.transport, RedisTransport) and rt.redis is not None:
-        with map_driver_errors():
-            members = await rt.redis.smembers(rt.keys.outstanding(project))
-        return sum(1 for m in members if str_if_bytes(m) in ids)
+    if isinstance(rt.transport, RedisTransport):
+        return len(await rt.transport.outstanding_ids(project) & ids)
     return await rt.transport.outstanding(project)
 
 
@@ -448,16 +444,16 @@ async def _enqueue_with_backpressure(
     rt: Runtime, refs: list[SourceRef], stage: str, watch: _Outage | None = None
 ) -> None:
     """Pause intake while the write-behind backlog is over its bound, and while Redis
-    is unreachable or full (each chunk is one MULTI: retried whole, never twice)."""
-    step = max(1, rt.settings.wb_backlog_max // 4)
-    for i in range(0, len(refs), step):
+    is unreachable or full (each part is one shard's MULTI: retried whole, never twice)."""
+    step = min(500, max(1, rt.settings.wb_backlog_max // 4))
+    for part in _parts(rt, refs, step):
         while True:
             try:
                 if rt.writer is not None:
                     # The backlog lives in Redis, shared with other hosts: poll it.
                     while await _backlog(rt) > rt.settings.wb_backlog_max:  # noqa: ASYNC110
                         await asyncio.sleep(0.1)
-                await rt.transport.enqueue(refs[i : i + step], stage)
+                await rt.transport.enqueue(part, stage)
             except BackendUnavailable as exc:
                 if watch is None:
                     raise
@@ -467,6 +463,14 @@ async def _enqueue_with_backpressure(
             if watch is not None:
                 watch.ok()
             break
+
+
+def _parts(rt: Runtime, refs: list[SourceRef], step: int) -> list[list[SourceRef]]:
+    """``refs`` in chunks of at most ``step`` documents of one shard each (one MULTI)."""
+    by_shard: dict[int, list[SourceRef]] = {}
+    for ref in refs:
+        by_shard.setdefault(rt.keys.shard(ref.document_id), []).append(ref)
+    return [g[i : i + step] for _s, g in sorted(by_shard.items()) for i in range(0, len(g), step)]
 
 
 @translated("postgres")

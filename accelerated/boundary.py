@@ -64,6 +64,16 @@ def _redis(exc: rx.RedisError) -> BackendError:
     return BackendRejected(f"redis refused the call: {text}", backend="redis")
 
 
+def _redis_cluster(exc: rx.RedisClusterException) -> BackendError:
+    """The cluster client's own errors (not RedisErrors): no reachable node or a slot
+    no node serves is an outage; anything else (keys of several slots in one call) a
+    refusal, and a bug of the caller's key layout."""
+    text = describe(exc)
+    if isinstance(exc, rx.SlotNotCoveredError) or "cannot be connected" in str(exc):
+        return BackendUnavailable(f"redis cluster unavailable: {text}", backend="redis")
+    return BackendRejected(f"redis cluster refused the call: {text}", backend="redis")
+
+
 def pg_is_transient(exc: BaseException) -> bool:
     """True unless the data itself is bad (SQLSTATE class 22 or 23, or unencodable)."""
     if isinstance(exc, asyncpg.PostgresError):
@@ -110,6 +120,8 @@ def map_driver_errors(backend: str = "redis") -> Iterator[None]:
         raise
     except rx.RedisError as exc:
         raise _redis(exc) from None
+    except rx.RedisClusterException as exc:
+        raise _redis_cluster(exc) from None
     except _PG_ERRORS as exc:
         raise _postgres(exc) from None
     except (OSError, TimeoutError) as exc:  # sockets below either driver

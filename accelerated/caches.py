@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import msgspec
-import redis.asyncio as aioredis
 
 from accelerated import pipeline
 from accelerated.backends import OcrText, Segment
 from accelerated.boundary import map_driver_errors
+from accelerated.cluster import RedisClient, mget
 from accelerated.codec import Codec
 from accelerated.errors import CodecError
 from accelerated.keys import Keys
@@ -24,7 +24,7 @@ from accelerated.models import Extracted
 class RedisExtractCache:
     """``cache:extract:v<version>:<sha256>``: same bytes under a new id = no extraction."""
 
-    def __init__(self, redis: aioredis.Redis, keys: Keys, codec: Codec, ttl_s: int) -> None:
+    def __init__(self, redis: RedisClient, keys: Keys, codec: Codec, ttl_s: int) -> None:
         self._redis, self._keys, self._codec, self._ttl = redis, keys, codec, ttl_s
         self._version = pipeline.stage("extract").version
 
@@ -50,17 +50,15 @@ class RedisExtractCache:
 class RedisChunkCache:
     """``cache:entities:<version>:<sha256>``: per-chunk results, MGET/pipelined SET."""
 
-    def __init__(self, redis: aioredis.Redis, keys: Keys, ttl_s: int) -> None:
+    def __init__(self, redis: RedisClient, keys: Keys, ttl_s: int) -> None:
         self._redis, self._keys, self._ttl = redis, keys, ttl_s
 
     async def get_many(self, version: str, hashes: Sequence[str]) -> list[bytes | None]:
         if not hashes:
             return []
+        # The chunks' keys are in many cluster slots: cluster.mget splits the MGET.
         with map_driver_errors():
-            values: list[bytes | None] = await self._redis.mget(  # type: ignore[assignment]
-                [self._keys.entity_cache(version, h) for h in hashes]
-            )
-        return values
+            return await mget(self._redis, [self._keys.entity_cache(version, h) for h in hashes])
 
     async def put_many(self, version: str, items: dict[str, bytes]) -> None:
         if not items:
@@ -80,7 +78,7 @@ class RedisTranscriptCache:
     """``cache:transcript:<transcriber version>:<sha256>``: a recording is transcribed
     once, whatever its name, project or host (as OCR is, by the scan's sha256)."""
 
-    def __init__(self, redis: aioredis.Redis, keys: Keys, codec: Codec, ttl_s: int) -> None:
+    def __init__(self, redis: RedisClient, keys: Keys, codec: Codec, ttl_s: int) -> None:
         self._redis, self._keys, self._codec, self._ttl = redis, keys, codec, ttl_s
 
     async def get(self, version: str, sha256: str) -> list[Segment] | None:
@@ -107,7 +105,7 @@ class RedisOcrCache:
     another project or on another host is never OCRed twice (pages are stored as read,
     so a mixed PDF's later run needs only the pages not read before)."""
 
-    def __init__(self, redis: aioredis.Redis, keys: Keys, codec: Codec, ttl_s: int) -> None:
+    def __init__(self, redis: RedisClient, keys: Keys, codec: Codec, ttl_s: int) -> None:
         self._redis, self._keys, self._codec, self._ttl = redis, keys, codec, ttl_s
 
     async def get(self, version: str, sha256: str) -> dict[int, OcrText] | None:

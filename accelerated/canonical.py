@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from typing import Final
 
 import msgspec
-import redis.asyncio as aioredis
 from redis.utils import str_if_bytes
 
 from accelerated.boundary import map_driver_errors
+from accelerated.cluster import RedisClient
 from accelerated.errors import CodecError
 from accelerated.ids import validate_project
 from accelerated.keys import Keys
@@ -81,7 +81,7 @@ def field_of(entity: CanonicalEntity) -> str:
 class RedisCanonicalRegistry:
     """The accelerated path's registry: one Redis hash per project, updated by Lua."""
 
-    def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
+    def __init__(self, redis: RedisClient, keys: Keys) -> None:
         self._redis = redis
         self._keys = keys
         self._script = redis.register_script(GET_OR_CREATE_SCRIPT)

@@ -40,6 +40,7 @@ import redis.exceptions as redis_errors
 from pydantic import SecretStr, ValidationError
 
 from accelerated.backends import Backends, resolve_backends
+from accelerated.cluster import is_cluster_url, parse_cluster_url
 from accelerated.errors import (
     BackendUnavailable,
     BatchFailed,
@@ -158,13 +159,7 @@ def validate_startup(settings: Settings) -> Backends:
     Returns the built backends for the runtime."""
     problems: list[str] = []
     if settings.redis_url is not None:
-        if url_scheme(settings.redis_url) == "redis+cluster":
-            problems.append(
-                "REDIS_URL uses redis+cluster://, which this version cannot connect to yet; "
-                "give one node as redis:// or rediss://"
-            )
-        else:
-            problems += _url_problems("REDIS_URL", settings.redis_url)
+        problems += _url_problems("REDIS_URL", settings.redis_url)
     if settings.database_url is not None:
         problems += _url_problems("DATABASE_URL", settings.database_url)
     if problems:
@@ -218,6 +213,12 @@ def show_config(settings: Settings, out: Say) -> int:
 
 
 def _url_problems(var: str, url: str) -> list[str]:
+    if is_cluster_url(url):
+        try:
+            parse_cluster_url(url)
+        except ValueError as exc:
+            return [f"{var}={redact(url)} is not a valid cluster URL: {exc}"]
+        return []
     try:
         parts = urlsplit(url)
         _ = parts.port  # raises on a port that is not a number
@@ -259,6 +260,8 @@ def exit_code(exc: BaseException) -> tuple[int, str] | None:
         return EXIT_USAGE, f"configuration error: DATABASE_URL names no such database ({exc})"
     if isinstance(exc, redis_errors.ConnectionError | redis_errors.TimeoutError):
         return EXIT_UNAVAILABLE, f"unavailable: Redis: {exc}"
+    if isinstance(exc, redis_errors.RedisClusterException) and "cannot be connected" in str(exc):
+        return EXIT_UNAVAILABLE, f"unavailable: Redis Cluster: {exc}"
     if isinstance(
         exc,
         asyncpg.PostgresConnectionError  # also: the connection does not exist (any more)

@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import redis.asyncio as aioredis
 from redis.utils import str_if_bytes
 
 from accelerated import cli, state
 from accelerated.boundary import map_driver_errors
 from accelerated.cli import EXIT_FAILED, EXIT_OK, CliContext, setup_output
+from accelerated.cluster import RedisClient
 from accelerated.errors import ConfigError
 from accelerated.intake import fingerprint_all
 from accelerated.keys import STAGES, Keys
@@ -60,7 +60,7 @@ class DeadLetter:
 
 
 async def list_letters(
-    redis: aioredis.Redis, keys: Keys, stage: str, project: str | None = None, count: int = 1000
+    redis: RedisClient, keys: Keys, stage: str, project: str | None = None, count: int = 1000
 ) -> list[DeadLetter]:
     """Dead letters of ``stage`` (oldest first), of one project if given."""
     with map_driver_errors():
@@ -73,7 +73,7 @@ async def list_letters(
     return out
 
 
-async def get_letter(redis: aioredis.Redis, keys: Keys, stage: str, entry_id: str) -> DeadLetter:
+async def get_letter(redis: RedisClient, keys: Keys, stage: str, entry_id: str) -> DeadLetter:
     with map_driver_errors():
         entries = await redis.xrange(keys.dlq(stage), min=entry_id, max=entry_id)
     if not entries:
@@ -83,7 +83,7 @@ async def get_letter(redis: aioredis.Redis, keys: Keys, stage: str, entry_id: st
 
 
 async def _letter(
-    redis: aioredis.Redis, keys: Keys, stage: str, entry_id: Any, fields: Any
+    redis: RedisClient, keys: Keys, stage: str, entry_id: Any, fields: Any
 ) -> DeadLetter:
     ref = _decode.decode(fields[b"ref"])
     raw = fields.get(b"attempts")
@@ -118,7 +118,7 @@ class ReplayResult:
 
 
 async def replay(
-    redis: aioredis.Redis,
+    redis: RedisClient,
     keys: Keys,
     stage: str,
     project: str | None = None,
@@ -154,7 +154,7 @@ async def replay(
     return result
 
 
-async def purge(redis: aioredis.Redis, keys: Keys, stage: str, project: str | None = None) -> int:
+async def purge(redis: RedisClient, keys: Keys, stage: str, project: str | None = None) -> int:
     """Delete the dead letters of ``stage`` (of one project if given); documents stay failed."""
     with map_driver_errors():
         if project is None:

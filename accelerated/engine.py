@@ -18,6 +18,12 @@ sorted by what another attempt can do (``errors.is_retryable``):
   the message is held and tried again, with backoff, once the server answers;
 * crashes of the process: the message stays pending and another consumer reclaims it.
 
+Each stage's stream may be split into shards (``Transport.shards``; see
+``accelerated/keys.py``): then each stage has one reader per shard, all sharing the
+stage's concurrency. A reader holds the slots it reads into while it blocks, so with
+several shards one reader takes at most its share (``read_count`` divided among them)
+and an idle shard's reader cannot starve a busy one for longer than one ``block_ms``.
+
 Every loop and background task (the write-behind writer) is supervised: one that
 fails is logged and restarted, never left dead silently. On stop, in-flight work
 gets ``SHUTDOWN_GRACE_S`` to finish; what is left is given back (its messages stay
@@ -118,7 +124,11 @@ class Engine:
         self.outage_reason = ""
         self._sems = {s: asyncio.Semaphore(settings.concurrency) for s in self.specs}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._working: dict[str, dict[str, float]] = {s: {} for s in self.specs}  # id -> deadline
+        # Messages in hand per stage: (shard, id) -> lease deadline.
+        self._working: dict[str, dict[tuple[int, str], float]] = {s: {} for s in self.specs}
+        shards = max(1, transport.shards)
+        self._shards = range(shards)
+        self._read_share = max(1, settings.read_count // shards)
         self._stopping = asyncio.Event()
 
     # Lifecycle ---------------------------------------------------------------------------
@@ -127,8 +137,11 @@ class Engine:
         await self._until_available(self.transport.setup, stop)
         readers_stop, beat_stop, bg_stop = asyncio.Event(), asyncio.Event(), asyncio.Event()
         loops = [
-            asyncio.create_task(self._supervise(f"{s} consumer", self._consume, readers_stop, s))
+            asyncio.create_task(
+                self._supervise(self._reader_name(s, n), self._consume, readers_stop, s, n)
+            )
             for s in self.specs
+            for n in self._shards
         ]
         loops.append(asyncio.create_task(self._supervise("reclaim", self._reclaim, readers_stop)))
         beat = asyncio.create_task(self._supervise("heartbeat", self._heartbeat, beat_stop))
@@ -167,6 +180,9 @@ class Engine:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+
+    def _reader_name(self, stage: str, shard: int) -> str:
+        return f"{stage} consumer" if len(self._shards) == 1 else f"{stage} consumer {shard}"
 
     async def _supervise(
         self, name: str, fn: Callable[..., Any], stop: asyncio.Event, *a: Any
@@ -239,25 +255,30 @@ class Engine:
                 await self.transport.heartbeat()
                 now = time.monotonic()
                 for stage, held in self._working.items():
-                    ids = [mid for mid, deadline in held.items() if deadline > now]
-                    if ids:
-                        await self.transport.touch(stage, ids)
+                    by_shard: dict[int, list[str]] = {}
+                    for (shard, mid), deadline in held.items():
+                        if deadline > now:
+                            by_shard.setdefault(shard, []).append(mid)
+                    for shard, ids in by_shard.items():
+                        await self.transport.touch(stage, ids, shard)
             except BackendUnavailable as exc:
                 self._outage(exc)
             with contextlib.suppress(TimeoutError):
                 await wait_for(stop.wait(), interval)
 
-    async def _consume(self, stage: str, stop: asyncio.Event) -> None:
+    async def _consume(self, stage: str, shard: int, stop: asyncio.Event) -> None:
         sem = self._sems[stage]
         delay = 0.1
+        idle = 0  # reads in a row that found nothing (sharded readers only)
+        block, share = self.settings.block_ms, self._read_share
         while not stop.is_set():
             await sem.acquire()
             free = 1
-            while free < self.settings.read_count and not sem.locked():
+            while free < share and not sem.locked():
                 await sem.acquire()
                 free += 1
             try:
-                msgs = await self.transport.read(stage, free, self.settings.block_ms)
+                msgs = await self.transport.read(stage, free, block, shard)
                 delay = 0.1
                 self._recovered()
             except BackendUnavailable as exc:
@@ -271,6 +292,9 @@ class Engine:
                 raise
             for _ in range(free - len(msgs)):
                 sem.release()
+            if len(self._shards) > 1:
+                idle = 0 if msgs else idle + 1
+                block, share = self._idle_read(idle)
             for msg in msgs:
                 self._spawn(msg, sem)
             if 0 < len(msgs) < free and self.settings.read_linger_ms > 0:
@@ -279,8 +303,22 @@ class Engine:
                 # stage transition; a few ms per stage is nothing against seconds).
                 await asyncio.sleep(self.settings.read_linger_ms / 1000)
 
+    def _idle_read(self, idle: int) -> tuple[int, int]:
+        """(block ms, slots) of a sharded reader's next read after ``idle`` empty ones.
+
+        An idle shard's reader takes one slot, not its share, so busy shards keep the
+        stage's concurrency; and it blocks longer (up to 4x ``block_ms``, at most 1 s:
+        below the socket timeout, redis-py#3138), since a blocked read returns as soon
+        as a message arrives: fewer empty reads on a mostly idle prefix, no added
+        latency. One reader per stage (no shards) keeps ``block_ms`` and its share."""
+        if idle == 0:
+            return self.settings.block_ms, self._read_share
+        base = self.settings.block_ms
+        return min(base * 2 ** min(idle, 2), max(base, 1000)), 1
+
     def _spawn(self, msg: Message, sem: asyncio.Semaphore | None) -> None:
-        self._working[msg.stage][msg.id] = time.monotonic() + self.limits[msg.stage] + 5.0
+        lease = (msg.shard, msg.id)
+        self._working[msg.stage][lease] = time.monotonic() + self.limits[msg.stage] + 5.0
         task = asyncio.create_task(self._process(msg, sem))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -293,19 +331,24 @@ class Engine:
             if stop.is_set():
                 return
             for stage in self.specs:
-                try:
-                    msgs = await self.transport.reclaim(
-                        stage, self.settings.claim_idle_ms, self.settings.read_count
-                    )
-                except BackendUnavailable as exc:
-                    self._outage(exc)
-                    continue
-                for msg in msgs:
-                    if msg.id in self._working[stage]:
-                        continue  # ours and still in hand: not stalled
-                    log.info("reclaimed %s message %s", stage, msg.id)
-                    await self._sems[stage].acquire()
-                    self._spawn(msg, self._sems[stage])
+                for shard in self._shards:
+                    try:
+                        msgs = await self.transport.reclaim(
+                            stage, self.settings.claim_idle_ms, self.settings.read_count, shard
+                        )
+                    except BackendUnavailable as exc:
+                        self._outage(exc)
+                        continue
+                    await self._take(stage, msgs)
+
+    async def _take(self, stage: str, msgs: list[Message]) -> None:
+        """Run reclaimed messages (those not already in hand here)."""
+        for msg in msgs:
+            if (msg.shard, msg.id) in self._working[stage]:
+                continue  # ours and still in hand: not stalled
+            log.info("reclaimed %s message %s", stage, msg.id)
+            await self._sems[stage].acquire()
+            self._spawn(msg, self._sems[stage])
 
     # One message ---------------------------------------------------------------------------
     async def _process(self, msg: Message, sem: asyncio.Semaphore | None) -> None:
@@ -324,7 +367,7 @@ class Engine:
                         return  # stays pending; another consumer claims it
                     delay = await self._backoff(exc, delay)
                     # Still ours: the lease is renewed while Redis answers again.
-                    self._working[msg.stage][msg.id] = (
+                    self._working[msg.stage][(msg.shard, msg.id)] = (
                         time.monotonic() + self.limits[msg.stage] + 5.0
                     )
         except Exception:  # never let one document take the consumer down
@@ -332,7 +375,7 @@ class Engine:
             self.stats.unhandled += 1
         finally:
             self.stats.in_flight -= 1
-            self._working[msg.stage].pop(msg.id, None)
+            self._working[msg.stage].pop((msg.shard, msg.id), None)
             if sem is not None:
                 sem.release()
 

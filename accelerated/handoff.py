@@ -14,10 +14,9 @@ from collections import OrderedDict
 from dataclasses import replace
 from typing import Any, Protocol
 
-import redis.asyncio as aioredis
-
 from accelerated import pipeline, state
 from accelerated.boundary import map_driver_errors
+from accelerated.cluster import RedisClient
 from accelerated.codec import Codec
 from accelerated.errors import CodecError, PipelineError
 from accelerated.keys import Keys
@@ -70,7 +69,7 @@ class AcceleratedHandoff:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         transport: Transport,
         keys: Keys,
         codec: Codec,

@@ -20,9 +20,9 @@ import logging
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
-import redis.asyncio as aioredis
 
 from accelerated.aio import wait_for
+from accelerated.cluster import RedisClient
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ CHECK_TIMEOUT_S = 1.0
 class HealthServer:
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         pool: asyncpg.Pool,
         heartbeat_key: str,
         port: int,

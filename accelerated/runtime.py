@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
-import redis.asyncio as aioredis
 
 from accelerated import fingerprint
 from accelerated.backends import (
@@ -39,6 +38,7 @@ from accelerated.caches import (
     RedisTranscriptCache,
 )
 from accelerated.canonical import PassThroughCanonicalRegistry, RedisCanonicalRegistry
+from accelerated.cluster import RedisClient
 from accelerated.codec import Codec
 from accelerated.cpu import CpuPool
 from accelerated.engine import Engine
@@ -49,6 +49,7 @@ from accelerated.ocr.jobs import RedisOcrJobs
 from accelerated.ocr.tally import LocalOcrTally, RedisOcrTally
 from accelerated.pipeline import StageFn
 from accelerated.settings import Settings
+from accelerated.shards import default_shards
 from accelerated.spill import make_spill
 from accelerated.stages import CanonicalRegistry, StageContext
 from accelerated.transport import LocalTransport, RedisTransport, Transport
@@ -89,7 +90,7 @@ def make_executor(settings: Settings) -> CpuPool | None:
 class Runtime:
     settings: Settings
     pool: asyncpg.Pool
-    redis: aioredis.Redis | None
+    redis: RedisClient | None
     keys: Keys
     codec: Codec
     transport: Transport
@@ -185,14 +186,16 @@ class Runtime:
 def build_runtime(
     settings: Settings,
     pool: asyncpg.Pool,
-    redis: aioredis.Redis | None,
+    redis: RedisClient | None,
     *,
     executor: Executor | None = None,
     consumer: str | None = None,
     backends: Backends | None = None,
 ) -> Runtime:
     """Accelerated when Redis is given and the flag is on; traditional otherwise."""
-    keys = Keys(settings.redis_prefix)
+    # Shards: resolved from Redis's layout record by the CLI edge (connect.open_clients);
+    # a runtime built directly (tests, benchmarks) takes the setting or the default.
+    keys = Keys(settings.redis_prefix, settings.stream_shards or default_shards(redis))
     codec = Codec(
         max_value_bytes=settings.max_value_bytes,
         max_decompressed_bytes=settings.max_decompressed_bytes,

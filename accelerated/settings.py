@@ -27,7 +27,7 @@ from accelerated.profiles import apply_profile
 _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 S3_URI_RE = re.compile(r"s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(.*))?")
-REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster")
+REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
 DATABASE_SCHEMES = ("postgresql", "postgres")
 
 # Lower bounds of the numeric settings: a negative size or a zero batch is a typo that
@@ -50,6 +50,7 @@ MIN_VALUES: dict[str, float] = {
     "block_ms": 1,
     "read_linger_ms": 0,
     "claim_idle_ms": 1,
+    "stream_shards": 1,
     "max_deliveries": 1,
     "cpu_workers": 0,
     "wb_batch_rows": 1,
@@ -149,6 +150,10 @@ class Settings(BaseSettings):
     block_ms: int = 200
     read_linger_ms: int = 5  # after a partial read, wait this long before the next one
     claim_idle_ms: int = 60_000  # XAUTOCLAIM messages idle this long
+    # Stage streams per stage (each document belongs to one shard; see accelerated/keys.py).
+    # Unset: what the prefix's keys were laid out with, else 1 on a single Redis and
+    # 8 on a cluster. Every process on one prefix must use the same.
+    stream_shards: int | None = Field(None, le=256)
     max_deliveries: int = 3  # then the message goes to the stage's dead-letter stream
     cpu_pool: Literal["process", "thread"] = "process"  # where CPU-bound stage code runs
     cpu_workers: int = 0  # 0: one per core
@@ -387,9 +392,9 @@ class Settings(BaseSettings):
 
     @field_validator(*MIN_VALUES)
     @classmethod
-    def _at_least(cls, v: float, info: ValidationInfo) -> float:
+    def _at_least(cls, v: float | None, info: ValidationInfo) -> float | None:
         low = MIN_VALUES[str(info.field_name)]
-        if v < low:
+        if v is not None and v < low:
             raise ValueError(f"must be a number >= {low:g}")
         return v
 

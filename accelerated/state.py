@@ -1,4 +1,5 @@
-"""Per-document state hash (``doc:{uuid}:state``): field names and statuses.
+"""Per-document state hash (``Keys.state``: ``<prefix>:{<shard tag>}:doc:<uuid>:state``): field
+names and statuses.
 
 The engine, the write-behind writer and the batch summary all read and write these
 fields, so they are spelled once here.

@@ -8,10 +8,10 @@ works from any host that can reach them and tells the same story whichever worke
   outstanding set in Redis (documents not yet terminal);
 * per stage: stream length (XLEN), messages delivered and not yet acked (XPENDING),
   messages not yet delivered to the group (``lag`` of XINFO GROUPS), dead letters
-  (XLEN of the stage's DLQ). Stage streams are shared by every project on this prefix,
-  so these are not per project;
-* the write-behind backlog (XLEN of the writer's stream) and the live consumers (their
-  heartbeat keys, found with SCAN);
+  (XLEN of the stage's DLQ), each summed over the stage's stream shards. Stage streams
+  are shared by every project on this prefix, so these are not per project;
+* the write-behind backlog (XLEN of the writer's streams) and the live consumers (their
+  heartbeat keys, found with SCAN: of every primary, on a cluster);
 * throughput: documents of the project that reached a terminal status in the last
   minute (``documents.updated_at``), and the ETA of the rest at that rate.
 """
@@ -26,16 +26,16 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
-import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
 from redis.utils import str_if_bytes
 
 from accelerated import cli, state
 from accelerated.aio import wait_for
 from accelerated.boundary import map_driver_errors
 from accelerated.cli import EXIT_OK, CliContext, setup_output
+from accelerated.cluster import RedisClient
 from accelerated.ids import validate_project
-from accelerated.keys import STAGES, Keys
+from accelerated.keys import Keys
+from accelerated.stream_metrics import stage_sizes, wb_backlog
 from accelerated.tooling import tool_clients, tool_settings
 
 WINDOW_S = 60  # the throughput window
@@ -68,7 +68,7 @@ class Status:
         return asdict(self)
 
 
-async def collect(redis: aioredis.Redis, pool: asyncpg.Pool, keys: Keys, project: str) -> Status:
+async def collect(redis: RedisClient, pool: asyncpg.Pool, keys: Keys, project: str) -> Status:
     validate_project(project)
     async with pool.acquire() as conn:
         rows = await conn.fetch(
@@ -83,24 +83,16 @@ async def collect(redis: aioredis.Redis, pool: asyncpg.Pool, keys: Keys, project
             WINDOW_S,
         )
     docs = {str(r["status"]): int(r["n"]) for r in rows}
-    stages: dict[str, StageStatus] = {}
     with map_driver_errors():
-        for stage in STAGES:
-            stream, group = keys.stream(stage), keys.group(stage)
-            length = int(await redis.xlen(stream))
-            pending, lag = 0, None
-            try:
-                for g in await redis.xinfo_groups(stream):
-                    if str_if_bytes(g["name"]) == group:
-                        pending = int(g["pending"])
-                        lag = None if g.get("lag") is None else int(g["lag"])
-            except ResponseError:  # no such stream yet: nothing was ever queued
-                pass
-            stages[stage] = StageStatus(
-                length, pending, lag, int(await redis.xlen(keys.dlq(stage)))
-            )
-        outstanding = int(await redis.scard(keys.outstanding(project)))
-        backlog = int(await redis.xlen(keys.wb_stream()))
+        stages = {
+            stage: StageStatus(sz.stream, sz.pending, sz.lag, sz.dead)
+            for stage, sz in (await stage_sizes(redis, keys)).items()
+        }
+        pipe = redis.pipeline(transaction=False)
+        for key in keys.outstanding_all(project):
+            pipe.scard(key)
+        outstanding = sum(int(n) for n in await pipe.execute())
+        backlog = await wb_backlog(redis, keys)
         alive = keys.consumer_alive("*")
         workers = sorted(
             {

@@ -13,15 +13,17 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import asyncpg  # type: ignore[import-untyped]
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from accelerated.cli import _url_problems, load_settings
+from accelerated.cluster import RedisClient
 from accelerated.connect import redis_client
 from accelerated.errors import BackendUnavailable, ConfigError
 from accelerated.keys import Keys
 from accelerated.redact import redact
 from accelerated.settings import Settings
+from accelerated.shards import default_shards
+from accelerated.shards import resolve as shards_resolve
 from persistence.pg import create_pool
 from persistence.schema import migrate
 
@@ -30,7 +32,7 @@ from persistence.schema import migrate
 class ToolClients:
     settings: Settings
     keys: Keys
-    redis: aioredis.Redis | None
+    redis: RedisClient | None
     pool: asyncpg.Pool | None
 
 
@@ -61,13 +63,18 @@ async def tool_clients(
             stack.push_async_callback(redis.aclose)
             try:
                 await redis.ping()
-            except (RedisError, OSError) as exc:
+            except (RedisError, RedisClusterException, OSError) as exc:
                 raise BackendUnavailable(
                     f"Redis at {redact(settings.redis_url)}: {redact(str(exc))}", backend="redis"
                 ) from None
+            # The shard count the pipeline's keys were laid out with (status sums over
+            # the shards, dlq replay queues into the document's own).
+            shards = await shards_resolve(redis, settings.redis_prefix, settings.stream_shards)
+            settings = settings.model_copy(update={"stream_shards": shards})
         pool = None
         if need_pg:
             pool = await create_pool(settings)
             stack.push_async_callback(pool.close)
             await migrate(pool, settings.pg_schema)
-        yield ToolClients(settings, Keys(settings.redis_prefix), redis, pool)
+        keys = Keys(settings.redis_prefix, settings.stream_shards or default_shards(redis))
+        yield ToolClients(settings, keys, redis, pool)

@@ -3,6 +3,15 @@
 Both transports also keep the per-document state, because a state change and the
 message that causes it must move together: on Redis they share one MULTI, so a
 document is never "at stage X" without a message for stage X existing somewhere.
+
+On Redis each stage's stream is split into ``keys.shards`` shards, and a document's
+messages always go to its own shard's streams (``Keys.shard``). Every MULTI and
+script here then touches the keys of one shard, one cluster slot (see
+``accelerated/keys.py``): an advance, a retry, one shard's part of an enqueue. The
+operations that span shards (setup, outstanding counts) are one command per shard.
+Readers name the shard they read (the engine runs one per stage per shard): a
+stream read across slots is refused by a cluster. With one shard (a single Redis's
+default) every call is the one it was before shards existed.
 """
 
 from __future__ import annotations
@@ -15,14 +24,13 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 import msgspec
-import redis.asyncio as aioredis
-from redis.asyncio.client import Pipeline
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 from redis.utils import str_if_bytes
 
-from accelerated import state
+from accelerated import shards, state
 from accelerated.aio import wait_for
 from accelerated.boundary import map_driver_errors
+from accelerated.cluster import AnyPipeline, RedisClient
 from accelerated.errors import BackendUnavailable, ConfigError
 from accelerated.keys import STAGES, Keys
 from accelerated.models import SourceRef
@@ -47,6 +55,7 @@ class Message:
     # carried in the entry plus the stream's own delivery count (a consumer that died
     # mid-stage leaves it pending; the claim counts as a delivery).
     attempts: int = 1
+    shard: int = 0  # the stream shard it was read from (message ids are per stream)
 
 
 @dataclass(frozen=True)
@@ -70,11 +79,17 @@ class Begin:
 
 
 class Transport(Protocol):
+    shards: int  # stream shards per stage: a reader per stage per shard
+
     async def setup(self) -> None: ...
 
-    async def read(self, stage: str, count: int, block_ms: int) -> list[Message]: ...
+    async def read(
+        self, stage: str, count: int, block_ms: int, shard: int = 0
+    ) -> list[Message]: ...
 
-    async def reclaim(self, stage: str, min_idle_ms: int, count: int) -> list[Message]: ...
+    async def reclaim(
+        self, stage: str, min_idle_ms: int, count: int, shard: int = 0
+    ) -> list[Message]: ...
 
     async def begin(self, msg: Message, input_key: str | None, check_stale: bool) -> Begin:
         """What the consumer needs before running the stage. ``check_stale`` asks now
@@ -115,7 +130,7 @@ class Transport(Protocol):
 
     async def heartbeat(self) -> None: ...
 
-    async def touch(self, stage: str, ids: Sequence[str]) -> None:
+    async def touch(self, stage: str, ids: Sequence[str], shard: int = 0) -> None:
         """Renew the lease on messages still being worked on (reset their idle time)."""
         ...
 
@@ -126,6 +141,7 @@ class Transport(Protocol):
 # command for the client to pack and parse, and the re-ingestion check is atomic with
 # the writes it guards.
 ADVANCE_LUA: Final = f"""
+-- All keys of the document's shard (one cluster slot):
 -- KEYS[1] state hash, KEYS[2] this stage's stream, KEYS[3] next stage's stream,
 -- KEYS[4] output key, KEYS[5] write-behind stream, KEYS[6] project outstanding set,
 -- KEYS[7] project failed hash
@@ -165,24 +181,26 @@ class RedisTransport:
     HEARTBEAT_TTL_S = 10
 
     def __init__(
-        self, redis: aioredis.Redis, keys: Keys, consumer: str, ttl_stage_s: int = 7 * 24 * 3600
+        self, redis: RedisClient, keys: Keys, consumer: str, ttl_stage_s: int = 7 * 24 * 3600
     ) -> None:
         self.redis, self.keys, self.consumer = redis, keys, consumer
+        self.shards = keys.shards
         self.ttl_stage_s = ttl_stage_s
         self._advance = redis.register_script(ADVANCE_LUA)
         self._park = redis.register_script(PARK_LUA)
 
     async def setup(self) -> None:
-        """Create every stage's stream and group (again, after Redis lost them)."""
+        """Record the shard layout, create every stage's stream and group of every shard
+        (again, after Redis lost them)."""
+        await shards.record(self.redis, self.keys)
         with map_driver_errors():
+            pipe = self.redis.pipeline(transaction=False)
             for stage in STAGES:
-                try:
-                    await self.redis.xgroup_create(
-                        self.keys.stream(stage), self.keys.group(stage), id="0", mkstream=True
-                    )
-                except ResponseError as exc:
-                    if "BUSYGROUP" not in str(exc):
-                        raise
+                for stream in self.keys.streams(stage):
+                    pipe.xgroup_create(stream, self.keys.group(stage), id="0", mkstream=True)
+            for res in await pipe.execute(raise_on_error=False):
+                if isinstance(res, Exception) and "BUSYGROUP" not in str(res):
+                    raise res
         await self.heartbeat()
 
     async def heartbeat(self) -> None:
@@ -191,12 +209,12 @@ class RedisTransport:
                 self.keys.consumer_alive(self.consumer), b"1", ex=self.HEARTBEAT_TTL_S
             )
 
-    async def touch(self, stage: str, ids: Sequence[str]) -> None:
+    async def touch(self, stage: str, ids: Sequence[str], shard: int = 0) -> None:
         if not ids:
             return
         with map_driver_errors():
             await self.redis.xclaim(
-                self.keys.stream(stage),
+                self.keys.stream(stage, shard),
                 self.keys.group(stage),
                 self.consumer,
                 0,
@@ -205,7 +223,11 @@ class RedisTransport:
             )
 
     def _messages(
-        self, stage: str, entries: Iterable[Any], deliveries: dict[str, int] | None = None
+        self,
+        stage: str,
+        shard: int,
+        entries: Iterable[Any],
+        deliveries: dict[str, int] | None = None,
     ) -> list[Message]:
         out = []
         for entry_id, fields in entries:
@@ -214,15 +236,16 @@ class RedisTransport:
             mid = str_if_bytes(entry_id)
             before = int(fields.get(_ATTEMPTS, 0))
             delivered = deliveries.get(mid, 1) if deliveries is not None else 1
-            out.append(Message(mid, stage, _ref_decoder.decode(fields[b"ref"]), before + delivered))
+            ref = _ref_decoder.decode(fields[b"ref"])
+            out.append(Message(mid, stage, ref, before + delivered, shard))
         return out
 
-    async def _deliveries(self, stage: str, entries: list[Any]) -> dict[str, int]:
+    async def _deliveries(self, stage: str, shard: int, entries: list[Any]) -> dict[str, int]:
         """The stream's delivery counts of entries just claimed (now pending to us)."""
         ids = [str_if_bytes(e[0]) for e in entries if e[1]]
         if not ids:
             return {}
-        stream, group = self.keys.stream(stage), self.keys.group(stage)
+        stream, group = self.keys.stream(stage, shard), self.keys.group(stage)
         pipe = self.redis.pipeline(transaction=False)
         for mid in ids:
             pipe.xpending_range(stream, group, min=mid, max=mid, count=1)
@@ -232,23 +255,25 @@ class RedisTransport:
                 out[str_if_bytes(p["message_id"])] = int(p["times_delivered"])
         return out
 
-    async def read(self, stage: str, count: int, block_ms: int) -> list[Message]:
+    async def read(self, stage: str, count: int, block_ms: int, shard: int = 0) -> list[Message]:
         with map_driver_errors():
             resp = await self.redis.xreadgroup(
                 self.keys.group(stage),
                 self.consumer,
-                {self.keys.stream(stage): ">"},
+                {self.keys.stream(stage, shard): ">"},
                 count=count,
                 block=block_ms,
             )
         msgs: list[Message] = []
         for _stream, entries in resp or []:  # type: ignore[str-unpack]
-            msgs.extend(self._messages(stage, entries))  # type: ignore[arg-type]
+            msgs.extend(self._messages(stage, shard, entries))  # type: ignore[arg-type]
         return msgs
 
-    async def reclaim(self, stage: str, min_idle_ms: int, count: int) -> list[Message]:
+    async def reclaim(
+        self, stage: str, min_idle_ms: int, count: int, shard: int = 0
+    ) -> list[Message]:
         """Take over messages of dead consumers at once, and of hung ones after an idle time."""
-        stream, group = self.keys.stream(stage), self.keys.group(stage)
+        stream, group = self.keys.stream(stage, shard), self.keys.group(stage)
         with map_driver_errors():
             msgs: list[Message] = []
             for info in await self.redis.xinfo_consumers(stream, group):
@@ -263,24 +288,27 @@ class RedisTransport:
                 ids: list[Any] = [p["message_id"] for p in pending]
                 if ids:
                     claimed = await self.redis.xclaim(stream, group, self.consumer, 0, ids)
-                    counts = await self._deliveries(stage, claimed)
-                    msgs.extend(self._messages(stage, claimed, counts))
-                    await self._ack_deleted(stage, ids, claimed)
+                    counts = await self._deliveries(stage, shard, claimed)
+                    msgs.extend(self._messages(stage, shard, claimed, counts))
+                    await self._ack_deleted(stream, group, ids, claimed)
                 if not info["pending"] or len(ids) == info["pending"]:
                     await self.redis.xgroup_delconsumer(stream, group, name)
             _next, claimed, deleted = await self.redis.xautoclaim(
                 stream, group, self.consumer, min_idle_ms, "0-0", count=count
             )
-            msgs.extend(self._messages(stage, claimed, await self._deliveries(stage, claimed)))
+            counts = await self._deliveries(stage, shard, claimed)
+            msgs.extend(self._messages(stage, shard, claimed, counts))
             if deleted:
                 await self.redis.xack(stream, group, *deleted)
             return msgs
 
-    async def _ack_deleted(self, stage: str, ids: list[Any], claimed: list[Any]) -> None:
+    async def _ack_deleted(
+        self, stream: str, group: str, ids: list[Any], claimed: list[Any]
+    ) -> None:
         got = {c[0] for c in claimed if c[1]}
         gone = [i for i in ids if i not in got]
         if gone:
-            await self.redis.xack(self.keys.stream(stage), self.keys.group(stage), *gone)
+            await self.redis.xack(stream, group, *gone)
 
     async def begin(self, msg: Message, input_key: str | None, check_stale: bool) -> Begin:
         if input_key is None and not check_stale:
@@ -298,16 +326,17 @@ class RedisTransport:
             stale = gen is None or int(gen) != msg.ref.generation
         return Begin(msg.attempts, stale, res[0] if input_key is not None else None)
 
-    def _ack(self, pipe: Pipeline, msg: Message) -> None:
-        stream = self.keys.stream(msg.stage)
+    def _ack(self, pipe: AnyPipeline, msg: Message) -> None:
+        stream = self.keys.stream(msg.stage, msg.shard)
         pipe.xack(stream, self.keys.group(msg.stage), msg.id)
         pipe.xdel(stream, msg.id)
 
-    def _publish(self, pipe: Pipeline, stage: str, ref: SourceRef, attempts: int = 0) -> None:
+    def _publish(self, pipe: AnyPipeline, stage: str, ref: SourceRef, attempts: int = 0) -> None:
         fields = {b"ref": _ref_encoder.encode(ref)}
         if attempts:
             fields[_ATTEMPTS] = str(attempts).encode()
-        pipe.xadd(self.keys.stream(stage), fields)  # type: ignore[arg-type]
+        shard = self.keys.shard(ref.document_id)
+        pipe.xadd(self.keys.stream(stage, shard), fields)  # type: ignore[arg-type]
 
     async def advance(
         self,
@@ -344,14 +373,15 @@ class RedisTransport:
         for k, v in mapping.items():
             args += (k, v)
         skey = self.keys.state(ref.document_id)
+        shard = self.keys.shard(ref.document_id)
         keys = [
             skey,
-            self.keys.stream(msg.stage),
-            self.keys.stream(next_stage or msg.stage),
+            self.keys.stream(msg.stage, msg.shard),
+            self.keys.stream(next_stage or msg.stage, shard),
             w.output_key or skey,  # a key is required even when there is no output
-            self.keys.wb_stream(),
-            self.keys.outstanding(ref.project),
-            self.keys.failed(ref.project),
+            self.keys.wb_stream(shard),
+            self.keys.outstanding(ref.project, shard),
+            self.keys.failed(ref.project, shard),
         ]
         with map_driver_errors():
             return bool(await self._advance(keys=keys, args=args))
@@ -365,15 +395,18 @@ class RedisTransport:
             await pipe.execute()
 
     async def park(self, msg: Message, parked: Parked) -> int:
-        args: list[str | bytes] = [
+        args: list[str | bytes | int] = [
             self.keys.group(msg.stage),
             msg.id,
             waiter_field(msg.ref),
             _ref_encoder.encode(msg.ref),
-            *parked.waiting,
+            parked.ticket,
+            parked.ttl_s,
         ]
+        # The room is a key of the document's shard, as the stream is: one slot.
+        keys = [self.keys.stream(msg.stage, msg.shard), parked.room]
         with map_driver_errors():
-            return int(await self._park(keys=[self.keys.stream(msg.stage), parked.room], args=args))
+            return int(await self._park(keys=keys, args=args))
 
     async def dead_letter(self, msg: Message, error: str) -> None:
         with map_driver_errors():
@@ -389,39 +422,64 @@ class RedisTransport:
             )
 
     async def enqueue(self, refs: Sequence[SourceRef], stage: str) -> None:
-        for i in range(0, len(refs), 500):
-            pipe = self.redis.pipeline(transaction=True)
-            for ref in refs[i : i + 500]:
-                skey = self.keys.state(ref.document_id)
-                # Keep the stage fingerprints (they describe outputs still stored); reset
-                # everything about the previous run.
-                pipe.hdel(skey, *_RUN_FIELDS)
-                pipe.hset(
-                    skey,
-                    mapping={
-                        state.STATUS: state.QUEUED,
-                        state.STAGE: stage,
-                        state.GENERATION: ref.generation,
-                        state.PROJECT: ref.project,
-                        state.SOURCE: ref.source,
-                        state.INTAKE_AT: _now(),
-                        state.UPDATED_AT: _now(),
-                    },
-                )
-                # A finished document's keys were given a short TTL: queued again, they
-                # must live until this run is done.
-                pipe.persist(skey)
-                for key in self.keys.outputs(ref.document_id):
-                    pipe.expire(key, self.ttl_stage_s)
-                pipe.sadd(self.keys.outstanding(ref.project), str(ref.document_id))
-                pipe.hdel(self.keys.failed(ref.project), str(ref.document_id))
-                self._publish(pipe, stage, ref)
-            with map_driver_errors():
-                await pipe.execute()
+        """Queue ``refs`` at ``stage``: one MULTI per shard per 500 documents."""
+        by_shard: dict[int, list[SourceRef]] = {}
+        for ref in refs:
+            by_shard.setdefault(self.keys.shard(ref.document_id), []).append(ref)
+        for shard, group in sorted(by_shard.items()):
+            for i in range(0, len(group), 500):
+                await self._enqueue(group[i : i + 500], stage, shard)
+
+    async def _enqueue(self, refs: Sequence[SourceRef], stage: str, shard: int) -> None:
+        pipe = self.redis.pipeline(transaction=True)
+        for ref in refs:
+            skey = self.keys.state(ref.document_id)
+            # Keep the stage fingerprints (they describe outputs still stored); reset
+            # everything about the previous run.
+            pipe.hdel(skey, *_RUN_FIELDS)
+            pipe.hset(
+                skey,
+                mapping={
+                    state.STATUS: state.QUEUED,
+                    state.STAGE: stage,
+                    state.GENERATION: ref.generation,
+                    state.PROJECT: ref.project,
+                    state.SOURCE: ref.source,
+                    state.INTAKE_AT: _now(),
+                    state.UPDATED_AT: _now(),
+                },
+            )
+            # A finished document's keys were given a short TTL: queued again, they
+            # must live until this run is done.
+            pipe.persist(skey)
+            for key in self.keys.outputs(ref.document_id):
+                pipe.expire(key, self.ttl_stage_s)
+            pipe.sadd(self.keys.outstanding(ref.project, shard), str(ref.document_id))
+            pipe.hdel(self.keys.failed(ref.project, shard), str(ref.document_id))
+            self._publish(pipe, stage, ref)
+        with map_driver_errors():
+            await pipe.execute()
 
     async def outstanding(self, project: str) -> int:
+        """Documents of ``project`` not yet terminal, summed over the shards."""
         with map_driver_errors():
-            return int(await self.redis.scard(self.keys.outstanding(project)))
+            if self.shards == 1:
+                return int(await self.redis.scard(self.keys.outstanding(project, 0)))
+            pipe = self.redis.pipeline(transaction=False)
+            for key in self.keys.outstanding_all(project):
+                pipe.scard(key)
+            return sum(int(n) for n in await pipe.execute())
+
+    async def outstanding_ids(self, project: str) -> set[str]:
+        """The ids behind :meth:`outstanding` (the union over shards)."""
+        with map_driver_errors():
+            if self.shards == 1:
+                members = await self.redis.smembers(self.keys.outstanding(project, 0))
+                return {str_if_bytes(m) for m in members}
+            pipe = self.redis.pipeline(transaction=False)
+            for key in self.keys.outstanding_all(project):
+                pipe.smembers(key)
+            return {str_if_bytes(m) for members in await pipe.execute() for m in members}
 
     async def latencies(self, refs: Sequence[SourceRef]) -> list[tuple[float, float, float]]:
         pipe = self.redis.pipeline(transaction=False)
@@ -449,6 +507,8 @@ class LocalTransport:
     every stage output is already committed in Postgres.
     """
 
+    shards = 1
+
     def __init__(self) -> None:
         self._queues: dict[str, asyncio.Queue[Message]] = {s: asyncio.Queue() for s in STAGES}
         self._state: dict[str, dict[str, Any]] = {}
@@ -461,7 +521,7 @@ class LocalTransport:
     async def heartbeat(self) -> None:
         return None
 
-    async def touch(self, stage: str, ids: Sequence[str]) -> None:
+    async def touch(self, stage: str, ids: Sequence[str], shard: int = 0) -> None:
         return None
 
     async def close(self) -> None:
@@ -471,7 +531,7 @@ class LocalTransport:
         self._seq += 1
         self._queues[stage].put_nowait(Message(str(self._seq), stage, ref, attempts))
 
-    async def read(self, stage: str, count: int, block_ms: int) -> list[Message]:
+    async def read(self, stage: str, count: int, block_ms: int, shard: int = 0) -> list[Message]:
         q = self._queues[stage]
         try:
             first = await wait_for(q.get(), block_ms / 1000)
@@ -482,7 +542,9 @@ class LocalTransport:
             out.append(q.get_nowait())
         return out
 
-    async def reclaim(self, stage: str, min_idle_ms: int, count: int) -> list[Message]:
+    async def reclaim(
+        self, stage: str, min_idle_ms: int, count: int, shard: int = 0
+    ) -> list[Message]:
         return []
 
     async def begin(self, msg: Message, input_key: str | None, check_stale: bool) -> Begin:

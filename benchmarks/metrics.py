@@ -15,9 +15,10 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from accelerated.batch_run import BatchReport
+from accelerated.cluster import RedisClient
 from accelerated.codec import Codec
 from accelerated.keys import STAGES, Keys
 from benchmarks.proxy import ProxyCounters
@@ -78,14 +79,18 @@ class RunMetrics:
         return (self.elapsed_s - self.stage_compute_s) / self.stage_compute_s
 
 
-async def redis_commands(client: aioredis.Redis) -> int:
-    """Server-wide command counter: deltas include every client, the harness's polling too."""
+async def redis_commands(client: RedisClient) -> int:
+    """Server-wide command counter (summed over every primary of a cluster): deltas
+    include every client, the harness's polling too."""
+    if isinstance(client, RedisCluster):
+        per_node = await client.info("stats", target_nodes=RedisCluster.PRIMARIES)
+        return sum(int(v["total_commands_processed"]) for v in per_node.values())
     info = await client.info("stats")
     return int(info["total_commands_processed"])
 
 
 async def stage_bytes(
-    client: aioredis.Redis, keys: Keys, codec: Codec, doc_ids: Sequence[uuid.UUID]
+    client: RedisClient, keys: Keys, codec: Codec, doc_ids: Sequence[uuid.UUID]
 ) -> tuple[int, int]:
     """(compressed bytes in Redis, the same values as plain JSON) over every stage key."""
     compressed = raw = 0

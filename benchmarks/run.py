@@ -43,12 +43,12 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import redis.asyncio as aioredis
 from rich.console import Console
 
 from accelerated.aio import wait_for
 from accelerated.backends import EntityBackend, entity_mode
 from accelerated.batch_run import BatchOptions, BatchReport, run_batch
+from accelerated.cluster import RedisClient
 from accelerated.connect import redis_client
 from accelerated.handoff import AcceleratedHandoff
 from accelerated.redact import redact
@@ -113,7 +113,7 @@ class PathEnv:
     path: str
     settings: Settings
     pool: asyncpg.Pool
-    redis: aioredis.Redis
+    redis: RedisClient
     rt: Runtime
     cold_done: bool = False
     procs: list[asyncio.subprocess.Process] = field(default_factory=list)
@@ -124,7 +124,7 @@ class PathEnv:
 class Harness:
     cfg: BenchConfig
     proxy: DelayProxy
-    admin_redis: aioredis.Redis
+    admin_redis: RedisClient
     executor: Executor | None
     staged: StagedInputs
     console: Console
@@ -209,7 +209,7 @@ def bump_entity_version(env: PathEnv, tag: str) -> None:
     env.rt.__dict__.pop("stage_params", None)  # a cached_property of the old backends
 
 
-async def _drop(cfg: BenchConfig, admin_redis: aioredis.Redis, settings: Settings) -> None:
+async def _drop(cfg: BenchConfig, admin_redis: RedisClient, settings: Settings) -> None:
     conn = await asyncpg.connect(cfg.database_url)
     try:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{settings.pg_schema}" CASCADE')
@@ -621,7 +621,7 @@ async def run_benchmark(
 ) -> tuple[dict[str, Any], list[metrics.RunMetrics]]:
     """The whole sweep; returns (config, runs) and writes the JSON/plot when asked."""
     console = console or Console()
-    admin_redis = aioredis.Redis.from_url(cfg.redis_url)
+    admin_redis = redis_client(cfg.redis_url, Settings(_env_file=None))  # (a cluster too)
     executor = None
     try:
         await admin_redis.ping()

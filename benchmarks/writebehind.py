@@ -28,6 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from accelerated import ids, state
+from accelerated.cluster import RedisClient
 from accelerated.codec import Codec
 from accelerated.keys import Keys
 from accelerated.settings import Settings
@@ -137,7 +138,7 @@ def make_intents(total_rows: int, rows_per_doc: int, seed: int = 7) -> list[Inte
 
 
 async def bench_writer(
-    redis: aioredis.Redis,
+    redis: RedisClient,
     pool: asyncpg.Pool,
     keys: Keys,
     codec: Codec,

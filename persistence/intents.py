@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 import msgspec
-from redis.asyncio.client import Pipeline
 
+from accelerated.cluster import AnyPipeline
 from accelerated.codec import Codec
 from accelerated.keys import Keys
 from accelerated.models import (
@@ -103,10 +103,11 @@ def intent_entry(
 
 
 def queue_intent(
-    pipe: Pipeline, keys: Keys, codec: Codec, intent: Intent, memo: IntentMemo | None = None
+    pipe: AnyPipeline, keys: Keys, codec: Codec, intent: Intent, memo: IntentMemo | None = None
 ) -> None:
     """XADD the intent onto the caller's pipeline (executed in the caller's MULTI)."""
-    pipe.xadd(keys.wb_stream(), intent_entry(codec, intent, memo))  # type: ignore[arg-type]
+    stream = keys.wb_stream(keys.shard(intent.document_id))
+    pipe.xadd(stream, intent_entry(codec, intent, memo))  # type: ignore[arg-type]
 
 
 def intent_for_document(

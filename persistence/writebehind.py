@@ -12,6 +12,16 @@ background read is dropped and redone, and the entries it may have taken are rea
 from this consumer's pending list; Redis out of memory is waited out with one log line;
 a consumer whose heartbeat lapsed has its pending intents taken over at once, and is
 removed from the group. Anything else stops the writer with a logged error.
+
+Shards: the intents of a document go to its shard's stream (``Keys.wb_stream(n)``,
+written by the stage transition's script, which must touch one cluster slot). The
+writer reads every shard's stream into one batch, so batches stay as large as with
+one stream; an entry is known by (shard, id), since ids are per stream. With one
+shard a read blocks on the stream, as before; with several, one non-blocking read
+per shard is sent at once (a read of streams in several slots is refused by a
+cluster) and repeated at a short, growing interval until ``block`` has passed. The
+acknowledgement is one MULTI per shard (the entries of that shard's stream and the
+marks of that shard's documents), each retried whole on its own.
 """
 
 from __future__ import annotations
@@ -27,11 +37,17 @@ from typing import Any, Final
 
 import asyncpg  # type: ignore[import-untyped]
 import redis.asyncio as aioredis
-from redis.exceptions import OutOfMemoryError, ResponseError
+from redis.exceptions import (
+    OutOfMemoryError,
+    RedisClusterException,
+    ResponseError,
+    SlotNotCoveredError,
+)
 from redis.utils import str_if_bytes
 
 from accelerated import state
 from accelerated.aio import wait_for
+from accelerated.cluster import RedisClient, queue_script
 from accelerated.codec import Codec
 from accelerated.errors import CodecError
 from accelerated.keys import Keys
@@ -56,6 +72,9 @@ DLQ_RAW_MAX: Final = 1 << 20
 # How long a dead consumer's entry must have been idle before we XCLAIM it: a second
 # writer that claimed it a moment ago has reset its idle time, so only one of them wins.
 _DEAD_CLAIM_IDLE_MS: Final = 200
+# Several shards: the interval between reads of all of them while they are empty.
+_POLL_MIN_S: Final = 0.005
+_POLL_MAX_S: Final = 0.25  # the batch window's quiet gap: no later than one would wait
 # An entry pending to us this long that no batch holds is an orphan (see _orphans).
 _ORPHAN_IDLE_MS: Final = 1000
 # InternalClientError: a connection the server ended mid-operation can be left in a
@@ -101,9 +120,11 @@ return 1
 # Removes a consumer from the group only if it still has no heartbeat and nothing
 # pending, in one step: deleting a consumer deletes its pending entries, which would
 # then never be delivered again.
+# (The heartbeat key is checked just before, by the caller: it is in another slot. A
+# consumer that renews it in between and has nothing pending loses only its group
+# entry, which its next read makes again; one that read something is not removed.)
 DELCONSUMER_LUA: Final = """
--- KEYS[1] stream, KEYS[2] the consumer's heartbeat key; ARGV[1] group, ARGV[2] consumer
-if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+-- KEYS[1] stream; ARGV[1] group, ARGV[2] consumer
 local p = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
 if #p > 0 then return 0 end
 redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
@@ -126,15 +147,29 @@ class WriterStats:
     orphans: int = 0  # own pending entries no batch held (a read reply lost), re-read
 
 
+Sid = tuple[int, bytes]  # (shard, stream entry id): entry ids are per stream
+Entry = tuple[Sid, dict[bytes, bytes]]
+
+
 @dataclass
 class _Batch:
-    items: list[tuple[bytes, Intent]] = field(default_factory=list)
-    poison: list[tuple[bytes, bytes, str]] = field(default_factory=list)  # sid, raw, error
-    empty: list[bytes] = field(default_factory=list)  # entries deleted while pending
+    items: list[tuple[Sid, Intent]] = field(default_factory=list)
+    poison: list[tuple[Sid, bytes, str]] = field(default_factory=list)  # sid, raw, error
+    empty: list[Sid] = field(default_factory=list)  # entries deleted while pending
     rows: int = 0
 
     def __len__(self) -> int:
         return len(self.items) + len(self.poison) + len(self.empty)
+
+
+@dataclass
+class _AckPart:
+    """One shard's acknowledgement: entries of its stream, marks of its documents."""
+
+    shard: int
+    sids: list[bytes] = field(default_factory=list)
+    dead: list[tuple[bytes, bytes, str]] = field(default_factory=list)  # id, raw, error
+    marks: list[tuple[str, str, Intent]] = field(default_factory=list)  # status, error
 
 
 class _Stopped(Exception):
@@ -144,7 +179,7 @@ class _Stopped(Exception):
 class WriteBehindWriter:
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         pool: asyncpg.Pool,
         keys: Keys,
         codec: Codec,
@@ -160,9 +195,8 @@ class WriteBehindWriter:
         self.codec = codec
         self.settings = settings
         self.consumer = consumer
-        self.stream = keys.wb_stream()
+        self.streams = keys.wb_streams()  # one per shard
         self.group = keys.WB_GROUP
-        self.dlq = f"{self.stream}:dlq"
         self.stats = WriterStats()
         self._schema = quote_schema(settings.pg_schema)
         self._mark = redis.register_script(MARK_LUA)
@@ -177,7 +211,7 @@ class WriteBehindWriter:
         # Entries read into a batch and not yet acknowledged: any other entry pending to
         # this consumer was delivered by a read whose reply was lost (redis-py retries
         # a read after a dropped connection, so the writer may never see an error).
-        self._in_hand: set[bytes] = set()
+        self._in_hand: set[Sid] = set()
         self._last_claim = 0.0
         self._last_prune = -PRUNE_EVERY_S
         self._rows_per_intent = 64.0
@@ -278,25 +312,34 @@ class WriteBehindWriter:
             await self._beat()
 
     async def backlog(self) -> int:
-        """Intents not yet applied (applied entries are XDELed, so this is XLEN)."""
-        return int(await self.redis.xlen(self.stream))
+        """Intents not yet applied (applied entries are XDELed, so this is XLEN), summed
+        over the shards' streams."""
+        if len(self.streams) == 1:
+            return int(await self.redis.xlen(self.streams[0]))
+        pipe = self.redis.pipeline(transaction=False)
+        for stream in self.streams:
+            pipe.xlen(stream)
+        return sum(int(n) for n in await pipe.execute())
 
     # Reading ----------------------------------------------------------------------------
     async def _ensure_group(self) -> None:
         if self._group_ready:
             return
-        try:
-            await self.redis.xgroup_create(self.stream, self.group, id="0", mkstream=True)
-        except ResponseError as exc:
-            # A full Redis refuses XGROUP CREATE before it looks for the group: one that
-            # exists still lets the writer read and commit while memory is short.
-            if not (_is_oom(exc) and await self._group_exists()) and "BUSYGROUP" not in str(exc):
-                raise
+        for stream in self.streams:
+            try:
+                await self.redis.xgroup_create(stream, self.group, id="0", mkstream=True)
+            except ResponseError as exc:
+                # A full Redis refuses XGROUP CREATE before it looks for the group: one
+                # that exists still lets the writer read and commit while memory is short.
+                if "BUSYGROUP" not in str(exc) and not (
+                    _is_oom(exc) and await self._group_exists(stream)
+                ):
+                    raise
         self._group_ready = True
 
-    async def _group_exists(self) -> bool:
+    async def _group_exists(self, stream: str) -> bool:
         try:
-            groups = await self.redis.xinfo_groups(self.stream)
+            groups = await self.redis.xinfo_groups(stream)
         except ResponseError:  # no such key
             return False
         return any(str_if_bytes(g["name"]) == self.group for g in groups)
@@ -335,100 +378,129 @@ class WriteBehindWriter:
                 break
         return batch
 
-    async def _read(self, start: str, block: int | None) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    async def _read(self, start: str, block: int | None) -> list[Entry]:
         want = (self.settings.wb_batch_rows) / max(self._rows_per_intent, 1.0)
         count = max(1, min(1000, int(want)))
-        resp: Any = await self.redis.xreadgroup(
-            self.group, self.consumer, {self.stream: start}, count=count, block=block
-        )
-        if not resp:
-            return []
-        if isinstance(resp, dict):  # RESP3
-            return [e for entries in resp.values() for e in entries[0]]
-        return [e for _name, entries in resp for e in entries]
-
-    async def _claim(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
-        """Take entries idle past ``claim_idle_ms`` (their consumer died mid-batch)."""
-        out: list[tuple[bytes, dict[bytes, bytes]]] = []
-        cursor: bytes | str = "0-0"
-        while True:
-            resp = await self.redis.xautoclaim(
-                self.stream,
-                self.group,
-                self.consumer,
-                self.settings.claim_idle_ms,
-                cursor,
-                count=500,
+        if len(self.streams) == 1:
+            resp: Any = await self.redis.xreadgroup(
+                self.group, self.consumer, {self.streams[0]: start}, count=count, block=block
             )
-            cursor, entries = resp[0], resp[1]
-            out.extend(entries)
-            if cursor in (b"0-0", "0-0") or len(out) >= 5000:
+            return [((0, sid), f) for sid, f in _entries(resp)]
+        # Several shards: one read per shard, sent together (a cluster refuses a read of
+        # streams in several slots), polled until ``block`` has passed.
+        per_shard = -(-count // len(self.streams))
+        deadline = time.monotonic() + (block or 0) / 1000
+        delay = _POLL_MIN_S
+        while True:
+            pipe = self.redis.pipeline(transaction=False)
+            for stream in self.streams:
+                pipe.xreadgroup(self.group, self.consumer, {stream: start}, count=per_shard)
+            replies = await pipe.execute()
+            out = [((n, sid), f) for n, resp in enumerate(replies) for sid, f in _entries(resp)]
+            left = deadline - time.monotonic()
+            if out or block is None or start != ">" or left <= 0:
                 return out
+            await asyncio.sleep(min(delay, left))
+            delay = min(delay * 2, _POLL_MAX_S)
 
-    async def _orphans(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    async def _claim(self) -> list[Entry]:
+        """Take entries idle past ``claim_idle_ms`` (their consumer died mid-batch)."""
+        out: list[Entry] = []
+        for shard, stream in enumerate(self.streams):
+            cursor: bytes | str = "0-0"
+            while len(out) < 5000:
+                resp = await self.redis.xautoclaim(
+                    stream,
+                    self.group,
+                    self.consumer,
+                    self.settings.claim_idle_ms,
+                    cursor,
+                    count=500,
+                )
+                cursor = resp[0]
+                out.extend(((shard, sid), f) for sid, f in resp[1])
+                if cursor in (b"0-0", "0-0"):
+                    break
+        return out
+
+    async def _orphans(self) -> list[Entry]:
         """Our own pending entries that no batch holds (a read's reply was lost)."""
-        pending = await self.redis.xpending_range(
-            self.stream,
-            self.group,
-            min="-",
-            max="+",
-            count=1000,
-            consumername=self.consumer,
-            idle=_ORPHAN_IDLE_MS,
-        )
-        ids: list[Any] = [p["message_id"] for p in pending if p["message_id"] not in self._in_hand]
-        if not ids:
-            return []
-        claimed: Any = await self.redis.xclaim(self.stream, self.group, self.consumer, 0, ids)
-        self.stats.orphans += len(claimed)
-        log.info(
-            "write-behind writer %s: re-read %d intents delivered by a lost reply",
-            self.consumer,
-            len(claimed),
-        )
-        return list(claimed)
+        out: list[Entry] = []
+        for shard, stream in enumerate(self.streams):
+            pending = await self.redis.xpending_range(
+                stream,
+                self.group,
+                min="-",
+                max="+",
+                count=1000,
+                consumername=self.consumer,
+                idle=_ORPHAN_IDLE_MS,
+            )
+            ids: list[Any] = [
+                p["message_id"] for p in pending if (shard, p["message_id"]) not in self._in_hand
+            ]
+            if not ids:
+                continue
+            claimed: Any = await self.redis.xclaim(stream, self.group, self.consumer, 0, ids)
+            out.extend(((shard, sid), f) for sid, f in claimed)
+        if out:
+            self.stats.orphans += len(out)
+            log.info(
+                "write-behind writer %s: re-read %d intents delivered by a lost reply",
+                self.consumer,
+                len(out),
+            )
+        return out
 
-    async def _take_over(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    async def _take_over(self) -> list[Entry]:
         """Claim at once the entries of consumers whose heartbeat key is gone (like
         RedisTransport.reclaim for the stage streams), and delete those consumers
         from the group once they have nothing pending."""
-        out: list[tuple[bytes, dict[bytes, bytes]]] = []
-        infos: list[dict[str, Any]] = await self.redis.xinfo_consumers(self.stream, self.group)
-        named = [(i, str_if_bytes(i["name"])) for i in infos]
-        others = [(i, n) for i, n in named if n != self.consumer]
-        if not others:
+        out: list[Entry] = []
+        groups: list[tuple[int, str, list[tuple[dict[str, Any], str]]]] = []
+        for shard, stream in enumerate(self.streams):
+            infos: list[dict[str, Any]] = await self.redis.xinfo_consumers(stream, self.group)
+            others = [(i, str_if_bytes(i["name"])) for i in infos]
+            others = [(i, n) for i, n in others if n != self.consumer]
+            if others:
+                groups.append((shard, stream, others))
+        names = sorted({n for _s, _st, others in groups for _i, n in others})
+        if not names:
             return out
         pipe = self.redis.pipeline(transaction=False)
-        for _info, name in others:
+        for name in names:
             pipe.exists(self.keys.consumer_alive(name))
-        alive = await pipe.execute()
-        for (info, name), is_alive in zip(others, alive, strict=True):
-            if is_alive:
-                continue
-            if info["pending"]:
-                pending = await self.redis.xpending_range(
-                    self.stream, self.group, min="-", max="+", count=1000, consumername=name
-                )
-                ids: list[Any] = [p["message_id"] for p in pending]
-                if ids:
-                    claimed: Any = await self.redis.xclaim(
-                        self.stream, self.group, self.consumer, _DEAD_CLAIM_IDLE_MS, ids
-                    )
-                    self.stats.taken_over += len(claimed)
-                    out.extend(claimed)
-                    log.info(
-                        "write-behind writer %s: took over %d intents of %s (heartbeat lapsed)",
-                        self.consumer,
-                        len(claimed),
-                        name,
-                    )
-            removed = await self._delconsumer(
-                keys=[self.stream, self.keys.consumer_alive(name)], args=[self.group, name]
-            )
-            self.stats.consumers_removed += int(removed)
+        alive = {n for n, a in zip(names, await pipe.execute(), strict=True) if a}
+        for shard, stream, others in groups:
+            for info, name in others:
+                if name in alive:
+                    continue
+                if info["pending"]:
+                    out += await self._claim_dead(shard, stream, name)
+                removed = await self._delconsumer(keys=[stream], args=[self.group, name])
+                self.stats.consumers_removed += int(removed)
         return out
 
-    def _add(self, batch: _Batch, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+    async def _claim_dead(self, shard: int, stream: str, name: str) -> list[Entry]:
+        pending = await self.redis.xpending_range(
+            stream, self.group, min="-", max="+", count=1000, consumername=name
+        )
+        ids: list[Any] = [p["message_id"] for p in pending]
+        if not ids:
+            return []
+        claimed: Any = await self.redis.xclaim(
+            stream, self.group, self.consumer, _DEAD_CLAIM_IDLE_MS, ids
+        )
+        self.stats.taken_over += len(claimed)
+        log.info(
+            "write-behind writer %s: took over %d intents of %s (heartbeat lapsed)",
+            self.consumer,
+            len(claimed),
+            name,
+        )
+        return [((shard, sid), f) for sid, f in claimed]
+
+    def _add(self, batch: _Batch, entries: list[Entry]) -> None:
         for sid, fields in entries:
             if sid in self._in_hand:  # already in a batch (claimed or re-read again)
                 continue
@@ -455,7 +527,7 @@ class WriteBehindWriter:
                 continue
             self._take(batch, sid, intent)
 
-    def _take(self, batch: _Batch, sid: bytes, intent: Intent) -> None:
+    def _take(self, batch: _Batch, sid: Sid, intent: Intent) -> None:
         n = intent.row_count()
         batch.items.append((sid, intent))
         batch.rows += n
@@ -464,7 +536,7 @@ class WriteBehindWriter:
     # Applying ---------------------------------------------------------------------------
     async def _process(self, batch: _Batch, stop: asyncio.Event) -> int:
         """Commit, then ack + mark; returns intents processed (not counting poison)."""
-        dead: list[tuple[bytes, bytes, str, Intent | None]] = [
+        dead: list[tuple[Sid, bytes, str, Intent | None]] = [
             (sid, raw, err, None) for sid, raw, err in batch.poison
         ]
         items = batch.items
@@ -474,15 +546,16 @@ class WriteBehindWriter:
                 bad = {sid for sid, _i, _e in rejected}
                 items = [(sid, it) for sid, it in items if sid not in bad]
                 dead += [(sid, self.codec.encode(it), e, it) for sid, it, e in rejected]
-        await self._retry(stop, self._acknowledge, items, dead, batch.empty)
+        for part in self._ack_parts(items, dead, batch.empty):
+            await self._retry(stop, self._acknowledge, part)
         self._in_hand.difference_update(sid for sid, _it in batch.items)
         self._in_hand.difference_update(sid for sid, _r, _e in batch.poison)
         self._in_hand.difference_update(batch.empty)
         return len(items)
 
     async def _commit_with_retry(
-        self, items: list[tuple[bytes, Intent]], stop: asyncio.Event
-    ) -> list[tuple[bytes, Intent, str]]:
+        self, items: list[tuple[Sid, Intent]], stop: asyncio.Event
+    ) -> list[tuple[Sid, Intent, str]]:
         """Commit the batch; on a data error, commit intents one by one and reject the bad."""
         try:
             await self._retry(stop, self._commit, [it for _s, it in items])
@@ -492,7 +565,7 @@ class WriteBehindWriter:
                 sid, it = items[0]
                 log.error("write-behind intent %s rejected by Postgres: %s", it.intent_id, exc)
                 return [(sid, it, f"persist: {exc}")]
-        rejected: list[tuple[bytes, Intent, str]] = []
+        rejected: list[tuple[Sid, Intent, str]] = []
         for item in items:
             rejected += await self._commit_with_retry([item], stop)
         return rejected
@@ -508,7 +581,7 @@ class WriteBehindWriter:
                 await self._wait(exc, delay, stop)
             except _ENCODE_ERRORS as exc:
                 raise _DataRejected(describe(exc)) from exc
-            except aioredis.RedisError as exc:
+            except (aioredis.RedisError, RedisClusterException) as exc:
                 if not _is_outage(exc):
                     raise
                 if _is_nogroup(exc):
@@ -696,37 +769,58 @@ class WriteBehindWriter:
                 with contextlib.suppress(Exception):
                     conn.terminate()
 
-    async def _acknowledge(
+    def _ack_parts(
         self,
-        items: list[tuple[bytes, Intent]],
-        dead: list[tuple[bytes, bytes, str, Intent | None]],
-        empty: list[bytes],
-    ) -> None:
-        """One MULTI: dead-letter the poison, XACK + XDEL, mark documents terminal."""
-        sids = [sid for sid, _ in items] + [d[0] for d in dead] + empty
-        if not sids:
-            return
+        items: list[tuple[Sid, Intent]],
+        dead: list[tuple[Sid, bytes, str, Intent | None]],
+        empty: list[Sid],
+    ) -> list[_AckPart]:
+        """What each shard's MULTI acknowledges and marks (a shard's keys: one slot)."""
+        parts: dict[int, _AckPart] = {}
+
+        def part(shard: int) -> _AckPart:
+            return parts.setdefault(shard, _AckPart(shard))
+
+        for sid, it in items:
+            part(sid[0]).sids.append(sid[1])
+            if it.status:
+                part(self.keys.shard(it.document_id)).marks.append((it.status, it.error or "", it))
+        for sid, raw, err, maybe in dead:
+            part(sid[0]).sids.append(sid[1])
+            part(sid[0]).dead.append((sid[1], raw, err))
+            if maybe is not None:
+                part(self.keys.shard(maybe.document_id)).marks.append((state.FAILED, err, maybe))
+        for sid in empty:
+            part(sid[0]).sids.append(sid[1])
+        return [parts[n] for n in sorted(parts)]
+
+    async def _acknowledge(self, part: _AckPart) -> None:
+        """One MULTI per shard: dead-letter the poison, XACK + XDEL, mark documents
+        terminal."""
+        n = part.shard
         now = f"{time.time():.3f}"
         async with self.redis.pipeline(transaction=True) as pipe:
             # A write Redis refuses when full, queued first: at maxmemory the whole
             # MULTI is then refused at EXEC (nothing acked, nothing marked), never run
-            # in part; it renews the heartbeat too.
-            pipe.set(self._alive_key, b"1", px=int(self.heartbeat_ttl_s * 1000))
-            for sid, raw, err, _it in dead:
-                pipe.xadd(self.dlq, _dead_letter(sid, raw, err))
-            pipe.xack(self.stream, self.group, *sids)
-            pipe.xdel(self.stream, *sids)
-            marks = [(it.status, it.error or "", it) for _sid, it in items if it.status]
-            marks += [(state.FAILED, err, it) for _s, _r, err, it in dead if it is not None]
-            for status, error, it in marks:
-                await self._mark(
-                    keys=[
+            # in part.
+            pipe.set(self.keys.wb_probe(n), b"1", px=int(self.heartbeat_ttl_s * 1000))
+            for sid, raw, err in part.dead:
+                pipe.xadd(self.keys.wb_dlq(n), _dead_letter(sid, raw, err))
+            if part.sids:
+                pipe.xack(self.streams[n], self.group, *part.sids)
+                pipe.xdel(self.streams[n], *part.sids)
+            for status, error, it in part.marks:
+                shard = self.keys.shard(it.document_id)
+                await queue_script(
+                    pipe,
+                    self._mark,
+                    [
                         self.keys.state(it.document_id),
-                        self.keys.outstanding(it.project),
-                        self.keys.failed(it.project),
+                        self.keys.outstanding(it.project, shard),
+                        self.keys.failed(it.project, shard),
                         *self.keys.outputs(it.document_id),
                     ],
-                    args=[
+                    [
                         it.generation,
                         status,
                         now,
@@ -734,10 +828,9 @@ class WriteBehindWriter:
                         error,
                         self.settings.ttl_done_s,
                     ],
-                    client=pipe,
                 )
             await pipe.execute()
-        self.stats.dead += len(dead)
+        self.stats.dead += len(part.dead)
 
     async def _maybe_prune(self) -> None:
         now = time.monotonic()
@@ -761,6 +854,15 @@ async def _settle(task: asyncio.Task[_Batch] | None) -> None:
             await task
 
 
+def _entries(resp: Any) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    """The entries of an XREADGROUP reply (RESP2 or RESP3)."""
+    if not resp:
+        return []
+    if isinstance(resp, dict):  # RESP3
+        return [e for entries in resp.values() for e in entries[0]]
+    return [e for _name, entries in resp for e in entries]
+
+
 def _dead_letter(sid: bytes, raw: bytes, err: str) -> dict[Any, Any]:
     """A DLQ entry: the intent as it was, unless it is too big to copy."""
     entry: dict[Any, Any] = {b"id": sid, b"error": err.encode(), b"size": str(len(raw)).encode()}
@@ -782,7 +884,16 @@ def _usable(conn: asyncpg.Connection) -> bool:
 # Redis replies that mean "not now", not "never": out of memory under noeviction, a
 # restarted server still loading or one that lost the group (empty restart), a replica
 # after a failover, a failed background save with stop-writes-on-bgsave-error.
-_REDIS_NOT_NOW: Final = ("OOM", "NOGROUP", "LOADING", "READONLY", "MISCONF", "TRYAGAIN")
+_REDIS_NOT_NOW: Final = (
+    "OOM",
+    "NOGROUP",
+    "LOADING",
+    "READONLY",
+    "MISCONF",
+    "TRYAGAIN",
+    "CLUSTERDOWN",  # a cluster failing over, or a slot no node serves
+    "MASTERDOWN",
+)
 _OUTAGE_ERRORS: Final = (*_DB_ERRORS, aioredis.ConnectionError, aioredis.TimeoutError)
 
 
@@ -807,6 +918,8 @@ def _is_outage(exc: BaseException) -> bool:
     """Errors the writer waits out (a backend down, full or restarting)."""
     if isinstance(exc, _OUTAGE_ERRORS) or _is_oom(exc):
         return True
+    if isinstance(exc, RedisClusterException):  # the cluster client's own: no node reachable
+        return isinstance(exc, SlotNotCoveredError) or "cannot be connected" in str(exc)
     return isinstance(exc, ResponseError) and _reply(exc).startswith(_REDIS_NOT_NOW)
 
 

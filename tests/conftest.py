@@ -3,7 +3,13 @@
 The session uses its own Postgres database (created and dropped here) and a Redis
 database number user data does not use (TEST_REDIS_DB, default 15); inside them each
 test gets its own Redis key prefix (deleted afterwards) and its own Postgres schema
-(dropped afterwards). An exception that reaches the event loop's handler
+(dropped afterwards).
+
+A test runs on a Redis Cluster as well with
+``@pytest.mark.parametrize("redis_kind", KINDS, indirect=True)``: its ``redis``,
+``settings`` and ``keys`` then point at a three-master cluster started once for the
+session on loopback (``tests/cluster_server.py``), isolated by key prefix, and the test
+fails if any node replied CROSSSLOT meanwhile. An exception that reaches the event loop's handler
 during a test fails that test, as in asyncpg's own suite.
 """
 
@@ -25,12 +31,15 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
-import redis.asyncio as aioredis
 
-from accelerated.aio import connection_class
+from accelerated.cluster import DEFAULT_CLUSTER_SHARDS, RedisClient
 from accelerated.codec import Codec
 from accelerated.keys import Keys
 from accelerated.settings import Settings
+from tests.cluster_server import RedisClusterServers
+from tests.support import redis_from_url, sync_redis_from_url
+
+KINDS = ["single", "cluster"]  # for parametrize("redis_kind", KINDS, indirect=True)
 
 # TEST_REDIS_URL / TEST_DATABASE_URL pick the servers (default: loopback; embedded ones
 # when nothing listens there). The tests never use a database that may hold someone's
@@ -198,17 +207,49 @@ def pg_schema() -> str:
     return f"t_{uuid.uuid4().hex[:12]}"
 
 
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
+    """Three masters on loopback, for the whole session (only if a test asks)."""
+    try:
+        servers = RedisClusterServers(tmp_path_factory.mktemp("redis-cluster")).start()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    try:
+        yield servers
+    finally:
+        servers.stop()
+
+
 @pytest.fixture
-async def redis(prefix: str) -> AsyncIterator[aioredis.Redis]:
+def redis_kind(request: pytest.FixtureRequest) -> str:
+    """``single`` (the session's Redis) unless a test is parametrised over KINDS."""
+    kind = str(getattr(request, "param", "single"))
+    assert kind in KINDS, kind
+    return kind
+
+
+@pytest.fixture
+def redis_url(redis_kind: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    if redis_kind == "single":
+        yield REDIS_URL
+        return
+    servers: RedisClusterServers = request.getfixturevalue("redis_cluster")
+    before = servers.crossslot_errors()
+    yield servers.url
+    crossslot = servers.crossslot_errors() - before
+    if crossslot:
+        pytest.fail(f"the cluster replied CROSSSLOT {crossslot} time(s) during this test")
+
+
+@pytest.fixture
+async def redis(prefix: str, redis_url: str) -> AsyncIterator[RedisClient]:
     # socket_timeout above the tests' longest blocking call (BLPOP ..., 30): redis-py 8's
     # default of 5 s would cut a blocking read that waits for a slow child process.
-    client = aioredis.Redis.from_url(
-        REDIS_URL, connection_class=connection_class(REDIS_URL), socket_timeout=60
-    )
+    client = redis_from_url(redis_url, socket_timeout=60)
     try:
         await client.ping()
     except Exception as exc:  # pragma: no cover - environment problem, say so plainly
-        pytest.fail(f"Redis not reachable at {REDIS_URL}: {exc}")
+        pytest.fail(f"Redis not reachable at {redis_url}: {exc}")
     yield client
     keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
     for i in range(0, len(keys), 500):
@@ -233,9 +274,9 @@ async def pg_pool(pg_schema: str) -> AsyncIterator[asyncpg.Pool]:
 
 
 @pytest.fixture
-def settings(prefix: str, pg_schema: str, tmp_path: Path) -> Iterator[Settings]:
+def settings(prefix: str, pg_schema: str, tmp_path: Path, redis_url: str) -> Iterator[Settings]:
     yield Settings.from_dsn(
-        REDIS_URL,
+        redis_url,
         DATABASE_URL,
         redis_prefix=prefix,
         pg_schema=pg_schema,
@@ -247,9 +288,7 @@ def settings(prefix: str, pg_schema: str, tmp_path: Path) -> Iterator[Settings]:
         _env_file=None,
     )
     # Subprocesses (CLI, workers) write under the prefix too: remove what they left.
-    import redis as sync_redis
-
-    client = sync_redis.Redis.from_url(REDIS_URL)
+    client = sync_redis_from_url(redis_url)
     keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
     for i in range(0, len(keys), 500):
         client.delete(*keys[i : i + 500])
@@ -257,8 +296,9 @@ def settings(prefix: str, pg_schema: str, tmp_path: Path) -> Iterator[Settings]:
 
 
 @pytest.fixture
-def keys(prefix: str) -> Keys:
-    return Keys(prefix)
+def keys(prefix: str, redis_kind: str) -> Keys:
+    """The runtime's key layout: one shard on a single Redis, the default on a cluster."""
+    return Keys(prefix, DEFAULT_CLUSTER_SHARDS if redis_kind == "cluster" else 1)
 
 
 @pytest.fixture

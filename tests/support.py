@@ -16,6 +16,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from accelerated.aio import connection_class
+from accelerated.cluster import RedisClient, cluster_client, is_cluster_url, parse_cluster_url
 from accelerated.codec import MAGIC, Codec
 from accelerated.errors import CodecError
 from accelerated.runtime import Runtime, build_runtime
@@ -56,7 +57,7 @@ def place_file(source: Path, target: Path) -> None:
 
 
 def make_runtime(
-    settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis | None, *, accelerated: bool
+    settings: Settings, pool: asyncpg.Pool, redis: RedisClient | None, *, accelerated: bool
 ) -> Runtime:
     s = settings.model_copy(update={"enable_redis_acceleration": accelerated, "cpu_pool": "thread"})
     return build_runtime(s, pool, redis)
@@ -85,7 +86,7 @@ async def dump(pool: asyncpg.Pool) -> dict[str, list[tuple[Any, ...]]]:
 @contextlib.asynccontextmanager
 async def side_store(
     settings: Settings, database_url: str, suffix: str
-) -> AsyncIterator[tuple[Settings, asyncpg.Pool, aioredis.Redis]]:
+) -> AsyncIterator[tuple[Settings, asyncpg.Pool, RedisClient]]:
     """A second schema and key prefix beside the test's own, removed afterwards."""
     schema, prefix = f"{settings.pg_schema}_{suffix}", f"{settings.redis_prefix}-{suffix}"
     admin = await asyncpg.connect(database_url)
@@ -152,10 +153,47 @@ def slow_clean(delay_s: float = 0.3) -> Any:
     return slow
 
 
-def redis_from_url(url: str, **kwargs: Any) -> aioredis.Redis:
+def redis_from_url(url: str, **kwargs: Any) -> RedisClient:
     """A test's own client, with the pipeline's cancellation-safe connections
-    (``accelerated.aio``): a test that cancels a batch must see it cancelled."""
+    (``accelerated.aio``): a test that cancels a batch must see it cancelled. A
+    ``redis+cluster://`` URL gives the pipeline's cluster client."""
+    if is_cluster_url(url):
+        timeout = float(kwargs.get("socket_timeout") or 10.0)
+        return cluster_client(url, socket_timeout=timeout, pool_size=512)
     return aioredis.Redis.from_url(url, connection_class=connection_class(url), **kwargs)
+
+
+def sync_redis_from_url(url: str) -> Any:
+    """A blocking client (fixture clean-up), a cluster client for a cluster URL."""
+    import redis as sync_redis
+    from redis.cluster import ClusterNode, RedisCluster
+
+    if is_cluster_url(url):
+        nodes = [ClusterNode(h, p) for h, p in parse_cluster_url(url).nodes]
+        return RedisCluster(startup_nodes=nodes)
+    return sync_redis.Redis.from_url(url)
+
+
+async def outstanding_count(redis: RedisClient, keys: Any, project: str) -> int:
+    """The project's outstanding documents, over every shard."""
+    return sum([int(await redis.scard(k)) for k in keys.outstanding_all(project)])
+
+
+async def failed_errors(redis: RedisClient, keys: Any, project: str) -> dict[bytes, bytes]:
+    """The project's failed hash, merged over every shard."""
+    out: dict[bytes, bytes] = {}
+    for n in range(keys.shards):
+        out.update(await redis.hgetall(keys.failed(project, n)))
+    return out
+
+
+async def stream_length(redis: RedisClient, keys: Any, stage: str) -> int:
+    """Entries in a stage's streams, over every shard."""
+    return sum([int(await redis.xlen(s)) for s in keys.streams(stage)])
+
+
+async def wb_length(redis: RedisClient, keys: Any) -> int:
+    return sum([int(await redis.xlen(s)) for s in keys.wb_streams()])
 
 
 def strings(value: Any) -> list[str]:

@@ -25,12 +25,14 @@ from accelerated.ids import canonical_id
 from accelerated.keys import Keys
 from accelerated.models import CanonicalEntity
 from accelerated.normalize import entity_key
-from tests.conftest import REDIS_URL
+from tests.conftest import KINDS
 from tests.support import redis_from_url
 
 ROOT = Path(__file__).resolve().parents[1]
 
 PROJECT = "proj-1"
+# The registry's one-key script runs on a cluster unchanged (the key's {project} tag).
+BOTH = pytest.mark.parametrize("redis_kind", KINDS, indirect=True)
 
 
 def entity(name: str, etype: str = "PARTY", project: str = PROJECT) -> CanonicalEntity:
@@ -47,6 +49,7 @@ SPELLINGS = {
 }
 
 
+@BOTH
 async def test_create_then_least_name_wins(redis: aioredis.Redis, keys: Keys) -> None:
     reg = RedisCanonicalRegistry(redis, keys)
     first = await reg.get_or_create(PROJECT, [entity("Acme Corp."), entity("Jones")])
@@ -90,6 +93,7 @@ async def test_large_request_is_chunked_and_keeps_order(redis: aioredis.Redis, k
     assert await redis.hlen(keys.canonical(PROJECT)) == len(wanted)
 
 
+@BOTH
 async def test_concurrent_tasks_agree(redis: aioredis.Redis, keys: Keys) -> None:
     reg = RedisCanonicalRegistry(redis, keys)
 
@@ -138,11 +142,11 @@ asyncio.run(main(*sys.argv[1:4]))
 
 
 async def test_two_processes_and_tasks_agree(
-    redis: aioredis.Redis, keys: Keys, prefix: str
+    redis: aioredis.Redis, keys: Keys, prefix: str, redis_url: str
 ) -> None:
     procs = [
         await asyncio.create_subprocess_exec(
-            sys.executable, "-c", _CHILD, REDIS_URL, prefix, str(seed), stdout=PIPE, cwd=ROOT
+            sys.executable, "-c", _CHILD, redis_url, prefix, str(seed), stdout=PIPE, cwd=ROOT
         )
         for seed in (1, 2)
     ]

@@ -135,6 +135,8 @@ BAD_SETTINGS = [
     ("LEGACY_FORMATS", "sometimes", "on, auto, off"),
     # A converter the default LEGACY_FORMATS=on needs, missing: named with its package.
     ("ANTIWORD_CMD", "/nonexistent/antiword", "apt-get install antiword"),
+    # A shard count out of range (bad cluster URLs: tests/test_cluster.py).
+    ("STREAM_SHARDS", "0", "from 1 to 256"),
 ]
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import pytest
 import redis.asyncio as aioredis
 
 from accelerated import dlq, state
@@ -23,7 +24,7 @@ from accelerated.settings import Settings
 from accelerated.stages import StageContext
 from accelerated.stages.clean import run as clean
 from persistence.schema import migrate
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, KINDS
 from tests.support import PYTHON, make_runtime, subprocess_env
 
 
@@ -66,6 +67,7 @@ async def _process_until_done(rt: Runtime, pool: asyncpg.Pool, doc_id: Any) -> s
     return str(status)
 
 
+@pytest.mark.parametrize("redis_kind", KINDS, indirect=True)
 async def test_poisoned_document_is_dead_lettered_then_replayed_to_done(
     tmp_path: Path, settings: Settings, pg_pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys
 ) -> None:
@@ -95,12 +97,12 @@ async def test_poisoned_document_is_dead_lettered_then_replayed_to_done(
     assert await redis.xlen(keys.dlq("clean")) == 0
     st = await redis.hgetall(keys.state(doc_id))
     assert st[state.STATUS.encode()] == b"queued" and st[state.STAGE.encode()] == b"clean"
-    assert await redis.sismember(keys.outstanding("dl"), str(doc_id))
+    assert await redis.sismember(keys.outstanding("dl", keys.shard(doc_id)), str(doc_id))
     assert await _process_until_done(rt, pg_pool, doc_id) == "done"
     row = await pg_pool.fetchrow("SELECT status, error FROM documents WHERE id=$1", doc_id)
     assert row["status"] == "done" and row["error"] is None
     assert await pg_pool.fetchval("SELECT count(*) FROM chunks WHERE document_id=$1", doc_id) > 0
-    assert await redis.hget(keys.failed("dl"), str(doc_id)) is None
+    assert await redis.hget(keys.failed("dl", keys.shard(doc_id)), str(doc_id)) is None
 
 
 async def test_replay_of_a_changed_input_is_refused_and_purge_empties(

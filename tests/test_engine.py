@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import pytest
 import redis.asyncio as aioredis
 
 from accelerated import state
@@ -19,8 +20,10 @@ from accelerated.settings import Settings
 from accelerated.stages import StageContext
 from accelerated.stages import clean as clean_stage
 from persistence.schema import migrate
-from tests.conftest import EXAMPLES
-from tests.support import make_runtime
+from tests.conftest import EXAMPLES, KINDS
+from tests.support import make_runtime, stream_length
+
+BOTH = pytest.mark.parametrize("redis_kind", KINDS, indirect=True)
 
 
 def _one_example(tmp_path: Path) -> Path:
@@ -31,6 +34,7 @@ def _one_example(tmp_path: Path) -> Path:
     return src
 
 
+@BOTH
 async def test_transient_error_is_retried_then_succeeds(
     tmp_path: Path, settings: Settings, pg_pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys
 ) -> None:
@@ -55,6 +59,7 @@ async def test_transient_error_is_retried_then_succeeds(
     assert st[state.STATUS.encode()] == b"done"
 
 
+@BOTH
 async def test_persistent_error_goes_to_the_dead_letter_stream(
     tmp_path: Path, settings: Settings, pg_pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys
 ) -> None:
@@ -77,6 +82,7 @@ async def test_persistent_error_goes_to_the_dead_letter_stream(
     assert row["status"] == "failed" and "gave_up" in row["error"]
 
 
+@BOTH
 async def test_intake_pauses_while_the_write_behind_backlog_is_over_its_bound(
     settings: Settings, pg_pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys
 ) -> None:
@@ -85,13 +91,14 @@ async def test_intake_pauses_while_the_write_behind_backlog_is_over_its_bound(
         settings.model_copy(update={"wb_backlog_max": 3}), pg_pool, redis, accelerated=True
     )
     await rt.transport.setup()
-    for n in range(5):
-        await redis.xadd(keys.wb_stream(), {b"i": str(n).encode()})
+    for n in range(5):  # the backlog is summed over the shards' streams
+        await redis.xadd(keys.wb_stream(n % keys.shards), {b"i": str(n).encode()})
     refs = await fingerprint_all("bp", discover([EXAMPLES]).files, new_generation())
     task = asyncio.create_task(_enqueue_with_backpressure(rt, refs, "extract"))
     await asyncio.sleep(0.5)
     assert not task.done()
-    assert await redis.xlen(keys.stream("extract")) == 0
-    await redis.delete(keys.wb_stream())  # the writer caught up
+    assert await stream_length(redis, keys, "extract") == 0
+    for stream in keys.wb_streams():  # the writer caught up
+        await redis.delete(stream)
     await wait_for(task, 5)
-    assert await redis.xlen(keys.stream("extract")) == len(refs)
+    assert await stream_length(redis, keys, "extract") == len(refs)

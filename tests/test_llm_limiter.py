@@ -191,6 +191,7 @@ async def test_remaining_zero_headers_hold_off(
     assert time.monotonic() - t >= 0.55
 
 
+@pytest.mark.parametrize("redis_kind", conftest.KINDS, indirect=True)
 async def test_budget_stops_new_calls(
     server: ChatServer, redis: aioredis.Redis, prefix: str
 ) -> None:

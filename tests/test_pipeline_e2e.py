@@ -15,8 +15,8 @@ from accelerated.keys import Keys
 from accelerated.settings import Settings
 from accelerated.stages.extract import EXTRACTOR_CALLS
 from persistence.schema import migrate
-from tests.conftest import DATABASE_URL, EXAMPLES
-from tests.support import dump, make_runtime, sample_corpus, side_store
+from tests.conftest import DATABASE_URL, EXAMPLES, KINDS
+from tests.support import dump, make_runtime, outstanding_count, sample_corpus, side_store
 
 
 def extractor_calls() -> float:
@@ -25,6 +25,7 @@ def extractor_calls() -> float:
     )
 
 
+@pytest.mark.parametrize("redis_kind", KINDS, indirect=True)
 async def test_examples_ingest_on_accelerated_path(
     settings: Settings, pg_pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys
 ) -> None:
@@ -38,7 +39,7 @@ async def test_examples_ingest_on_accelerated_path(
     assert report.canonicals > 0 and report.relationships > report.mentions
     assert len(report.latencies_ms) == report.total
     # Every document is terminal in Redis and committed in Postgres.
-    assert await redis.scard(keys.outstanding("demo")) == 0
+    assert await outstanding_count(redis, keys, "demo") == 0
     statuses = await pg_pool.fetch("SELECT status, count(*) AS n FROM documents GROUP BY status")
     assert {r["status"]: r["n"] for r in statuses} == {"done": report.total}
     types = {r["type"] for r in await pg_pool.fetch("SELECT DISTINCT type FROM entity_mentions")}

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import pytest
 import redis.asyncio as aioredis
 
 from accelerated import status
@@ -23,8 +24,15 @@ from accelerated.settings import Settings
 from accelerated.stages import StageContext
 from accelerated.stages.clean import run as clean
 from persistence.schema import migrate
-from tests.conftest import EXAMPLES
-from tests.support import PYTHON, make_runtime, subprocess_env
+from tests.conftest import EXAMPLES, KINDS
+from tests.support import (
+    PYTHON,
+    make_runtime,
+    outstanding_count,
+    stream_length,
+    subprocess_env,
+    wb_length,
+)
 
 
 async def _truth(pool: asyncpg.Pool, project: str) -> dict[str, int]:
@@ -34,6 +42,7 @@ async def _truth(pool: asyncpg.Pool, project: str) -> dict[str, int]:
     return {r["status"]: r["n"] for r in rows}
 
 
+@pytest.mark.parametrize("redis_kind", KINDS, indirect=True)
 async def test_status_matches_streams_while_queued_and_database_after_a_run(
     settings: Settings, pg_pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys
 ) -> None:
@@ -43,7 +52,7 @@ async def test_status_matches_streams_while_queued_and_database_after_a_run(
     refs = await fingerprint_all("st", discover([EXAMPLES]).files, new_generation())
     await rt.transport.enqueue(refs[:3], "extract")  # queued, no consumer yet
     st = await status.collect(redis, pg_pool, keys, "st")
-    assert st.stages["extract"].stream == 3 == await redis.xlen(keys.stream("extract"))
+    assert st.stages["extract"].stream == 3 == await stream_length(redis, keys, "extract")
     assert st.stages["extract"].lag == 3 and st.stages["extract"].pending == 0
     assert st.outstanding == 3
     assert rt.consumer in st.workers  # setup() wrote its heartbeat
@@ -67,11 +76,11 @@ async def test_status_matches_streams_while_queued_and_database_after_a_run(
     got = json.loads(out.stdout)
     assert got["documents"] == await _truth(pg_pool, "st")
     assert got["total"] == report.total == len(refs)
-    assert got["outstanding"] == await redis.scard(keys.outstanding("st")) == 0
+    assert got["outstanding"] == await outstanding_count(redis, keys, "st") == 0
     for stage in STAGES:
-        assert got["stages"][stage]["stream"] == await redis.xlen(keys.stream(stage))
+        assert got["stages"][stage]["stream"] == await stream_length(redis, keys, stage)
         assert got["stages"][stage]["pending"] == 0
-    assert got["writer_backlog"] == await redis.xlen(keys.wb_stream())
+    assert got["writer_backlog"] == await wb_length(redis, keys)
     assert got["dlq_total"] == 0
     assert got["done_last_minute"] == report.total and got["eta_s"] == 0.0
     assert got["per_second"] > 0

@@ -40,6 +40,7 @@ from accelerated.parking import Parked
 from accelerated.runtime import Runtime
 from accelerated.settings import Settings
 from persistence.schema import migrate
+from tests.conftest import KINDS
 from tests.s3_server import S3Server, running
 from tests.support import PYTHON, make_runtime, redis_from_url, subprocess_env
 from tests.textract_server import CREDENTIALS, REGION, TextractServer, s3_client
@@ -159,6 +160,11 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+# On a cluster: a job's record and the documents' rooms and streams are in other slots.
+BOTH = pytest.mark.parametrize("redis_kind", KINDS, indirect=True)
+
+
+@BOTH
 async def test_scans_end_done_with_textract_text_and_failed_jobs_fail_only_their_document(
     corpus: Path,
     scan: bytes,
@@ -259,6 +265,7 @@ async def service(tx_settings: Settings) -> AsyncIterator[TextractService]:
     await svc.aclose()  # its clients, on the test's loop
 
 
+@BOTH
 async def test_a_retried_start_never_starts_a_second_job(
     tx_settings: Settings,
     service: TextractService,
@@ -299,7 +306,10 @@ async def test_a_retried_start_never_starts_a_second_job(
     first = ref()
     with pytest.raises(Parked) as parked:
         await jobs.pages(first, extracted, read)
-    key = parked.value.room
+    # It waits for the job's first attempt, in its shard's room (not in the job record).
+    assert parked.value.ticket == 1
+    assert parked.value.room == keys.ocr_room("textract", sha, keys.shard(first.document_id))
+    key = jobs.job_key(sha)
     job_id = (await redis.hget(key, "job_id")).decode()
     assert textract.starts == textract.jobs_created == 1
 

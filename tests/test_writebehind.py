@@ -43,6 +43,8 @@ from persistence import rows
 from persistence.intents import FIELD, Intent, IntentMemo, intent_for_document, queue_intent
 from persistence.schema import migrate
 from persistence.writebehind import WriteBehindWriter
+from tests.conftest import KINDS
+from tests.support import failed_errors, outstanding_count
 
 PROJECT = "acme-litigation"
 CORPUS_TEXTS = (
@@ -242,7 +244,13 @@ async def start_document(redis: aioredis.Redis, keys: Keys, d: Doc) -> None:
         keys.state(d.source.document_id),
         mapping={state.GENERATION: d.source.generation, state.STATUS: state.PERSISTING},
     )
-    await redis.sadd(keys.outstanding(d.source.project), str(d.source.document_id))
+    shard = keys.shard(d.source.document_id)
+    await redis.sadd(keys.outstanding(d.source.project, shard), str(d.source.document_id))
+
+
+async def wb_pending(redis: aioredis.Redis, keys: Keys) -> int:
+    """Entries delivered and not acked, over every shard's write-behind stream."""
+    return sum([(await redis.xpending(s, keys.WB_GROUP))["pending"] for s in keys.wb_streams()])
 
 
 async def queue(
@@ -252,7 +260,7 @@ async def queue(
     intents: list[Intent],
     memo: IntentMemo | None = None,
 ) -> None:
-    async with redis.pipeline(transaction=True) as pipe:
+    async with redis.pipeline(transaction=False) as pipe:  # (several shards: slots)
         for it in intents:
             queue_intent(pipe, keys, codec, it, memo)
         await pipe.execute()
@@ -277,6 +285,11 @@ async def writer(
     return WriteBehindWriter(redis, pg_pool, keys, codec, settings, consumer="w1")
 
 
+# The writer on a cluster reads and acknowledges every shard's stream (its own path).
+BOTH = pytest.mark.parametrize("redis_kind", KINDS, indirect=True)
+
+
+@BOTH
 async def test_writer_applies_intents_and_rows_equal_records(
     writer: WriteBehindWriter, redis: aioredis.Redis, keys: Keys, codec: Codec, docs: list[Doc]
 ) -> None:
@@ -296,13 +309,14 @@ async def test_writer_applies_intents_and_rows_equal_records(
         st = await redis.hgetall(keys.state(d.source.document_id))
         assert st[state.STATUS.encode()] == b"done"
         assert float(st[state.DONE_AT.encode()]) <= time.time()
-    assert await redis.scard(keys.outstanding(PROJECT)) == 0
-    assert await redis.xpending(keys.wb_stream(), keys.WB_GROUP) == {
-        "pending": 0,
-        "min": None,
-        "max": None,
-        "consumers": [],
-    }
+    assert await outstanding_count(redis, keys, PROJECT) == 0
+    for stream in keys.wb_streams():
+        assert await redis.xpending(stream, keys.WB_GROUP) == {
+            "pending": 0,
+            "min": None,
+            "max": None,
+            "consumers": [],
+        }
     assert writer.stats.applied == len(docs)
 
 
@@ -325,6 +339,7 @@ async def test_reprocess_replaces_rows_and_skips_unchanged(
     assert [r[0] for r in got] == [0, 1]
 
 
+@BOTH
 async def test_redelivery_after_crash_adds_nothing_and_marks_done(
     writer: WriteBehindWriter, redis: aioredis.Redis, keys: Keys, codec: Codec, docs: list[Doc]
 ) -> None:
@@ -337,7 +352,7 @@ async def test_redelivery_after_crash_adds_nothing_and_marks_done(
     await writer._commit([it for _sid, it in batch.items])
     committed = {t: await table_rows(writer.pool, t) for t in rows.TABLE_ORDER}
     assert await redis.hget(keys.state(d.source.document_id), state.STATUS) == b"persisting"
-    assert (await redis.xpending(keys.wb_stream(), keys.WB_GROUP))["pending"] == 1
+    assert await wb_pending(redis, keys) == 1
 
     # A fresh writer with the same consumer name (the restarted process) takes its own
     # pending entry first.
@@ -350,6 +365,7 @@ async def test_redelivery_after_crash_adds_nothing_and_marks_done(
     assert await again.backlog() == 0
 
 
+@BOTH
 async def test_autoclaim_takes_a_hung_consumers_entries(
     writer: WriteBehindWriter, redis: aioredis.Redis, keys: Keys, codec: Codec, docs: list[Doc]
 ) -> None:
@@ -369,7 +385,7 @@ async def test_autoclaim_takes_a_hung_consumers_entries(
     assert writer.stats.applied == 2
     for d in docs[:2]:
         assert await redis.hget(keys.state(d.source.document_id), state.STATUS) == b"done"
-    assert (await redis.xpending(keys.wb_stream(), keys.WB_GROUP))["pending"] == 0
+    assert await wb_pending(redis, keys) == 0
 
 
 async def test_postgres_lock_timeout_retries_and_acks_nothing_until_commit(
@@ -489,24 +505,26 @@ async def test_failed_document_is_recorded(
     assert await redis.hget(keys.state(d.source.document_id), state.STATUS) == b"failed"
 
 
+@BOTH
 async def test_poison_intent_goes_to_dlq(
     writer: WriteBehindWriter, redis: aioredis.Redis, keys: Keys, codec: Codec, docs: list[Doc]
 ) -> None:
     good = docs[0]
     await start_document(redis, keys, good)
-    await redis.xadd(keys.wb_stream(), {FIELD: b"not an intent"})
-    await redis.xadd(keys.wb_stream(), {FIELD: codec.encode({"intent_id": "nope"})})
+    await redis.xadd(keys.wb_stream(0), {FIELD: b"not an intent"})
+    await redis.xadd(keys.wb_stream(0), {FIELD: codec.encode({"intent_id": "nope"})})
     await queue(redis, keys, codec, [good.intent()])
     assert await writer.drain() == 1
-    dlq = await redis.xrange(f"{keys.wb_stream()}:dlq")
+    dlq = await redis.xrange(keys.wb_dlq(0))
     assert len(dlq) == 2
     assert all(b"error" in fields for _sid, fields in dlq)
     assert b"codec header" in dlq[0][1][b"error"]
     assert await writer.backlog() == 0
-    assert (await redis.xpending(keys.wb_stream(), keys.WB_GROUP))["pending"] == 0
+    assert await wb_pending(redis, keys) == 0
     assert await redis.hget(keys.state(good.source.document_id), state.STATUS) == b"done"
 
 
+@BOTH
 async def test_rows_postgres_rejects_are_dead_lettered_alone(
     writer: WriteBehindWriter, redis: aioredis.Redis, keys: Keys, codec: Codec, docs: list[Doc]
 ) -> None:
@@ -522,7 +540,7 @@ async def test_rows_postgres_rejects_are_dead_lettered_alone(
     assert await writer.drain() == 1
     assert await redis.hget(keys.state(good.source.document_id), state.STATUS) == b"done"
     assert await redis.hget(keys.state(bad.source.document_id), state.STATUS) == b"failed"
-    err = await redis.hget(keys.failed(PROJECT), str(bad.source.document_id))
+    err = (await failed_errors(redis, keys, PROJECT)).get(str(bad.source.document_id).encode())
     assert err is not None and err.startswith(b"persist:")
     assert (
         await writer.pool.fetchval(
@@ -530,7 +548,8 @@ async def test_rows_postgres_rejects_are_dead_lettered_alone(
         )
         == 0
     )
-    assert len(await redis.xrange(f"{keys.wb_stream()}:dlq")) == 1
+    bad_shard = keys.shard(bad.source.document_id)
+    assert len(await redis.xrange(keys.wb_dlq(bad_shard))) == 1
 
 
 async def _status(redis: aioredis.Redis, keys: Keys, d: Doc) -> bytes | None:

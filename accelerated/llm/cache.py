@@ -20,10 +20,10 @@ import json
 from typing import Any, Final
 
 import msgspec
-import redis.asyncio as aioredis
 from prometheus_client import Counter
 
 from accelerated.boundary import map_driver_errors
+from accelerated.cluster import RedisClient
 from accelerated.codec import Codec
 from accelerated.errors import CodecError
 from accelerated.keys import Keys
@@ -71,7 +71,7 @@ def request_key(request: dict[str, Any]) -> str:
 
 
 class ResponseCache:
-    def __init__(self, redis: aioredis.Redis, keys: Keys, codec: Codec, ttl_s: int) -> None:
+    def __init__(self, redis: RedisClient, keys: Keys, codec: Codec, ttl_s: int) -> None:
         self._redis, self._keys, self._codec, self._ttl = redis, keys, codec, ttl_s
         self.hits = 0
         self.misses = 0

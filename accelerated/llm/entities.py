@@ -19,10 +19,10 @@ from importlib import resources
 from typing import Any, Final
 
 import msgspec
-import redis.asyncio as aioredis
 from prometheus_client import Counter
 
 from accelerated.backends import BackendClients
+from accelerated.cluster import RedisClient
 from accelerated.entities import RawMention
 from accelerated.llm.client import ChatClient, InvalidReply, LlmStats
 from accelerated.llm.service import LlmService
@@ -111,7 +111,7 @@ class LlmEntityBackend:
 
     mode = "async"
 
-    def __init__(self, settings: Settings, *, redis: aioredis.Redis | None = None) -> None:
+    def __init__(self, settings: Settings, *, redis: RedisClient | None = None) -> None:
         self.service = LlmService(settings, "ENTITY_BACKEND=llm")
         self.settings = settings
         self.base_url, self.model = self.service.base_url, self.service.model

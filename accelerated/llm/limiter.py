@@ -35,10 +35,10 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, Final
 
-import redis.asyncio as aioredis
 from prometheus_client import Counter
 
 from accelerated.boundary import map_driver_errors
+from accelerated.cluster import RedisClient
 from accelerated.errors import BudgetExhausted, ConfigError
 from accelerated.ids import validate_project
 from accelerated.keys import Keys
@@ -177,7 +177,7 @@ class Limiter:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         keys: Keys,
         model: str,
         *,

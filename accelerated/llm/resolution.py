@@ -33,12 +33,12 @@ from typing import Final
 
 import msgspec
 import numpy as np
-import redis.asyncio as aioredis
 from rapidfuzz import fuzz, process
 from redis.utils import str_if_bytes
 
 from accelerated.backends import Alias, BackendClients, Resolution
 from accelerated.boundary import map_driver_errors
+from accelerated.cluster import RedisClient
 from accelerated.errors import BackendError, BudgetExhausted
 from accelerated.llm.ask import ask_json, load_text
 from accelerated.llm.client import InvalidReply
@@ -148,7 +148,7 @@ def representatives(
 class LlmResolver:
     """Adjudicates blocked pairs with the LLM; decisions cached per pair in Redis."""
 
-    def __init__(self, settings: Settings, *, redis: aioredis.Redis | None = None) -> None:
+    def __init__(self, settings: Settings, *, redis: RedisClient | None = None) -> None:
         self.service = LlmService(settings, "RESOLUTION=llm")
         self.settings = settings
         self.prompt = load_text(f"{PROMPT_VERSION}.txt")

@@ -15,10 +15,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 
-import redis.asyncio as aioredis
 from pydantic import SecretStr
 
 from accelerated.backends import BackendClients
+from accelerated.cluster import RedisClient
 from accelerated.codec import Codec
 from accelerated.errors import ConfigError
 from accelerated.keys import Keys
@@ -69,7 +69,7 @@ class LlmService:
         self._clients = clients
         self._client = self._loop = None  # rebuilt on the new clients at first use
 
-    def bind_redis(self, redis: aioredis.Redis, *, caches: bool | None = None) -> None:
+    def bind_redis(self, redis: RedisClient, *, caches: bool | None = None) -> None:
         """``bind`` for a caller holding only a Redis client (tests, tools)."""
         s = self.settings
         cache = s.enable_redis_acceleration if caches is None else caches
@@ -124,7 +124,7 @@ class LlmService:
         return self._clients.keys if self._clients is not None else Keys(self.settings.redis_prefix)
 
     @property
-    def redis(self) -> aioredis.Redis | None:
+    def redis(self) -> RedisClient | None:
         return self._clients.redis if self._clients is not None else None
 
     @property

@@ -22,10 +22,10 @@ import re
 from typing import Final
 
 import msgspec
-import redis.asyncio as aioredis
 from prometheus_client import Counter
 
 from accelerated.backends import BackendClients
+from accelerated.cluster import RedisClient
 from accelerated.llm.ask import ask_json, load_text
 from accelerated.llm.client import InvalidReply
 from accelerated.llm.service import LlmService
@@ -89,7 +89,7 @@ def decode_fields(content: str) -> DocumentFields:
 class LlmStructuredExtractor:
     """Fields of one document per call, through the response cache and the limiter."""
 
-    def __init__(self, settings: Settings, *, redis: aioredis.Redis | None = None) -> None:
+    def __init__(self, settings: Settings, *, redis: RedisClient | None = None) -> None:
         self.service = LlmService(settings, "STRUCTURED_EXTRACTION=llm")
         schema = load_text(f"{SCHEMA_VERSION}.schema.json")
         self.prompt = load_text(f"{PROMPT_VERSION}.txt").replace("{schema}", schema.strip())

@@ -16,10 +16,10 @@ from collections.abc import Iterable
 from typing import Final
 
 import msgspec
-import redis.asyncio as aioredis
 from redis.utils import str_if_bytes
 
 from accelerated.boundary import map_driver_errors
+from accelerated.cluster import RedisClient
 from accelerated.keys import Keys
 from accelerated.llm.limiter import budget_key
 
@@ -45,7 +45,7 @@ FIELDS: Final = tuple(LlmUsage.__struct_fields__)
 class UsageCounter:
     """Adds to the project's hash; one pipeline (one round trip) per event."""
 
-    def __init__(self, redis: aioredis.Redis, keys: Keys, ttl_s: int) -> None:
+    def __init__(self, redis: RedisClient, keys: Keys, ttl_s: int) -> None:
         self._redis, self._keys, self._ttl = redis, keys, ttl_s
 
     async def add(self, project: str | None, **amounts: float) -> None:
@@ -68,7 +68,7 @@ class UsageCounter:
             await pipe.execute()
 
 
-async def read_usage(redis: aioredis.Redis, keys: Keys, project: str) -> LlmUsage:
+async def read_usage(redis: RedisClient, keys: Keys, project: str) -> LlmUsage:
     with map_driver_errors("redis"):
         raw = await redis.hgetall(keys.llm_usage(project))
     values: dict[str, float] = {}
@@ -80,7 +80,7 @@ async def read_usage(redis: aioredis.Redis, keys: Keys, project: str) -> LlmUsag
     return LlmUsage(**values)  # type: ignore[arg-type]
 
 
-async def start_run(redis: aioredis.Redis, keys: Keys, project: str, models: Iterable[str]) -> None:
+async def start_run(redis: RedisClient, keys: Keys, project: str, models: Iterable[str]) -> None:
     """A run of ``project`` starts: its counters and its token budget start from zero."""
     doomed = [keys.llm_usage(project)]
     doomed += [budget_key(keys, m, project) for m in sorted(set(models))]

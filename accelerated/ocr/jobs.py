@@ -20,18 +20,24 @@ from every worker. Instead:
    a second one. The job id and ``IN_PROGRESS`` are recorded and the job goes on the
    poll schedule (sorted set ``Keys.ocr_jobs(service)``: sha256 -> next poll, ms).
 3. **park**: the stage raises :class:`~accelerated.parking.Parked`; the engine acks the
-   message and files the document in the job's hash (``accelerated/parking.py``). It
-   holds no worker slot while the job runs.
+   message and files the document in the waiting room of the job in the document's
+   shard (``Keys.ocr_room``, ``accelerated/parking.py``), to wait for the job's current
+   attempt. It holds no worker slot while the job runs.
 4. **poll** (:class:`OcrJobPoller`, a background task of every worker and batch
    process, active only in the holder of a redis-py ``Lock``, renewed every third of
    ``TEXTRACT_LOCK_TTL_S``): due jobs are polled, with backoff from ``TEXTRACT_POLL_S``
    doubling to ``TEXTRACT_POLL_MAX_S``. Workers never poll the service. A poller that
    dies stops renewing; once its lock lapses another process's poller takes over and
    polls the very same jobs, since everything it needs is in Redis.
-5. **wake**: a finished job's text goes into the OCR cache first; then one script sets
-   the status and sends every parked document back to the ``ocr`` stream, where the
-   stage finds the cache hit. A failed job (``FAILED``, ``PARTIAL_SUCCESS``, gone from
-   the service, or past ``TEXTRACT_TIMEOUT_S``) leaves its parked documents a note
+5. **wake**: a finished job's text goes into the OCR cache first; then the attempt is
+   woken in every shard's room, one script per shard (each sends the room's parked
+   documents back to its shard's ``ocr`` stream, where the stage finds the cache hit),
+   and only then one script sets the job's final status. A poller that dies in between
+   leaves the job in progress: its successor polls it again and wakes again, which a
+   room already woken for that attempt ignores. (A script may touch keys of one slot
+   only on Redis Cluster: a job's keys and a shard's streams are in different ones.) A
+   failed job (``FAILED``, ``PARTIAL_SUCCESS``, gone from the service, or past
+   ``TEXTRACT_TIMEOUT_S``) leaves its parked documents a note in their room
    (``told:<document>:<generation>``) that their next ``ocr`` run raises as a
    per-document error; a later run of the same file (another generation) tries anew.
 
@@ -61,12 +67,13 @@ from accelerated.aio import wait_for
 from accelerated.backends import AsyncDocumentOcr, OcrJobResult, OcrText
 from accelerated.boundary import describe, map_driver_errors
 from accelerated.caches import RedisOcrCache
+from accelerated.cluster import RedisClient
 from accelerated.codec import Codec
 from accelerated.errors import BackendUnavailable, CodecError, DocumentError, PipelineError
 from accelerated.keys import Keys
 from accelerated.llm.limiter import Limiter
 from accelerated.models import Extracted, SourceRef
-from accelerated.parking import STATUS_FIELD, TOLD_PREFIX, WAITER_PREFIX, Parked, told_field
+from accelerated.parking import STATUS_FIELD, WAKE_LUA, Parked, told_field
 from accelerated.settings import Settings
 from accelerated.stages.ocr import OCR_PAGES, pages_to_read
 
@@ -76,27 +83,25 @@ STARTING: Final = "STARTING"
 IN_PROGRESS: Final = "IN_PROGRESS"
 SUCCEEDED: Final = "SUCCEEDED"
 FAILED: Final = "FAILED"
-WAITING: Final = (STARTING, IN_PROGRESS)  # statuses a document parks on
 OCR_STAGE: Final = "ocr"  # where woken documents go back to
 
 # KEYS[1] job hash
-# ARGV[1] told field of this document, ARGV[2] now (s), ARGV[3] ttl (s), ARGV[4] force
+# ARGV[1] unused, ARGV[2] now (s), ARGV[3] ttl (s), ARGV[4] force
 # ('1': a SUCCEEDED job whose text is gone from the cache is started again),
 # ARGV[5] sha256, ARGV[6] document id, ARGV[7] the pages sent ('' = the whole file)
-# -> {'failed', error} | {'wait', job id} | {'succeeded', ''} | {'start', attempt}
+# -> {'wait', job id, attempt} | {'succeeded', '', ''} | {'start', attempt, attempt}
 CLAIM_LUA: Final = f"""
-local told = redis.call('HGET', KEYS[1], ARGV[1])
-if told then return {{'failed', told}} end
 local st = redis.call('HGET', KEYS[1], '{STATUS_FIELD}')
-if st == '{IN_PROGRESS}' then return {{'wait', redis.call('HGET', KEYS[1], 'job_id')}} end
-if st == '{STARTING}' then return {{'start', redis.call('HGET', KEYS[1], 'attempts')}} end
-if st == '{SUCCEEDED}' and ARGV[4] ~= '1' then return {{'succeeded', ''}} end
+local at = redis.call('HGET', KEYS[1], 'attempts')
+if st == '{IN_PROGRESS}' then return {{'wait', redis.call('HGET', KEYS[1], 'job_id'), at}} end
+if st == '{STARTING}' then return {{'start', at, at}} end
+if st == '{SUCCEEDED}' and ARGV[4] ~= '1' then return {{'succeeded', '', ''}} end
 local n = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 redis.call('HDEL', KEYS[1], 'job_id', 'error', 'finished', 'location')
 redis.call('HSET', KEYS[1], '{STATUS_FIELD}', '{STARTING}', 'sha', ARGV[5],
   'document', ARGV[6], 'started', ARGV[2], 'polls', 0, 'pages', ARGV[7])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
-return {{'start', tostring(n)}}
+return {{'start', tostring(n), tostring(n)}}
 """
 
 # KEYS[1] job hash, KEYS[2] poll schedule
@@ -114,32 +119,18 @@ redis.call('EXPIRE', KEYS[1], ARGV[5])
 return 1
 """
 
-# KEYS[1] job hash, KEYS[2] poll schedule, KEYS[3] the ocr stage's stream
+# KEYS[1] job hash, KEYS[2] poll schedule (its documents are woken before: WAKE_LUA)
 # ARGV[1] attempt, ARGV[2] new status, ARGV[3] error ('' on success), ARGV[4] now (s),
 # ARGV[5] ttl (s), ARGV[6] sha256
-# Every parked document goes back to the stream (the message format of
-# RedisTransport._publish); on failure each one also gets its told: note.
-# -> documents woken | -1 not this attempt, or finished already
-WAKE_LUA: Final = f"""
+# -> 1 | -1 not this attempt, or finished already
+FINISH_LUA: Final = f"""
 if redis.call('HGET', KEYS[1], 'attempts') ~= ARGV[1] then return -1 end
 local st = redis.call('HGET', KEYS[1], '{STATUS_FIELD}')
 if st ~= '{STARTING}' and st ~= '{IN_PROGRESS}' then return -1 end
 redis.call('HSET', KEYS[1], '{STATUS_FIELD}', ARGV[2], 'error', ARGV[3], 'finished', ARGV[4])
-local n = 0
-local p = string.len('{WAITER_PREFIX}')
-for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
-  if string.sub(f, 1, p) == '{WAITER_PREFIX}' then
-    redis.call('XADD', KEYS[3], '*', 'ref', redis.call('HGET', KEYS[1], f))
-    redis.call('HDEL', KEYS[1], f)
-    if ARGV[3] ~= '' then
-      redis.call('HSET', KEYS[1], '{TOLD_PREFIX}' .. string.sub(f, p + 1), ARGV[3])
-    end
-    n = n + 1
-  end
-end
 redis.call('ZREM', KEYS[2], ARGV[6])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
-return n
+return 1
 """
 
 
@@ -195,7 +186,7 @@ class RedisOcrJobs:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         keys: Keys,
         codec: Codec,
         service: AsyncDocumentOcr,
@@ -221,11 +212,15 @@ class RedisOcrJobs:
         self.schedule = keys.ocr_jobs(service.name)
         self._claim = redis.register_script(CLAIM_LUA)
         self._record = redis.register_script(RECORD_LUA)
+        self._finish_job = redis.register_script(FINISH_LUA)
         self._wake = redis.register_script(WAKE_LUA)
         self.poller = OcrJobPoller(self, consumer)
 
     def job_key(self, sha256: str) -> str:
         return self.keys.ocr_job(self.service.name, sha256)
+
+    def room_key(self, sha256: str, shard: int) -> str:
+        return self.keys.ocr_room(self.service.name, sha256, shard)
 
     # Workers: the ocr stage ------------------------------------------------------------
     async def pages(
@@ -236,26 +231,30 @@ class RedisOcrJobs:
         got = await self.cache.get(self.service.version, sha)
         if got is not None:
             return got
+        room = self.room_key(sha, self.keys.shard(source.document_id))
+        with map_driver_errors():
+            told = await self.redis.hget(room, told_field(source))
+        if told is not None:  # woken by a failed job: this document fails
+            raise DocumentError(str_if_bytes(told), code="ocr_failed")
         sent = pages_to_send(extracted)
         key = self.job_key(sha)
-        outcome, value = await self._claim_job(key, source, sha, sent, force=False)
+        outcome, value, attempt = await self._claim_job(key, source, sha, sent, force=False)
         if outcome == "succeeded":  # finished between the cache look and the claim
             got = await self.cache.get(self.service.version, sha)
             if got is not None:
                 return got
-            outcome, value = await self._claim_job(key, source, sha, sent, force=True)
-        if outcome == "failed":
-            raise DocumentError(value, code="ocr_failed")
+            outcome, value, attempt = await self._claim_job(key, source, sha, sent, force=True)
         job_id = value
         if outcome == "start":
             job_id = await self._start(key, source, extracted, sent, int(value), read)
-        raise Parked(key, WAITING, f"{self.service.name} job {job_id}")
+        reason = f"{self.service.name} job {job_id}"
+        raise Parked(room, int(attempt), reason, self.settings.textract_job_ttl_s)
 
     async def _claim_job(
         self, key: str, source: SourceRef, sha: str, sent: list[int], *, force: bool
-    ) -> tuple[str, str]:
+    ) -> tuple[str, str, str]:
         args: list[str | int] = [
-            told_field(source),
+            "",
             f"{time.time():.3f}",
             self.settings.textract_job_ttl_s,
             "1" if force else "0",
@@ -264,8 +263,8 @@ class RedisOcrJobs:
             ",".join(map(str, sent)),
         ]
         with map_driver_errors():
-            outcome, value = await self._claim(keys=[key], args=args)
-        return str_if_bytes(outcome), str_if_bytes(value)
+            outcome, value, attempt = await self._claim(keys=[key], args=args)
+        return str_if_bytes(outcome), str_if_bytes(value), str_if_bytes(attempt)
 
     async def _start(
         self,
@@ -305,18 +304,17 @@ class RedisOcrJobs:
         return job_id
 
     async def _finish(self, sha: str, attempt: int, status: str, error: str) -> int:
-        """Set the final status and wake the parked documents (see ``WAKE_LUA``)."""
-        args: list[str | int] = [
-            attempt,
-            status,
-            error,
-            f"{time.time():.3f}",
-            self.settings.textract_job_ttl_s,
-            sha,
-        ]
-        keys = [self.job_key(sha), self.schedule, self.keys.stream(OCR_STAGE)]
+        """Wake the attempt's parked documents in every shard's room (``WAKE_LUA``),
+        then set the job's final status; returns the documents woken."""
+        ttl = self.settings.textract_job_ttl_s
+        woken = 0
         with map_driver_errors():
-            return int(await self._wake(keys=keys, args=args))
+            for shard in range(self.keys.shards):
+                keys = [self.keys.stream(OCR_STAGE, shard), self.room_key(sha, shard)]
+                woken += int(await self._wake(keys=keys, args=[attempt, error, ttl]))
+            args: list[str | int] = [attempt, status, error, f"{time.time():.3f}", ttl, sha]
+            await self._finish_job(keys=[self.job_key(sha), self.schedule], args=args)
+        return woken
 
     # The poller ----------------------------------------------------------------------
     async def poll_one(self, sha: str) -> None:

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
 from redis.utils import str_if_bytes
 
 from accelerated.boundary import map_driver_errors
+from accelerated.cluster import RedisClient
 from accelerated.keys import Keys
 
 ENGINE, CACHE, SECONDS = "engine_pages", "cached_pages", "engine_seconds"
@@ -30,7 +30,7 @@ class OcrTotals:
 
 
 class RedisOcrTally:
-    def __init__(self, redis: aioredis.Redis, keys: Keys, ttl_s: int) -> None:
+    def __init__(self, redis: RedisClient, keys: Keys, ttl_s: int) -> None:
         self._redis, self._keys, self._ttl = redis, keys, ttl_s
 
     async def add(
