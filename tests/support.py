@@ -169,7 +169,7 @@ def sync_redis_from_url(url: str) -> Any:
     from redis.cluster import ClusterNode, RedisCluster
 
     if is_cluster_url(url):
-        nodes = [ClusterNode(h, p) for h, p in parse_cluster_url(url).nodes]
+        nodes = [ClusterNode(h, p) for h, p in parse_cluster_url(url).nodes]  # type: ignore[no-untyped-call]
         return RedisCluster(startup_nodes=nodes)
     return sync_redis.Redis.from_url(url)
 
@@ -183,7 +183,7 @@ async def failed_errors(redis: RedisClient, keys: Any, project: str) -> dict[byt
     """The project's failed hash, merged over every shard."""
     out: dict[bytes, bytes] = {}
     for n in range(keys.shards):
-        out.update(await redis.hgetall(keys.failed(project, n)))
+        out.update(await redis.hgetall(keys.failed(project, n)))  # type: ignore[arg-type]
     return out
 
 
