@@ -32,6 +32,7 @@ import logging
 import random
 import time
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -213,6 +214,7 @@ class WriteBehindWriter:
         # a read after a dropped connection, so the writer may never see an error).
         self._in_hand: set[Sid] = set()
         self._last_claim = 0.0
+        self._idle_read = False  # blocked on a read with an empty batch (see _collected)
         self._last_prune = -PRUNE_EVERY_S
         self._rows_per_intent = 64.0
         self._in_outage = False
@@ -249,10 +251,12 @@ class WriteBehindWriter:
                 try:
                     await self._maybe_prune()
                     task, ahead = ahead, None
-                    batch = await (task or self._collect(idle))
+                    batch = await self._collected(task or self._collect(idle), stop)
                     if len(batch):
-                        # Read and decode the next batch while Postgres works on this one.
-                        ahead = asyncio.create_task(self._collect(idle))
+                        if not stop.is_set():
+                            # Read and decode the next batch while Postgres works on
+                            # this one.
+                            ahead = asyncio.create_task(self._collect(idle))
                         done += await self._process(batch, stop)
                         continue
                     if until_empty:
@@ -276,7 +280,7 @@ class WriteBehindWriter:
             if ahead is not None:  # already read (pending to us): finish it too
                 task, ahead = ahead, None
                 try:
-                    done += await self._process(await task, stop)
+                    done += await self._process(await self._collected(task, stop), stop)
                 except _Stopped:
                     pass
                 except Exception as exc:  # left pending: read again or taken over
@@ -291,6 +295,37 @@ class WriteBehindWriter:
             await asyncio.gather(beat, return_exceptions=True)
             await _settle(ahead)
             await self.close()
+
+    async def _collected(
+        self, collect: asyncio.Task[_Batch] | Coroutine[Any, Any, _Batch], stop: asyncio.Event
+    ) -> _Batch:
+        """The batch being collected; once ``stop`` is set, an idle read is not sat out.
+
+        A collect still waiting on its first entries (the stream was empty: input has
+        ended) is abandoned at once instead of blocking for the rest of its read, so
+        stopping takes no batch window. A read cancelled in flight may still have made
+        entries ours: they are read back from this consumer's pending list, and
+        finished as the batch in hand.
+        """
+        task = collect if isinstance(collect, asyncio.Task) else asyncio.create_task(collect)
+        if not task.done() and not stop.is_set():
+            stopped = asyncio.create_task(stop.wait())
+            try:
+                await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            except BaseException:  # our own cancellation: the read goes with us
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                raise
+            finally:
+                stopped.cancel()
+                await asyncio.gather(stopped, return_exceptions=True)
+        if task.done() or not self._idle_read:
+            return await task
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        batch = _Batch()
+        self._add(batch, await self._read("0", None))
+        return batch
 
     def _after_redis_error(self, exc: BaseException) -> None:
         """The batches in hand are dropped; what they held and what a lost reply
@@ -368,7 +403,12 @@ class WriteBehindWriter:
                 # a quiet gap closes it early, so a lone intent is not held back.
                 left = int((deadline - time.monotonic()) * 1000)
                 block = min(left, _QUIET_GAP_MS) if left >= 1 else None
-            entries = await self._read(">", block)
+            # Only a read with nothing gathered yet may be abandoned on stop (_collected).
+            self._idle_read = not len(batch)
+            try:
+                entries = await self._read(">", block)
+            finally:
+                self._idle_read = False
             if not entries:
                 break
             self._add(batch, entries)

@@ -439,6 +439,44 @@ async def test_postgres_lock_timeout_retries_and_acks_nothing_until_commit(
     assert len(await table_rows(pg_pool, "chunks")) == len(d.chunked.chunks)
 
 
+async def test_stop_with_the_stream_empty_does_not_sit_out_the_idle_read(
+    redis: aioredis.Redis,
+    pg_pool: asyncpg.Pool,
+    keys: Keys,
+    codec: Codec,
+    settings: Settings,
+    pg_schema: str,
+    docs: list[Doc],
+) -> None:
+    """Input has ended: the writer's blocked read (here 30 s: the batch window) is
+    abandoned on stop, and an intent queued just before stop is still committed."""
+    await migrate(pg_pool, pg_schema)
+    slow = settings.model_copy(update={"wb_batch_ms": 30_000})
+    w = WriteBehindWriter(redis, pg_pool, keys, codec, slow, consumer="w1")
+    first, last = docs[0], docs[1]
+    await start_document(redis, keys, first)
+    await queue(redis, keys, codec, [first.intent()])
+    stop = asyncio.Event()
+    task = asyncio.create_task(w.run(stop))
+    await _until_async(lambda: _status(redis, keys, first), b"done")
+    await asyncio.sleep(0.3)  # the writer is back in its idle read
+    stop.set()
+    await wait_for(task, 5)  # not the 30 s the read would block
+    assert (await redis.xpending(keys.wb_stream(), keys.WB_GROUP))["pending"] == 0
+    # A second writer: the entry arrives while it blocks; stop comes at once after.
+    w2 = WriteBehindWriter(redis, pg_pool, keys, codec, slow, consumer="w2")
+    stop2 = asyncio.Event()
+    task2 = asyncio.create_task(w2.run(stop2))
+    await asyncio.sleep(0.3)
+    await start_document(redis, keys, last)
+    await queue(redis, keys, codec, [last.intent()])
+    await _until_async(lambda: _status(redis, keys, last), b"done")
+    stop2.set()
+    await wait_for(task2, 5)
+    assert await redis.xlen(keys.wb_stream()) == 0
+    assert (await redis.xpending(keys.wb_stream(), keys.WB_GROUP))["pending"] == 0
+
+
 async def test_stop_during_outage_leaves_entries_pending(
     redis: aioredis.Redis, keys: Keys, codec: Codec, settings: Settings, docs: list[Doc]
 ) -> None:
