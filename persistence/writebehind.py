@@ -63,6 +63,8 @@ log = logging.getLogger(__name__)
 
 PRUNE_AFTER: Final = "7 days"
 _QUIET_GAP_MS: Final = 250
+_IDLE: Final = asyncio.Event()  # always set: "Postgres is idle" for _collect
+_IDLE.set()
 PRUNE_EVERY_S: Final = 3600.0
 # Backoff ceiling while a backend is down, whatever wb_retry_max_s says: work must
 # resume within 15 s of a fault ending, so no wait may be much longer than this.
@@ -251,13 +253,19 @@ class WriteBehindWriter:
                 try:
                     await self._maybe_prune()
                     task, ahead = ahead, None
-                    batch = await self._collected(task or self._collect(idle), stop)
+                    # Postgres idle (the first batch, or after a quiet spell): no window,
+                    # the batch goes as soon as it has entries.
+                    batch = await self._collected(task or self._collect(idle, _IDLE), stop)
                     if len(batch):
+                        busy = asyncio.Event()
                         if not stop.is_set():
                             # Read and decode the next batch while Postgres works on
-                            # this one.
-                            ahead = asyncio.create_task(self._collect(idle))
-                        done += await self._process(batch, stop)
+                            # this one; its window closes when this commit is done.
+                            ahead = asyncio.create_task(self._collect(idle, busy))
+                        try:
+                            done += await self._process(batch, stop)
+                        finally:
+                            busy.set()
                         continue
                     if until_empty:
                         if await self.backlog() == 0:
@@ -379,8 +387,14 @@ class WriteBehindWriter:
             return False
         return any(str_if_bytes(g["name"]) == self.group for g in groups)
 
-    async def _collect(self, block_ms: int) -> _Batch:
-        """Gather entries up to ``wb_batch_rows`` rows or ``wb_batch_ms`` after the first."""
+    async def _collect(self, block_ms: int, committed: asyncio.Event | None = None) -> _Batch:
+        """Gather entries up to ``wb_batch_rows`` rows or ``wb_batch_ms`` after the first.
+
+        ``committed`` set (the batch before this one is committed: Postgres is idle)
+        closes a batch that has entries at once: the window only gathers what arrives
+        while Postgres is busy, so the first document is not held back for a window
+        (no slow start), and batches grow with the load to ``wb_batch_ms``.
+        """
         await self._ensure_group()
         batch = _Batch()
         if self._check_own_pending:
@@ -415,6 +429,8 @@ class WriteBehindWriter:
             if deadline is None:
                 deadline = time.monotonic() + self.settings.wb_batch_ms / 1000
             elif time.monotonic() >= deadline:
+                break
+            if committed is not None and committed.is_set():
                 break
         return batch
 
