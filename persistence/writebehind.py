@@ -217,6 +217,7 @@ class WriteBehindWriter:
         self._in_hand: set[Sid] = set()
         self._last_claim = 0.0
         self._idle_read = False  # blocked on a read with an empty batch (see _collected)
+        self._warm: asyncio.Task[None] | None = None  # see _prepare
         self._last_prune = -PRUNE_EVERY_S
         self._rows_per_intent = 64.0
         self._in_outage = False
@@ -247,6 +248,7 @@ class WriteBehindWriter:
         ahead: asyncio.Task[_Batch] | None = None
         self._hold = True
         beat = asyncio.create_task(self._heartbeat(), name=f"wb-heartbeat-{self.consumer}")
+        self._warm = asyncio.create_task(self._prepare(), name=f"wb-prepare-{self.consumer}")
         try:
             await self._beat()
             while not stop.is_set():
@@ -302,6 +304,7 @@ class WriteBehindWriter:
             beat.cancel()
             await asyncio.gather(beat, return_exceptions=True)
             await _settle(ahead)
+            await self._prepared()
             await self.close()
 
     async def _collected(
@@ -334,6 +337,33 @@ class WriteBehindWriter:
         batch = _Batch()
         self._add(batch, await self._read("0", None))
         return batch
+
+    async def _prepare(self) -> None:
+        """While the first intents are still on their way: the held connection and its
+        staging tables, which the run's first commit would otherwise wait for (about a
+        second on a schema this server has not served yet). A failure here is left to
+        the first commit, which handles it as always."""
+        try:
+            conn = await self._connection()
+        except Exception:
+            return
+        try:
+            await self._ensure_temp_tables(conn)
+        except Exception:
+            if self._conn is conn:  # in an unknown state: never reused
+                self._conn = None
+            self._staged.discard(conn)
+            with contextlib.suppress(Exception):
+                conn.terminate()
+            with contextlib.suppress(Exception):
+                await self.pool.release(conn)
+
+    async def _prepared(self) -> None:
+        """Wait for ``_prepare`` (it uses the held connection: one user at a time)."""
+        warm, self._warm = self._warm, None
+        if warm is not None:
+            with contextlib.suppress(Exception):
+                await warm
 
     def _after_redis_error(self, exc: BaseException) -> None:
         """The batches in hand are dropped; what they held and what a lost reply
@@ -695,6 +725,7 @@ class WriteBehindWriter:
         mid-protocol, a fresh pool connection is cheaper than finding out.
         """
         if self._hold:
+            await self._prepared()
             conn = await self._connection()
             try:
                 await self._apply(conn, intents)

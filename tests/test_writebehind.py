@@ -477,6 +477,26 @@ async def test_stop_with_the_stream_empty_does_not_sit_out_the_idle_read(
     assert (await redis.xpending(keys.wb_stream(), keys.WB_GROUP))["pending"] == 0
 
 
+async def test_the_held_connection_and_staging_tables_are_ready_before_the_first_intent(
+    writer: WriteBehindWriter, redis: aioredis.Redis, keys: Keys, codec: Codec, docs: list[Doc]
+) -> None:
+    """No slow start: the run's first commit does not wait for its connection and
+    staging tables; they are made while the stream is still empty."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(writer.run(stop))
+    try:
+        await _until(lambda: writer._conn is not None and writer._conn in writer._staged)
+        assert writer.stats.applied == 0
+        d = docs[0]
+        await start_document(redis, keys, d)
+        await queue(redis, keys, codec, [d.intent()])
+        await _until_async(lambda: _status(redis, keys, d), b"done")
+    finally:
+        stop.set()
+        await wait_for(task, 10)
+    assert writer.stats.applied == 1 and writer.stats.reconnects == 0
+
+
 async def test_stop_during_outage_leaves_entries_pending(
     redis: aioredis.Redis, keys: Keys, codec: Codec, settings: Settings, docs: list[Doc]
 ) -> None:
