@@ -10,7 +10,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 TORCH_VERSION ?= 2.13.0
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: install lint typecheck test test-fast bench bench-wb bench-ner bench-ocr demo examples clean
+.PHONY: install lint typecheck test test-fast bench bench-limit bench-wb bench-ner bench-ocr demo examples clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -51,6 +51,11 @@ demo: install
 bench: install
 	$(BIN)/python -m benchmarks.run --input ../shared/corpus --docs 500 --db-latency-ms 0,20 \
 	    --mode cold,warm --concurrency 16 --workers 1 --json bench.json --plot bench.png
+
+# The stages alone beside the cold runs: each path's fraction of the limit (issue 14).
+bench-limit: install
+	$(BIN)/python -m benchmarks.run --input ../shared/corpus --docs 500 --db-latency-ms 0,20 \
+	    --mode cold,limit --concurrency 16 --workers 1 --json bench-limit.json
 
 bench-wb: install
 	$(BIN)/python -m benchmarks.writebehind --rows 1000000 --json wb.json
