@@ -36,7 +36,7 @@ from accelerated.settings import Settings
 from accelerated.stages import StageContext
 from accelerated.stages.clean import run as clean
 from persistence.schema import migrate
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, KINDS
 from tests.support import make_runtime
 
 SECRET = "log-Secret-9001"
@@ -55,6 +55,7 @@ async def _state_stages(redis: aioredis.Redis, keys: Keys, ids: set[str]) -> Cou
 # --- progress ---------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("redis_kind", KINDS, indirect=True)
 async def test_stage_counts_match_the_state_while_queued(
     settings: Settings, pg_pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys
 ) -> None:
@@ -224,7 +225,12 @@ def test_json_lines_parse_carry_the_fields_and_mask_passwords() -> None:
     assert "RuntimeError" in third["exc"] and "token=***" in third["exc"]
 
 
-@pytest.mark.parametrize("accelerated", [True, False], ids=["accelerated", "traditional"])
+@pytest.mark.parametrize(
+    ("accelerated", "redis_kind"),
+    [(True, "single"), (True, "cluster"), (False, "single")],
+    ids=["accelerated", "accelerated-cluster", "traditional"],
+    indirect=["redis_kind"],
+)
 async def test_one_line_per_document_with_its_status(
     accelerated: bool,
     tmp_path: Path,
