@@ -88,9 +88,7 @@ async def test_snapshots_of_a_run_held_at_a_stage_match_the_state(
     rt.stage_overrides["clean"] = gated_clean
     seen: list[BatchProgress] = []
     n = len(discover([EXAMPLES]).files)
-    run = asyncio.create_task(
-        run_batch(rt, BatchOptions("pm", [EXAMPLES]), progress=seen.append)
-    )
+    run = asyncio.create_task(run_batch(rt, BatchOptions("pm", [EXAMPLES]), progress=seen.append))
     try:
         for _ in range(400):
             if seen and seen[-1].stages.get("clean") == n:
