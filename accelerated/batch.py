@@ -19,16 +19,31 @@ from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped]
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from accelerated import cli, state
-from accelerated.batch_run import BatchOptions, BatchReport, run_batch
+from accelerated.batch_run import (
+    BatchOptions,
+    BatchProgress,
+    BatchReport,
+    progress_line,
+    run_batch,
+)
 from accelerated.cli import (
     EXIT_BUDGET,
     EXIT_FAILED,
     EXIT_OK,
     CliContext,
+    apply_settings_logging,
     load_settings,
     setup_output,
     validate_startup,
@@ -188,6 +203,24 @@ def summary_line(report: BatchReport) -> str:
     )
 
 
+def progress_bar(console: Console, project: str, path: str) -> Progress:
+    """The live bar: documents finished of the run, then per stage the messages there
+    (and the writer's backlog, the failed count), the rate and the ETA."""
+    return Progress(
+        TextColumn(f"[bold]{escape(project)}[/bold] {path}"),
+        BarColumn(bar_width=30),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[detail]}", markup=False),
+        console=console,
+        transient=False,
+    )
+
+
+def show_progress(bar: Progress, task: TaskID, p: BatchProgress) -> None:
+    bar.update(task, completed=p.finished, total=p.total, detail=progress_line(p))
+
+
 def _batch_options(args: argparse.Namespace) -> BatchOptions:
     return BatchOptions(
         project=args.project,
@@ -255,6 +288,7 @@ def _listing(title: str, items: dict[str, str], why: str = "reason") -> Table:
 
 async def amain(args: argparse.Namespace, console: Console, ctx: CliContext) -> int:
     settings = load_settings()
+    apply_settings_logging(settings)
     backends = validate_startup(settings)
     validate_project(args.project)
     opts = _batch_options(args)
@@ -271,19 +305,12 @@ async def amain(args: argparse.Namespace, console: Console, ctx: CliContext) -> 
             backends=backends,
         )
         try:
-            with Progress(
-                TextColumn(f"[bold]{args.project}[/bold] {rt.handoff.name}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=console,
-                transient=False,
-            ) as bar:
-                task = bar.add_task("documents", total=None)
+            with progress_bar(console, args.project, rt.handoff.name) as bar:
+                task = bar.add_task("documents", total=None, detail="")
                 report = await run_batch(
                     rt,
                     opts,
-                    progress=lambda n, total: bar.update(task, completed=n, total=total),
+                    progress=lambda p: show_progress(bar, task, p),
                     notice=lambda line: bar.console.print(
                         redact(line), style="yellow", markup=False, highlight=False
                     ),

@@ -7,6 +7,7 @@ It returns a report; the CLI turns failures into a non-zero exit.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import statistics
@@ -34,7 +35,121 @@ from persistence.documents import project_documents, register_documents
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-ProgressFn = Callable[[int, int], None]  # (finished, total)
+
+
+@dataclass(frozen=True)
+class BatchProgress:
+    """What the progress bar shows, from what Redis already holds (one poll a refresh).
+
+    ``stages``: per stage of these settings, the messages waiting at it or in work
+    there (XLEN of its streams: acked entries are deleted). Stage streams are shared
+    by the projects of a prefix, so these count theirs too. ``persisting``: intents
+    the write-behind writer has not committed yet (accelerated path). ``finished``:
+    this run's documents in a terminal status, ``failed`` those of them that failed.
+    ``per_second`` and ``eta_s``: finished documents over the last ``ETA_WINDOW_S``
+    seconds, and the rest at that rate (None until there is a rate).
+    """
+
+    total: int
+    finished: int
+    stages: dict[str, int] = field(default_factory=dict)
+    persisting: int = 0
+    failed: int = 0
+    per_second: float | None = None
+    eta_s: float | None = None
+
+
+ProgressFn = Callable[[BatchProgress], None]
+ETA_WINDOW_S = 30.0  # the throughput the ETA is computed from
+STAGE_POLL_S = 0.5  # stage counts are read at most this often (the bar redraws 10x a second)
+
+
+def progress_line(p: BatchProgress) -> str:
+    """The bar's detail: stage counts (branch stages when busy), writer, failed, rate, ETA."""
+    parts = [f"{name} {n}" for name, n in p.stages.items()]
+    if p.persisting:
+        parts.append(f"writing {p.persisting}")
+    if p.failed:
+        parts.append(f"failed {p.failed}")
+    rate = "-" if p.per_second is None else f"{p.per_second:.1f}/s"
+    return f"{' '.join(parts)} | {rate} ETA {format_eta(p.eta_s)}"
+
+
+def format_eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "-:--:--"
+    s = round(seconds)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+async def stage_counts(rt: Runtime, stages: list[str]) -> tuple[dict[str, int], int]:
+    """(messages per stage, write-behind backlog): one pipeline each, never per document."""
+    counts = await rt.transport.stage_backlog(stages)
+    backlog = await _backlog(rt) if rt.writer is not None else 0
+    return counts, backlog
+
+
+class ProgressTracker:
+    """Turns the drain loop's polls into :class:`BatchProgress` snapshots.
+
+    The drain loop already knows how many of the run's documents are left (it polls
+    for that); the stage counts and the failed count are read at most every
+    ``STAGE_POLL_S`` (a few XLEN/HLEN in one pipeline), and the failed ids only when
+    the failed count changed. Main stages are always shown; a branch (OCR,
+    transcription) only while it has messages.
+    """
+
+    def __init__(self, rt: Runtime, project: str, ids: set[str]) -> None:
+        self.rt, self.project, self.ids = rt, project, ids
+        on = [s for s in PIPELINE if s.enabled(rt.settings)]
+        self.stages = [s.name for s in on]  # registry order: as a document meets them
+        self.main = {s.name for s in on if s.main}
+        self._samples: collections.deque[tuple[float, int]] = collections.deque()
+        self._polled_at = -STAGE_POLL_S
+        self._stages: dict[str, int] = {s: 0 for s in self.stages if s in self.main}
+        self._persisting = 0
+        self._failed_seen = -1
+        self._failed = 0
+        self.extra = 0  # documents outside ``ids`` in this run (the traditional fallback)
+
+    async def snapshot(self, left: int, *, now: float | None = None) -> BatchProgress:
+        now = time.monotonic() if now is None else now
+        total = len(self.ids) + self.extra
+        finished = total - left
+        if now - self._polled_at >= STAGE_POLL_S or left == 0:
+            self._polled_at = now
+            counts, self._persisting = await stage_counts(self.rt, self.stages)
+            self._stages = {s: counts[s] for s in self.stages if s in self.main or counts[s]}
+            await self._poll_failed()
+        self._samples.append((now, finished))
+        while len(self._samples) > 2 and now - self._samples[1][0] >= ETA_WINDOW_S:
+            self._samples.popleft()
+        rate: float | None = None
+        t0, f0 = self._samples[0]
+        if now - t0 >= 1.0 and finished > f0:
+            rate = (finished - f0) / (now - t0)
+        eta = 0.0 if left == 0 else (left / rate if rate else None)
+        return BatchProgress(
+            total=total,
+            finished=finished,
+            stages=dict(self._stages),
+            persisting=self._persisting,
+            failed=self._failed,
+            per_second=rate,
+            eta_s=eta,
+        )
+
+    async def _poll_failed(self) -> None:
+        t = self.rt.transport
+        if isinstance(t, RedisTransport):
+            seen = await t.failed_count(self.project)
+            if seen == self._failed_seen:
+                return
+            self._failed_seen = seen
+            if seen == 0:
+                self._failed = 0
+                return
+        self._failed = len(await t.failed_ids(self.project) & self.ids)
 
 
 @dataclass
@@ -311,6 +426,7 @@ async def run_batch(
     ids = set(by_id)
     side: _Traditional | None = None  # REDIS_OUTAGE=traditional, once tripped
     side_task: asyncio.Task[None] | None = None
+    tracker = ProgressTracker(rt, opts.project, ids) if progress is not None else None
     marker = rt.keys.run_marker(opts.project, uuid.uuid4().hex) if rt.redis is not None else None
     try:
         if marker is not None and rt.redis is not None:
@@ -342,6 +458,8 @@ async def run_batch(
             )
             side = _Traditional(rt, opts.project, not_handed)
             side_task = asyncio.create_task(side.run())
+            if tracker is not None:
+                tracker.extra = side.total
         total = len(ids) + (side.total if side is not None else 0)
         while True:
             if engine_task is not None and engine_task.done():
@@ -362,8 +480,9 @@ async def run_batch(
                 continue
             if side is not None:
                 left += side.left
-            if progress is not None:
-                progress(total - left, total)
+            if tracker is not None and progress is not None:
+                with contextlib.suppress(BackendUnavailable):  # the bar waits for the next poll
+                    progress(await tracker.snapshot(left))
             if left == 0 and (side_task is None or side_task.done()):
                 break
             await asyncio.sleep(0.05 if total < 200 else 0.2)

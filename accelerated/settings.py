@@ -188,6 +188,10 @@ class Settings(BaseSettings):
     # those already handed wait for it). See batch_run.run_batch.
     redis_outage: Literal["wait", "fail", "traditional"] = "wait"
     redis_outage_limit_s: float = 600.0
+    # Log lines: "text" (time level logger: message) or "json" (one object per line,
+    # for log shippers: ts, level, logger, message and the record's fields; see
+    # accelerated/logs.py). Terminal output (progress bar, summary) is not a log.
+    log_format: Literal["text", "json"] = "text"
 
     # Write-behind writer.
     wb_batch_rows: int = 20_000
@@ -300,6 +304,11 @@ class Settings(BaseSettings):
     def profile_fields(self) -> frozenset[str]:
         """The settings whose value came from the deployment stage's profile."""
         return self._profile_fields
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _log_format_lower(cls, v: Any) -> Any:
+        return v.strip().lower() if isinstance(v, str) else v
 
     @field_validator("plugins", mode="before")
     @classmethod
