@@ -139,7 +139,15 @@ BAD_SETTINGS = [
     # A shard count out of range (bad cluster URLs: tests/test_cluster.py).
     ("STREAM_SHARDS", "0", "from 1 to 256"),
     ("LOG_FORMAT", "xml", "one of text, json"),
+    # Model paths are checked before the first document (with the backend that needs them).
+    ("TRANSFORMERS_MODEL", "/nonexistent/model", "is not a directory"),
+    ("TRANSCRIBE_MODEL", "/nonexistent/whisper", "is not a directory"),
 ]
+# What a variable needs beside it to be read at all.
+NEEDS = {
+    "TESSDATA_PREFIX": {"OCR_BACKEND": "tesseract"},
+    "TRANSFORMERS_MODEL": {"ENTITY_BACKEND": "rules+transformers"},
+}
 
 
 @pytest.mark.parametrize("module", ["accelerated.batch", "accelerated.worker"])
@@ -154,7 +162,7 @@ def test_a_bad_setting_is_one_line_and_exit_2(
     tmp_path: Path,
 ) -> None:
     args = ["--project", "bad", "--input", str(EXAMPLES)] if module.endswith("batch") else []
-    extra = {"OCR_BACKEND": "tesseract"} if var == "TESSDATA_PREFIX" else {}
+    extra = NEEDS.get(var, {})
     code, out = _run(module, args, settings, **{var: value}, **extra)
     assert code == EXIT_USAGE, out
     lines = _lines(out)
