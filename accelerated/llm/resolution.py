@@ -26,20 +26,19 @@ that pair undecided (counted; the resolution is then marked incomplete).
 from __future__ import annotations
 
 import asyncio
-import re
 import uuid
 from collections.abc import Sequence
 from typing import Final
 
 import msgspec
-import numpy as np
-from rapidfuzz import fuzz, process
+from rapidfuzz import fuzz
 from redis.utils import str_if_bytes
 
 from accelerated.backends import Alias, BackendClients, Resolution
 from accelerated.boundary import map_driver_errors
 from accelerated.cluster import RedisClient
 from accelerated.errors import BackendError, BudgetExhausted
+from accelerated.fuzzy import fuzzy_pairs
 from accelerated.llm.ask import ask_json, load_text
 from accelerated.llm.client import InvalidReply
 from accelerated.llm.service import LlmService
@@ -50,10 +49,8 @@ from accelerated.settings import Settings
 PROMPT_VERSION: Final = "resolution_v1"
 SCHEMA_VERSION: Final = "same_v1"
 RESOLVABLE: Final = NAME_TYPES | {"COURT"}
-BLOCK_ROWS: Final = 512  # rows per cdist call: bounds memory at BLOCK_ROWS x keys bytes
 MAX_KEYS_PER_TYPE: Final = 20_000  # beyond this a type is not blocked (quadratic)
 BATCH: Final = 256  # pairs asked concurrently at most (the limiter paces the calls)
-_DIGITS: Final = re.compile(r"\D+")
 
 Pair = tuple[CanonicalEntity, CanonicalEntity]
 
@@ -96,21 +93,8 @@ def candidate_pairs(
         if n < 2 or n > MAX_KEYS_PER_TYPE:
             continue
         keys = [m.key for m in members]
-        digits = [_DIGITS.sub("", k) for k in keys]
-        for start in range(0, n, BLOCK_ROWS):
-            scores = process.cdist(
-                keys[start : start + BLOCK_ROWS],
-                keys,
-                scorer=fuzz.token_set_ratio,
-                score_cutoff=min_score,
-                dtype=np.uint8,
-                workers=1,
-            )
-            for row, col in zip(*np.nonzero(scores), strict=True):
-                i, j = start + int(row), int(col)
-                if i < j and digits[i] == digits[j]:
-                    score = int(scores[row, col])
-                    scored.append((-score, etype, keys[i], keys[j], (members[i], members[j])))
+        for i, j, score in fuzzy_pairs(keys, fuzz.token_set_ratio, min_score):
+            scored.append((-score, etype, keys[i], keys[j], (members[i], members[j])))
     scored.sort(key=lambda t: t[:4])
     pairs = [t[4] for t in scored[:max_pairs]]
     return pairs, max(0, len(scored) - max_pairs)
