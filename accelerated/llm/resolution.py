@@ -34,14 +34,14 @@ import msgspec
 from rapidfuzz import fuzz
 from redis.utils import str_if_bytes
 
-from accelerated.backends import Alias, BackendClients, Resolution
+from accelerated.backends import Alias, Resolution
 from accelerated.boundary import map_driver_errors
 from accelerated.cluster import RedisClient
 from accelerated.errors import BackendError, BudgetExhausted
 from accelerated.fuzzy import fuzzy_pairs
 from accelerated.llm.ask import ask_json, load_text
 from accelerated.llm.client import InvalidReply
-from accelerated.llm.service import LlmService
+from accelerated.llm.service import LlmComponent
 from accelerated.models import CanonicalEntity
 from accelerated.normalize import NAME_TYPES
 from accelerated.settings import Settings
@@ -129,32 +129,20 @@ def representatives(
     return out
 
 
-class LlmResolver:
+class LlmResolver(LlmComponent):
     """Adjudicates blocked pairs with the LLM; decisions cached per pair in Redis."""
 
     def __init__(self, settings: Settings, *, redis: RedisClient | None = None) -> None:
-        self.service = LlmService(settings, "RESOLUTION=llm")
-        self.settings = settings
-        self.prompt = load_text(f"{PROMPT_VERSION}.txt")
-        self.version = f"llm-{PROMPT_VERSION}-{self.service.identity(self.prompt)}"
-        self.llm_model = self.service.model
-        if redis is not None:
-            self.service.bind_redis(redis)
-
-    def bind(self, clients: BackendClients) -> None:
-        self.service.bind(clients)
-
-    async def aclose(self) -> None:
-        await self.service.aclose()
+        super().__init__(
+            settings,
+            "RESOLUTION=llm",
+            prompt=load_text(f"{PROMPT_VERSION}.txt"),
+            prompt_version=PROMPT_VERSION,
+            redis=redis,
+        )
 
     def messages(self, a: CanonicalEntity, b: CanonicalEntity) -> list[dict[str, str]]:
-        return [
-            {"role": "system", "content": self.prompt},
-            {
-                "role": "user",
-                "content": f'<pair>\nTYPE: {a.type}\nA: "{a.name}"\nB: "{b.name}"\n</pair>',
-            },
-        ]
+        return self.conversation(f'<pair>\nTYPE: {a.type}\nA: "{a.name}"\nB: "{b.name}"\n</pair>')
 
     def _field(self, a: CanonicalEntity, b: CanonicalEntity) -> str:
         lo, hi = sorted((str(a.id), str(b.id)))
@@ -181,7 +169,7 @@ class LlmResolver:
 
     async def _ask(self, a: CanonicalEntity, b: CanonicalEntity) -> bool:
         reply = await ask_json(
-            self.service.client(),
+            self.client(),
             self.messages(a, b),
             decode_same,
             prompt_version=PROMPT_VERSION,
