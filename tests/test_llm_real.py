@@ -162,7 +162,8 @@ async def test_real_model_protocol_spans_and_cache(
         f"{first.dropped_spans} spans and {first.dropped_types} types dropped, "
         f"{first.stats.calls} calls, {first.stats.tokens_in}+{first.stats.tokens_out} tokens"
     )
-    for msg in failures.values():
+    for i, msg in failures.items():
+        print(f"  CHUNKS[{i}]: {msg[:160]}")
         assert "after one repair attempt" in msg
     await first.aclose()
     # A re-run: the chunks that succeeded make no call at all, and give the same result.
