@@ -138,6 +138,8 @@ def summary_rows(report: BatchReport) -> list[tuple[str, str, str]]:
         ("pages OCRed", "ocr_pages", str(report.ocr_pages)),
         ("pages from OCR cache", "ocr_cached_pages", str(report.ocr_cached_pages)),
     ]
+    if report.fallback:
+        out.append(("on the traditional path (Redis outage)", "fallback", str(report.fallback)))
     if report.structured or report.structured_errors:
         out += [
             ("document fields", "structured", str(report.structured)),
