@@ -10,10 +10,11 @@ import shutil
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import asyncpg
 import redis.asyncio as aioredis
+from pydantic import SecretStr
 
 from accelerated.aio import connection_class
 from accelerated.cluster import RedisClient, cluster_client, is_cluster_url, parse_cluster_url
@@ -21,6 +22,7 @@ from accelerated.codec import MAGIC, Codec
 from accelerated.errors import CodecError
 from accelerated.runtime import Runtime, build_runtime
 from accelerated.settings import Settings
+from benchmarks.llm_server import ChatServer
 
 # Bookkeeping columns that legitimately differ between runs (not content).
 VOLATILE = {"created_at", "updated_at", "generation", "applied_at"}
@@ -230,3 +232,23 @@ async def redis_text(redis: aioredis.Redis, prefix: str) -> str:
             out += strings(list(await redis.smembers(key)))
         out.append(key.decode())
     return "\n".join(out)
+
+
+# The API key the LLM tests use: they check it is written nowhere (logs, output, Redis,
+# the database), so it carries a marker ("SECRET") they look for too.
+LLM_KEY: Final = "sk-test-SECRET-7f3a9c"
+LLM_PRICES: Final = {"test-model": (1.0, 2.0)}  # USD per million tokens, in and out
+
+
+def llm_settings(settings: Settings, chat_server: ChatServer, **kw: Any) -> Settings:
+    """``settings`` pointed at the local chat server (model ``test-model``, key
+    ``LLM_KEY``, prices ``LLM_PRICES``), with ``kw`` on top."""
+    return settings.model_copy(
+        update={
+            "openai_base_url": chat_server.base_url,
+            "openai_api_key": SecretStr(LLM_KEY),
+            "llm_model": "test-model",
+            "llm_prices": dict(LLM_PRICES),
+            **kw,
+        }
+    )
