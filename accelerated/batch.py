@@ -14,21 +14,38 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped]
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.console import Console, RenderableType
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
 from accelerated import cli, state
-from accelerated.batch_run import BatchOptions, BatchReport, run_batch
+from accelerated.batch_run import (
+    BatchOptions,
+    BatchProgress,
+    BatchReport,
+    progress_line,
+    run_batch,
+)
 from accelerated.cli import (
     EXIT_BUDGET,
     EXIT_FAILED,
     EXIT_OK,
     CliContext,
+    apply_settings_logging,
     load_settings,
     setup_output,
     validate_startup,
@@ -138,6 +155,8 @@ def summary_rows(report: BatchReport) -> list[tuple[str, str, str]]:
         ("pages OCRed", "ocr_pages", str(report.ocr_pages)),
         ("pages from OCR cache", "ocr_cached_pages", str(report.ocr_cached_pages)),
     ]
+    if report.fallback:
+        out.append(("on the traditional path (Redis outage)", "fallback", str(report.fallback)))
     if report.structured or report.structured_errors:
         out += [
             ("document fields", "structured", str(report.structured)),
@@ -184,6 +203,35 @@ def summary_line(report: BatchReport) -> str:
     return f"summary: path={report.path} " + " ".join(
         f"{key}={value}" for _label, key, value in summary_rows(report)
     )
+
+
+class _TwoLineProgress(Progress):
+    """The bar on one line, its detail (stage counts, rate, ETA) on the next: in one
+    row, a console of 80 columns (a log file, CI) cut the detail and the count off."""
+
+    def get_renderables(self) -> Iterable[RenderableType]:
+        yield self.make_tasks_table(self.tasks)
+        for task in self.tasks:
+            detail = task.fields.get("detail", "")
+            if detail:
+                yield Text(f"  {detail}", overflow="fold")
+
+
+def progress_bar(console: Console, project: str, path: str) -> Progress:
+    """The live bar: documents finished of the run, then per stage the messages there
+    (and the writer's backlog, the failed count), the rate and the ETA."""
+    return _TwoLineProgress(
+        TextColumn(f"[bold]{escape(project)}[/bold] {path}"),
+        BarColumn(bar_width=30),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def show_progress(bar: Progress, task: TaskID, p: BatchProgress) -> None:
+    bar.update(task, completed=p.finished, total=p.total, detail=progress_line(p))
 
 
 def _batch_options(args: argparse.Namespace) -> BatchOptions:
@@ -253,6 +301,7 @@ def _listing(title: str, items: dict[str, str], why: str = "reason") -> Table:
 
 async def amain(args: argparse.Namespace, console: Console, ctx: CliContext) -> int:
     settings = load_settings()
+    apply_settings_logging(settings)
     backends = validate_startup(settings)
     validate_project(args.project)
     opts = _batch_options(args)
@@ -269,19 +318,12 @@ async def amain(args: argparse.Namespace, console: Console, ctx: CliContext) -> 
             backends=backends,
         )
         try:
-            with Progress(
-                TextColumn(f"[bold]{args.project}[/bold] {rt.handoff.name}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=console,
-                transient=False,
-            ) as bar:
-                task = bar.add_task("documents", total=None)
+            with progress_bar(console, args.project, rt.handoff.name) as bar:
+                task = bar.add_task("documents", total=None, detail="")
                 report = await run_batch(
                     rt,
                     opts,
-                    progress=lambda n, total: bar.update(task, completed=n, total=total),
+                    progress=lambda p: show_progress(bar, task, p),
                     notice=lambda line: bar.console.print(
                         redact(line), style="yellow", markup=False, highlight=False
                     ),

@@ -7,6 +7,7 @@ It returns a report; the CLI turns failures into a non-zero exit.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import statistics
@@ -26,7 +27,7 @@ from accelerated.llm.usage import LlmUsage, read_usage, start_run
 from accelerated.models import SourceRef
 from accelerated.pipeline import PIPELINE
 from accelerated.resolution import resolve_project
-from accelerated.runtime import Runtime
+from accelerated.runtime import Runtime, build_runtime
 from accelerated.s3 import is_s3
 from accelerated.settings import Settings
 from accelerated.transport import RedisTransport
@@ -34,7 +35,121 @@ from persistence.documents import project_documents, register_documents
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-ProgressFn = Callable[[int, int], None]  # (finished, total)
+
+
+@dataclass(frozen=True)
+class BatchProgress:
+    """What the progress bar shows, from what Redis already holds (one poll a refresh).
+
+    ``stages``: per stage of these settings, the messages waiting at it or in work
+    there (XLEN of its streams: acked entries are deleted). Stage streams are shared
+    by the projects of a prefix, so these count theirs too. ``persisting``: intents
+    the write-behind writer has not committed yet (accelerated path). ``finished``:
+    this run's documents in a terminal status, ``failed`` those of them that failed.
+    ``per_second`` and ``eta_s``: finished documents over the last ``ETA_WINDOW_S``
+    seconds, and the rest at that rate (None until there is a rate).
+    """
+
+    total: int
+    finished: int
+    stages: dict[str, int] = field(default_factory=dict)
+    persisting: int = 0
+    failed: int = 0
+    per_second: float | None = None
+    eta_s: float | None = None
+
+
+ProgressFn = Callable[[BatchProgress], None]
+ETA_WINDOW_S = 30.0  # the throughput the ETA is computed from
+STAGE_POLL_S = 0.5  # stage counts are read at most this often (the bar redraws 10x a second)
+
+
+def progress_line(p: BatchProgress) -> str:
+    """The bar's detail: stage counts (branch stages when busy), writer, failed, rate, ETA."""
+    parts = [f"{name} {n}" for name, n in p.stages.items()]
+    if p.persisting:
+        parts.append(f"writing {p.persisting}")
+    if p.failed:
+        parts.append(f"failed {p.failed}")
+    rate = "-" if p.per_second is None else f"{p.per_second:.1f}/s"
+    return f"{' '.join(parts)} | {rate} ETA {format_eta(p.eta_s)}"
+
+
+def format_eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "-:--:--"
+    s = round(seconds)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+async def stage_counts(rt: Runtime, stages: list[str]) -> tuple[dict[str, int], int]:
+    """(messages per stage, write-behind backlog): one pipeline each, never per document."""
+    counts = await rt.transport.stage_backlog(stages)
+    backlog = await _backlog(rt) if rt.writer is not None else 0
+    return counts, backlog
+
+
+class ProgressTracker:
+    """Turns the drain loop's polls into :class:`BatchProgress` snapshots.
+
+    The drain loop already knows how many of the run's documents are left (it polls
+    for that); the stage counts and the failed count are read at most every
+    ``STAGE_POLL_S`` (a few XLEN/HLEN in one pipeline), and the failed ids only when
+    the failed count changed. Main stages are always shown; a branch (OCR,
+    transcription) only while it has messages.
+    """
+
+    def __init__(self, rt: Runtime, project: str, ids: set[str]) -> None:
+        self.rt, self.project, self.ids = rt, project, ids
+        on = [s for s in PIPELINE if s.enabled(rt.settings)]
+        self.stages = [s.name for s in on]  # registry order: as a document meets them
+        self.main = {s.name for s in on if s.main}
+        self._samples: collections.deque[tuple[float, int]] = collections.deque()
+        self._polled_at = -STAGE_POLL_S
+        self._stages: dict[str, int] = {s: 0 for s in self.stages if s in self.main}
+        self._persisting = 0
+        self._failed_seen = -1
+        self._failed = 0
+        self.extra = 0  # documents outside ``ids`` in this run (the traditional fallback)
+
+    async def snapshot(self, left: int, *, now: float | None = None) -> BatchProgress:
+        now = time.monotonic() if now is None else now
+        total = len(self.ids) + self.extra
+        finished = total - left
+        if now - self._polled_at >= STAGE_POLL_S or left == 0:
+            self._polled_at = now
+            counts, self._persisting = await stage_counts(self.rt, self.stages)
+            self._stages = {s: counts[s] for s in self.stages if s in self.main or counts[s]}
+            await self._poll_failed()
+        self._samples.append((now, finished))
+        while len(self._samples) > 2 and now - self._samples[1][0] >= ETA_WINDOW_S:
+            self._samples.popleft()
+        rate: float | None = None
+        t0, f0 = self._samples[0]
+        if now - t0 >= 1.0 and finished > f0:
+            rate = (finished - f0) / (now - t0)
+        eta = 0.0 if left == 0 else (left / rate if rate else None)
+        return BatchProgress(
+            total=total,
+            finished=finished,
+            stages=dict(self._stages),
+            persisting=self._persisting,
+            failed=self._failed,
+            per_second=rate,
+            eta_s=eta,
+        )
+
+    async def _poll_failed(self) -> None:
+        t = self.rt.transport
+        if isinstance(t, RedisTransport):
+            seen = await t.failed_count(self.project)
+            if seen == self._failed_seen:
+                return
+            self._failed_seen = seen
+            if seen == 0:
+                self._failed = 0
+                return
+        self._failed = len(await t.failed_ids(self.project) & self.ids)
 
 
 @dataclass
@@ -82,6 +197,7 @@ class BatchReport:
     llm: LlmUsage | None = None
     resolution: Resolution | None = None  # RESOLUTION's end-of-batch step
     aliases: int = 0  # the project's canonical aliases after it
+    fallback: int = 0  # documents run on the traditional path for a Redis outage
     generation: int = 0  # this run's generation: its documents' OCR figures are kept by it
     ocr_pages: int = 0  # pages an OCR engine read for this run, on any worker
     ocr_cached_pages: int = 0  # pages taken from the OCR cache instead
@@ -283,9 +399,13 @@ async def run_batch(
     ``notice`` (``REDIS_OUTAGE=wait``, the default: documents already handed to Redis
     can move only through it, and Redis holds no only copy, so waiting loses nothing),
     or gives up with :class:`BackendUnavailable` after ``REDIS_OUTAGE_LIMIT_S``
-    (``REDIS_OUTAGE=fail``: the CLI exits 3). When Redis comes back empty (restarted
-    without persistence), the run notices that its marker key is gone and queues the
-    documents that Postgres does not hold as finished again.
+    (``REDIS_OUTAGE=fail``: the CLI exits 3). With ``REDIS_OUTAGE=traditional`` an
+    outage during intake that outlasts the limit sends the documents not yet handed to
+    Redis down the traditional path (the same stage code, rows straight to Postgres, in
+    this process) while those already handed wait for Redis: they can move only
+    through it. When Redis comes back empty (restarted without persistence), the run
+    notices that its marker key is gone and queues the documents that Postgres does not
+    hold as finished again.
     """
     t0 = time.perf_counter()
     say = notice or (lambda text: log.warning("%s", text))
@@ -304,6 +424,9 @@ async def run_batch(
     engine = rt.engine()
     engine_task = asyncio.create_task(engine.run(stop)) if opts.consume else None
     ids = set(by_id)
+    side: _Traditional | None = None  # REDIS_OUTAGE=traditional, once tripped
+    side_task: asyncio.Task[None] | None = None
+    tracker = ProgressTracker(rt, opts.project, ids) if progress is not None else None
     marker = rt.keys.run_marker(opts.project, uuid.uuid4().hex) if rt.redis is not None else None
     try:
         if marker is not None and rt.redis is not None:
@@ -314,27 +437,59 @@ async def run_batch(
                     await redis.set(marker, b"1")
 
             await watch.retrying(mark)
+        not_handed: dict[str, list[SourceRef]] = {}
         for start, queued in to_queue.items():
-            await _enqueue_with_backpressure(rt, queued, start, watch)
+            if not_handed:  # the circuit is open: the rest go the traditional way too
+                not_handed[start] = queued
+                continue
+            rest = await _enqueue_with_backpressure(rt, queued, start, watch)
+            if rest:
+                not_handed[start] = rest
+        if not_handed:
+            moved = {str(r.document_id) for refs in not_handed.values() for r in refs}
+            ids -= moved
+            for i in moved:
+                by_id.pop(i, None)
+            report.fallback = len(moved)
+            say(
+                f"Redis unreachable for more than {watch.limit:g}s (REDIS_OUTAGE=traditional): "
+                f"{len(moved)} document(s) not yet handed to it run on the traditional path; "
+                f"{len(ids)} already handed wait for Redis"
+            )
+            side = _Traditional(rt, opts.project, not_handed)
+            side_task = asyncio.create_task(side.run())
+            if tracker is not None:
+                tracker.extra = side.total
+        total = len(ids) + (side.total if side is not None else 0)
         while True:
             if engine_task is not None and engine_task.done():
                 engine_task.result()  # surfaces the engine's crash
                 raise RuntimeError("engine stopped before the batch finished")
+            if side_task is not None and side_task.done():
+                side_task.result()  # surfaces the traditional side's crash
             try:
-                if marker is not None and await _lost(rt, marker):
-                    await _requeue(rt, marker, by_id, say)
-                left = await _left(rt, opts.project, ids)
+                left = 0
+                if ids:
+                    if marker is not None and await _lost(rt, marker):
+                        await _requeue(rt, marker, by_id, say)
+                    left = await _left(rt, opts.project, ids)
                 watch.ok()
             except BackendUnavailable as exc:
                 watch.failed(exc)
                 await asyncio.sleep(0.5)
                 continue
-            if progress is not None:
-                progress(len(ids) - left, len(ids))
-            if left == 0:
+            if side is not None:
+                left += side.left
+            if tracker is not None and progress is not None:
+                with contextlib.suppress(BackendUnavailable):  # the bar waits for the next poll
+                    progress(await tracker.snapshot(left))
+            if left == 0 and (side_task is None or side_task.done()):
                 break
-            await asyncio.sleep(0.05 if len(ids) < 200 else 0.2)
+            await asyncio.sleep(0.05 if total < 200 else 0.2)
     finally:
+        if side_task is not None:
+            side_task.cancel()
+            await asyncio.gather(side_task, return_exceptions=True)
         stop.set()
         if engine_task is not None:
             try:
@@ -373,7 +528,11 @@ class _Outage:
         now = time.monotonic()
         if self.since is None:
             self.since = now
-            what = "gives up" if self.policy == "fail" else "waits"
+            what = {
+                "fail": "gives up past the limit",
+                "traditional": "waits; past the limit, documents not yet handed to Redis "
+                "take the traditional path",
+            }.get(self.policy, "waits")
             self.say(f"{exc}; the run {what} (REDIS_OUTAGE={self.policy}, limit {self.limit:g}s)")
         elif self.policy == "fail" and now - self.since > self.limit:
             raise BackendUnavailable(
@@ -391,6 +550,14 @@ class _Outage:
                 continue
             self.ok()
             return out
+
+    def tripped(self) -> bool:
+        """``REDIS_OUTAGE=traditional`` and the outage has outlasted its limit."""
+        return (
+            self.policy == "traditional"
+            and self.since is not None
+            and time.monotonic() - self.since > self.limit
+        )
 
     def ok(self) -> None:
         if self.since is not None:
@@ -442,11 +609,19 @@ async def _backlog(rt: Runtime) -> int:
 
 async def _enqueue_with_backpressure(
     rt: Runtime, refs: list[SourceRef], stage: str, watch: _Outage | None = None
-) -> None:
+) -> list[SourceRef]:
     """Pause intake while the write-behind backlog is over its bound, and while Redis
-    is unreachable or full (each part is one shard's MULTI: retried whole, never twice)."""
+    is unreachable or full (each part is one shard's MULTI: retried whole, never twice).
+
+    Returns the documents not handed to Redis: none, unless ``watch`` trips
+    (``REDIS_OUTAGE=traditional``), when the part that failed and those after it are
+    given back for the traditional path. A part whose MULTI reached Redis but whose reply
+    was lost would then run on both paths; both write the same rows under the same ids,
+    so the second write restates the first.
+    """
     step = min(500, max(1, rt.settings.wb_backlog_max // 4))
-    for part in _parts(rt, refs, step):
+    parts = _parts(rt, refs, step)
+    for n, part in enumerate(parts):
         while True:
             try:
                 if rt.writer is not None:
@@ -458,11 +633,53 @@ async def _enqueue_with_backpressure(
                 if watch is None:
                     raise
                 watch.failed(exc)
+                if watch.tripped():
+                    return [ref for rest in parts[n:] for ref in rest]
                 await asyncio.sleep(0.5)
                 continue
             if watch is not None:
                 watch.ok()
             break
+    return []
+
+
+class _Traditional:
+    """The documents a Redis outage kept from being handed over, run the traditional way.
+
+    A second runtime in this process over the same Postgres pool, CPU pool and backends,
+    with in-process queues and no Redis: the same stage code writes the same rows.
+    """
+
+    def __init__(self, rt: Runtime, project: str, queued: dict[str, list[SourceRef]]) -> None:
+        self.project, self.queued = project, queued
+        self.total = self.left = sum(len(refs) for refs in queued.values())
+        settings = rt.settings.model_copy(update={"enable_redis_acceleration": False})
+        self.rt = build_runtime(
+            settings,
+            rt.pool,
+            None,
+            executor=rt.executor,
+            consumer=f"{rt.consumer}-traditional",
+            backends=rt.backends_,
+        )
+        self.rt.stage_overrides.update(rt.stage_overrides)
+
+    async def run(self) -> None:
+        stop = asyncio.Event()
+        engine = asyncio.create_task(self.rt.engine().run(stop))
+        try:
+            for start, refs in self.queued.items():
+                await self.rt.transport.enqueue(refs, start)
+            while (left := await self.rt.transport.outstanding(self.project)) > 0:
+                self.left = left
+                if engine.done():
+                    engine.result()
+                    raise RuntimeError("traditional engine stopped before its documents finished")
+                await asyncio.sleep(0.05)
+            self.left = 0
+        finally:
+            stop.set()
+            await asyncio.gather(engine, return_exceptions=True)
 
 
 def _parts(rt: Runtime, refs: list[SourceRef], step: int) -> list[list[SourceRef]]:

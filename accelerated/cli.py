@@ -48,6 +48,7 @@ from accelerated.errors import (
     InvalidIdError,
     PipelineError,
 )
+from accelerated.logs import TEXT_FORMAT, apply_log_format, log_stream
 from accelerated.redact import install_log_redaction, redact
 from accelerated.settings import MIN_VALUES, Settings, url_scheme
 
@@ -290,16 +291,24 @@ def setup_output(verbose: bool, *, info_loggers: tuple[str, ...] = ()) -> None:
     """Logging at WARNING (INFO with ``-v``; ``info_loggers`` always at INFO), redacted.
 
     Also the excepthook, so even an unexpected traceback never shows a password.
+    ``LOG_FORMAT`` is applied once the settings are read (:func:`apply_settings_logging`):
+    until then (a bad setting's one line included) lines are text.
     """
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=TEXT_FORMAT,
+        stream=log_stream(),  # type: ignore[arg-type]
     )
     for name in info_loggers:
         logging.getLogger(name).setLevel(logging.INFO)
     logging.captureWarnings(True)  # warnings go through the same redacting handlers
     install_log_redaction()
     sys.excepthook = _redacting_excepthook
+
+
+def apply_settings_logging(settings: Settings) -> None:
+    """The root handlers in ``settings.log_format`` (text or json)."""
+    apply_log_format(settings.log_format)
 
 
 # --- running --------------------------------------------------------------------------

@@ -8,6 +8,7 @@ Postgres and output is written to Postgres synchronously before the message move
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections import OrderedDict
@@ -18,8 +19,9 @@ from accelerated import pipeline, state
 from accelerated.boundary import map_driver_errors
 from accelerated.cluster import RedisClient
 from accelerated.codec import Codec
-from accelerated.errors import CodecError, PipelineError
+from accelerated.errors import BackendUnavailable, CodecError, PipelineError
 from accelerated.keys import Keys
+from accelerated.logs import doc_log, document_finished, elapsed_since
 from accelerated.models import Extracted, SourceRef
 from accelerated.pipeline import OUTPUT_KEYS, OUTPUT_TYPES
 from accelerated.settings import Settings
@@ -260,11 +262,34 @@ class TraditionalHandoff:
             if final_status != state.DONE:
                 await self.store.mark_status(msg.ref, final_status, None)
             terminal = (final_status, None)
-        return await self.transport.advance(msg, next_stage, fields, terminal)
+        moved = await self.transport.advance(msg, next_stage, fields, terminal)
+        if moved and final_status is not None:
+            await self._finished(msg, final_status, None)
+        return moved
 
     async def fail(self, msg: Message, error: str, status: str = state.FAILED) -> None:
         await self.store.mark_status(msg.ref, status, error)
         # Only a failure goes into the project's failed hash (the transport records the
         # terminal error there); another terminal status keeps its reason in the state.
         terminal = (status, error if status == state.FAILED else None)
-        await self.transport.advance(msg, None, {state.ERROR: error}, terminal)
+        if await self.transport.advance(msg, None, {state.ERROR: error}, terminal):
+            await self._finished(msg, status, error)
+
+    async def _finished(self, msg: Message, status: str, error: str | None) -> None:
+        """The document's line (its rows are in Postgres already on this path); the
+        intake time costs a read only when the line is shown."""
+        if not doc_log.isEnabledFor(logging.INFO):
+            return
+        try:
+            intake_at = await self.transport.intake_at(msg.ref)
+        except BackendUnavailable:  # the document has moved on: never retry it for a log line
+            intake_at = None
+        document_finished(
+            document_id=msg.ref.document_id,
+            project=msg.ref.project,
+            source=msg.ref.source,
+            status=status,
+            stage=msg.stage,
+            error=error,
+            elapsed_ms=elapsed_since(intake_at, time.time()),
+        )

@@ -181,11 +181,17 @@ class Settings(BaseSettings):
     stage_time_limits: Annotated[dict[str, float], NoDecode] = Field(default_factory=dict)
     shutdown_grace_s: float = 30.0  # worker: finish in-flight work within this, then give back
     cpu_retries: int = 2  # resubmissions of a call whose pool child died under it
-    # Redis unreachable or full during a batch: "wait" (say so, carry on when it is back)
-    # or "fail" (exit 3 once it has lasted redis_outage_limit_s).
     allow_eviction: bool = False  # run although Redis has an allkeys-* policy (may lose work)
-    redis_outage: Literal["wait", "fail"] = "wait"
+    # Redis unreachable or full during a batch: "wait" (say so, carry on when it is back),
+    # "fail" (exit 3 once it has lasted redis_outage_limit_s) or "traditional" (past the
+    # limit, the documents not yet handed to Redis run on the traditional path while
+    # those already handed wait for it). See batch_run.run_batch.
+    redis_outage: Literal["wait", "fail", "traditional"] = "wait"
     redis_outage_limit_s: float = 600.0
+    # Log lines: "text" (time level logger: message) or "json" (one object per line,
+    # for log shippers: ts, level, logger, message and the record's fields; see
+    # accelerated/logs.py). Terminal output (progress bar, summary) is not a log.
+    log_format: Literal["text", "json"] = "text"
 
     # Write-behind writer.
     wb_batch_rows: int = 20_000
@@ -298,6 +304,11 @@ class Settings(BaseSettings):
     def profile_fields(self) -> frozenset[str]:
         """The settings whose value came from the deployment stage's profile."""
         return self._profile_fields
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _log_format_lower(cls, v: Any) -> Any:
+        return v.strip().lower() if isinstance(v, str) else v
 
     @field_validator("plugins", mode="before")
     @classmethod

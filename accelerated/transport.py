@@ -128,6 +128,18 @@ class Transport(Protocol):
         """(intake_at, done_at, compute seconds) per terminal document."""
         ...
 
+    async def intake_at(self, ref: SourceRef) -> str | None:
+        """The document's ``intake_at`` (epoch seconds), for its finished line."""
+        ...
+
+    async def stage_backlog(self, stages: Sequence[str]) -> dict[str, int]:
+        """Per stage: messages queued at it or in work there (all projects)."""
+        ...
+
+    async def failed_ids(self, project: str) -> set[str]:
+        """The project's documents that ended failed (and were not queued since)."""
+        ...
+
     async def heartbeat(self) -> None: ...
 
     async def touch(self, stage: str, ids: Sequence[str], shard: int = 0) -> None:
@@ -495,6 +507,38 @@ class RedisTransport:
             out.append((float(row[0]), float(row[1]), sum(float(v) for v in row[2:] if v)))
         return out
 
+    async def intake_at(self, ref: SourceRef) -> str | None:
+        with map_driver_errors():
+            value = await self.redis.hget(self.keys.state(ref.document_id), state.INTAKE_AT)
+        return None if value is None else str_if_bytes(value)
+
+    async def stage_backlog(self, stages: Sequence[str]) -> dict[str, int]:
+        """XLEN of each stage's streams, summed over the shards: acked entries are
+        deleted, so this is what waits at the stage plus what is in work there. One
+        pipeline (a command per stream)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for stage in stages:
+            for stream in self.keys.streams(stage):
+                pipe.xlen(stream)
+        with map_driver_errors():
+            lengths = iter(await pipe.execute())
+        return {stage: sum(int(next(lengths)) for _ in range(self.shards)) for stage in stages}
+
+    async def failed_count(self, project: str) -> int:
+        """Entries of the project's failed hashes (HLEN per shard)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for n in range(self.shards):
+            pipe.hlen(self.keys.failed(project, n))
+        with map_driver_errors():
+            return sum(int(x) for x in await pipe.execute())
+
+    async def failed_ids(self, project: str) -> set[str]:
+        pipe = self.redis.pipeline(transaction=False)
+        for n in range(self.shards):
+            pipe.hkeys(self.keys.failed(project, n))
+        with map_driver_errors():
+            return {str_if_bytes(k) for keys in await pipe.execute() for k in keys}
+
     async def close(self) -> None:
         with contextlib.suppress(RedisError):
             await self.redis.delete(self.keys.consumer_alive(self.consumer))
@@ -601,6 +645,18 @@ class LocalTransport:
 
     async def outstanding(self, project: str) -> int:
         return len(self._outstanding.get(project, ()))
+
+    async def intake_at(self, ref: SourceRef) -> str | None:
+        value = self._state.get(str(ref.document_id), {}).get(state.INTAKE_AT)
+        return None if value is None else str(value)
+
+    async def stage_backlog(self, stages: Sequence[str]) -> dict[str, int]:
+        """Queued messages per stage (those in work have left their queue)."""
+        return {stage: self._queues[stage].qsize() for stage in stages}
+
+    async def failed_ids(self, project: str) -> set[str]:
+        # One process, one run: every failed document here is the caller's project's.
+        return {doc for doc, st in self._state.items() if st.get(state.STATUS) == state.FAILED}
 
     async def latencies(self, refs: Sequence[SourceRef]) -> list[tuple[float, float, float]]:
         out = []

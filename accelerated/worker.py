@@ -16,10 +16,18 @@ import sys
 from prometheus_client import start_http_server
 
 from accelerated import cli, stream_metrics
-from accelerated.cli import EXIT_OK, CliContext, load_settings, setup_output, validate_startup
+from accelerated.cli import (
+    EXIT_OK,
+    CliContext,
+    apply_settings_logging,
+    load_settings,
+    setup_output,
+    validate_startup,
+)
 from accelerated.connect import open_clients
 from accelerated.errors import BackendUnavailable
 from accelerated.health import HealthServer
+from accelerated.logs import DOCUMENTS
 from accelerated.runtime import build_runtime, make_executor, tune_gc
 
 log = logging.getLogger("accelerated.worker")
@@ -27,6 +35,7 @@ log = logging.getLogger("accelerated.worker")
 
 async def amain(metrics_port: int | None, ctx: CliContext, health_port: int | None = None) -> int:
     settings = load_settings()
+    apply_settings_logging(settings)
     backends = validate_startup(settings)
     async with open_clients(settings) as clients:
         for notice in (*backends.notices, *clients.notices):
@@ -81,8 +90,9 @@ def main(argv: list[str] | None = None) -> None:
         from accelerated.batch import _show_config
 
         sys.exit(_show_config())
-    # Start and stop are the lines an operator looks for: INFO, shown without -v.
-    setup_output(args.verbose, info_loggers=(log.name,))
+    # Start and stop, and one line per finished document, are the lines an operator
+    # looks for: INFO, shown without -v.
+    setup_output(args.verbose, info_loggers=(log.name, DOCUMENTS))
     tune_gc()
     sys.exit(
         cli.run(lambda ctx: amain(args.metrics_port, ctx, args.health_port), say=_say, error=_error)
@@ -90,8 +100,13 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _say(line: str) -> None:
-    """CLI lines go through the log, so they carry a time like every other line."""
-    log.warning("%s", line)
+    """CLI lines go through the log, so they carry a time like every other line. A
+    signal is the start of an orderly stop: INFO, as start and stop are; what goes
+    wrong while stopping (tasks that would not end) is a WARNING."""
+    if line.startswith(("SIGTERM:", "interrupted:")):
+        log.info("%s", line)
+    else:
+        log.warning("%s", line)
 
 
 def _error(lines: str) -> None:

@@ -52,6 +52,7 @@ from accelerated.cluster import RedisClient, queue_script
 from accelerated.codec import Codec
 from accelerated.errors import CodecError
 from accelerated.keys import Keys
+from accelerated.logs import doc_log, document_finished, elapsed_since
 from accelerated.settings import Settings
 from accelerated.transport import RedisTransport
 from persistence import rows
@@ -99,7 +100,10 @@ MARK_LUA: Final = f"""
 -- KEYS[4..] the document's stage output keys
 -- ARGV[1] generation, ARGV[2] status, ARGV[3] now (epoch s), ARGV[4] doc id, ARGV[5] error,
 -- ARGV[6] seconds the state and outputs of a finished document stay (0: keep their TTLs)
+-- Returns 0 (re-ingested: not marked), else {{1 (marked now) or 2 (it was already: a
+-- redelivered intent), source, stage, intake_at}} for the document's log line.
 if redis.call('HGET', KEYS[1], '{state.GENERATION}') ~= ARGV[1] then return 0 end
+local was = redis.call('HGET', KEYS[1], '{state.STATUS}')
 -- Finished and committed: Postgres has the rows, so the document's keys need stay only
 -- a while (for a --reprocess soon after); the content caches keep their long TTLs.
 local ttl = tonumber(ARGV[6])
@@ -117,7 +121,8 @@ if ARGV[2] == '{state.FAILED}' then
 else
   redis.call('HDEL', KEYS[3], ARGV[4])
 end
-return 1
+local info = redis.call('HMGET', KEYS[1], '{state.SOURCE}', '{state.STAGE}', '{state.INTAKE_AT}')
+return {{was == ARGV[2] and 2 or 1, info[1] or '', info[2] or '', info[3] or ''}}
 """
 
 # Removes a consumer from the group only if it still has no heartbeat and nothing
@@ -916,8 +921,10 @@ class WriteBehindWriter:
                         self.settings.ttl_done_s,
                     ],
                 )
-            await pipe.execute()
+            replies = await pipe.execute()
         self.stats.dead += len(part.dead)
+        if part.marks and doc_log.isEnabledFor(logging.INFO):
+            _log_marked(part.marks, replies[-len(part.marks) :], float(now))
 
     async def _maybe_prune(self) -> None:
         now = time.monotonic()
@@ -931,6 +938,24 @@ class WriteBehindWriter:
             )
         except _DB_ERRORS as exc:  # pruning is housekeeping: never fail the writer for it
             log.info("write-behind writer: pruning wb_applied skipped: %s", describe(exc))
+
+
+def _log_marked(marks: list[tuple[str, str, Intent]], replies: list[Any], now: float) -> None:
+    """One line per document this acknowledgement made terminal (not the re-ingested,
+    not a redelivered intent's document, marked before)."""
+    for (status, error, it), reply in zip(marks, replies, strict=True):
+        if not isinstance(reply, list) or int(reply[0]) != 1:
+            continue
+        source, stage, intake_at = (str_if_bytes(v) for v in reply[1:4])
+        document_finished(
+            document_id=it.document_id,
+            project=it.project,
+            source=source,
+            status=status,
+            stage=stage or None,
+            error=error or None,
+            elapsed_ms=elapsed_since(intake_at, now),
+        )
 
 
 async def _settle(task: asyncio.Task[_Batch] | None) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -137,7 +138,16 @@ BAD_SETTINGS = [
     ("ANTIWORD_CMD", "/nonexistent/antiword", "apt-get install antiword"),
     # A shard count out of range (bad cluster URLs: tests/test_cluster.py).
     ("STREAM_SHARDS", "0", "from 1 to 256"),
+    ("LOG_FORMAT", "xml", "one of text, json"),
+    # Model paths are checked before the first document (with the backend that needs them).
+    ("TRANSFORMERS_MODEL", "/nonexistent/model", "is not a directory"),
+    ("TRANSCRIBE_MODEL", "/nonexistent/whisper", "is not a directory"),
 ]
+# What a variable needs beside it to be read at all.
+NEEDS = {
+    "TESSDATA_PREFIX": {"OCR_BACKEND": "tesseract"},
+    "TRANSFORMERS_MODEL": {"ENTITY_BACKEND": "rules+transformers"},
+}
 
 
 @pytest.mark.parametrize("module", ["accelerated.batch", "accelerated.worker"])
@@ -152,7 +162,7 @@ def test_a_bad_setting_is_one_line_and_exit_2(
     tmp_path: Path,
 ) -> None:
     args = ["--project", "bad", "--input", str(EXAMPLES)] if module.endswith("batch") else []
-    extra = {"OCR_BACKEND": "tesseract"} if var == "TESSDATA_PREFIX" else {}
+    extra = NEEDS.get(var, {})
     code, out = _run(module, args, settings, **{var: value}, **extra)
     assert code == EXIT_USAGE, out
     lines = _lines(out)
@@ -491,6 +501,9 @@ async def test_summary_names_needs_ocr_failed_and_skipped_with_reasons(
     assert "skipped files (2)" in flat, out
     assert "photo.gif" in flat and "not a document type" in flat, out
     assert "escape.txt" in flat and "outside the input folder" in flat, out
+    # The bar's last state: per-stage counts (all drained), the failure, the ETA.
+    assert "extract 0" in flat and "relate 0" in flat and "failed 1" in flat, out
+    assert "ETA 0:00:00" in flat, out
     assert (
         await pg_pool.fetchval(
             "SELECT count(*) FROM documents WHERE project = 'summary' AND source_key = 'escape.txt'"
@@ -512,6 +525,43 @@ def test_follow_symlinks_takes_a_link_out_of_the_folder(
     code, out = _run("accelerated.batch", args, settings)
     assert code == EXIT_OK, out
     assert "documents=1 done=1" in out, out
+    assert "document done" not in out, out  # per-document lines: only with -v
+
+
+def test_batch_v_with_json_logs_one_line_per_document(
+    tmp_path: Path, settings: Settings, pg_pool: asyncpg.Pool
+) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "order.txt").write_text("ORDER\n\nThe motion is granted.\n")
+    (src / "empty.txt").write_bytes(b"")
+    args = ["--project", "jsonlog", "--input", str(src), "-v"]
+    code, out = _run("accelerated.batch", args, settings, LOG_FORMAT="JSON")
+    assert code == EXIT_FAILED, out
+    records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    docs = [r for r in records if r["logger"] == "accelerated.documents"]
+    assert sorted((Path(r["source"]).name, r["status"]) for r in docs) == [
+        ("empty.txt", "failed"),
+        ("order.txt", "done"),
+    ], out
+    assert all(r["level"] == "INFO" and r["document_id"] and "ts" in r for r in docs)
+    assert "summary: path=" in out  # the terminal output itself stays text
+
+
+def test_worker_json_logs_mask_a_password_in_an_error(settings: Settings) -> None:
+    """LOG_FORMAT=json: every line the worker logs is a JSON object, and the password
+    of the Postgres URL in its error line is masked there too."""
+    closed = _free_port()
+    env = {
+        "LOG_FORMAT": "json",
+        "DATABASE_URL": f"postgresql://postgres:{PG_SECRET}@127.0.0.1:{closed}/x",
+    }
+    code, out = _run("accelerated.worker", [], settings, timeout=240, **env)
+    assert code == EXIT_UNAVAILABLE, out
+    _assert_no_secret(out)
+    records = [json.loads(line) for line in _lines(out)]  # every line parses
+    errors = [r for r in records if r["level"] == "ERROR"]
+    assert len(errors) == 1 and "postgres:***@127.0.0.1" in errors[0]["message"], out
 
 
 # --- cli.run in-process --------------------------------------------------------------
