@@ -10,6 +10,7 @@ which fields count as which entity type is in ``benchmarks/quality_truth.py``.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 import uuid
@@ -26,9 +27,12 @@ from accelerated.entities import get_backend
 from accelerated.errors import PipelineError
 from accelerated.extractors import extract_bytes
 from accelerated.models import Chunked, Cleaned, Mention
+from accelerated.settings import Settings
 from accelerated.stages.chunk import build_chunks
 from accelerated.stages.clean import clean_document
-from accelerated.stages.entities import assemble, backend_results
+from accelerated.stages.entities import assemble
+from benchmarks.quality_backends import bound
+from benchmarks.quality_backends import results as backend_results_any
 from benchmarks.quality_match import MATCHING_RULE, key_of, matches, name_words
 from benchmarks.quality_truth import Case, load_cases
 
@@ -198,10 +202,14 @@ def document_text(case: Case) -> str:
 
 def document_mentions(text: str, backend: EntityBackend) -> list[Mention]:
     """What the entities stage emits for this text (same chunking, same assembly)."""
+    return asyncio.run(document_mentions_async(text, backend))
+
+
+async def document_mentions_async(text: str, backend: EntityBackend) -> list[Mention]:
     cleaned = Cleaned(document_id=DOC_ID, text=text, pages=[], category="other")
     chunks = build_chunks(cleaned, CHUNK_CHARS, CHUNK_OVERLAP)
     doc = Chunked(document_id=DOC_ID, chunks=chunks)
-    return assemble(doc, backend_results(backend, doc))
+    return assemble(doc, await backend_results_any(backend, doc))
 
 
 def score_case(
@@ -237,8 +245,18 @@ def _use_normalized(etype: str) -> bool:
     return etype in ("COURT", "DATE", "MONEY", "CASE_CITATION", "STATUTE", "DOCKET_NUMBER")
 
 
-def evaluate(cases: Iterable[Case], backend_name: str) -> Report:
-    backend = get_backend(backend_name)
+def evaluate(cases: Iterable[Case], backend_name: str, settings: Settings | None = None) -> Report:
+    """Every case through ``backend_name`` (built from ``settings``: the environment's
+    when None, so ``TRANSFORMERS_MODEL``, ``OPENAI_BASE_URL`` ... apply)."""
+    return asyncio.run(evaluate_async(cases, backend_name, settings or Settings()))
+
+
+async def evaluate_async(cases: Iterable[Case], backend_name: str, settings: Settings) -> Report:
+    async with bound(get_backend(backend_name, settings), settings) as backend:
+        return await _evaluate(cases, backend_name, backend)
+
+
+async def _evaluate(cases: Iterable[Case], backend_name: str, backend: EntityBackend) -> Report:
     report = Report(backend=backend_name, version=backend.version)
     for case in cases:
         try:
@@ -247,7 +265,7 @@ def evaluate(cases: Iterable[Case], backend_name: str) -> Report:
             report.skipped.append(f"{case.name}: {exc}")
             continue
         report.documents += 1
-        scored = score_case(case, document_mentions(text, backend), text)
+        scored = score_case(case, await document_mentions_async(text, backend), text)
         for etype, (score, missed, wrong) in scored.items():
             report.scores.setdefault((case.family, etype), Score()).add(score)
             if missed:
@@ -309,6 +327,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="also write the figures as JSON here")
     ap.add_argument("--family", action="append", help="only families starting with this")
     ap.add_argument(
+        "--limit", type=int, help="only the first N cases (by family and name): slow backends"
+    )
+    ap.add_argument(
         "--misses",
         action="store_true",
         help="list the truth items not found and the predictions matching no truth item",
@@ -318,6 +339,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cases = load_cases(args.truth, corpus)
     if args.family:
         cases = [c for c in cases if c.family.startswith(tuple(args.family))]
+    if args.limit is not None:
+        cases = sorted(cases, key=lambda c: (c.family, c.name))[: args.limit]
     report = evaluate(cases, args.entity_backend)
     print_report(report, Console(width=160), args.misses)
     if args.json:
