@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-RULES_VERSION: Final = "rules-3"
+RULES_VERSION: Final = "rules-4"
 
 _MONTHS: Final = (
     "January",
@@ -163,10 +163,12 @@ ENTRY_REF_RE: Final = re.compile(
 # A capitalised name token: "Smith", "O'Connor", "McDONALD", "A." (initial).
 # A middle initial may lack its period in docket text ("Katherine A Crytzer").
 # A word before a sentence's period ("before Judge William Knox. Court will") is a name
-# token too, without the period; an abbreviation ("Bros.") is not one.
+# token too, without the period; an abbreviation ("Bros.") is not one. Docket text often
+# drops the space after that period ("Judge Dennis Howell.Government attorney",
+# "Judge William Knox.(Price, Jackie)"). Initials may run together ("Kevin S.C. Chang").
 _NAME_TOK = (
-    r"(?:[A-Z]\.|[A-Z](?=[ \t][A-Z][a-z])|[A-Z][A-Za-z'’\-]*[A-Za-z](?![.\w])"
-    r"|[A-Z][a-z'’\-]*[a-z]{2}(?=\.(?:[ \t]+[A-Z(]|[ \t]*$)))"
+    r"(?:[A-Z]\.(?:[A-Z]\.)*|[A-Z](?=[ \t][A-Z][a-z])|[A-Z][A-Za-z'’\-]*[A-Za-z](?![.\w])"
+    r"|[A-Z][a-z'’\-]*[a-z]{2}(?=\.(?:[ \t]+[A-Z(]|[ \t]*$|\(|[A-Z][a-z])))"
 )
 _PERSON = rf"{_NAME_TOK}(?: {_NAME_TOK}){{0,3}}"
 
@@ -444,10 +446,20 @@ _PARTY_TOK = (
     rf"(?<![\w\-/:])(?!{_ROLE}\b)(?!(?:Sup|Civ|Crim|Dist|Fam|Sur|App)[ \t]+Ct\b|Ct\b)"
     r"(?!(?:Maj|Dis|Con|Concur|Diss)\.|(?:Majority|Dissenting|Concurring|Plurality|Per[ \t]+Curiam)"
     r"[ \t]+Opinion|Opinions?\b)"
-    rf"{_ORG_TOK}"
+    # ... nor a citation's docket ("Roe v. Doe, No. 12-345") or an original action's
+    # marker ("No. 145, Orig. Delaware v. Pennsylvania")
+    r"(?!(?:No|Nos|Orig)\.)"
+    # hyphenated initials ("State v. J.H.-M."), a plural abbreviation's possessive
+    # ("Diamond Sawblades Mfrs.' Coal."), a word before a sentence's period ("Chatrie v.
+    # United States. You have ...")
+    r"(?:[A-Z]\.(?:[A-Z]\.)*(?:-[A-Z]\.)+|[A-Z][A-Za-z]{0,4}\.['’](?=[ \t])"
+    rf"|{_ORG_TOK}|[A-Z][A-Za-z'’\-]*[a-z]{{2}}(?=\.(?:[ \t]+[A-Z]|[ \t]*$)))"
 )
-# Inside a name, a place or former name in parentheses: "Navneet Publ'ns (India) Ltd.".
-_PARTY_PAREN = r"\([A-Z][A-Za-z]+(?:[ \t][A-Z][A-Za-z]+)?\)(?!\w)"
+# Inside a name, a place or former name in parentheses: "Navneet Publ'ns (India) Ltd.",
+# or a nickname in quotes: "MARY "KATIE" REYNOLDS".
+_PARTY_PAREN = (
+    r"(?:\([A-Z][A-Za-z]+(?:[ \t][A-Z][A-Za-z]+)?\)|[\"“][A-Z][A-Za-z]+[\"”])(?!\w)"
+)
 _PARTY = (
     rf"{_PARTY_TOK}(?:,?[ \t]+(?:(?:of|and|the|for|de|ex[ \t]+rel\.?|on[ \t]+behalf[ \t]+of)"
     rf"[ \t]+)?(?:{_PARTY_TOK}|{_PARTY_PAREN})){{0,7}}"
@@ -477,6 +489,16 @@ IN_RE_RE: Final = re.compile(
     rf"[ \t]+(?P<name>{_PARTY})"
 )
 CAPTION_WINDOW: Final = 240
+# "Drew V. Lounsbury": the given name (or an initial) before a capital "V." and the
+# surname after it, in mixed case (a middle initial, not a versus).
+GIVEN_NAME_END_RE: Final = re.compile(r"(?<![\w.'’\-])(?:[A-Z][a-z]+|[A-Z]\.)\Z")
+SURNAME_START_RE: Final = re.compile(r"[A-Z][a-z][A-Za-z'’\-]*(?![\w.])")
+# A "v." opening a line followed by this many lower-case words (connectors apart) is a
+# list item's numeral ("v. There are no taxes ..."), not a caption's versus.
+LIST_ITEM_MIN_WORDS: Final = 3
+CAPTION_CONNECTORS: Final = frozenset(
+    {"a", "an", "the", "of", "and", "for", "de", "et", "al", "ex", "rel", "on", "behalf", "in"}
+)
 
 # Court words a courts-db name must contain to be used as a literal (drops "new mexico").
 # courts-db names too generic to name one court ("District Court").

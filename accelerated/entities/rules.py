@@ -489,7 +489,7 @@ def _worth_running(rx: re.Pattern[str], text: str) -> bool:
 
 def _parties(text: str) -> Iterator[RawMention]:
     for v in P.VERSUS_RE.finditer(text):
-        if _middle_initial(text, v):
+        if _middle_initial(text, v) or _list_numeral(text, v):
             continue
         lo = max(0, v.start() - P.CAPTION_WINDOW)
         left = P.CAPTION_LEFT_RE.search(text, lo, v.start())
@@ -521,13 +521,34 @@ def _parties(text: str) -> Iterator[RawMention]:
 
 def _middle_initial(text: str, v: re.Match[str]) -> bool:
     """ "John V. Smith": a capital "V." is a middle initial when its line also has a
-    lower-case "v." or "vs." (the caption's real versus)."""
+    lower-case "v." or "vs." (the caption's real versus), or when it stands between a
+    given name (or an initial) and a surname written in mixed case ("Drew V. Lounsbury",
+    "Samuel R. V. Garland"): a caption in mixed case writes its versus "v."; one in
+    capitals ("ROE V. DOE") is not in mixed case."""
     if v.group().strip() != "V.":
         return False
     line_start = text.rfind("\n", 0, v.start()) + 1
     line_end = text.find("\n", v.end())
     line = text[line_start : line_end if line_end >= 0 else len(text)]
-    return re.search(r"\s(?:v\.|vs\.?)\s", line) is not None
+    if re.search(r"\s(?:v\.|vs\.?)\s", line) is not None:
+        return True
+    before = P.GIVEN_NAME_END_RE.search(text, line_start, v.start())
+    return before is not None and P.SURNAME_START_RE.match(text, v.end()) is not None
+
+
+def _list_numeral(text: str, v: re.Match[str]) -> bool:
+    """ "v. There are no taxes owed": a "v." opening a line of prose is the fifth item of
+    a list numbered i., ii., ..., not a versus (a caption's right side names a party, it
+    does not go on as a sentence)."""
+    line_start = text.rfind("\n", 0, v.start() + 1) + 1
+    if text[line_start : v.start() + 1].strip() or not text.startswith("v.", v.start() + 1):
+        return False
+    if "\n" in text[v.start() + 1 : v.end()]:
+        return False  # "v." alone on its line: a caption's versus
+    line_end = text.find("\n", v.end())
+    rest = text[v.end() : line_end if line_end >= 0 else len(text)]
+    prose = [w for w in re.findall(r"\b[a-z]+\b", rest) if w not in P.CAPTION_CONNECTORS]
+    return len(prose) >= P.LIST_ITEM_MIN_WORDS
 
 
 _SUFFIXES = frozenset(P.ORG_SUFFIX_SHORT)
