@@ -489,6 +489,14 @@ IN_RE_RE: Final = re.compile(
     rf"[ \t]+(?P<name>{_PARTY})"
 )
 CAPTION_WINDOW: Final = 240
+# "In re X Litigation", "In re: X Antitrust Litigation": an MDL's name, not a party's.
+LITIGATION_RE: Final = re.compile(r"\b(?i:litigation)$")
+# Mixed-case words a capitalised company name ends with ("ACME Co.", "ACME, Inc.").
+SUFFIX_WORD_RE: Final = re.compile(r"(?:Inc|Corp|Co|Ltd|Bros|Cos)\.?,?|&")
+# A number opening a company's name, on the name's line: "336 LLC", "954 Ink LLC".
+NUMBER_BEFORE_RE: Final = re.compile(r"(?<![\w/.:,\-])\d+[A-Za-z]*[ \t]+\Z")
+# A telephone number's area code or label right before a number: "(202) 501-5970".
+PHONE_BEFORE_RE: Final = re.compile(r"(?:\(\d{3}\)|\b(?i:phone|fax|tel)\.?:?)[ \t]*\Z")
 # "Drew V. Lounsbury": the given name (or an initial) before a capital "V." and the
 # surname after it, in mixed case (a middle initial, not a versus).
 GIVEN_NAME_END_RE: Final = re.compile(r"(?<![\w.'’\-])(?:[A-Z][a-z]+|[A-Z]\.)\Z")
@@ -647,7 +655,10 @@ _PARTY_ROLE_HEAD = (
     r"(?:Plaintiff|Defendant|Petitioner|Respondent|Appellant|Appellee|Debtor|Creditor|Movant"
     r"|Intervenor|Claimant|Counter[ -]Claimant|Counter[ -]Defendant|Cross[ -]Claimant"
     r"|Third[ -]Party[ \t]+(?:Plaintiff|Defendant)|Interested[ \t]+Party|Trustee"
-    r"|U\.S\.[ \t]+Trustee|Miscellaneous[ \t]+Party|Amicus)s?"
+    r"|U\.S\.[ \t]+Trustee|Miscellaneous[ \t]+Party|Amicus"
+    # CM/ECF's other party types: each heads a party's block the same way
+    r"|Garnishee|Garnishor|Receiver|Objector|Mediator|Special[ \t]+Master|Material[ \t]+Witness"
+    r"|Unknown|Putative[ \t]+Intervenor)s?"
 )
 # PACER party tables: the role on its own line, then "NAME represented by COUNSEL".
 # ("Consolidated Defendant", "Defendant (1)": a criminal docket numbers its defendants)
@@ -685,6 +696,10 @@ _ROLE_CANON: Final = {
 def role_of(label: str) -> str:
     """A party role label ("Plaintiffs", "Defendant-Appellee") as one vocabulary word."""
     words = re.findall(r"[a-z]+", label.casefold())
+    if words[:1] in (["criminal"], ["civil"]):  # "Criminal - Appellant": the kind of case
+        words = words[1:]
+    if words[:1] == ["state"]:  # "Criminal - State of Texas": the prosecuting State
+        return "state"
     for w in reversed(words):  # "defendant-appellee": the role in this court comes last
         canon = _ROLE_CANON.get(w.removesuffix("s"))
         if canon:
@@ -726,9 +741,14 @@ STYLE_RE: Final = re.compile(
 PARTY_TABLE_HEAD_RE: Final = re.compile(
     r"^[ \t]*Party[ \t]+Party[ \t]?Type[ \t]+Representative", re.MULTILINE | re.IGNORECASE
 )
+# A criminal case's types carry the kind of case first ("Criminal - Appellant", "Criminal -
+# State of Texas"); a bare "State" is the type only where it does not open a party's name
+# ("The State of Texas").
 PARTY_TABLE_ROW_RE: Final = re.compile(
-    r"^[ \t]*(?P<party>[^\n]+?)[ \t]+(?P<type>(?:Applicant|Appellant|Appellee|Petitioner|Respondent"
-    r"|Relator|Real[ \t]+Party[ \t]+in[ \t]+Interest|State|Plaintiff|Defendant|Movant"
+    r"^[ \t]*(?P<party>[^\n]+?)[ \t]+(?P<type>(?:(?:Criminal|Civil)[ \t]*-[ \t]*)?"
+    r"(?:Applicant|Appellant|Appellee|Petitioner|Respondent"
+    r"|Relator|Real[ \t]+Party[ \t]+in[ \t]+Interest|State(?![ \t]+of\b)|Plaintiff|Defendant|Movant"
+    r"|(?<=-[ \t])State[ \t]+of[ \t]+[A-Z][a-z]+"
     r"|Cross-Appellant|Cross-Appellee)[^\s]*(?:[ \t]+\([^)\n]*\)[^\s]*)*)"
     r"(?:[ \t]+(?P<rep>[^\n]+))?$",
     re.MULTILINE,

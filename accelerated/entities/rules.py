@@ -224,7 +224,10 @@ def _is_caption(line: str) -> bool:
 
 
 def _plausible(text: str, m: RawMention) -> bool:
-    """Layout rules can land on a separator ("-----") or the versus line ("v.")."""
+    """Layout rules can land on a separator ("-----") or the versus line ("v."), a
+    number rule on a telephone number ("Phone: (202) 501-5970")."""
+    if m.type == "DOCKET_NUMBER":
+        return P.PHONE_BEFORE_RE.search(text, max(0, m.start - 16), m.start) is None
     if m.type not in ("PARTY", "ATTORNEY", "JUDGE"):
         return True
     surface = text[m.start : m.end].strip()
@@ -499,9 +502,14 @@ def _parties(text: str) -> Iterator[RawMention]:
         # one side may be a description ("X, Chapter 7 Trustee of the estate v. Y"): the
         # other side is still a party
         sides = [(left, "left", "lrole"), (right, "right", "rrole")]
+        capitals = left is not None and _in_capitals(left.group("left"))
         for m, group, rgroup in ((m, g, r) for m, g, r in sides if m is not None):
             s, e = _trim_lead(text, m.start(group), m.end(group))
+            if group == "left":
+                s = _number_first(text, s, e)
             surface = _drop_initial_cell(text[s:e].rstrip(" ,&"))
+            if group == "right" and capitals:
+                surface = _capitals_only(surface)
             if surface and surface.casefold() not in P.LEAD_STOP:
                 role = P.role_of(m.group(rgroup)) if m.group(rgroup) else None
                 yield RawMention("PARTY", s, s + len(surface), _norm_name(surface), role)
@@ -515,6 +523,8 @@ def _parties(text: str) -> Iterator[RawMention]:
     for m in P.IN_RE_RE.finditer(text):
         s, e = m.start("name"), m.end("name")
         surface = text[s:e].rstrip(" ,&")
+        if P.LITIGATION_RE.search(surface):
+            continue  # "In re Lithium Ion Batteries Antitrust Litigation": a case, no party
         if surface and surface.casefold() not in P.LEAD_STOP:
             yield RawMention("PARTY", s, s + len(surface), _norm_name(surface))
 
@@ -534,6 +544,33 @@ def _middle_initial(text: str, v: re.Match[str]) -> bool:
         return True
     before = P.GIVEN_NAME_END_RE.search(text, line_start, v.start())
     return before is not None and P.SURNAME_START_RE.match(text, v.end()) is not None
+
+
+def _in_capitals(name: str) -> bool:
+    letters = [c for c in name if c.isalpha()]
+    return len(letters) >= 2 and all(c.isupper() for c in letters)
+
+
+def _capitals_only(surface: str) -> str:
+    """ "KOONES v. KEHATI Status Conference": where the caption is in capitals, the words
+    in mixed case that follow the right party (a subject line's docket text) are not part
+    of it; company suffixes in mixed case ("Inc.", "Co.") are."""
+    words = surface.split(" ")
+    if not _in_capitals(words[0]):
+        return surface
+    for i, w in enumerate(words):
+        if i and not _in_capitals(w) and not P.SUFFIX_WORD_RE.fullmatch(w):
+            return " ".join(words[:i]).rstrip(" ,&")
+    return surface
+
+
+def _number_first(text: str, s: int, e: int) -> int:
+    """ "336 LLC v. City of New York": a company whose name opens with a number (the
+    capitalised-word scan starts after it) takes the number back."""
+    if not P.ENTITY_NAME_RE.search(" " + text[s:e].rstrip(" ,")):
+        return s
+    m = P.NUMBER_BEFORE_RE.search(text, max(0, s - 12), s)
+    return m.start() if m else s
 
 
 def _list_numeral(text: str, v: re.Match[str]) -> bool:

@@ -154,6 +154,8 @@ def docket_parties(text: str) -> Iterator[RawMention]:
     """PACER party tables: a role line, the party, "represented by" its counsel."""
     for m in P.PARTY_BLOCK_RE.finditer(text):
         role = P.role_of(m.group("role"))
+        if role == "unknown" and not m.group("counsel"):
+            continue  # "Unknown" alone on a line heads a party only with its counsel
         s, e = m.start("party"), m.end("party")
         party = text[s:e].rstrip(" ,")
         if party and party.casefold() not in P.LEAD_STOP:
