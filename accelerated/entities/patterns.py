@@ -870,6 +870,9 @@ ROW_CAPTION_CHARS: Final = 300
 DOCKET_THEN_JUDGE_RE: Final = re.compile(
     r"\b(?:Docket(?:[ \t]+No\.?)?|Case[ \t]+(?:Number|No\.?)|Court[ \t]+No\.?)[ \t]+Judge\b"
 )
+# Such a header with the author's initials right after the case name ("Docket Name J.").
+NAME_THEN_INITIALS_RE: Final = re.compile(r"\b(?:Name|Caption|Title)[ \t]+J\.?(?=[ \t]|$)")
+INITIALS_CELL_RE: Final = re.compile(r"[ \t]+[A-Z]{1,3}\Z")
 JUDGE_CELL_RE: Final = re.compile(
     r"\s+(?P<name>[A-Z][a-z'’\-]+[a-z](?:[ \t]+[A-Z][a-z'’\-]+[a-z])?)(?=[ \t\n]|$)"
 )

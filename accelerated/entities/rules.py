@@ -90,6 +90,9 @@ class DocContext(msgspec.Struct, frozen=True, omit_defaults=True):
     # ... whose judge column follows the docket column ("Court No. Judge"): the name after
     # each docket cell is the judge's
     judge_after_docket: bool = False
+    # ... whose name column is followed by the author's initials ("Docket Name J."): a
+    # caption's last capitals ("Haaland v. Brackeen AB") are that cell, not the party's
+    initials_after_name: bool = False
     notice: bool = False  # a notice of electronic filing with an e-mail recipient list
     parties: tuple[str, ...] = ()  # contract parties, as the preamble writes them
 
@@ -113,6 +116,8 @@ class DocContext(msgspec.Struct, frozen=True, omit_defaults=True):
             and P.ROW_NUMBER_HEAD_RE.match(table.group()) is not None,
             judge_after_docket=table is not None
             and P.DOCKET_THEN_JUDGE_RE.search(table.group()) is not None,
+            initials_after_name=table is not None
+            and P.NAME_THEN_INITIALS_RE.search(table.group()) is not None,
             notice=P.MAILED_TO_RE.search(text) is not None,
             parties=tuple(names[: P.CONTEXT_MAX_PARTIES]),
         )
@@ -207,6 +212,8 @@ def extract_text(text: str, tokenizer: Any, doc: DocContext | None = None) -> li
         if P.NOT_A_DOCKET_RE.fullmatch(num) or not _is_caption(caption):
             continue
         found.append(RawMention("DOCKET_NUMBER", m.start("num"), m.end("num"), num.lower()))
+    if doc is not None and doc.initials_after_name:
+        found = [_drop_initials(text, m) if m.type == "PARTY" else m for m in found]
     kept = keep_longest(_specific(m, doc) for m in found if m.end > m.start and _plausible(text, m))
     dockets = [(m.start, m.end) for m in kept if m.type == "DOCKET_NUMBER"]
     if not dockets:
@@ -217,6 +224,13 @@ def extract_text(text: str, tokenizer: Any, doc: DocContext | None = None) -> li
         for m in kept
         if m.type != "DATE" or not any(m.start < e and s < m.end for s, e in dockets)
     ]
+
+
+def _drop_initials(text: str, m: RawMention) -> RawMention:
+    cell = P.INITIALS_CELL_RE.search(text, m.start, m.end)
+    if cell is None or cell.start() <= m.start:
+        return m
+    return RawMention("PARTY", m.start, cell.start(), _norm_name(text[m.start : cell.start()]))
 
 
 def _is_caption(line: str) -> bool:
