@@ -449,6 +449,7 @@ _PARTY_TOK = (
     # ... nor a citation's docket ("Roe v. Doe, No. 12-345") or an original action's
     # marker ("No. 145, Orig. Delaware v. Pennsylvania")
     r"(?!(?:No|Nos|Orig)\.)"
+    r"(?!ET[ \t]+AL\b)"  # a caption in capitals: "ROE v. DOE ET AL."
     # hyphenated initials ("State v. J.H.-M."), a plural abbreviation's possessive
     # ("Diamond Sawblades Mfrs.' Coal."), a word before a sentence's period ("Chatrie v.
     # United States. You have ...")
@@ -468,11 +469,11 @@ _PARTY = (
 # short window ending at the anchor (a forward scan from every capital is 10x slower).
 VERSUS_RE: Final = re.compile(r"\s(?:v\.|vs\.?|V\.|VS\.?|versus|v(?=[ \t]))\s+")
 CAPTION_LEFT_RE: Final = re.compile(
-    rf"(?P<left>{_PARTY})(?:,?\s+et[ \t]+al\.?)?"
+    rf"(?P<left>{_PARTY})(?:,?\s+(?i:et)[ \t]+(?i:al)\.?)?"
     rf"(?:,?\s+(?P<lrole>{_ROLE}(?:[ \t]*/[ \t]*{_ROLE})*)[,.]?)?,?\s*\Z"
 )
 CAPTION_RIGHT_RE: Final = re.compile(
-    rf"(?P<right>{_PARTY})(?:,?\s+et[ \t]+al\.?)?(?:,?\s+(?P<rrole>{_ROLE})(?![\w-]))?"
+    rf"(?P<right>{_PARTY})(?:,?\s+(?i:et)[ \t]+(?i:al)\.?)?(?:,?\s+(?P<rrole>{_ROLE})(?![\w-]))?"
 )
 # A labelled case name without a versus names the one party ("Case Name: Acme Holding
 # LLC", a bankruptcy's debtor); one with a versus is read as a caption.
@@ -481,7 +482,7 @@ CASE_NAME_FIELD_RE: Final = re.compile(
     r"(?:(?:In[ \t]+re|IN[ \t]+RE):?[ \t]+)?(?P<value>[A-Z][^\n]{1,150}?)[ \t]*$",
     re.MULTILINE,
 )
-ET_AL_RE: Final = re.compile(r",?[ \t]+et[ \t]+al\.?$")
+ET_AL_RE: Final = re.compile(r",?[ \t]+(?i:et[ \t]+al)\.?$")
 # "In re X", "IN RE: X", "In the Matter of X": X is the party (a debtor, an estate, a ship).
 IN_RE_RE: Final = re.compile(
     r"\b(?:In[ \t]+re|IN[ \t]+RE|In[ \t]+the[ \t]+(?:Matter|Interest|Estate)[ \t]+of"

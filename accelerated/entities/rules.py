@@ -573,7 +573,7 @@ def _capitals_only(surface: str) -> str:
     if not _in_capitals(words[0]):
         return surface
     for i, w in enumerate(words):
-        if i and not _in_capitals(w) and not P.SUFFIX_WORD_RE.fullmatch(w):
+        if i and any(c.islower() for c in w) and not P.SUFFIX_WORD_RE.fullmatch(w):
             return " ".join(words[:i]).rstrip(" ,&")
     return surface
 
