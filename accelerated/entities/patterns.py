@@ -458,9 +458,7 @@ _PARTY_TOK = (
 )
 # Inside a name, a place or former name in parentheses: "Navneet Publ'ns (India) Ltd.",
 # or a nickname in quotes: "MARY "KATIE" REYNOLDS".
-_PARTY_PAREN = (
-    r"(?:\([A-Z][A-Za-z]+(?:[ \t][A-Z][A-Za-z]+)?\)|[\"“][A-Z][A-Za-z]+[\"”])(?!\w)"
-)
+_PARTY_PAREN = r"(?:\([A-Z][A-Za-z]+(?:[ \t][A-Z][A-Za-z]+)?\)|[\"“][A-Z][A-Za-z]+[\"”])(?!\w)"
 _PARTY = (
     rf"{_PARTY_TOK}(?:,?[ \t]+(?:(?:of|and|the|for|de|ex[ \t]+rel\.?|on[ \t]+behalf[ \t]+of)"
     rf"[ \t]+)?(?:{_PARTY_TOK}|{_PARTY_PAREN})){{0,7}}"
