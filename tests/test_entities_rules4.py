@@ -208,3 +208,27 @@ def test_a_name_cut_by_a_chunk_start_is_reported_once_whole() -> None:
     other = RawMention("PARTY", text[cut:].index("Lena"), len(text[cut:]) - 6, "lena marsh")
     out = assemble(Chunked(document_id=doc_id, chunks=chunks), [[whole], [tail, other]])
     assert [m.text for m in out] == ["Ohio State Bar Grievance Board", "Lena Marsh"]
+
+
+# --- what is not a judge ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "For appellee: Ruth A. Delane, Thomas B. Okafor, J. Milton Hale, of counsel.",
+        "MOTION to seal filed by Acme Corp.. (Varga, J.)\n",
+        "Executive Office for Immigration Review, Department of Justice Board of Appeals",
+        "Juvenile Court\nChildren's Justice Initiative\nCLE Calendar\n",
+        "Court Judge\nHonorable Judge Probate Ct #2\nCourt Case\n",
+    ],
+)
+def test_no_judge_in_counsel_lists_clerk_initials_or_institutions(
+    backend: RulesBackend, text: str
+) -> None:
+    assert found(backend, text, "JUDGE") == []
+
+
+def test_judge_initial_forms_still_read(backend: RulesBackend) -> None:
+    text = "Okafor, J., delivered the opinion. (Lindqvist, J., dissenting)\nHale, J.\n\nThe Court"
+    assert found(backend, text, "JUDGE") == ["Okafor", "Lindqvist", "Hale"]

@@ -177,10 +177,12 @@ JUDGE_RES: Final = (
         r"\b(?:(?:Chief|Senior|Presiding|Associate|Magistrate|District|Circuit|Bankruptcy)\s+)?"
         rf"(?:Judge|Justice|JUDGE|JUSTICE)[ \t]+(?P<name>{_PERSON})"
     ),
-    # "SOUTER, J.", "Rehnquist, C. J.", "Smith, P.J."
+    # "SOUTER, J.", "Rehnquist, C. J.", "Smith, P.J."; not a list of counsel where "J."
+    # is the next name's initial ("Thomas A. Roe, J. Clinton Poe"), nor a deputy clerk's
+    # initials closing a docket entry ("(Ravel, J.)")
     re.compile(
         r"\b(?P<name>[A-Z][A-Za-z'’\-]+(?:[ \t]+[A-Z][A-Za-z'’\-]+)?),[ \t]*"
-        r"(?:C\.[ \t]?J\.|P\.[ \t]?J\.|JJ?\.)(?!\w)"
+        r"(?:C\.[ \t]?J\.|P\.[ \t]?J\.|JJ?\.)(?!\w)(?![ \t]+[A-Z][a-z]+[ \t]+[A-Z][a-z])"
     ),
 )
 BEFORE_RE: Final = re.compile(
@@ -239,6 +241,12 @@ NAME_STOP: Final = frozenset(
         "task",
         "force",
         "administration",
+        # "Department of Justice Board of Immigration Appeals", "Children's Justice Initiative"
+        "board",
+        "bureau",
+        "office",
+        "agency",
+        "initiative",
     }
 )
 
@@ -301,6 +309,9 @@ JUDGE_NAME_STOP: Final = frozenset(
         "motion",
         "motions",
         "hearing",
+        # a court in the judge's field ("Court Judge: Honorable Judge Probate Ct #3")
+        "ct",
+        "probate",
     }
 )
 

@@ -476,6 +476,8 @@ def _cut_at_text(name: str) -> str:
 def _judges(text: str) -> Iterator[RawMention]:
     for rx in P.JUDGE_RES:
         for m in rx.finditer(text):
+            if text[m.start() - 1 : m.start()] == "(" and text.startswith(")", m.end()):
+                continue  # "(Ravel, J.)": a deputy clerk's initials closing a docket entry
             name = _cut_at_text(_drop_trailing_title(m.group("name")))
             if _is_judge_name(name):
                 s = m.start("name")
