@@ -232,3 +232,17 @@ def test_no_judge_in_counsel_lists_clerk_initials_or_institutions(
 def test_judge_initial_forms_still_read(backend: RulesBackend) -> None:
     text = "Okafor, J., delivered the opinion. (Lindqvist, J., dissenting)\nHale, J.\n\nThe Court"
     assert found(backend, text, "JUDGE") == ["Okafor", "Lindqvist", "Hale"]
+
+
+def test_judge_by_surname_is_the_documents_judge_of_that_surname(backend: RulesBackend) -> None:
+    text = (
+        "Assigned to: Judge Marisol T. Quade\nReferred to: Magistrate Judge Ada Brandt\n"
+        "Hearing before Judge Quade. Order by Judge Tom Brandt; set before Judge Brandt.\n"
+    )
+    out = backend.extract_in_context([text], backend.document_context(text))[0]
+    norm = {text[m.start : m.end]: m.normalized for m in out if m.type == "JUDGE"}
+    assert norm["Quade"] == "marisol t. quade"
+    assert norm["Brandt"] == "brandt"  # two judges of that surname: left as written
+    assert backend.extract([text])[0]  # without a context the surname stays a surname
+    bare = {text[m.start : m.end]: m.normalized for m in backend.extract([text])[0]}
+    assert bare["Quade"] == "quade"

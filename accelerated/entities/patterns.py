@@ -790,6 +790,8 @@ ENTITY_DESC_RE: Final = re.compile(
     r"[ \t\n]+liability|bank|association|trust|society|entity|national|resident)\b)"
 )
 CONTEXT_MAX_PARTIES: Final = 8
+CONTEXT_MAX_JUDGES: Final = 12
+NAME_SUFFIXES: Final = frozenset({"jr", "sr", "ii", "iii", "iv"})
 # Words that show a capitalised phrase in a preamble is not a party.
 NOT_A_CONTRACT_PARTY: Final = frozenset(
     {"agreement", "effective", "date", "section", "exhibit", "schedule", "article", "party"}

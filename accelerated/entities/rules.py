@@ -95,6 +95,10 @@ class DocContext(msgspec.Struct, frozen=True, omit_defaults=True):
     initials_after_name: bool = False
     notice: bool = False  # a notice of electronic filing with an e-mail recipient list
     parties: tuple[str, ...] = ()  # contract parties, as the preamble writes them
+    # judges the document names in full (normalized), its labelled fields' first: a
+    # judge named by surname alone ("before Judge Ezra") is the one of them with that
+    # surname, when only one person has it
+    judges: tuple[str, ...] = ()
 
     @staticmethod
     def of(text: str) -> DocContext:
@@ -120,6 +124,7 @@ class DocContext(msgspec.Struct, frozen=True, omit_defaults=True):
             and P.NAME_THEN_INITIALS_RE.search(table.group()) is not None,
             notice=P.MAILED_TO_RE.search(text) is not None,
             parties=tuple(names[: P.CONTEXT_MAX_PARTIES]),
+            judges=_full_judges(text),
         )
 
     def encode(self) -> str:
@@ -163,6 +168,32 @@ def _in_context(text: str, doc: DocContext) -> Iterator[RawMention]:
             yield RawMention("COURT", m.start(), m.end(), doc.court)
 
 
+def _full_judges(text: str) -> tuple[str, ...]:
+    """The document's judges named with a given name, in order of first mention."""
+    if "Judge" not in text and "JUDGE" not in text and "Justice" not in text:
+        return ()
+    found = [*S.labelled_judges(text[: P.CONTEXT_HEAD_CHARS]), *_judges(text)]
+    out = dict.fromkeys(m.normalized for m in found if len(m.normalized.split()) >= 2)
+    return tuple(list(out)[: P.CONTEXT_MAX_JUDGES])
+
+
+def _surname_judge(m: RawMention, doc: DocContext) -> RawMention:
+    """ "Judge Ezra" -> "david alan ezra" where the document names one person so."""
+    if m.type != "JUDGE" or not doc.judges or " " in m.normalized:
+        return m
+    same = [j for j in doc.judges if _surname(j) == m.normalized.strip(".,")]
+    if not same or len({j.split()[0] for j in same}) > 1:
+        return m  # unknown, or two people of that surname
+    return msgspec.structs.replace(m, normalized=same[0])
+
+
+def _surname(name: str) -> str:
+    words = [w.strip(".,") for w in name.split()]
+    while len(words) > 1 and words[-1] in P.NAME_SUFFIXES:
+        words.pop()
+    return words[-1]
+
+
 def _opens_captioned_row(text: str, start: int, end: int) -> bool:
     """The number starts its line and the caption ("X v. Y") follows it."""
     if text[text.rfind("\n", 0, start) + 1 : start].strip():
@@ -172,9 +203,12 @@ def _opens_captioned_row(text: str, start: int, end: int) -> bool:
 
 
 def _specific(m: RawMention, doc: DocContext | None) -> RawMention:
-    """A generic court id ("usdistct") becomes the document's court when that is known."""
+    """A generic court id ("usdistct") becomes the document's court when that is known; a
+    judge named by surname alone, the document's judge of that surname."""
     if doc and doc.court and m.type == "COURT" and m.normalized in P.GENERIC_COURTS:
         return msgspec.structs.replace(m, normalized=doc.court)
+    if doc and doc.judges and m.type == "JUDGE":
+        return _surname_judge(m, doc)
     return m
 
 
