@@ -246,3 +246,12 @@ def test_judge_by_surname_is_the_documents_judge_of_that_surname(backend: RulesB
     assert backend.extract([text])[0]  # without a context the surname stays a surname
     bare = {text[m.start : m.end]: m.normalized for m in backend.extract([text])[0]}
     assert bare["Quade"] == "quade"
+
+
+def test_printout_and_software_dates_are_not_case_dates(backend: RulesBackend) -> None:
+    text = (
+        "CM/ECF - U.S. District Court - Version 7.1.2 as of 3/14/2031\n"
+        "03/02/2031 4 ORDER setting hearing for 4/1/2031.\n\n"
+        "PACER Service Center\nTransaction Receipt\n05/06/2032 10:11:12\nPACER Login: x\n"
+    )
+    assert found(backend, text, "DATE") == ["03/02/2031", "4/1/2031"]

@@ -505,6 +505,11 @@ LITIGATION_RE: Final = re.compile(r"\b(?i:litigation)$")
 SUFFIX_WORD_RE: Final = re.compile(r"(?:Inc|Corp|Co|Ltd|Bros|Cos)\.?,?|&")
 # A number opening a company's name, on the name's line: "336 LLC", "954 Ink LLC".
 NUMBER_BEFORE_RE: Final = re.compile(r"(?<![\w/.:,\-])\d+[A-Za-z]*[ \t]+\Z")
+# PACER's "Transaction Receipt" (the date the page was printed) and CM/ECF's banner
+# ("CM/ECF - U.S. District Court - Version 6.1 as of 7/29/2031"): no date of the case.
+PRINTOUT_DATE_BEFORE_RE: Final = re.compile(
+    r"(?:\bTransaction[ \t]+Receipt[ \t]*\n[ \t]*|\bVersion[ \t]+[\d.]+[ \t]+as[ \t]+of[ \t]+)\Z"
+)
 # A telephone number's area code or label right before a number: "(202) 501-5970".
 PHONE_BEFORE_RE: Final = re.compile(r"(?:\(\d{3}\)|\b(?i:phone|fax|tel)\.?:?)[ \t]*\Z")
 # "Drew V. Lounsbury": the given name (or an initial) before a capital "V." and the

@@ -276,6 +276,8 @@ def _plausible(text: str, m: RawMention) -> bool:
     number rule on a telephone number ("Phone: (202) 501-5970")."""
     if m.type == "DOCKET_NUMBER":
         return P.PHONE_BEFORE_RE.search(text, max(0, m.start - 16), m.start) is None
+    if m.type == "DATE":  # the printout's or the software's date, not one of the case
+        return P.PRINTOUT_DATE_BEFORE_RE.search(text, max(0, m.start - 40), m.start) is None
     if m.type not in ("PARTY", "ATTORNEY", "JUDGE"):
         return True
     surface = text[m.start : m.end].strip()
