@@ -255,3 +255,22 @@ def test_printout_and_software_dates_are_not_case_dates(backend: RulesBackend) -
         "PACER Service Center\nTransaction Receipt\n05/06/2032 10:11:12\nPACER Login: x\n"
     )
     assert found(backend, text, "DATE") == ["03/02/2031", "4/1/2031"]
+
+
+def test_preamble_party_with_a_former_name_and_one_after_and_in_capitals(
+    backend: RulesBackend,
+) -> None:
+    text = (
+        'This LICENSE AGREEMENT (this "Agreement") is entered into by and between Kestrel '
+        'Data, Inc., a Delaware corporation ("Seller") and Orrin Holding, Inc. (formerly '
+        'known as Tarn HoldCo, Inc.), a Delaware corporation ("Buyer").\n\nWHEREAS, ...\n'
+    )
+    assert set(found(backend, text, "PARTY")) == {"Kestrel Data, Inc.", "Orrin Holding, Inc."}
+    text = (
+        'This Outsourcing Agreement (hereinafter "Agreement") is effective as from the 1st '
+        "day of January, 2031, by and between:\n\nNORDHAVN SMELTERS LIMITED, a private "
+        'company (hereinafter referred to as "the Customer"),\n\nAND\n\nVELLA SYSTEMS, SA., '
+        'a public limited company with place of business in Madrid (hereinafter "VS").\n\n'
+        "1. RECORDINGS\n"
+    )
+    assert "VELLA SYSTEMS, SA." in found(backend, text, "PARTY")

@@ -814,9 +814,12 @@ _TERM_OPEN = (
 )
 CONTRACT_PARTY_RE: Final = re.compile(
     # ("entered into by X, a Delaware corporation": a party named after "by")
-    rf"(?:\bbetween|\bamong|\band|;|\binto[ \t\n]+by|\bmade[ \t\n]+by)[ \t\n]+(?:the[ \t]+)?"
-    rf"(?P<name>{_CO_NAME})"
-    rf"(?=,?[ \t\n]*(?:\({_TERM_OPEN}|(?:a|an)[ \t\n]+[^\n()]{{0,80}}?"
+    # ("AND" in capitals: the second party's paragraph in a preamble laid out by party)
+    rf"(?:\bbetween|\bamong|\band|\bAND|;|\binto[ \t\n]+by|\bmade[ \t\n]+by)[ \t\n]+"
+    rf"(?:the[ \t]+)?(?P<name>{_CO_NAME})"
+    # (a former name in parentheses may come first: "(formerly known as X, Inc.)")
+    r"(?=,?[ \t\n]*(?:\((?i:formerly|f/k/a|previously)[^()\n]{0,80}\),?[ \t\n]*)?"
+    rf"(?:\({_TERM_OPEN}|(?:a|an)[ \t\n]+[^\n()]{{0,80}}?"
     r"(?i:corporation|company|partnership"
     r"|association|limited|bank|trust|organi[sz]ed|formed|existing|entity|individual|society"
     r"|institution|LLC|L\.L\.C\.)))",
