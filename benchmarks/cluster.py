@@ -12,8 +12,8 @@ Postgres; only the Redis differs:
 Each run is a cold ingest (empty caches, empty schema) under a fresh key prefix and
 schema, removed afterwards; the kinds take turns in a rotating order over ``--rounds``
 so that machine drift hits all of them. Without ``--cluster-url`` / ``--redis-url``
-private servers are started on loopback for the run (``tests/cluster_server.py``,
-``tests/faults.py``; no persistence on either) and stopped after, so that the Redis
+private servers are started on loopback for the run (``benchmarks/redis_servers.py``;
+no persistence on either) and stopped after, so that the Redis
 commands per document counted (INFO of every primary) are the run's own.
 """
 
@@ -24,11 +24,9 @@ import asyncio
 import contextlib
 import json
 import statistics
-import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import Executor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -43,6 +41,7 @@ from accelerated.runtime import build_runtime, make_executor, tune_gc
 from accelerated.settings import Settings
 from benchmarks.inputs import stage_inputs
 from benchmarks.metrics import redis_commands
+from benchmarks.redis_servers import private_redis
 from persistence.pg import create_pool
 from persistence.schema import migrate
 
@@ -66,32 +65,6 @@ class Run:
     @property
     def docs_per_s(self) -> float:
         return self.docs / self.elapsed_s if self.elapsed_s else 0.0
-
-
-@contextlib.contextmanager
-def private_cluster() -> Iterator[str]:
-    sys.path.insert(0, str(REPO))
-    from tests.cluster_server import RedisClusterServers
-
-    with tempfile.TemporaryDirectory(prefix="bench-cluster-") as tmp:
-        servers = RedisClusterServers(Path(tmp)).start()
-        try:
-            yield servers.url
-        finally:
-            servers.stop()
-
-
-@contextlib.contextmanager
-def private_redis() -> Iterator[str]:
-    sys.path.insert(0, str(REPO))
-    from tests.faults import RedisServer
-
-    with tempfile.TemporaryDirectory(prefix="bench-redis-") as tmp:
-        server = RedisServer(Path(tmp)).start()
-        try:
-            yield server.url
-        finally:
-            server.stop()
 
 
 async def _drop(settings: Settings, database_url: str) -> None:
@@ -158,8 +131,8 @@ async def one_run(
 
 async def amain(args: argparse.Namespace) -> list[Run]:
     with contextlib.ExitStack() as stack:
-        single_url = args.redis_url or stack.enter_context(private_redis())
-        cluster_url = args.cluster_url or stack.enter_context(private_cluster())
+        single_url = args.redis_url or stack.enter_context(private_redis("single"))
+        cluster_url = args.cluster_url or stack.enter_context(private_redis("cluster"))
         urls = {"single": single_url, "single-sharded": single_url, "cluster": cluster_url}
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-in-")))
         staged = stage_inputs(args.input, ["truth/*"], args.docs, tmp)

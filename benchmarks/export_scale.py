@@ -28,6 +28,7 @@ import redis.asyncio as aioredis
 from accelerated.batch_run import BatchOptions, run_batch
 from accelerated.runtime import build_runtime
 from accelerated.settings import Settings
+from benchmarks.sample import sample_corpus
 from persistence.schema import migrate
 
 _PEAK = (
@@ -82,8 +83,6 @@ async def _multiply(conn: asyncpg.Connection, factor: int) -> None:
 
 
 async def main(args: argparse.Namespace) -> None:
-    from tests.support import sample_corpus
-
     tag = uuid.uuid4().hex[:10]
     settings = Settings(
         redis_prefix=f"bench-export-{tag}",

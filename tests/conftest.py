@@ -36,6 +36,7 @@ from accelerated.cluster import DEFAULT_CLUSTER_SHARDS, RedisClient
 from accelerated.codec import Codec
 from accelerated.keys import Keys
 from accelerated.settings import Settings
+from benchmarks.llm_server import ChatServer
 from tests.cluster_server import RedisClusterServers
 from tests.support import redis_from_url, sync_redis_from_url
 
@@ -195,6 +196,15 @@ def corpus() -> Path:
     if not CORPUS.is_dir():
         pytest.fail(f"corpus not found at {CORPUS}: set CORPUS_DIR")
     return CORPUS
+
+
+@pytest.fixture
+def chat_server() -> Iterator[ChatServer]:
+    """The local OpenAI-compatible server (``benchmarks/llm_server.py``), default replies;
+    point settings at it with ``tests.support.llm_settings``."""
+    srv = ChatServer().start()
+    yield srv
+    srv.stop()
 
 
 @pytest.fixture

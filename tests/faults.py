@@ -11,117 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import os
-import signal
 import socket
 import struct
-import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import asyncpg
 
+from benchmarks.redis_servers import RedisServer, alive, free_port
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def alive(pid: int) -> bool:
-    """True while a process with this id exists (and is not a zombie we reaped)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-class RedisServer:
-    """A redis-server of the test's own: start, SIGKILL, restart on the same port.
-
-    ``appendonly`` with ``appendfsync always`` keeps every acknowledged write across a
-    SIGKILL (a restart with data); without it a restart comes back empty.
-    """
-
-    def __init__(
-        self, directory: Path, *, appendonly: bool = False, maxmemory: str | None = None
-    ) -> None:
-        self.dir = directory
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.appendonly = appendonly
-        self.maxmemory = maxmemory
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.pids: list[int] = []  # every process we started, to check none is left
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self, timeout_s: float = 10.0) -> RedisServer:
-        args = [
-            "redis-server",
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--dir", str(self.dir),
-            "--save", "",
-            "--daemonize", "no",
-            "--appendonly", "yes" if self.appendonly else "no",
-            "--appendfsync", "always",
-            "--maxmemory-policy", "noeviction",
-        ]  # fmt: skip
-        if self.maxmemory:
-            args += ["--maxmemory", self.maxmemory]
-        log = (self.dir / "redis.log").open("ab")
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        self.pids.append(self.proc.pid)
-        deadline = time.monotonic() + timeout_s
-        while True:
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s,
-            ):
-                s.sendall(b"PING\r\n")
-                if s.recv(64).startswith(b"+PONG"):
-                    return self
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server did not start: see {self.dir / 'redis.log'}")
-            time.sleep(0.02)
-
-    def kill(self) -> None:
-        """SIGKILL (no shutdown save): what the OOM killer or a crash does."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-        self.proc = None
-
-    def restart(self) -> None:
-        self.kill()
-        self.start()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.proc = None
-
-    def left_behind(self) -> list[int]:
-        return [p for p in self.pids if alive(p)]
-
-    def __enter__(self) -> RedisServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+__all__ = ["FaultProxy", "Mode", "RedisServer", "alive", "free_port"]
 
 
 class Mode(enum.Enum):

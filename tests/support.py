@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
 import os
 import shutil
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import asyncpg
 import redis.asyncio as aioredis
+from pydantic import SecretStr
 
 from accelerated.aio import connection_class
 from accelerated.cluster import RedisClient, cluster_client, is_cluster_url, parse_cluster_url
@@ -21,39 +21,13 @@ from accelerated.codec import MAGIC, Codec
 from accelerated.errors import CodecError
 from accelerated.runtime import Runtime, build_runtime
 from accelerated.settings import Settings
+from benchmarks.llm_server import ChatServer
+from benchmarks.sample import place_file as place_file
+from benchmarks.sample import sample_corpus as sample_corpus
 
 # Bookkeeping columns that legitimately differ between runs (not content).
 VOLATILE = {"created_at", "updated_at", "generation", "applied_at"}
 CONTENT_TABLES = ("documents", "chunks", "entity_mentions", "canonical_entities", "relationships")
-
-
-def sample_corpus(corpus: Path, dest: Path, n: int = 60, max_bytes: int = 250_000) -> list[str]:
-    """Put a deterministic, format-diverse sample of corpus documents into ``dest``.
-
-    Copies, never symlinks (intake skips links that lead outside ``dest``) nor hard
-    links (a test that rewrote an input in place would rewrite the shared corpus).
-    """
-    with (corpus / "MANIFEST.tsv").open() as fh:
-        rows = [r for r in csv.DictReader(fh, delimiter="\t") if r["role"] == "document"]
-    rows = [r for r in rows if int(r["bytes"]) <= max_bytes]
-    by_ext: dict[str, list[str]] = {}
-    for r in sorted(rows, key=lambda r: r["file"]):
-        by_ext.setdefault(Path(r["file"]).suffix.lower(), []).append(r["file"])
-    picked: list[str] = []
-    while len(picked) < n and any(by_ext.values()):
-        for ext in sorted(by_ext):
-            if by_ext[ext] and len(picked) < n:
-                picked.append(by_ext[ext].pop(0))
-    for rel in picked:
-        target = dest / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        place_file(corpus / rel, target)
-    return picked
-
-
-def place_file(source: Path, target: Path) -> None:
-    """A private copy of ``source`` at ``target`` (at most a few MB per test)."""
-    shutil.copyfile(source, target)
 
 
 def make_runtime(
@@ -140,6 +114,18 @@ def copy_inputs(dest: Path, corpus: Path | None = None, opinions: int = 0) -> Pa
         for p in sorted((corpus / "courtlistener" / "opinions_txt").glob("*.txt"))[:opinions]:
             shutil.copy(p, dest / p.name)
     return dest
+
+
+def gated_clean(gate: asyncio.Event) -> Any:
+    """A ``clean`` stage that holds every document until ``gate`` is set: a run frozen
+    mid-way, so what Redis and Postgres hold can be compared exactly."""
+    from accelerated.stages import clean
+
+    async def gated(doc: Any, ctx: Any) -> Any:
+        await gate.wait()
+        return await clean.run(doc, ctx)
+
+    return gated
 
 
 def slow_clean(delay_s: float = 0.3) -> Any:
@@ -230,3 +216,23 @@ async def redis_text(redis: aioredis.Redis, prefix: str) -> str:
             out += strings(list(await redis.smembers(key)))
         out.append(key.decode())
     return "\n".join(out)
+
+
+# The API key the LLM tests use: they check it is written nowhere (logs, output, Redis,
+# the database), so it carries a marker ("SECRET") they look for too.
+LLM_KEY: Final = "sk-test-SECRET-7f3a9c"
+LLM_PRICES: Final = {"test-model": (1.0, 2.0)}  # USD per million tokens, in and out
+
+
+def llm_settings(settings: Settings, chat_server: ChatServer, **kw: Any) -> Settings:
+    """``settings`` pointed at the local chat server (model ``test-model``, key
+    ``LLM_KEY``, prices ``LLM_PRICES``), with ``kw`` on top."""
+    return settings.model_copy(
+        update={
+            "openai_base_url": chat_server.base_url,
+            "openai_api_key": SecretStr(LLM_KEY),
+            "llm_model": "test-model",
+            "llm_prices": dict(LLM_PRICES),
+            **kw,
+        }
+    )

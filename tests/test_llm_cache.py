@@ -5,7 +5,7 @@ caches); a failed or invalid reply is never stored."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -20,14 +20,6 @@ from accelerated.llm.client import ChatClient, InvalidReply
 from accelerated.llm.limiter import Limiter
 from benchmarks.llm_server import ChatServer, Reply
 
-
-@pytest.fixture
-def server() -> Iterator[ChatServer]:
-    srv = ChatServer().start()
-    yield srv
-    srv.stop()
-
-
 _OPEN: list[ChatClient] = []
 
 
@@ -41,7 +33,7 @@ async def _close_clients() -> AsyncIterator[None]:
 
 
 def _client(
-    server: ChatServer,
+    chat_server: ChatServer,
     redis: aioredis.Redis,
     prefix: str,
     *,
@@ -51,7 +43,7 @@ def _client(
 ) -> ChatClient:
     keys = Keys(prefix)
     client = ChatClient(
-        base_url=base_url or server.base_url,
+        base_url=base_url or chat_server.base_url,
         api_key=SecretStr("sk-cache"),
         model=model,
         limiter=Limiter(redis, keys, model, requests=1000, tokens=10**6),
@@ -82,16 +74,16 @@ def _valid(content: str) -> dict[str, Any]:
 
 
 async def test_rerun_makes_zero_calls(
-    server: ChatServer, redis: aioredis.Redis, prefix: str
+    chat_server: ChatServer, redis: aioredis.Redis, prefix: str
 ) -> None:
-    c = _client(server, redis, prefix)
+    c = _client(chat_server, redis, prefix)
     texts = [f"Judge Name{i} wrote" for i in range(5)]
     first = [await c.complete(_req(c, t), _valid) for t in texts]
-    assert len(server.received) == 5
-    again = _client(server, redis, prefix)  # a new process, same Redis
+    assert len(chat_server.received) == 5
+    again = _client(chat_server, redis, prefix)  # a new process, same Redis
     second = [await again.complete(_req(again, t), _valid) for t in texts]
     assert second == first
-    assert len(server.received) == 5
+    assert len(chat_server.received) == 5
     assert again.cache is not None and (again.cache.hits, again.cache.misses) == (5, 0)
     assert again.stats.calls == 0 and again.stats.cache_hits == 5
     # Stored compressed through the codec, with a TTL.
@@ -103,26 +95,26 @@ async def test_rerun_makes_zero_calls(
 
 
 async def test_every_request_field_that_changes_a_reply_misses(
-    server: ChatServer, redis: aioredis.Redis, prefix: str
+    chat_server: ChatServer, redis: aioredis.Redis, prefix: str
 ) -> None:
     other = ChatServer().start()
     try:
-        base = _client(server, redis, prefix)
+        base = _client(chat_server, redis, prefix)
         await base.complete(_req(base), _valid)
         variants = [
-            (_client(server, redis, prefix, temperature=0.7), {}),  # langchain#19328
-            (_client(server, redis, prefix, model="m2"), {}),  # GPTCache #527
-            (_client(server, redis, prefix, base_url=other.base_url), {}),
-            (_client(server, redis, prefix), {"version": "v2"}),
-            (_client(server, redis, prefix), {"system": "another system prompt"}),  # #526
+            (_client(chat_server, redis, prefix, temperature=0.7), {}),  # langchain#19328
+            (_client(chat_server, redis, prefix, model="m2"), {}),  # GPTCache #527
+            (_client(chat_server, redis, prefix, base_url=other.base_url), {}),
+            (_client(chat_server, redis, prefix), {"version": "v2"}),
+            (_client(chat_server, redis, prefix), {"system": "another system prompt"}),  # #526
         ]
         for c, kw in variants:
             await c.complete(_req(c, **kw), _valid)
             assert c.cache is not None and c.cache.misses == 1 and c.cache.hits == 0
-        assert len(server.received) + len(other.received) == 1 + len(variants)
-        assert [r.body.get("temperature") for r in server.received[:2]] == [0.0, 0.7]
+        assert len(chat_server.received) + len(other.received) == 1 + len(variants)
+        assert [r.body.get("temperature") for r in chat_server.received[:2]] == [0.0, 0.7]
         # and the unchanged request still hits
-        same = _client(server, redis, prefix)
+        same = _client(chat_server, redis, prefix)
         await same.complete(_req(same), _valid)
         assert same.cache is not None and same.cache.hits == 1
     finally:
@@ -144,10 +136,10 @@ def test_key_ignores_json_key_order() -> None:  # LiteLLM #40128
 
 
 async def test_failed_or_invalid_replies_are_never_cached(
-    server: ChatServer, redis: aioredis.Redis, prefix: str
+    chat_server: ChatServer, redis: aioredis.Redis, prefix: str
 ) -> None:
-    c = _client(server, redis, prefix)
-    server.script = [
+    c = _client(chat_server, redis, prefix)
+    chat_server.script = [
         Reply(status=500),
         Reply(content='{"not": "the schema"}'),
         Reply(raw_body=b"{this is not json"),
@@ -165,19 +157,19 @@ async def test_failed_or_invalid_replies_are_never_cached(
     assert await redis.keys(f"{prefix}:cache:llm:*") == []
     value = await c.complete(_req(c), _valid)  # now a good one: asked again, then stored
     assert value == {"mentions": [{"type": "JUDGE", "text": "Roe", "start": 6}]}
-    assert len(server.received) == 5
+    assert len(chat_server.received) == 5
     assert len(await redis.keys(f"{prefix}:cache:llm:*")) == 1
 
 
 async def test_driver_errors_are_translated_without_the_key(
-    server: ChatServer, redis: aioredis.Redis, prefix: str
+    chat_server: ChatServer, redis: aioredis.Redis, prefix: str
 ) -> None:
-    c = _client(server, redis, prefix)
+    c = _client(chat_server, redis, prefix)
     c._client = c._client.with_options(timeout=0.3)
-    server.script = [Reply(delay_s=1.0)]
+    chat_server.script = [Reply(delay_s=1.0)]
     with pytest.raises(BackendUnavailable, match="APITimeoutError"):
         await c.complete(_req(c), _valid)
-    server.script = [Reply(status=401), Reply(status=400), Reply(status=503)]
+    chat_server.script = [Reply(status=401), Reply(status=400), Reply(status=503)]
     with pytest.raises(BackendRejected, match="credentials") as auth:
         await c.complete(_req(c), _valid)
     with pytest.raises(BackendRejected, match="HTTP 400"):
@@ -185,6 +177,6 @@ async def test_driver_errors_are_translated_without_the_key(
     with pytest.raises(BackendUnavailable, match="HTTP 503"):
         await c.complete(_req(c), _valid)
     assert "sk-cache" not in str(auth.value) and auth.value.__cause__ is None
-    dead = _client(server, redis, prefix, base_url="http://127.0.0.1:9/v1")
+    dead = _client(chat_server, redis, prefix, base_url="http://127.0.0.1:9/v1")
     with pytest.raises(BackendUnavailable, match="unreachable"):
         await dead.complete(_req(dead), _valid)

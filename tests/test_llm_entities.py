@@ -7,14 +7,11 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
-from pydantic import SecretStr
 
 from accelerated.backends import ENTITY_BACKENDS
 from accelerated.batch_run import BatchOptions, run_batch
@@ -26,31 +23,11 @@ from accelerated.settings import Settings
 from benchmarks.llm_server import ChatServer, Reply
 from persistence.schema import migrate
 from tests.conftest import DATABASE_URL, EXAMPLES
-from tests.support import dump, make_runtime, redis_text, side_store
-
-KEY = "sk-test-SECRET-7f3a9c"
+from tests.support import LLM_KEY, dump, llm_settings, make_runtime, redis_text, side_store
 
 
-@pytest.fixture
-def server() -> Iterator[ChatServer]:
-    srv = ChatServer().start()
-    yield srv
-    srv.stop()
-
-
-def _llm_settings(settings: Settings, server: ChatServer, **kw: Any) -> Settings:
-    return settings.model_copy(
-        update={
-            "openai_base_url": server.base_url,
-            "openai_api_key": SecretStr(KEY),
-            "llm_model": "test-model",
-            **kw,
-        }
-    )
-
-
-def test_factory_needs_url_key_and_model(settings: Settings, server: ChatServer) -> None:
-    good = _llm_settings(settings, server)
+def test_factory_needs_url_key_and_model(settings: Settings, chat_server: ChatServer) -> None:
+    good = llm_settings(settings, chat_server)
     assert isinstance(ENTITY_BACKENDS.create("llm", good), LlmEntityBackend)
     assert isinstance(ENTITY_BACKENDS.create("rules+llm", good), RulesPlusLlm)
     for missing, name in (
@@ -60,14 +37,14 @@ def test_factory_needs_url_key_and_model(settings: Settings, server: ChatServer)
     ):
         with pytest.raises(ConfigError, match=name) as err:
             ENTITY_BACKENDS.create("llm", good.model_copy(update={missing: None}))
-        assert KEY not in str(err.value)
+        assert LLM_KEY not in str(err.value)
 
 
 async def test_mentions_mapped_and_span_checked(
-    settings: Settings, server: ChatServer, redis: aioredis.Redis
+    settings: Settings, chat_server: ChatServer, redis: aioredis.Redis
 ) -> None:
     chunk = "Before Judge Roe. Acme Corp. paid $5,000 to Acme Corp. on May 1, 2020."
-    server.script = [
+    chat_server.script = [
         Reply(
             content=json.dumps(
                 {
@@ -84,7 +61,7 @@ async def test_mentions_mapped_and_span_checked(
             )
         )
     ]
-    backend = LlmEntityBackend(_llm_settings(settings, server), redis=redis)
+    backend = LlmEntityBackend(llm_settings(settings, chat_server), redis=redis)
     [got] = await backend.extract_async([chunk])
     await backend.aclose()
     spans = [(m.type, chunk[m.start : m.end]) for m in got]
@@ -97,54 +74,54 @@ async def test_mentions_mapped_and_span_checked(
     ]
     assert len({(m.start, m.end) for m in got}) == 5  # two distinct Acme offsets
     assert (backend.dropped_spans, backend.dropped_types) == (1, 1)
-    sent = server.received[0].body
+    sent = chat_server.received[0].body
     assert sent["model"] == "test-model" and sent["response_format"] == {"type": "json_object"}
     assert "<chunk>\n" + chunk + "\n</chunk>" in sent["messages"][-1]["content"]
     assert "CASE_CITATION" in sent["messages"][0]["content"]
 
 
 async def test_one_repair_then_a_clear_chunk_error(
-    settings: Settings, server: ChatServer, redis: aioredis.Redis
+    settings: Settings, chat_server: ChatServer, redis: aioredis.Redis
 ) -> None:
-    backend = LlmEntityBackend(_llm_settings(settings, server), redis=redis)
-    server.script = [Reply(content="Sure! Here are the mentions: Judge Roe")]
+    backend = LlmEntityBackend(llm_settings(settings, chat_server), redis=redis)
+    chat_server.script = [Reply(content="Sure! Here are the mentions: Judge Roe")]
     [got] = await backend.extract_async(["Judge Roe sat."])  # repaired by the default reply
     assert [(m.type, m.start, m.end) for m in got] == [("JUDGE", 6, 9)]
-    assert len(server.received) == 2
-    repair = server.received[1].body["messages"]
+    assert len(chat_server.received) == 2
+    repair = chat_server.received[1].body["messages"]
     assert repair[-2] == {"role": "assistant", "content": "Sure! Here are the mentions: Judge Roe"}
     assert "not valid" in repair[-1]["content"]
     # The repaired answer is stored under the first question too: a re-run asks nothing.
-    again0 = LlmEntityBackend(_llm_settings(settings, server), redis=redis)
+    again0 = LlmEntityBackend(llm_settings(settings, chat_server), redis=redis)
     assert await again0.extract_async(["Judge Roe sat."]) == [got]
-    assert len(server.received) == 2
+    assert len(chat_server.received) == 2
     await again0.aclose()
     # Twice invalid: the chunk fails, clearly, and nothing is cached.
-    server.script = [Reply(content='{"mentions": "none"}'), Reply(content="[]")]
+    chat_server.script = [Reply(content='{"mentions": "none"}'), Reply(content="[]")]
     with pytest.raises(InvalidReply, match=r"chunk 0: .*after one repair attempt"):
         await backend.extract_async(["Judge Poe sat."])
     assert backend.failed_chunks == 1
-    server.received.clear()
-    again = LlmEntityBackend(_llm_settings(settings, server), redis=redis)
+    chat_server.received.clear()
+    again = LlmEntityBackend(llm_settings(settings, chat_server), redis=redis)
     [poe] = await again.extract_async(["Judge Poe sat."])
     assert [(m.type, m.start) for m in poe] == [("JUDGE", 6)]
-    assert len(server.received) == 1  # asked again: the invalid replies were not stored
+    assert len(chat_server.received) == 1  # asked again: the invalid replies were not stored
     await backend.aclose()
     await again.aclose()
 
 
 async def test_rerun_makes_no_call_and_version_covers_the_model(
-    settings: Settings, server: ChatServer, redis: aioredis.Redis
+    settings: Settings, chat_server: ChatServer, redis: aioredis.Redis
 ) -> None:
-    s = _llm_settings(settings, server)
+    s = llm_settings(settings, chat_server)
     texts = [f"Judge Name{i} ruled." for i in range(6)]
     a, b = LlmEntityBackend(s, redis=redis), LlmEntityBackend(s, redis=redis)
     first = await a.extract_async(texts)
-    assert len(server.received) == 6
+    assert len(chat_server.received) == 6
     second = await b.extract_async(texts)
     await a.aclose()
     await b.aclose()
-    assert second == first and len(server.received) == 6
+    assert second == first and len(chat_server.received) == 6
     v = LlmEntityBackend(s, redis=redis).version
     assert v != LlmEntityBackend(s.model_copy(update={"llm_model": "other"}), redis=redis).version
     assert v != LlmEntityBackend(s.model_copy(update={"llm_temperature": 0.5}), redis=redis).version
@@ -170,7 +147,7 @@ async def test_rules_plus_llm_on_both_paths_and_the_key_is_nowhere(
     settings: Settings,
     pg_pool: asyncpg.Pool,
     redis: aioredis.Redis,
-    server: ChatServer,
+    chat_server: ChatServer,
     caplog: pytest.LogCaptureFixture,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -179,7 +156,7 @@ async def test_rules_plus_llm_on_both_paths_and_the_key_is_nowhere(
     src.mkdir()
     for p in sorted(EXAMPLES.iterdir())[:3]:
         shutil.copy(p, src / p.name)
-    s = _llm_settings(settings, server, entity_backend="rules+llm")
+    s = llm_settings(settings, chat_server, entity_backend="rules+llm")
     opts = BatchOptions(project="llm", inputs=[src])
     await migrate(pg_pool, s.pg_schema)
     rt = make_runtime(s, pg_pool, redis, accelerated=True)
@@ -187,7 +164,7 @@ async def test_rules_plus_llm_on_both_paths_and_the_key_is_nowhere(
     assert rt.backends is not None
     await rt.backends.entities.aclose()  # type: ignore[attr-defined]
     rows_accel = await dump(pg_pool)
-    calls_accel = len(server.received)
+    calls_accel = len(chat_server.received)
     async with side_store(s, DATABASE_URL, "t") as (s_b, pool_b, redis_b):
         await migrate(pool_b, s_b.pg_schema)
         rt_b = make_runtime(s_b, pool_b, redis_b, accelerated=False)
@@ -199,8 +176,8 @@ async def test_rules_plus_llm_on_both_paths_and_the_key_is_nowhere(
     for report in (accel, trad):
         assert report.failed == {}
         assert report.done == report.total
-    assert calls_accel > 0 and len(server.received) > calls_accel
-    assert {r.headers["authorization"] for r in server.received} == {f"Bearer {KEY}"}
+    assert calls_accel > 0 and len(chat_server.received) > calls_accel
+    assert {r.headers["authorization"] for r in chat_server.received} == {f"Bearer {LLM_KEY}"}
     types = {r[0] for r in await pg_pool.fetch("SELECT DISTINCT type FROM entity_mentions")}
     assert "CASE_CITATION" in types  # by the rules
     for table in rows_accel:
@@ -218,11 +195,11 @@ async def test_rules_plus_llm_on_both_paths_and_the_key_is_nowhere(
         ]
     )
     assert len(everything) > 10_000  # the grep ran over real content
-    assert KEY not in everything and "SECRET" not in everything
+    assert LLM_KEY not in everything and "SECRET" not in everything
 
 
 def test_llm_settings_parse_and_bounds(
-    settings: Settings, server: ChatServer, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, chat_server: ChatServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("LLM_RPM", "60")
     monkeypatch.setenv("LLM_PRICES", '{"m": [1, 2]}')
@@ -233,4 +210,4 @@ def test_llm_settings_parse_and_bounds(
             Settings(_env_file=None, **{field: 0})  # type: ignore[call-arg, arg-type]
     with pytest.raises(ValueError, match=">= 0"):
         Settings(_env_file=None, llm_budget_tokens=-1)  # type: ignore[call-arg]
-    assert KEY not in repr(_llm_settings(settings, server))
+    assert LLM_KEY not in repr(llm_settings(settings, chat_server))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -20,13 +20,6 @@ from tests import conftest
 from tests.llm_load import run as load_run
 
 WINDOW_S = 2.0
-
-
-@pytest.fixture
-def server() -> Iterator[ChatServer]:
-    srv = ChatServer().start()
-    yield srv
-    srv.stop()
 
 
 def _sliding_max(arrivals: list[Received], span: float) -> tuple[int, int]:
@@ -51,7 +44,7 @@ def _sliding_max(arrivals: list[Received], span: float) -> tuple[int, int]:
     [("requests", 30, 100_000, (100, 400)), ("tokens", 1000, 6000, (400, 1600))],
 )
 def test_four_processes_share_one_limit(
-    server: ChatServer,
+    chat_server: ChatServer,
     prefix: str,
     binding: str,
     requests: int,
@@ -65,7 +58,7 @@ def test_four_processes_share_one_limit(
         ctx.Process(
             target=load_run,
             args=(
-                server.base_url,
+                chat_server.base_url,
                 conftest.REDIS_URL,
                 prefix,
                 requests,
@@ -89,7 +82,7 @@ def test_four_processes_share_one_limit(
     for p in procs:
         p.join(60)
     assert [p.exitcode for p in procs] == [0, 0, 0, 0]
-    got = [r for r in server.ok() if start_at <= r.at <= stop_at]
+    got = [r for r in chat_server.ok() if start_at <= r.at <= stop_at]
     assert {r.headers.get("authorization") for r in got} == {"Bearer sk-load"}
     most_req, most_tok = _sliding_max(got, WINDOW_S)
     assert most_req <= requests, (most_req, requests)
@@ -120,7 +113,9 @@ async def _close_clients() -> AsyncIterator[None]:
         await _OPEN.pop().aclose()
 
 
-async def _client(server: ChatServer, redis: aioredis.Redis, prefix: str, **kw: int) -> ChatClient:
+async def _client(
+    chat_server: ChatServer, redis: aioredis.Redis, prefix: str, **kw: int
+) -> ChatClient:
     limiter = Limiter(
         redis,
         Keys(prefix),
@@ -131,7 +126,7 @@ async def _client(server: ChatServer, redis: aioredis.Redis, prefix: str, **kw: 
         budget_tokens=kw.get("budget", 0),
     )
     client = ChatClient(
-        base_url=server.base_url,
+        base_url=chat_server.base_url,
         api_key=SecretStr("sk-x"),
         model="m",
         limiter=limiter,
@@ -152,21 +147,21 @@ def _req(client: ChatClient, text: str) -> dict[str, object]:
 
 
 async def test_429_retry_after_cools_down_every_worker(
-    server: ChatServer, redis: aioredis.Redis, prefix: str
+    chat_server: ChatServer, redis: aioredis.Redis, prefix: str
 ) -> None:
-    server.script = [Reply(status=429, headers={"retry-after-ms": "700"})]
-    a = await _client(server, redis, prefix)
-    b = await _client(server, redis, prefix)  # another worker, same limiter keys
+    chat_server.script = [Reply(status=429, headers={"retry-after-ms": "700"})]
+    a = await _client(chat_server, redis, prefix)
+    b = await _client(chat_server, redis, prefix)  # another worker, same limiter keys
     t = time.monotonic()
     assert await a.complete(_req(a, "one"), lambda s: s)
     assert time.monotonic() - t >= 0.65
     assert a.stats.rate_limited == 1
     # The cool-down key is shared: b waits too.
-    server.script = [Reply(status=429, headers={"retry-after": "1"})]
+    chat_server.script = [Reply(status=429, headers={"retry-after": "1"})]
     t = time.monotonic()
     await a.complete(_req(a, "two"), lambda s: s)  # 429, sets 1 s
     assert time.monotonic() - t >= 0.95
-    arrivals = [r.at for r in server.received]
+    arrivals = [r.at for r in chat_server.received]
     assert arrivals[-1] - arrivals[-2] >= 0.95
     await b.limiter.cool_down(500)
     t = time.monotonic()
@@ -177,14 +172,14 @@ async def test_429_retry_after_cools_down_every_worker(
 
 
 async def test_remaining_zero_headers_hold_off(
-    server: ChatServer, redis: aioredis.Redis, prefix: str
+    chat_server: ChatServer, redis: aioredis.Redis, prefix: str
 ) -> None:
-    server.script = [
+    chat_server.script = [
         Reply(
             headers={"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "600ms"}
         )
     ]
-    c = await _client(server, redis, prefix)
+    c = await _client(chat_server, redis, prefix)
     await c.complete(_req(c, "a"), lambda s: s)
     t = time.monotonic()
     await c.complete(_req(c, "b"), lambda s: s)
@@ -193,28 +188,28 @@ async def test_remaining_zero_headers_hold_off(
 
 @pytest.mark.parametrize("redis_kind", conftest.KINDS, indirect=True)
 async def test_budget_stops_new_calls(
-    server: ChatServer, redis: aioredis.Redis, prefix: str
+    chat_server: ChatServer, redis: aioredis.Redis, prefix: str
 ) -> None:
-    c = await _client(server, redis, prefix, budget=200)
+    c = await _client(chat_server, redis, prefix, budget=200)
     done = 0
     with pytest.raises(BudgetExhausted, match="LLM_BUDGET_TOKENS=200"):
         for i in range(50):
             await c.complete(_req(c, f"call {i} " + "y" * 60), lambda s: s)
             done += 1
-    assert done == len(server.received) and 2 <= done < 50
+    assert done == len(chat_server.received) and 2 <= done < 50
     assert await c.limiter.budget_used() <= 200
     # A larger budget (a re-run) goes on.
-    c2 = await _client(server, redis, prefix, budget=10_000)
+    c2 = await _client(chat_server, redis, prefix, budget=10_000)
     await c2.complete(_req(c2, "more"), lambda s: s)
 
 
 async def test_a_call_over_the_window_fails_at_once(
-    server: ChatServer, redis: aioredis.Redis, prefix: str
+    chat_server: ChatServer, redis: aioredis.Redis, prefix: str
 ) -> None:
-    c = await _client(server, redis, prefix, tokens=50)
+    c = await _client(chat_server, redis, prefix, tokens=50)
     with pytest.raises(BudgetExhausted, match="over LLM_TPM"):
         await c.complete(_req(c, "z" * 600), lambda s: s)
-    assert server.received == []
+    assert chat_server.received == []
 
 
 def test_header_parsing() -> None:

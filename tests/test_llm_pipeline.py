@@ -13,14 +13,13 @@ import logging
 import re
 import shutil
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
-from pydantic import SecretStr
 
 from accelerated import state
 from accelerated.backends import ENTITY_BACKENDS, STRUCTURED_EXTRACTORS
@@ -36,30 +35,9 @@ from accelerated.stages.structure import head_of
 from benchmarks.llm_server import ChatServer, default_responder, mentions_reply
 from persistence.schema import migrate
 from tests.conftest import DATABASE_URL, EXAMPLES
-from tests.support import dump, make_runtime, redis_text, side_store
+from tests.support import LLM_KEY, dump, llm_settings, make_runtime, redis_text, side_store
 
-KEY = "sk-test-PIPELINE-SECRET-41c2"
-PRICES = {"test-model": (1.0, 2.0)}  # USD per million tokens, in and out
 _DOC = re.compile(r"<document>\n(.*)\n</document>", re.S)
-
-
-@pytest.fixture
-def server() -> Iterator[ChatServer]:
-    srv = ChatServer().start()
-    yield srv
-    srv.stop()
-
-
-def _llm(settings: Settings, server: ChatServer, **kw: Any) -> Settings:
-    return settings.model_copy(
-        update={
-            "openai_base_url": server.base_url,
-            "openai_api_key": SecretStr(KEY),
-            "llm_model": "test-model",
-            "llm_prices": PRICES,
-            **kw,
-        }
-    )
 
 
 async def _run(rt: Runtime, opts: BatchOptions) -> BatchReport:
@@ -69,10 +47,10 @@ async def _run(rt: Runtime, opts: BatchOptions) -> BatchReport:
         await rt.aclose_backends()
 
 
-def _documents(server: ChatServer) -> list[str]:
+def _documents(chat_server: ChatServer) -> list[str]:
     """The <document> blocks of the structured-extraction calls the server answered."""
     out = []
-    for r in server.ok():
+    for r in chat_server.ok():
         m = _DOC.search(r.body["messages"][-1]["content"])
         if m:
             out.append(m.group(1))
@@ -96,27 +74,27 @@ async def test_structured_fields_in_metadata_on_both_paths(
     settings: Settings,
     pg_pool: asyncpg.Pool,
     redis: aioredis.Redis,
-    server: ChatServer,
+    chat_server: ChatServer,
     caplog: pytest.LogCaptureFixture,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     caplog.set_level(logging.DEBUG)
     src = tmp_path / "in"
     shutil.copytree(EXAMPLES, src)
-    s = _llm(settings, server, structured_extraction="llm")
+    s = llm_settings(settings, chat_server, structured_extraction="llm")
     opts = BatchOptions(project="fields", inputs=[src])
     await migrate(pg_pool, s.pg_schema)
     accel = await _run(make_runtime(s, pg_pool, redis, accelerated=True), opts)
-    answered_accel = server.ok()
+    answered_accel = chat_server.ok()
     rows_accel = await dump(pg_pool)
     docs = await pg_pool.fetch(
         "SELECT source_key, text, pages::text, metadata::text FROM documents"
     )
     async with side_store(s, DATABASE_URL, "t") as (s_b, pool_b, redis_b):
         await migrate(pool_b, s_b.pg_schema)
-        server.received.clear()
+        chat_server.received.clear()
         trad = await _run(make_runtime(s_b, pool_b, redis_b, accelerated=False), opts)
-        answered_trad = server.ok()
+        answered_trad = chat_server.ok()
         rows_trad = await dump(pool_b)
         trad_redis = await redis_text(redis_b, s_b.redis_prefix)
     for report in (accel, trad):
@@ -144,7 +122,7 @@ async def test_structured_fields_in_metadata_on_both_paths(
         )
         for r in docs
     )
-    assert sorted(_documents(server)) == heads  # traditional run: the same prompts
+    assert sorted(_documents(chat_server)) == heads  # traditional run: the same prompts
     assert len(answered_accel) == len(answered_trad) == 7
     _check_llm_figures(accel, answered_accel, cache_hits=0)
     _check_llm_figures(trad, answered_trad, cache_hits=0)  # no LLM cache on this path
@@ -159,8 +137,8 @@ async def test_structured_fields_in_metadata_on_both_paths(
         ]
     )
     assert len(everything) > 10_000 and "Acme" in everything
-    assert KEY not in everything and "PIPELINE-SECRET" not in everything
-    assert {r.headers["authorization"] for r in server.received} == {f"Bearer {KEY}"}
+    assert LLM_KEY not in everything and "SECRET" not in everything
+    assert {r.headers["authorization"] for r in chat_server.received} == {f"Bearer {LLM_KEY}"}
 
 
 def _fields_responder(body: dict[str, Any]) -> str:
@@ -184,9 +162,9 @@ async def test_invalid_fields_are_repaired_once_then_recorded(
     settings: Settings,
     pg_pool: asyncpg.Pool,
     redis: aioredis.Redis,
-    server: ChatServer,
+    chat_server: ChatServer,
 ) -> None:
-    server.responder = _fields_responder
+    chat_server.responder = _fields_responder
     src = tmp_path / "in"
     src.mkdir()
     body = "Before Judge Roe.\nDated: July 27, 2023\n\n" + "The court heard the parties. " * 20
@@ -194,7 +172,7 @@ async def test_invalid_fields_are_repaired_once_then_recorded(
         (src / f"{name}.txt").write_text(
             f"{marker}IN THE SUPERIOR COURT\nCase No. 4:21-cv-77\n{body}"
         )
-    s = _llm(settings, server, structured_extraction="llm")
+    s = llm_settings(settings, chat_server, structured_extraction="llm")
     await migrate(pg_pool, s.pg_schema)
     report = await _run(
         make_runtime(s, pg_pool, redis, accelerated=True), BatchOptions("rep", [src])
@@ -213,7 +191,7 @@ async def test_invalid_fields_are_repaired_once_then_recorded(
     err = rows["broken.txt"][1]["structured_error"]
     assert "invalid_reply" in err and "after one repair attempt" in err
     assert "structured" not in rows["broken.txt"][1]
-    calls = server.ok()
+    calls = chat_server.ok()
     assert len(calls) == 1 + 2 + 2  # good; fixed and repaired; broken and its repair
     repair = [r for r in calls if len(r.body["messages"]) == 4]
     assert len(repair) == 2 and all(
@@ -222,12 +200,12 @@ async def test_invalid_fields_are_repaired_once_then_recorded(
     assert report.llm is not None and report.llm.invalid == 3
     # A re-run asks again only what has no valid answer: the repaired one is cached under
     # its first question, the broken one was never stored.
-    server.received.clear()
+    chat_server.received.clear()
     again = await _run(
         make_runtime(s, pg_pool, redis, accelerated=True),
         BatchOptions("rep", [src], reprocess=True, from_stage="structure"),
     )
-    assert again.done == 3 and len(server.ok()) == 2
+    assert again.done == 3 and len(chat_server.ok()) == 2
     assert again.llm is not None and again.llm.cache_hits == 2 and again.llm.calls == 2
 
 
@@ -246,13 +224,13 @@ async def test_budget_ends_documents_clearly_and_a_rerun_finishes_them(
     settings: Settings,
     pg_pool: asyncpg.Pool,
     redis: aioredis.Redis,
-    server: ChatServer,
+    chat_server: ChatServer,
 ) -> None:
     src = tmp_path / "in"
     _chunked_docs(src, 5)
-    base = _llm(
+    base = llm_settings(
         settings,
-        server,
+        chat_server,
         entity_backend="llm",
         chunk_chars=600,
         chunk_overlap=0,
@@ -263,7 +241,7 @@ async def test_budget_ends_documents_clearly_and_a_rerun_finishes_them(
     await migrate(pg_pool, base.pg_schema)
     opts = BatchOptions("budget", [src])
     first = await _run(make_runtime(base, pg_pool, redis, accelerated=True), opts)
-    asked_first = [r.body["messages"][-1]["content"] for r in server.ok()]
+    asked_first = [r.body["messages"][-1]["content"] for r in chat_server.ok()]
     assert first.failed == {} and first.budget_exhausted and first.done >= 1
     assert first.done + len(first.budget_exhausted) == 5
     assert all("LLM_BUDGET_TOKENS=2500" in e for e in first.budget_exhausted.values())
@@ -278,10 +256,10 @@ async def test_budget_ends_documents_clearly_and_a_rerun_finishes_them(
     done_first = [f"doc{d}.txt" for d in range(5) if f"doc{d}.txt" not in stopped]
 
     # A larger budget: the stopped documents finish; nothing answered is asked again.
-    server.received.clear()
+    chat_server.received.clear()
     more = base.model_copy(update={"llm_budget_tokens": 1_000_000})
     second = await _run(make_runtime(more, pg_pool, redis, accelerated=True), opts)
-    asked_second = [r.body["messages"][-1]["content"] for r in server.ok()]
+    asked_second = [r.body["messages"][-1]["content"] for r in chat_server.ok()]
     chunks_per_doc = {
         r["source_key"]: r["n"]
         for r in await pg_pool.fetch(
@@ -307,10 +285,12 @@ async def test_backend_takes_the_runtime_redis_and_is_closed_on_shutdown(
     settings: Settings,
     pg_pool: asyncpg.Pool,
     redis: aioredis.Redis,
-    server: ChatServer,
+    chat_server: ChatServer,
 ) -> None:
     # Built from settings without REDIS_URL (as the CLI edge does, before connecting).
-    s = _llm(settings, server, redis_url=None, entity_backend="llm", structured_extraction="llm")
+    s = llm_settings(
+        settings, chat_server, redis_url=None, entity_backend="llm", structured_extraction="llm"
+    )
     backend = ENTITY_BACKENDS.create("llm", s)
     extractor = STRUCTURED_EXTRACTORS.create("llm", s)
     assert isinstance(backend, LlmEntityBackend) and isinstance(extractor, LlmStructuredExtractor)
@@ -327,7 +307,7 @@ async def test_backend_takes_the_runtime_redis_and_is_closed_on_shutdown(
     llm_backend = rt.backends.entities
     assert isinstance(llm_backend, LlmEntityBackend) and llm_backend.service.bound
     report = await run_batch(rt, BatchOptions("inj", [src]))
-    assert report.done == 1 and len(server.ok()) == 2  # one chunk, one document head
+    assert report.done == 1 and len(chat_server.ok()) == 2  # one chunk, one document head
     http = llm_backend.client()._client
     assert not http.is_closed()
     await rt.aclose()

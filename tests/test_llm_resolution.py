@@ -8,14 +8,12 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
-from pydantic import SecretStr
 from rapidfuzz import fuzz
 
 from accelerated.batch import summary_line
@@ -27,7 +25,7 @@ from accelerated.settings import Settings
 from benchmarks.llm_server import ChatServer, chunk_of
 from persistence.schema import migrate
 from tests.conftest import DATABASE_URL
-from tests.support import make_runtime, side_store
+from tests.support import llm_settings, make_runtime, side_store
 
 NAMES = (  # longest first: a name inside a longer one is not a second mention
     "Acme Widget Holdings Inc.",
@@ -72,22 +70,9 @@ def responder(body: dict[str, Any]) -> str:
 
 
 @pytest.fixture
-def server() -> Iterator[ChatServer]:
-    srv = ChatServer(responder).start()
-    yield srv
-    srv.stop()
-
-
-def _settings(settings: Settings, server: ChatServer) -> Settings:
-    return settings.model_copy(
-        update={
-            "openai_base_url": server.base_url,
-            "openai_api_key": SecretStr("sk-resolution"),
-            "llm_model": "test-model",
-            "entity_backend": "llm",
-            "resolution": "llm",
-        }
-    )
+def server(chat_server: ChatServer) -> ChatServer:
+    chat_server.responder = responder
+    return chat_server
 
 
 def _folder(root: Path, name: str, files: list[str]) -> Path:
@@ -129,7 +114,7 @@ async def test_merges_do_not_depend_on_document_order(
     redis: aioredis.Redis,
     server: ChatServer,
 ) -> None:
-    s = _settings(settings, server)
+    s = llm_settings(settings, server, entity_backend="llm", resolution="llm")
     await migrate(pg_pool, s.pg_schema)
     ab, cd = (
         _folder(tmp_path, "ab", ["a.txt", "b.txt"]),
@@ -182,7 +167,7 @@ async def test_decisions_are_asked_once_per_pair(
     server: ChatServer,
     keys: Keys,
 ) -> None:
-    s = _settings(settings, server)
+    s = llm_settings(settings, server, entity_backend="llm", resolution="llm")
     await migrate(pg_pool, s.pg_schema)
     every = _folder(tmp_path, "all", list(DOCS))
     [first] = await _batches(s, pg_pool, redis, "once", [every])

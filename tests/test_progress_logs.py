@@ -30,14 +30,11 @@ from accelerated.batch_run import (
 from accelerated.intake import discover, fingerprint_all, new_generation
 from accelerated.keys import Keys
 from accelerated.logs import DOCUMENTS, JsonFormatter, document_finished
-from accelerated.models import Extracted
 from accelerated.redact import RedactingFilter
 from accelerated.settings import Settings
-from accelerated.stages import StageContext
-from accelerated.stages.clean import run as clean
 from persistence.schema import migrate
 from tests.conftest import EXAMPLES, KINDS
-from tests.support import make_runtime
+from tests.support import gated_clean, make_runtime
 
 SECRET = "log-Secret-9001"
 
@@ -81,11 +78,7 @@ async def test_snapshots_of_a_run_held_at_a_stage_match_the_state(
     rt = make_runtime(settings, pg_pool, redis, accelerated=True)
     gate = asyncio.Event()
 
-    async def gated_clean(doc: Extracted, ctx: StageContext) -> Any:
-        await gate.wait()
-        return await clean(doc, ctx)
-
-    rt.stage_overrides["clean"] = gated_clean
+    rt.stage_overrides["clean"] = gated_clean(gate)
     seen: list[BatchProgress] = []
     n = len(discover([EXAMPLES]).files)
     run = asyncio.create_task(run_batch(rt, BatchOptions("pm", [EXAMPLES]), progress=seen.append))

@@ -15,7 +15,6 @@ limiter (:mod:`accelerated.llm.client`).
 from __future__ import annotations
 
 import asyncio
-from importlib import resources
 from typing import Any, Final
 
 import msgspec
@@ -24,8 +23,9 @@ from prometheus_client import Counter
 from accelerated.backends import BackendClients
 from accelerated.cluster import RedisClient
 from accelerated.entities import RawMention
-from accelerated.llm.client import ChatClient, InvalidReply, LlmStats
-from accelerated.llm.service import LlmService
+from accelerated.llm.ask import ask_json, load_text
+from accelerated.llm.client import InvalidReply
+from accelerated.llm.service import LlmComponent
 from accelerated.models import ENTITY_TYPES
 from accelerated.settings import Settings
 
@@ -76,7 +76,7 @@ def decode_reply(content: str) -> MentionsReply:
 
 
 def load_prompt(version: str = PROMPT_VERSION) -> str:
-    return resources.files("accelerated.llm").joinpath(f"prompts/{version}.txt").read_text("utf-8")
+    return load_text(f"{version}.txt")
 
 
 def map_type(raw: str) -> str | None:
@@ -103,7 +103,7 @@ def locate(chunk: str, text: str, start: int | None, taken: set[tuple[int, int]]
     return (free or found)[0]
 
 
-class LlmEntityBackend:
+class LlmEntityBackend(LlmComponent):
     """``mode = "async"``: chunks are awaited on the loop, concurrently up to the limiter.
 
     Its Redis client is the runtime's (``bind``, :class:`~accelerated.backends.NeedsClients`);
@@ -112,30 +112,16 @@ class LlmEntityBackend:
     mode = "async"
 
     def __init__(self, settings: Settings, *, redis: RedisClient | None = None) -> None:
-        self.service = LlmService(settings, "ENTITY_BACKEND=llm")
-        self.settings = settings
-        self.base_url, self.model = self.service.base_url, self.service.model
-        self.llm_model = self.model
-        self.prompt = load_prompt()
-        self.version = f"llm-{PROMPT_VERSION}-{self.service.identity(self.prompt)}"
+        super().__init__(
+            settings,
+            "ENTITY_BACKEND=llm",
+            prompt=load_prompt(),
+            prompt_version=PROMPT_VERSION,
+            redis=redis,
+        )
         self.dropped_types = 0
         self.dropped_spans = 0
         self.failed_chunks = 0
-        if redis is not None:
-            self.service.bind_redis(redis)
-
-    def bind(self, clients: BackendClients) -> None:
-        self.service.bind(clients)
-
-    def client(self) -> ChatClient:
-        return self.service.client()
-
-    async def aclose(self) -> None:
-        await self.service.aclose()
-
-    @property
-    def stats(self) -> LlmStats | None:
-        return self.service.stats
 
     async def extract_async(self, texts: list[str]) -> list[list[RawMention]]:
         """Every chunk's call runs to its end even when another chunk's fails (its answer
@@ -150,62 +136,25 @@ class LlmEntityBackend:
             out.append(r)
         return out
 
-    def _messages(self, chunk: str) -> list[dict[str, str]]:
-        return [
-            {"role": "system", "content": self.prompt},
-            {"role": "user", "content": f"<chunk>\n{chunk}\n</chunk>"},
-        ]
-
-    def _request(self, messages: list[dict[str, str]]) -> dict[str, Any]:
-        return self.client().request(
-            messages,
-            response_format={"type": "json_object"},
-            prompt_version=PROMPT_VERSION,
-            schema_version=SCHEMA_VERSION,
-        )
-
-    async def _ask(self, request: dict[str, Any]) -> tuple[MentionsReply, str]:
-        seen: list[str] = []
-
-        def validate(content: str) -> MentionsReply:
-            reply = decode_reply(content)
-            seen.append(content)
-            return reply
-
-        reply = await self.client().complete(request, validate)
-        return reply, seen[-1]
+    def messages(self, chunk: str) -> list[dict[str, str]]:
+        return self.conversation(f"<chunk>\n{chunk}\n</chunk>")
 
     async def _chunk(self, index: int, chunk: str) -> list[RawMention]:
         if not chunk.strip():
             return []
-        messages = self._messages(chunk)
-        request = self._request(messages)
         try:
-            reply, _ = await self._ask(request)
-        except InvalidReply as first:
-            # One repair attempt: the model sees what it sent and what was wrong.
-            bad = first.content if first.content is not None else "(no content)"
-            repair = [
-                *messages,
-                {"role": "assistant", "content": bad},
-                {
-                    "role": "user",
-                    "content": f"That reply is not valid ({first}). Reply again with only "
-                    'the JSON object {"mentions": [...]} described above.',
-                },
-            ]
-            try:
-                reply, content = await self._ask(self._request(repair))
-            except InvalidReply as second:
-                self.failed_chunks += 1
-                raise InvalidReply(
-                    f"chunk {index}: the LLM's reply is invalid after one repair attempt "
-                    f"({second})",
-                    backend="openai",
-                ) from None
-            # The repaired reply is a valid answer to the first question too: stored
-            # under it, a re-run asks nothing (the invalid first reply never was).
-            await self.client().remember(request, content)
+            reply = await ask_json(
+                self.client(),
+                self.messages(chunk),
+                decode_reply,
+                prompt_version=PROMPT_VERSION,
+                schema_version=SCHEMA_VERSION,
+                what=f"chunk {index}",
+                shape='{"mentions": [...]}',
+            )
+        except InvalidReply:  # still invalid after its repair
+            self.failed_chunks += 1
+            raise
         return self._mentions(chunk, reply)
 
     def _mentions(self, chunk: str, reply: MentionsReply) -> list[RawMention]:

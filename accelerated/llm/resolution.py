@@ -26,23 +26,22 @@ that pair undecided (counted; the resolution is then marked incomplete).
 from __future__ import annotations
 
 import asyncio
-import re
 import uuid
 from collections.abc import Sequence
 from typing import Final
 
 import msgspec
-import numpy as np
-from rapidfuzz import fuzz, process
+from rapidfuzz import fuzz
 from redis.utils import str_if_bytes
 
-from accelerated.backends import Alias, BackendClients, Resolution
+from accelerated.backends import Alias, Resolution
 from accelerated.boundary import map_driver_errors
 from accelerated.cluster import RedisClient
 from accelerated.errors import BackendError, BudgetExhausted
+from accelerated.fuzzy import fuzzy_pairs
 from accelerated.llm.ask import ask_json, load_text
 from accelerated.llm.client import InvalidReply
-from accelerated.llm.service import LlmService
+from accelerated.llm.service import LlmComponent
 from accelerated.models import CanonicalEntity
 from accelerated.normalize import NAME_TYPES
 from accelerated.settings import Settings
@@ -50,10 +49,8 @@ from accelerated.settings import Settings
 PROMPT_VERSION: Final = "resolution_v1"
 SCHEMA_VERSION: Final = "same_v1"
 RESOLVABLE: Final = NAME_TYPES | {"COURT"}
-BLOCK_ROWS: Final = 512  # rows per cdist call: bounds memory at BLOCK_ROWS x keys bytes
 MAX_KEYS_PER_TYPE: Final = 20_000  # beyond this a type is not blocked (quadratic)
 BATCH: Final = 256  # pairs asked concurrently at most (the limiter paces the calls)
-_DIGITS: Final = re.compile(r"\D+")
 
 Pair = tuple[CanonicalEntity, CanonicalEntity]
 
@@ -96,21 +93,8 @@ def candidate_pairs(
         if n < 2 or n > MAX_KEYS_PER_TYPE:
             continue
         keys = [m.key for m in members]
-        digits = [_DIGITS.sub("", k) for k in keys]
-        for start in range(0, n, BLOCK_ROWS):
-            scores = process.cdist(
-                keys[start : start + BLOCK_ROWS],
-                keys,
-                scorer=fuzz.token_set_ratio,
-                score_cutoff=min_score,
-                dtype=np.uint8,
-                workers=1,
-            )
-            for row, col in zip(*np.nonzero(scores), strict=True):
-                i, j = start + int(row), int(col)
-                if i < j and digits[i] == digits[j]:
-                    score = int(scores[row, col])
-                    scored.append((-score, etype, keys[i], keys[j], (members[i], members[j])))
+        for i, j, score in fuzzy_pairs(keys, fuzz.token_set_ratio, min_score):
+            scored.append((-score, etype, keys[i], keys[j], (members[i], members[j])))
     scored.sort(key=lambda t: t[:4])
     pairs = [t[4] for t in scored[:max_pairs]]
     return pairs, max(0, len(scored) - max_pairs)
@@ -145,32 +129,20 @@ def representatives(
     return out
 
 
-class LlmResolver:
+class LlmResolver(LlmComponent):
     """Adjudicates blocked pairs with the LLM; decisions cached per pair in Redis."""
 
     def __init__(self, settings: Settings, *, redis: RedisClient | None = None) -> None:
-        self.service = LlmService(settings, "RESOLUTION=llm")
-        self.settings = settings
-        self.prompt = load_text(f"{PROMPT_VERSION}.txt")
-        self.version = f"llm-{PROMPT_VERSION}-{self.service.identity(self.prompt)}"
-        self.llm_model = self.service.model
-        if redis is not None:
-            self.service.bind_redis(redis)
-
-    def bind(self, clients: BackendClients) -> None:
-        self.service.bind(clients)
-
-    async def aclose(self) -> None:
-        await self.service.aclose()
+        super().__init__(
+            settings,
+            "RESOLUTION=llm",
+            prompt=load_text(f"{PROMPT_VERSION}.txt"),
+            prompt_version=PROMPT_VERSION,
+            redis=redis,
+        )
 
     def messages(self, a: CanonicalEntity, b: CanonicalEntity) -> list[dict[str, str]]:
-        return [
-            {"role": "system", "content": self.prompt},
-            {
-                "role": "user",
-                "content": f'<pair>\nTYPE: {a.type}\nA: "{a.name}"\nB: "{b.name}"\n</pair>',
-            },
-        ]
+        return self.conversation(f'<pair>\nTYPE: {a.type}\nA: "{a.name}"\nB: "{b.name}"\n</pair>')
 
     def _field(self, a: CanonicalEntity, b: CanonicalEntity) -> str:
         lo, hi = sorted((str(a.id), str(b.id)))
@@ -197,7 +169,7 @@ class LlmResolver:
 
     async def _ask(self, a: CanonicalEntity, b: CanonicalEntity) -> bool:
         reply = await ask_json(
-            self.service.client(),
+            self.client(),
             self.messages(a, b),
             decode_same,
             prompt_version=PROMPT_VERSION,

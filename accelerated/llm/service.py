@@ -142,3 +142,46 @@ class LlmService:
         self._client = self._loop = None
         if client is not None and loop is asyncio.get_running_loop():
             await client.aclose()
+
+
+class LlmComponent:
+    """What every LLM-backed component shares (the ``llm`` entity backend, the
+    structured extractor, the resolver): its :class:`LlmService`, checked at
+    construction; a system prompt and a version built from it (``llm-<prompt
+    version>-<identity>``, part of the fingerprints); ``llm_model`` (named in the run's
+    usage counters); ``bind``/``aclose`` for the runtime; ``redis=`` binds a client at
+    once, for callers without a runtime (tests, tools)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        setting: str,
+        *,
+        prompt: str,
+        prompt_version: str,
+        redis: RedisClient | None = None,
+    ) -> None:
+        self.service = LlmService(settings, setting)
+        self.settings = settings
+        self.prompt = prompt
+        self.version = f"llm-{prompt_version}-{self.service.identity(prompt)}"
+        self.llm_model = self.service.model
+        if redis is not None:
+            self.service.bind_redis(redis)
+
+    def bind(self, clients: BackendClients) -> None:
+        self.service.bind(clients)
+
+    def client(self) -> ChatClient:
+        return self.service.client()
+
+    async def aclose(self) -> None:
+        await self.service.aclose()
+
+    @property
+    def stats(self) -> LlmStats | None:
+        return self.service.stats
+
+    def conversation(self, user: str) -> list[dict[str, str]]:
+        """The messages of one question: the system prompt, then ``user``."""
+        return [{"role": "system", "content": self.prompt}, {"role": "user", "content": user}]

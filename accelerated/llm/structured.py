@@ -24,11 +24,10 @@ from typing import Final
 import msgspec
 from prometheus_client import Counter
 
-from accelerated.backends import BackendClients
 from accelerated.cluster import RedisClient
 from accelerated.llm.ask import ask_json, load_text
 from accelerated.llm.client import InvalidReply
-from accelerated.llm.service import LlmService
+from accelerated.llm.service import LlmComponent
 from accelerated.models import Counsel, DocumentFields, Party
 from accelerated.settings import Settings
 
@@ -86,40 +85,30 @@ def decode_fields(content: str) -> DocumentFields:
     return fields
 
 
-class LlmStructuredExtractor:
+class LlmStructuredExtractor(LlmComponent):
     """Fields of one document per call, through the response cache and the limiter."""
 
     def __init__(self, settings: Settings, *, redis: RedisClient | None = None) -> None:
-        self.service = LlmService(settings, "STRUCTURED_EXTRACTION=llm")
         schema = load_text(f"{SCHEMA_VERSION}.schema.json")
-        self.prompt = load_text(f"{PROMPT_VERSION}.txt").replace("{schema}", schema.strip())
-        self.version = f"llm-{PROMPT_VERSION}-{self.service.identity(self.prompt)}"
+        super().__init__(
+            settings,
+            "STRUCTURED_EXTRACTION=llm",
+            prompt=load_text(f"{PROMPT_VERSION}.txt").replace("{schema}", schema.strip()),
+            prompt_version=PROMPT_VERSION,
+            redis=redis,
+        )
         self.dropped = 0
-        self.llm_model = self.service.model
-        if redis is not None:
-            self.service.bind_redis(redis)
-
-    def bind(self, clients: BackendClients) -> None:
-        self.service.bind(clients)
-
-    async def aclose(self) -> None:
-        await self.service.aclose()
 
     def messages(self, head: str, category: str) -> list[dict[str, str]]:
-        return [
-            {"role": "system", "content": self.prompt},
-            {
-                "role": "user",
-                "content": f"(The pipeline's guess at its category: {category}.)\n"
-                f"<document>\n{head}\n</document>",
-            },
-        ]
+        return self.conversation(
+            f"(The pipeline's guess at its category: {category}.)\n<document>\n{head}\n</document>"
+        )
 
     async def extract_fields(self, head: str, category: str) -> DocumentFields:
         if not head.strip():
             return DocumentFields()
         fields = await ask_json(
-            self.service.client(),
+            self.client(),
             self.messages(head, category),
             decode_fields,
             prompt_version=PROMPT_VERSION,

@@ -22,27 +22,24 @@ keeps the least name over all documents, which is order-independent too.
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections import Counter, defaultdict
 from typing import Final
 
 import msgspec
-import numpy as np
-from rapidfuzz import fuzz, process
+from rapidfuzz import fuzz
 
 from accelerated.errors import CodecError, DocumentError
+from accelerated.fuzzy import fuzzy_pairs
 from accelerated.ids import canonical_id
 from accelerated.models import ENTITY_TYPES, CanonicalEntity, Mention, Mentions, Resolved
 from accelerated.normalize import NAME_TYPES, entity_key
 from accelerated.stages import StageContext
 
 FUZZY_CUTOFF: Final = 92  # token_sort_ratio; one typo in a 13+ character name passes
-FUZZY_BLOCK: Final = 512  # rows per cdist call: bounds memory at BLOCK x keys bytes
 MAX_FUZZY_KEYS: Final = 5000  # distinct keys per type beyond which only exact keys merge
 MAX_KEY_CHARS: Final = 300  # longer "names" are extraction noise: no identity
 CPU_THRESHOLD: Final = 2000  # mentions; below this the executor hop costs more than it saves
-_DIGITS: Final = re.compile(r"\D+")
 
 Plan = tuple[list[Mention], list[CanonicalEntity]]
 
@@ -157,20 +154,8 @@ def _fuzzy_clusters(keys: list[str]) -> dict[str, str]:
             i = parent[i]
         return i
 
-    digits = [_DIGITS.sub("", k) for k in keys]
-    for start in range(0, n, FUZZY_BLOCK):
-        scores = process.cdist(
-            keys[start : start + FUZZY_BLOCK],
-            keys,
-            scorer=fuzz.token_sort_ratio,
-            score_cutoff=FUZZY_CUTOFF,
-            dtype=np.uint8,
-            workers=1,
-        )
-        for row, col in zip(*np.nonzero(scores), strict=True):
-            i, j = start + int(row), int(col)
-            if i < j and digits[i] == digits[j]:
-                ri, rj = find(i), find(j)
-                if ri != rj:
-                    parent[max(ri, rj)] = min(ri, rj)
+    for i, j, _score in fuzzy_pairs(keys, fuzz.token_sort_ratio, FUZZY_CUTOFF):
+        ri, rj = find(i), find(j)
+        if ri != rj:
+            parent[max(ri, rj)] = min(ri, rj)
     return {keys[i]: keys[find(i)] for i in range(n)}
