@@ -274,3 +274,12 @@ def test_preamble_party_with_a_former_name_and_one_after_and_in_capitals(
         "1. RECORDINGS\n"
     )
     assert "VELLA SYSTEMS, SA." in found(backend, text, "PARTY")
+
+
+def test_style_field_role_and_a_brands_exclamation_mark(backend: RulesBackend) -> None:
+    text = (
+        "Style:\nIn Re Mara Quist, Relator\nv.:\nOrig Proc:\n\nZYLO ADS CORP. v. Yodel! Inc et al\n"
+    )
+    got = roles(backend, text)
+    assert got.get("In Re Mara Quist") == "petitioner"
+    assert "Yodel! Inc" in got

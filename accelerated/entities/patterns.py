@@ -464,7 +464,9 @@ _PARTY_TOK = (
     # hyphenated initials ("State v. J.H.-M."), a plural abbreviation's possessive
     # ("Diamond Sawblades Mfrs.' Coal."), a word before a sentence's period ("Chatrie v.
     # United States. You have ...")
+    # a brand's exclamation mark ("Yahoo! Inc.")
     r"(?:[A-Z]\.(?:[A-Z]\.)*(?:-[A-Z]\.)+|[A-Z][A-Za-z]{0,4}\.['’](?=[ \t])"
+    r"|[A-Z][A-Za-z0-9]*!(?=[ \t]+[A-Z])"
     rf"|{_ORG_TOK}|[A-Z][A-Za-z'’\-]*[a-z]{{2}}(?=\.(?:[ \t]+[A-Z]|[ \t]*$)))"
 )
 # Inside a name, a place or former name in parentheses: "Navneet Publ'ns (India) Ltd.",
@@ -747,6 +749,8 @@ JUDGE_FIELD_RE: Final = re.compile(
     r"(?i:Judges?[ \t]+)?(?P<name>[^\n]+)",
     re.MULTILINE,
 )
+# A role after the name, set off by a comma: "Carl Roe, Relator", "Ann Poe, Applicant".
+TRAILING_ROLE_RE: Final = re.compile(rf",[ \t]*(?P<role>{_ROLE}|(?i:relators?|applicants?))\Z")
 STYLE_RE: Final = re.compile(
     r"^[ \t]*Style:[ \t]*\n?[ \t]*(?P<left>[^\n]*[^\s])[ \t]*\n[ \t]*v\.?:?[ \t]*$"
     r"(?P<right>)",

@@ -210,7 +210,12 @@ def style_parties(text: str) -> Iterator[RawMention]:
         for group in ("left", "right"):
             if m.group(group):
                 s, e = m.start(group), m.end(group)
-                yield _m("PARTY", text, s, e, _norm(text[s:e]))
+                role = P.TRAILING_ROLE_RE.search(text, s, e)  # "In re Roe, Relator"
+                if role is not None and role.start() > s:
+                    party = text[s : role.start()]
+                    yield _m("PARTY", text, s, role.start(), _norm(party), P.role_of(role["role"]))
+                else:
+                    yield _m("PARTY", text, s, e, _norm(text[s:e]))
 
 
 def contract_parties(text: str) -> Iterator[RawMention]:
