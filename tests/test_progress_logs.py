@@ -153,14 +153,15 @@ def test_the_rendered_bar_names_the_stages_and_the_eta() -> None:
         "extract 3 clean 0 chunk 1 entities 7 resolve 0 relate 2 writing 2 failed 1 "
         "| 2.5/s ETA 0:00:06"
     )
-    out = io.StringIO()
-    console = Console(file=out, width=220, force_terminal=False, color_system=None)
-    with progress_bar(console, "demo", "accelerated") as bar:
-        task = bar.add_task("documents", total=None, detail="")
-        show_progress(bar, task, snap)
-    text = out.getvalue()
-    assert "demo accelerated" in text and "25/40" in text
-    assert "entities 7" in text and "ETA 0:00:06" in text, text
+    for width in (220, 80):  # a terminal, and a log file or CI (rich's default width)
+        out = io.StringIO()
+        console = Console(file=out, width=width, force_terminal=False, color_system=None)
+        with progress_bar(console, "demo", "accelerated") as bar:
+            task = bar.add_task("documents", total=None, detail="")
+            show_progress(bar, task, snap)
+        text = out.getvalue()
+        assert "demo accelerated" in text and "25/40" in text, text
+        assert "entities 7" in text and "ETA 0:00:06" in text, text
     assert "ETA -:--:--" in progress_line(BatchProgress(total=1, finished=0))
 
 
