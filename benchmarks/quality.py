@@ -67,6 +67,15 @@ TRUTH_NOTES: dict[str, str] = {
         "signed an order, held a hearing) count as false positives, and a judge named by "
         "surname only ('Judge Ezra') cannot match a full name under the matching rule"
     ),
+    "juriscraper/pacer_docket_appellate_html JUDGE": (
+        "truth is the trial judge; the magistrate judge the docket's origin fields also name "
+        "counts as a false positive"
+    ),
+    "juriscraper/texas_case_html JUDGE": (
+        "the trial court's 'Court Judge' field sometimes holds a court, not a judge "
+        "('Honorable Judge Probate Ct #3', '497th District Court Judge'); no rule reads those "
+        "as judges"
+    ),
     "juriscraper/court_opinion_listing_html JUDGE": (
         "cit_example names judges by surname in a table column (no title: not found); "
         "scotus_slip_example names justices by initials (not in the text); tennctapp's "
@@ -102,7 +111,16 @@ TRUTH_NOTES: dict[str, str] = {
     ),
     "juriscraper DATE": (
         "dockets' truth is their dates and their entries' filing dates; a date inside an "
-        "entry's text (a hearing set for 5/19/2008) counts as a false positive"
+        "entry's text (a hearing set for 5/19/2008), an attorney's 'TERMINATED:' date or a "
+        "listing's 'archived from' date counts as a false positive"
+    ),
+    "juriscraper/scotus_docket_html PARTY": (
+        "truth is the applicant or petitioner only; the respondent the title names counts "
+        "as a false positive"
+    ),
+    "juriscraper PARTY": (
+        "a docket's short title names parties by surname ('USA v. Warren et al'); a surname "
+        "alone cannot match a full name under the matching rule"
     ),
 }
 
