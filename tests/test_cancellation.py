@@ -21,7 +21,7 @@ from accelerated.batch_run import BatchOptions, run_batch
 from accelerated.connect import redis_client
 from accelerated.settings import Settings
 from persistence.schema import migrate
-from tests.support import copy_inputs, make_runtime
+from tests.support import copy_inputs, make_runtime, slow_clean
 
 
 async def test_wait_for_keeps_a_cancellation_that_lands_as_the_inner_future_finishes() -> None:
@@ -79,9 +79,13 @@ async def test_a_batch_cancelled_during_intake_or_processing_ends_cancelled(
         s = settings.model_copy(update={"concurrency": 1})
         client = redis_client(str(s.redis_url), s)
         rt = make_runtime(s, pg_pool, client, accelerated=True)
+        # Slow enough that the run is still going at the last delay: warm caches and a
+        # writer that commits the first batch at once can finish 20 documents in 1 s.
+        rt.stage_overrides["clean"] = slow_clean(0.2)
         batch = asyncio.create_task(run_batch(rt, BatchOptions(f"cancel{i}", [src])))
         try:
             await asyncio.sleep(delay)
+            assert not batch.done(), f"the batch ended before its cancel at {delay}s"
             batch.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await wait_for(asyncio.shield(batch), 60)
