@@ -15,6 +15,9 @@ Design notes, kept with the DDL:
   least name seen (``LEAST`` on conflict), so the row never depends on document order.
 - Indexes are the few the readers need (document_id, project): each one slows the
   writer, which is the hot path.
+- Edges that restate a column (HAS_CHUNK, MENTIONS, REFERS_TO) are not stored: the
+  ``relationships`` view derives them (migration 6), so the writer writes only the
+  computed CO_OCCURS_WITH edges, into ``stored_relationships``.
 """
 
 from __future__ import annotations
