@@ -14,11 +14,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped]
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
@@ -29,6 +30,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from accelerated import cli, state
 from accelerated.batch_run import (
@@ -203,15 +205,26 @@ def summary_line(report: BatchReport) -> str:
     )
 
 
+class _TwoLineProgress(Progress):
+    """The bar on one line, its detail (stage counts, rate, ETA) on the next: in one
+    row, a console of 80 columns (a log file, CI) cut the detail and the count off."""
+
+    def get_renderables(self) -> Iterable[RenderableType]:
+        yield self.make_tasks_table(self.tasks)
+        for task in self.tasks:
+            detail = task.fields.get("detail", "")
+            if detail:
+                yield Text(f"  {detail}", overflow="fold")
+
+
 def progress_bar(console: Console, project: str, path: str) -> Progress:
     """The live bar: documents finished of the run, then per stage the messages there
     (and the writer's backlog, the failed count), the rate and the ETA."""
-    return Progress(
+    return _TwoLineProgress(
         TextColumn(f"[bold]{escape(project)}[/bold] {path}"),
         BarColumn(bar_width=30),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        TextColumn("{task.fields[detail]}", markup=False),
         console=console,
         transient=False,
     )

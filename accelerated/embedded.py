@@ -317,7 +317,7 @@ def _clear_stale_postmaster(pgdata: Path) -> None:
     """
     lock = pgdata / "postmaster.pid"
     pid = _read_int(lock)
-    if pid is None or not _pid_exists(pid) or (_alive(pid) and _cmdline_has(pid, ("postgres",))):
+    if pid is None or not pid_exists(pid) or (_alive(pid) and _cmdline_has(pid, ("postgres",))):
         return
     for child in _procs_with_cwd(pgdata):
         if child != pid and _cmdline_has(child, ("postgres",)):
@@ -342,7 +342,8 @@ def _procs_with_cwd(path: Path) -> list[int]:
     return pids
 
 
-def _pid_exists(pid: int) -> bool:
+def pid_exists(pid: int) -> bool:
+    """True while a process with this id exists (a zombie not yet reaped counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -374,7 +375,7 @@ def _wait_gone(pid: int, timeout_s: float) -> bool:
 
 def _alive(pid: int) -> bool:
     """True for a running process; a zombie (exited, not yet reaped by init) is gone."""
-    if not _pid_exists(pid):
+    if not pid_exists(pid):
         return False
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()

@@ -232,7 +232,8 @@ PIPELINE: Final[tuple[Stage, ...]] = (
         output_type=Mentions,
         output_key="entities",
         input_key="chunks",
-        version="1",
+        # 2: of two overlapping mentions of one type from neighbouring chunks, the longer
+        version="2",
         routes={OK: "resolve"},
         params=_entity_params,
         time_limit_s=600.0,

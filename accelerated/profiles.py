@@ -6,11 +6,12 @@ changes a setting it does not name. Unset, no profile applies and the built-in
 defaults hold (offline rules, no OCR, no transcription: a trial needs nothing).
 
 1. **Cloud APIs**: entities by rules plus an OpenAI LLM (``rules+llm``), speech by
-   OpenAI's audio API; OCR by tesseract until a Textract engine is registered.
+   OpenAI's audio API, OCR by AWS Textract (asynchronous jobs; AWS credentials from
+   botocore's chain, ``AWS_REGION``).
 2. **Local models, in Docker**: ``rules+transformers`` on a model in ``/models/ner``,
    faster-whisper on ``/models/whisper``, tesseract; devices chosen automatically.
 3. **The GPU host**: stage 2's models on CUDA (a start-up error without a GPU unless
-   ``ALLOW_CPU=1``); input from S3 is ``--input s3://...``, Textract once registered.
+   ``ALLOW_CPU=1``), OCR by Textract; input from S3 is ``--input s3://...``.
 
 Kept free of pydantic so :mod:`accelerated.settings` can import it, and so the
 README's table and the tests read the same dictionaries.
@@ -42,10 +43,15 @@ PROFILES: Final[Mapping[int, Mapping[str, Any]]] = {
         "llm_model": "gpt-4o-mini",
         "transcribe_backend": "openai",
         "transcribe_model": "whisper-1",
-        "ocr_backend": "tesseract",
+        "ocr_backend": "textract",
     },
     2: {**_LOCAL_MODELS, "transformers_device": "auto", "transcribe_device": "auto"},
-    3: {**_LOCAL_MODELS, "transformers_device": "cuda", "transcribe_device": "cuda"},
+    3: {
+        **_LOCAL_MODELS,
+        "transformers_device": "cuda",
+        "transcribe_device": "cuda",
+        "ocr_backend": "textract",
+    },
 }
 
 

@@ -12,7 +12,6 @@ process in a temp dir. It lives in ``benchmarks`` because the benchmarks may not
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import shutil
 import signal
@@ -24,22 +23,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
+from accelerated.embedded import pid_exists as alive
+
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def alive(pid: int) -> bool:
-    """True while a process with this id exists (and is not a zombie we reaped)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class RedisServer:

@@ -155,6 +155,18 @@ def copy_inputs(dest: Path, corpus: Path | None = None, opinions: int = 0) -> Pa
     return dest
 
 
+def gated_clean(gate: asyncio.Event) -> Any:
+    """A ``clean`` stage that holds every document until ``gate`` is set: a run frozen
+    mid-way, so what Redis and Postgres hold can be compared exactly."""
+    from accelerated.stages import clean
+
+    async def gated(doc: Any, ctx: Any) -> Any:
+        await gate.wait()
+        return await clean.run(doc, ctx)
+
+    return gated
+
+
 def slow_clean(delay_s: float = 0.3) -> Any:
     """A ``clean`` stage that waits first, so documents are in flight when a fault hits."""
     from accelerated.stages import clean

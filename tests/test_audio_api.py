@@ -25,6 +25,7 @@ from pydantic import SecretStr
 from accelerated.batch_run import BatchOptions, run_batch
 from accelerated.settings import Settings
 from persistence.schema import migrate
+from tests.audio_api_server import AudioApiServer
 from tests.support import make_runtime
 from tests.test_audio import FIRST, SECOND, needs_models, speak, whisper_dir, words
 
@@ -36,9 +37,7 @@ KEY = "sk-AUDIO-SECRET-0123456789"
 
 
 @pytest.fixture(scope="module")
-def api() -> Iterator[object]:
-    from tests.audio_api_server import AudioApiServer
-
+def api() -> Iterator[AudioApiServer]:
     server = AudioApiServer(whisper_dir()).start()
     yield server
     server.stop()
@@ -71,11 +70,12 @@ def _join(first: Path, second: Path, out: Path) -> None:
 
 
 async def test_recordings_go_through_the_openai_client_in_windows_and_are_cached(
-    api: object, tmp_path: Path, settings: Settings, pg_pool: asyncpg.Pool, redis: aioredis.Redis
+    api: AudioApiServer,
+    tmp_path: Path,
+    settings: Settings,
+    pg_pool: asyncpg.Pool,
+    redis: aioredis.Redis,
 ) -> None:
-    from tests.audio_api_server import AudioApiServer
-
-    assert isinstance(api, AudioApiServer)
     src = tmp_path / "hearings"
     src.mkdir()
     speak(FIRST, tmp_path / "first.wav")
@@ -123,11 +123,12 @@ async def test_recordings_go_through_the_openai_client_in_windows_and_are_cached
 
 
 async def test_a_5xx_is_retried_and_a_401_fails_the_document_without_the_key(
-    api: object, tmp_path: Path, settings: Settings, pg_pool: asyncpg.Pool, redis: aioredis.Redis
+    api: AudioApiServer,
+    tmp_path: Path,
+    settings: Settings,
+    pg_pool: asyncpg.Pool,
+    redis: aioredis.Redis,
 ) -> None:
-    from tests.audio_api_server import AudioApiServer
-
-    assert isinstance(api, AudioApiServer)
     src = tmp_path / "in"
     src.mkdir()
     speak(FIRST, src / "ruling.wav")

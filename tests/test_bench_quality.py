@@ -5,10 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+import redis as sync_redis
+
+from benchmarks.llm_server import ChatServer
 from benchmarks.quality import main
+from tests.support import LLM_KEY
 
 
-def test_quality_command_scores_a_document(tmp_path: Path) -> None:
+def _docket_corpus(tmp_path: Path) -> Path:
+    """One PACER-style docket with its expected fields; returns the truth folder."""
     corpus = tmp_path / "corpus"
     doc = corpus / "juriscraper" / "pacer_docket_district_html" / "demo.txt"
     doc.parent.mkdir(parents=True)
@@ -40,8 +46,12 @@ def test_quality_command_scores_a_document(tmp_path: Path) -> None:
             }
         )
     )
+    return corpus / "truth"
+
+
+def test_quality_command_scores_a_document(tmp_path: Path) -> None:
     out = tmp_path / "q.json"
-    assert main(["--truth", str(corpus / "truth"), "--json", str(out)]) == 0
+    assert main(["--truth", str(_docket_corpus(tmp_path)), "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["documents"] == 1
     assert "Matching rule" not in report["matching_rule"]  # the rule itself, stated
@@ -55,3 +65,35 @@ def test_quality_command_scores_a_document(tmp_path: Path) -> None:
     notes = report["truth_notes"]
     assert any(k.startswith("juriscraper/pacer_docket_district_html") for k in notes)
     assert all(isinstance(v, str) and v for v in notes.values())
+
+
+def test_the_same_command_scores_an_llm_backend_through_its_cache_and_limiter(
+    tmp_path: Path, chat_server: ChatServer, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--entity-backend rules+llm``: the LLM part is awaited against the local
+    OpenAI-compatible server (bound to Redis for its cache and limiter under a prefix
+    of its own, removed after), merged with the rules by span, scored the same way."""
+    for name, value in {
+        "OPENAI_BASE_URL": chat_server.base_url,
+        "OPENAI_API_KEY": LLM_KEY,
+        "LLM_MODEL": "test-model",
+        "REDIS_URL": redis_url,
+    }.items():
+        monkeypatch.setenv(name, value)
+    out = tmp_path / "q.json"
+    truth = _docket_corpus(tmp_path)
+    assert main(["--truth", str(truth), "--entity-backend", "rules+llm", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["backend"] == "rules+llm" and report["documents"] == 1
+    assert "llm-" in report["backend_version"]
+    assert len(chat_server.ok()) == 1  # the model was really asked: one chunk, one call
+    # Scored like any backend: the test server's replies ("Judge <Name>", a court, the
+    # caption's parties) become mentions that the truth is matched against.
+    by_type = report["by_type"]
+    assert sum(v["predicted"] for v in by_type.values()) > 0, by_type
+    assert by_type["PARTY"]["truth"] == 3
+    client = sync_redis.Redis.from_url(redis_url)
+    try:
+        assert list(client.scan_iter(match="bench-quality-*")) == []
+    finally:
+        client.close()

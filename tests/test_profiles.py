@@ -37,21 +37,21 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize(
-    ("stage", "entities", "transcriber", "device"),
+    ("stage", "entities", "transcriber", "device", "ocr"),
     [
-        (1, "rules+llm", "openai", "auto"),
-        (2, "rules+transformers", "faster-whisper", "auto"),
-        (3, "rules+transformers", "faster-whisper", "cuda"),
+        (1, "rules+llm", "openai", "auto", "textract"),
+        (2, "rules+transformers", "faster-whisper", "auto", "tesseract"),
+        (3, "rules+transformers", "faster-whisper", "cuda", "textract"),
     ],
 )
 def test_each_stage_resolves_to_its_documented_backends(
-    stage: int, entities: str, transcriber: str, device: str
+    stage: int, entities: str, transcriber: str, device: str, ocr: str
 ) -> None:
     s = _settings(deployment_stage=stage)
     assert s.entity_backend == entities
     assert s.transcribe_backend == transcriber
     assert s.transformers_device == device
-    assert s.ocr_backend == "tesseract"
+    assert s.ocr_backend == ocr
     assert s.profile_fields == frozenset(PROFILES[stage])
     if stage == 1:
         assert (s.openai_base_url, s.llm_model) == ("https://api.openai.com/v1", "gpt-4o-mini")
@@ -152,7 +152,18 @@ def test_stage_3_without_a_gpu_stops_at_start_up_unless_cpu_is_allowed(tmp_path:
         "accelerated.batch", ["--show-config"], tmp_path, DEPLOYMENT_STAGE="3", ALLOW_CPU="1"
     )
     assert code == EXIT_OK, out
-    # Allowed onto the CPU, stage 3 still needs its models: the next start-up error.
+    # Allowed onto the CPU, stage 3 still needs Textract's staging bucket and its models:
+    # the next start-up errors, one line each time.
     code, out = _cli("accelerated.worker", [], tmp_path, DEPLOYMENT_STAGE="3", ALLOW_CPU="1")
+    assert code == EXIT_USAGE, out
+    assert "OCR_BACKEND=textract needs TEXTRACT_STAGING" in out and "Traceback" not in out
+    code, out = _cli(
+        "accelerated.worker",
+        [],
+        tmp_path,
+        DEPLOYMENT_STAGE="3",
+        ALLOW_CPU="1",
+        OCR_BACKEND="tesseract",  # an explicit setting wins over the profile
+    )
     assert code == EXIT_USAGE, out
     assert "TRANSFORMERS_MODEL=/models/ner" in out and "Traceback" not in out

@@ -30,14 +30,11 @@ from accelerated.batch_run import (
 from accelerated.intake import discover, fingerprint_all, new_generation
 from accelerated.keys import Keys
 from accelerated.logs import DOCUMENTS, JsonFormatter, document_finished
-from accelerated.models import Extracted
 from accelerated.redact import RedactingFilter
 from accelerated.settings import Settings
-from accelerated.stages import StageContext
-from accelerated.stages.clean import run as clean
 from persistence.schema import migrate
 from tests.conftest import EXAMPLES, KINDS
-from tests.support import make_runtime
+from tests.support import gated_clean, make_runtime
 
 SECRET = "log-Secret-9001"
 
@@ -81,11 +78,7 @@ async def test_snapshots_of_a_run_held_at_a_stage_match_the_state(
     rt = make_runtime(settings, pg_pool, redis, accelerated=True)
     gate = asyncio.Event()
 
-    async def gated_clean(doc: Extracted, ctx: StageContext) -> Any:
-        await gate.wait()
-        return await clean(doc, ctx)
-
-    rt.stage_overrides["clean"] = gated_clean
+    rt.stage_overrides["clean"] = gated_clean(gate)
     seen: list[BatchProgress] = []
     n = len(discover([EXAMPLES]).files)
     run = asyncio.create_task(run_batch(rt, BatchOptions("pm", [EXAMPLES]), progress=seen.append))
@@ -160,14 +153,15 @@ def test_the_rendered_bar_names_the_stages_and_the_eta() -> None:
         "extract 3 clean 0 chunk 1 entities 7 resolve 0 relate 2 writing 2 failed 1 "
         "| 2.5/s ETA 0:00:06"
     )
-    out = io.StringIO()
-    console = Console(file=out, width=220, force_terminal=False, color_system=None)
-    with progress_bar(console, "demo", "accelerated") as bar:
-        task = bar.add_task("documents", total=None, detail="")
-        show_progress(bar, task, snap)
-    text = out.getvalue()
-    assert "demo accelerated" in text and "25/40" in text
-    assert "entities 7" in text and "ETA 0:00:06" in text, text
+    for width in (220, 80):  # a terminal, and a log file or CI (rich's default width)
+        out = io.StringIO()
+        console = Console(file=out, width=width, force_terminal=False, color_system=None)
+        with progress_bar(console, "demo", "accelerated") as bar:
+            task = bar.add_task("documents", total=None, detail="")
+            show_progress(bar, task, snap)
+        text = out.getvalue()
+        assert "demo accelerated" in text and "25/40" in text, text
+        assert "entities 7" in text and "ETA 0:00:06" in text, text
     assert "ETA -:--:--" in progress_line(BatchProgress(total=1, finished=0))
 
 

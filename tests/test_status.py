@@ -8,7 +8,6 @@ import json
 import signal
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import pytest
@@ -19,14 +18,12 @@ from accelerated.aio import wait_for
 from accelerated.batch_run import BatchOptions, run_batch
 from accelerated.intake import discover, fingerprint_all, new_generation
 from accelerated.keys import STAGES, Keys
-from accelerated.models import Extracted
 from accelerated.settings import Settings
-from accelerated.stages import StageContext
-from accelerated.stages.clean import run as clean
 from persistence.schema import migrate
 from tests.conftest import EXAMPLES, KINDS
 from tests.support import (
     PYTHON,
+    gated_clean,
     make_runtime,
     outstanding_count,
     stream_length,
@@ -122,11 +119,7 @@ async def test_status_during_a_run_matches_postgres_and_the_streams(
     rt = make_runtime(settings, pg_pool, redis, accelerated=True)
     gate = asyncio.Event()
 
-    async def gated_clean(doc: Extracted, ctx: StageContext) -> Any:
-        await gate.wait()
-        return await clean(doc, ctx)
-
-    rt.stage_overrides["clean"] = gated_clean
+    rt.stage_overrides["clean"] = gated_clean(gate)
     n = len(discover([EXAMPLES]).files)
     run = asyncio.create_task(run_batch(rt, BatchOptions("mid", [EXAMPLES])))
     try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-RULES_VERSION: Final = "rules-3"
+RULES_VERSION: Final = "rules-4"
 
 _MONTHS: Final = (
     "January",
@@ -163,10 +163,12 @@ ENTRY_REF_RE: Final = re.compile(
 # A capitalised name token: "Smith", "O'Connor", "McDONALD", "A." (initial).
 # A middle initial may lack its period in docket text ("Katherine A Crytzer").
 # A word before a sentence's period ("before Judge William Knox. Court will") is a name
-# token too, without the period; an abbreviation ("Bros.") is not one.
+# token too, without the period; an abbreviation ("Bros.") is not one. Docket text often
+# drops the space after that period ("Judge Dennis Howell.Government attorney",
+# "Judge William Knox.(Price, Jackie)"). Initials may run together ("Kevin S.C. Chang").
 _NAME_TOK = (
-    r"(?:[A-Z]\.|[A-Z](?=[ \t][A-Z][a-z])|[A-Z][A-Za-z'’\-]*[A-Za-z](?![.\w])"
-    r"|[A-Z][a-z'’\-]*[a-z]{2}(?=\.(?:[ \t]+[A-Z(]|[ \t]*$)))"
+    r"(?:[A-Z]\.(?:[A-Z]\.)*|[A-Z](?=[ \t][A-Z][a-z])|[A-Z][A-Za-z'’\-]*[A-Za-z](?![.\w])"
+    r"|[A-Z][a-z'’\-]*[a-z]{2}(?=\.(?:[ \t]+[A-Z(]|[ \t]*$|\(|[A-Z][a-z])))"
 )
 _PERSON = rf"{_NAME_TOK}(?: {_NAME_TOK}){{0,3}}"
 
@@ -175,10 +177,12 @@ JUDGE_RES: Final = (
         r"\b(?:(?:Chief|Senior|Presiding|Associate|Magistrate|District|Circuit|Bankruptcy)\s+)?"
         rf"(?:Judge|Justice|JUDGE|JUSTICE)[ \t]+(?P<name>{_PERSON})"
     ),
-    # "SOUTER, J.", "Rehnquist, C. J.", "Smith, P.J."
+    # "SOUTER, J.", "Rehnquist, C. J.", "Smith, P.J."; not a list of counsel where "J."
+    # is the next name's initial ("Thomas A. Roe, J. Clinton Poe"), nor a deputy clerk's
+    # initials closing a docket entry ("(Ravel, J.)")
     re.compile(
         r"\b(?P<name>[A-Z][A-Za-z'’\-]+(?:[ \t]+[A-Z][A-Za-z'’\-]+)?),[ \t]*"
-        r"(?:C\.[ \t]?J\.|P\.[ \t]?J\.|JJ?\.)(?!\w)"
+        r"(?:C\.[ \t]?J\.|P\.[ \t]?J\.|JJ?\.)(?!\w)(?![ \t]+[A-Z][a-z]+[ \t]+[A-Z][a-z])"
     ),
 )
 BEFORE_RE: Final = re.compile(
@@ -237,6 +241,12 @@ NAME_STOP: Final = frozenset(
         "task",
         "force",
         "administration",
+        # "Department of Justice Board of Immigration Appeals", "Children's Justice Initiative"
+        "board",
+        "bureau",
+        "office",
+        "agency",
+        "initiative",
     }
 )
 
@@ -299,6 +309,9 @@ JUDGE_NAME_STOP: Final = frozenset(
         "motion",
         "motions",
         "hearing",
+        # a court in the judge's field ("Court Judge: Honorable Judge Probate Ct #3")
+        "ct",
+        "probate",
     }
 )
 
@@ -444,10 +457,21 @@ _PARTY_TOK = (
     rf"(?<![\w\-/:])(?!{_ROLE}\b)(?!(?:Sup|Civ|Crim|Dist|Fam|Sur|App)[ \t]+Ct\b|Ct\b)"
     r"(?!(?:Maj|Dis|Con|Concur|Diss)\.|(?:Majority|Dissenting|Concurring|Plurality|Per[ \t]+Curiam)"
     r"[ \t]+Opinion|Opinions?\b)"
-    rf"{_ORG_TOK}"
+    # ... nor a citation's docket ("Roe v. Doe, No. 12-345") or an original action's
+    # marker ("No. 145, Orig. Delaware v. Pennsylvania")
+    r"(?!(?:No|Nos|Orig)\.)"
+    r"(?!ET[ \t]+AL\b)"  # a caption in capitals: "ROE v. DOE ET AL."
+    # hyphenated initials ("State v. J.H.-M."), a plural abbreviation's possessive
+    # ("Diamond Sawblades Mfrs.' Coal."), a word before a sentence's period ("Chatrie v.
+    # United States. You have ...")
+    # a brand's exclamation mark ("Yahoo! Inc.")
+    r"(?:[A-Z]\.(?:[A-Z]\.)*(?:-[A-Z]\.)+|[A-Z][A-Za-z]{0,4}\.['’](?=[ \t])"
+    r"|[A-Z][A-Za-z0-9]*!(?=[ \t]+[A-Z])"
+    rf"|{_ORG_TOK}|[A-Z][A-Za-z'’\-]*[a-z]{{2}}(?=\.(?:[ \t]+[A-Z]|[ \t]*$)))"
 )
-# Inside a name, a place or former name in parentheses: "Navneet Publ'ns (India) Ltd.".
-_PARTY_PAREN = r"\([A-Z][A-Za-z]+(?:[ \t][A-Z][A-Za-z]+)?\)(?!\w)"
+# Inside a name, a place or former name in parentheses: "Navneet Publ'ns (India) Ltd.",
+# or a nickname in quotes: "MARY "KATIE" REYNOLDS".
+_PARTY_PAREN = r"(?:\([A-Z][A-Za-z]+(?:[ \t][A-Z][A-Za-z]+)?\)|[\"“][A-Z][A-Za-z]+[\"”])(?!\w)"
 _PARTY = (
     rf"{_PARTY_TOK}(?:,?[ \t]+(?:(?:of|and|the|for|de|ex[ \t]+rel\.?|on[ \t]+behalf[ \t]+of)"
     rf"[ \t]+)?(?:{_PARTY_TOK}|{_PARTY_PAREN})){{0,7}}"
@@ -456,11 +480,11 @@ _PARTY = (
 # short window ending at the anchor (a forward scan from every capital is 10x slower).
 VERSUS_RE: Final = re.compile(r"\s(?:v\.|vs\.?|V\.|VS\.?|versus|v(?=[ \t]))\s+")
 CAPTION_LEFT_RE: Final = re.compile(
-    rf"(?P<left>{_PARTY})(?:,?\s+et[ \t]+al\.?)?"
+    rf"(?P<left>{_PARTY})(?:,?\s+(?i:et)[ \t]+(?i:al)\.?)?"
     rf"(?:,?\s+(?P<lrole>{_ROLE}(?:[ \t]*/[ \t]*{_ROLE})*)[,.]?)?,?\s*\Z"
 )
 CAPTION_RIGHT_RE: Final = re.compile(
-    rf"(?P<right>{_PARTY})(?:,?\s+et[ \t]+al\.?)?(?:,?\s+(?P<rrole>{_ROLE})(?![\w-]))?"
+    rf"(?P<right>{_PARTY})(?:,?\s+(?i:et)[ \t]+(?i:al)\.?)?(?:,?\s+(?P<rrole>{_ROLE})(?![\w-]))?"
 )
 # A labelled case name without a versus names the one party ("Case Name: Acme Holding
 # LLC", a bankruptcy's debtor); one with a versus is read as a caption.
@@ -469,7 +493,7 @@ CASE_NAME_FIELD_RE: Final = re.compile(
     r"(?:(?:In[ \t]+re|IN[ \t]+RE):?[ \t]+)?(?P<value>[A-Z][^\n]{1,150}?)[ \t]*$",
     re.MULTILINE,
 )
-ET_AL_RE: Final = re.compile(r",?[ \t]+et[ \t]+al\.?$")
+ET_AL_RE: Final = re.compile(r",?[ \t]+(?i:et[ \t]+al)\.?$")
 # "In re X", "IN RE: X", "In the Matter of X": X is the party (a debtor, an estate, a ship).
 IN_RE_RE: Final = re.compile(
     r"\b(?:In[ \t]+re|IN[ \t]+RE|In[ \t]+the[ \t]+(?:Matter|Interest|Estate)[ \t]+of"
@@ -477,6 +501,29 @@ IN_RE_RE: Final = re.compile(
     rf"[ \t]+(?P<name>{_PARTY})"
 )
 CAPTION_WINDOW: Final = 240
+# "In re X Litigation", "In re: X Antitrust Litigation": an MDL's name, not a party's.
+LITIGATION_RE: Final = re.compile(r"\b(?i:litigation)$")
+# Mixed-case words a capitalised company name ends with ("ACME Co.", "ACME, Inc.").
+SUFFIX_WORD_RE: Final = re.compile(r"(?:Inc|Corp|Co|Ltd|Bros|Cos)\.?,?|&")
+# A number opening a company's name, on the name's line: "336 LLC", "954 Ink LLC".
+NUMBER_BEFORE_RE: Final = re.compile(r"(?<![\w/.:,\-])\d+[A-Za-z]*[ \t]+\Z")
+# PACER's "Transaction Receipt" (the date the page was printed) and CM/ECF's banner
+# ("CM/ECF - U.S. District Court - Version 6.1 as of 7/29/2031"): no date of the case.
+PRINTOUT_DATE_BEFORE_RE: Final = re.compile(
+    r"(?:\bTransaction[ \t]+Receipt[ \t]*\n[ \t]*|\bVersion[ \t]+[\d.]+[ \t]+as[ \t]+of[ \t]+)\Z"
+)
+# A telephone number's area code or label right before a number: "(202) 501-5970".
+PHONE_BEFORE_RE: Final = re.compile(r"(?:\(\d{3}\)|\b(?i:phone|fax|tel)\.?:?)[ \t]*\Z")
+# "Drew V. Lounsbury": the given name (or an initial) before a capital "V." and the
+# surname after it, in mixed case (a middle initial, not a versus).
+GIVEN_NAME_END_RE: Final = re.compile(r"(?<![\w.'’\-])(?:[A-Z][a-z]+|[A-Z]\.)\Z")
+SURNAME_START_RE: Final = re.compile(r"[A-Z][a-z][A-Za-z'’\-]*(?![\w.])")
+# A "v." opening a line followed by this many lower-case words (connectors apart) is a
+# list item's numeral ("v. There are no taxes ..."), not a caption's versus.
+LIST_ITEM_MIN_WORDS: Final = 3
+CAPTION_CONNECTORS: Final = frozenset(
+    {"a", "an", "the", "of", "and", "for", "de", "et", "al", "ex", "rel", "on", "behalf", "in"}
+)
 
 # Court words a courts-db name must contain to be used as a literal (drops "new mexico").
 # courts-db names too generic to name one court ("District Court").
@@ -625,7 +672,10 @@ _PARTY_ROLE_HEAD = (
     r"(?:Plaintiff|Defendant|Petitioner|Respondent|Appellant|Appellee|Debtor|Creditor|Movant"
     r"|Intervenor|Claimant|Counter[ -]Claimant|Counter[ -]Defendant|Cross[ -]Claimant"
     r"|Third[ -]Party[ \t]+(?:Plaintiff|Defendant)|Interested[ \t]+Party|Trustee"
-    r"|U\.S\.[ \t]+Trustee|Miscellaneous[ \t]+Party|Amicus)s?"
+    r"|U\.S\.[ \t]+Trustee|Miscellaneous[ \t]+Party|Amicus"
+    # CM/ECF's other party types: each heads a party's block the same way
+    r"|Garnishee|Garnishor|Receiver|Objector|Mediator|Special[ \t]+Master|Material[ \t]+Witness"
+    r"|Unknown|Putative[ \t]+Intervenor)s?"
 )
 # PACER party tables: the role on its own line, then "NAME represented by COUNSEL".
 # ("Consolidated Defendant", "Defendant (1)": a criminal docket numbers its defendants)
@@ -663,6 +713,10 @@ _ROLE_CANON: Final = {
 def role_of(label: str) -> str:
     """A party role label ("Plaintiffs", "Defendant-Appellee") as one vocabulary word."""
     words = re.findall(r"[a-z]+", label.casefold())
+    if words[:1] in (["criminal"], ["civil"]):  # "Criminal - Appellant": the kind of case
+        words = words[1:]
+    if words[:1] == ["state"]:  # "Criminal - State of Texas": the prosecuting State
+        return "state"
     for w in reversed(words):  # "defendant-appellee": the role in this court comes last
         canon = _ROLE_CANON.get(w.removesuffix("s"))
         if canon:
@@ -695,6 +749,8 @@ JUDGE_FIELD_RE: Final = re.compile(
     r"(?i:Judges?[ \t]+)?(?P<name>[^\n]+)",
     re.MULTILINE,
 )
+# A role after the name, set off by a comma: "Carl Roe, Relator", "Ann Poe, Applicant".
+TRAILING_ROLE_RE: Final = re.compile(rf",[ \t]*(?P<role>{_ROLE}|(?i:relators?|applicants?))\Z")
 STYLE_RE: Final = re.compile(
     r"^[ \t]*Style:[ \t]*\n?[ \t]*(?P<left>[^\n]*[^\s])[ \t]*\n[ \t]*v\.?:?[ \t]*$"
     r"(?P<right>)",
@@ -704,9 +760,14 @@ STYLE_RE: Final = re.compile(
 PARTY_TABLE_HEAD_RE: Final = re.compile(
     r"^[ \t]*Party[ \t]+Party[ \t]?Type[ \t]+Representative", re.MULTILINE | re.IGNORECASE
 )
+# A criminal case's types carry the kind of case first ("Criminal - Appellant", "Criminal -
+# State of Texas"); a bare "State" is the type only where it does not open a party's name
+# ("The State of Texas").
 PARTY_TABLE_ROW_RE: Final = re.compile(
-    r"^[ \t]*(?P<party>[^\n]+?)[ \t]+(?P<type>(?:Applicant|Appellant|Appellee|Petitioner|Respondent"
-    r"|Relator|Real[ \t]+Party[ \t]+in[ \t]+Interest|State|Plaintiff|Defendant|Movant"
+    r"^[ \t]*(?P<party>[^\n]+?)[ \t]+(?P<type>(?:(?:Criminal|Civil)[ \t]*-[ \t]*)?"
+    r"(?:Applicant|Appellant|Appellee|Petitioner|Respondent"
+    r"|Relator|Real[ \t]+Party[ \t]+in[ \t]+Interest|State(?![ \t]+of\b)|Plaintiff|Defendant|Movant"
+    r"|(?<=-[ \t])State[ \t]+of[ \t]+[A-Z][a-z]+"
     r"|Cross-Appellant|Cross-Appellee)[^\s]*(?:[ \t]+\([^)\n]*\)[^\s]*)*)"
     r"(?:[ \t]+(?P<rep>[^\n]+))?$",
     re.MULTILINE,
@@ -738,6 +799,8 @@ ENTITY_DESC_RE: Final = re.compile(
     r"[ \t\n]+liability|bank|association|trust|society|entity|national|resident)\b)"
 )
 CONTEXT_MAX_PARTIES: Final = 8
+CONTEXT_MAX_JUDGES: Final = 12
+NAME_SUFFIXES: Final = frozenset({"jr", "sr", "ii", "iii", "iv"})
 # Words that show a capitalised phrase in a preamble is not a party.
 NOT_A_CONTRACT_PARTY: Final = frozenset(
     {"agreement", "effective", "date", "section", "exhibit", "schedule", "article", "party"}
@@ -755,9 +818,12 @@ _TERM_OPEN = (
 )
 CONTRACT_PARTY_RE: Final = re.compile(
     # ("entered into by X, a Delaware corporation": a party named after "by")
-    rf"(?:\bbetween|\bamong|\band|;|\binto[ \t\n]+by|\bmade[ \t\n]+by)[ \t\n]+(?:the[ \t]+)?"
-    rf"(?P<name>{_CO_NAME})"
-    rf"(?=,?[ \t\n]*(?:\({_TERM_OPEN}|(?:a|an)[ \t\n]+[^\n()]{{0,80}}?"
+    # ("AND" in capitals: the second party's paragraph in a preamble laid out by party)
+    rf"(?:\bbetween|\bamong|\band|\bAND|;|\binto[ \t\n]+by|\bmade[ \t\n]+by)[ \t\n]+"
+    rf"(?:the[ \t]+)?(?P<name>{_CO_NAME})"
+    # (a former name in parentheses may come first: "(formerly known as X, Inc.)")
+    r"(?=,?[ \t\n]*(?:\((?i:formerly|f/k/a|previously)[^()\n]{0,80}\),?[ \t\n]*)?"
+    rf"(?:\({_TERM_OPEN}|(?:a|an)[ \t\n]+[^\n()]{{0,80}}?"
     r"(?i:corporation|company|partnership"
     r"|association|limited|bank|trust|organi[sz]ed|formed|existing|entity|individual|society"
     r"|institution|LLC|L\.L\.C\.)))",
@@ -828,6 +894,9 @@ ROW_CAPTION_CHARS: Final = 300
 DOCKET_THEN_JUDGE_RE: Final = re.compile(
     r"\b(?:Docket(?:[ \t]+No\.?)?|Case[ \t]+(?:Number|No\.?)|Court[ \t]+No\.?)[ \t]+Judge\b"
 )
+# Such a header with the author's initials right after the case name ("Docket Name J.").
+NAME_THEN_INITIALS_RE: Final = re.compile(r"\b(?:Name|Caption|Title)[ \t]+J\.?(?=[ \t]|$)")
+INITIALS_CELL_RE: Final = re.compile(r"[ \t]+[A-Z]{1,3}\Z")
 JUDGE_CELL_RE: Final = re.compile(
     r"\s+(?P<name>[A-Z][a-z'’\-]+[a-z](?:[ \t]+[A-Z][a-z'’\-]+[a-z])?)(?=[ \t\n]|$)"
 )

@@ -90,8 +90,15 @@ class DocContext(msgspec.Struct, frozen=True, omit_defaults=True):
     # ... whose judge column follows the docket column ("Court No. Judge"): the name after
     # each docket cell is the judge's
     judge_after_docket: bool = False
+    # ... whose name column is followed by the author's initials ("Docket Name J."): a
+    # caption's last capitals ("Haaland v. Brackeen AB") are that cell, not the party's
+    initials_after_name: bool = False
     notice: bool = False  # a notice of electronic filing with an e-mail recipient list
     parties: tuple[str, ...] = ()  # contract parties, as the preamble writes them
+    # judges the document names in full (normalized), its labelled fields' first: a
+    # judge named by surname alone ("before Judge Ezra") is the one of them with that
+    # surname, when only one person has it
+    judges: tuple[str, ...] = ()
 
     @staticmethod
     def of(text: str) -> DocContext:
@@ -113,8 +120,11 @@ class DocContext(msgspec.Struct, frozen=True, omit_defaults=True):
             and P.ROW_NUMBER_HEAD_RE.match(table.group()) is not None,
             judge_after_docket=table is not None
             and P.DOCKET_THEN_JUDGE_RE.search(table.group()) is not None,
+            initials_after_name=table is not None
+            and P.NAME_THEN_INITIALS_RE.search(table.group()) is not None,
             notice=P.MAILED_TO_RE.search(text) is not None,
             parties=tuple(names[: P.CONTEXT_MAX_PARTIES]),
+            judges=_full_judges(text),
         )
 
     def encode(self) -> str:
@@ -158,6 +168,32 @@ def _in_context(text: str, doc: DocContext) -> Iterator[RawMention]:
             yield RawMention("COURT", m.start(), m.end(), doc.court)
 
 
+def _full_judges(text: str) -> tuple[str, ...]:
+    """The document's judges named with a given name, in order of first mention."""
+    if "Judge" not in text and "JUDGE" not in text and "Justice" not in text:
+        return ()
+    found = [*S.labelled_judges(text[: P.CONTEXT_HEAD_CHARS]), *_judges(text)]
+    out = dict.fromkeys(m.normalized for m in found if len(m.normalized.split()) >= 2)
+    return tuple(list(out)[: P.CONTEXT_MAX_JUDGES])
+
+
+def _surname_judge(m: RawMention, doc: DocContext) -> RawMention:
+    """ "Judge Ezra" -> "david alan ezra" where the document names one person so."""
+    if m.type != "JUDGE" or not doc.judges or " " in m.normalized:
+        return m
+    same = [j for j in doc.judges if _surname(j) == m.normalized.strip(".,")]
+    if not same or len({j.split()[0] for j in same}) > 1:
+        return m  # unknown, or two people of that surname
+    return msgspec.structs.replace(m, normalized=same[0])
+
+
+def _surname(name: str) -> str:
+    words = [w.strip(".,") for w in name.split()]
+    while len(words) > 1 and words[-1] in P.NAME_SUFFIXES:
+        words.pop()
+    return words[-1]
+
+
 def _opens_captioned_row(text: str, start: int, end: int) -> bool:
     """The number starts its line and the caption ("X v. Y") follows it."""
     if text[text.rfind("\n", 0, start) + 1 : start].strip():
@@ -167,9 +203,12 @@ def _opens_captioned_row(text: str, start: int, end: int) -> bool:
 
 
 def _specific(m: RawMention, doc: DocContext | None) -> RawMention:
-    """A generic court id ("usdistct") becomes the document's court when that is known."""
+    """A generic court id ("usdistct") becomes the document's court when that is known; a
+    judge named by surname alone, the document's judge of that surname."""
     if doc and doc.court and m.type == "COURT" and m.normalized in P.GENERIC_COURTS:
         return msgspec.structs.replace(m, normalized=doc.court)
+    if doc and doc.judges and m.type == "JUDGE":
+        return _surname_judge(m, doc)
     return m
 
 
@@ -207,6 +246,8 @@ def extract_text(text: str, tokenizer: Any, doc: DocContext | None = None) -> li
         if P.NOT_A_DOCKET_RE.fullmatch(num) or not _is_caption(caption):
             continue
         found.append(RawMention("DOCKET_NUMBER", m.start("num"), m.end("num"), num.lower()))
+    if doc is not None and doc.initials_after_name:
+        found = [_drop_initials(text, m) if m.type == "PARTY" else m for m in found]
     kept = keep_longest(_specific(m, doc) for m in found if m.end > m.start and _plausible(text, m))
     dockets = [(m.start, m.end) for m in kept if m.type == "DOCKET_NUMBER"]
     if not dockets:
@@ -219,12 +260,24 @@ def extract_text(text: str, tokenizer: Any, doc: DocContext | None = None) -> li
     ]
 
 
+def _drop_initials(text: str, m: RawMention) -> RawMention:
+    cell = P.INITIALS_CELL_RE.search(text, m.start, m.end)
+    if cell is None or cell.start() <= m.start:
+        return m
+    return RawMention("PARTY", m.start, cell.start(), _norm_name(text[m.start : cell.start()]))
+
+
 def _is_caption(line: str) -> bool:
     return P.VERSUS_RE.search(f" {line} ") is not None or P.IN_RE_RE.match(line) is not None
 
 
 def _plausible(text: str, m: RawMention) -> bool:
-    """Layout rules can land on a separator ("-----") or the versus line ("v.")."""
+    """Layout rules can land on a separator ("-----") or the versus line ("v."), a
+    number rule on a telephone number ("Phone: (202) 501-5970")."""
+    if m.type == "DOCKET_NUMBER":
+        return P.PHONE_BEFORE_RE.search(text, max(0, m.start - 16), m.start) is None
+    if m.type == "DATE":  # the printout's or the software's date, not one of the case
+        return P.PRINTOUT_DATE_BEFORE_RE.search(text, max(0, m.start - 40), m.start) is None
     if m.type not in ("PARTY", "ATTORNEY", "JUDGE"):
         return True
     surface = text[m.start : m.end].strip()
@@ -459,6 +512,8 @@ def _cut_at_text(name: str) -> str:
 def _judges(text: str) -> Iterator[RawMention]:
     for rx in P.JUDGE_RES:
         for m in rx.finditer(text):
+            if text[m.start() - 1 : m.start()] == "(" and text.startswith(")", m.end()):
+                continue  # "(Ravel, J.)": a deputy clerk's initials closing a docket entry
             name = _cut_at_text(_drop_trailing_title(m.group("name")))
             if _is_judge_name(name):
                 s = m.start("name")
@@ -489,7 +544,7 @@ def _worth_running(rx: re.Pattern[str], text: str) -> bool:
 
 def _parties(text: str) -> Iterator[RawMention]:
     for v in P.VERSUS_RE.finditer(text):
-        if _middle_initial(text, v):
+        if _middle_initial(text, v) or _list_numeral(text, v):
             continue
         lo = max(0, v.start() - P.CAPTION_WINDOW)
         left = P.CAPTION_LEFT_RE.search(text, lo, v.start())
@@ -499,9 +554,14 @@ def _parties(text: str) -> Iterator[RawMention]:
         # one side may be a description ("X, Chapter 7 Trustee of the estate v. Y"): the
         # other side is still a party
         sides = [(left, "left", "lrole"), (right, "right", "rrole")]
+        capitals = left is not None and _in_capitals(left.group("left"))
         for m, group, rgroup in ((m, g, r) for m, g, r in sides if m is not None):
             s, e = _trim_lead(text, m.start(group), m.end(group))
+            if group == "left":
+                s = _number_first(text, s, e)
             surface = _drop_initial_cell(text[s:e].rstrip(" ,&"))
+            if group == "right" and capitals:
+                surface = _capitals_only(surface)
             if surface and surface.casefold() not in P.LEAD_STOP:
                 role = P.role_of(m.group(rgroup)) if m.group(rgroup) else None
                 yield RawMention("PARTY", s, s + len(surface), _norm_name(surface), role)
@@ -515,19 +575,69 @@ def _parties(text: str) -> Iterator[RawMention]:
     for m in P.IN_RE_RE.finditer(text):
         s, e = m.start("name"), m.end("name")
         surface = text[s:e].rstrip(" ,&")
+        if P.LITIGATION_RE.search(surface):
+            continue  # "In re Lithium Ion Batteries Antitrust Litigation": a case, no party
         if surface and surface.casefold() not in P.LEAD_STOP:
             yield RawMention("PARTY", s, s + len(surface), _norm_name(surface))
 
 
 def _middle_initial(text: str, v: re.Match[str]) -> bool:
     """ "John V. Smith": a capital "V." is a middle initial when its line also has a
-    lower-case "v." or "vs." (the caption's real versus)."""
+    lower-case "v." or "vs." (the caption's real versus), or when it stands between a
+    given name (or an initial) and a surname written in mixed case ("Drew V. Lounsbury",
+    "Samuel R. V. Garland"): a caption in mixed case writes its versus "v."; one in
+    capitals ("ROE V. DOE") is not in mixed case."""
     if v.group().strip() != "V.":
         return False
     line_start = text.rfind("\n", 0, v.start()) + 1
     line_end = text.find("\n", v.end())
     line = text[line_start : line_end if line_end >= 0 else len(text)]
-    return re.search(r"\s(?:v\.|vs\.?)\s", line) is not None
+    if re.search(r"\s(?:v\.|vs\.?)\s", line) is not None:
+        return True
+    before = P.GIVEN_NAME_END_RE.search(text, line_start, v.start())
+    return before is not None and P.SURNAME_START_RE.match(text, v.end()) is not None
+
+
+def _in_capitals(name: str) -> bool:
+    letters = [c for c in name if c.isalpha()]
+    return len(letters) >= 2 and all(c.isupper() for c in letters)
+
+
+def _capitals_only(surface: str) -> str:
+    """ "KOONES v. KEHATI Status Conference": where the caption is in capitals, the words
+    in mixed case that follow the right party (a subject line's docket text) are not part
+    of it; company suffixes in mixed case ("Inc.", "Co.") are."""
+    words = surface.split(" ")
+    if not _in_capitals(words[0]):
+        return surface
+    for i, w in enumerate(words):
+        if i and any(c.islower() for c in w) and not P.SUFFIX_WORD_RE.fullmatch(w):
+            return " ".join(words[:i]).rstrip(" ,&")
+    return surface
+
+
+def _number_first(text: str, s: int, e: int) -> int:
+    """ "336 LLC v. City of New York": a company whose name opens with a number (the
+    capitalised-word scan starts after it) takes the number back."""
+    if not P.ENTITY_NAME_RE.search(" " + text[s:e].rstrip(" ,")):
+        return s
+    m = P.NUMBER_BEFORE_RE.search(text, max(0, s - 12), s)
+    return m.start() if m else s
+
+
+def _list_numeral(text: str, v: re.Match[str]) -> bool:
+    """ "v. There are no taxes owed": a "v." opening a line of prose is the fifth item of
+    a list numbered i., ii., ..., not a versus (a caption's right side names a party, it
+    does not go on as a sentence)."""
+    line_start = text.rfind("\n", 0, v.start() + 1) + 1
+    if text[line_start : v.start() + 1].strip() or not text.startswith("v.", v.start() + 1):
+        return False
+    if "\n" in text[v.start() + 1 : v.end()]:
+        return False  # "v." alone on its line: a caption's versus
+    line_end = text.find("\n", v.end())
+    rest = text[v.end() : line_end if line_end >= 0 else len(text)]
+    prose = [w for w in re.findall(r"\b[a-z]+\b", rest) if w not in P.CAPTION_CONNECTORS]
+    return len(prose) >= P.LIST_ITEM_MIN_WORDS
 
 
 _SUFFIXES = frozenset(P.ORG_SUFFIX_SHORT)

@@ -154,6 +154,8 @@ def docket_parties(text: str) -> Iterator[RawMention]:
     """PACER party tables: a role line, the party, "represented by" its counsel."""
     for m in P.PARTY_BLOCK_RE.finditer(text):
         role = P.role_of(m.group("role"))
+        if role == "unknown" and not m.group("counsel"):
+            continue  # "Unknown" alone on a line heads a party only with its counsel
         s, e = m.start("party"), m.end("party")
         party = text[s:e].rstrip(" ,")
         if party and party.casefold() not in P.LEAD_STOP:
@@ -208,7 +210,12 @@ def style_parties(text: str) -> Iterator[RawMention]:
         for group in ("left", "right"):
             if m.group(group):
                 s, e = m.start(group), m.end(group)
-                yield _m("PARTY", text, s, e, _norm(text[s:e]))
+                role = P.TRAILING_ROLE_RE.search(text, s, e)  # "In re Roe, Relator"
+                if role is not None and role.start() > s:
+                    party = text[s : role.start()]
+                    yield _m("PARTY", text, s, role.start(), _norm(party), P.role_of(role["role"]))
+                else:
+                    yield _m("PARTY", text, s, e, _norm(text[s:e]))
 
 
 def contract_parties(text: str) -> Iterator[RawMention]:

@@ -254,9 +254,12 @@ def assemble(doc: Chunked, found: list[list[RawMention]]) -> list[Mention]:
     """
     chunks = doc.chunks
     mentions: dict[tuple[int, int, str], Mention] = {}
+    crossing: list[tuple[int, int, str]] = []  # the previous chunk's, past this one's start
     for i, (chunk, raw) in enumerate(zip(chunks, found, strict=True)):
         # A chunk owns [start, next start): overlapping regions are reported once.
         owns_to = chunks[i + 1].start if i + 1 < len(chunks) else chunk.end
+        seen_to = chunks[i - 1].end if i else chunk.start  # what the previous chunk saw
+        kept_here: list[tuple[int, int, str]] = []
         for m in raw:
             start, end = chunk.start + m.start, chunk.start + m.end
             if not (chunk.start <= start < owns_to) or m.type not in _TYPES:
@@ -264,7 +267,21 @@ def assemble(doc: Chunked, found: list[list[RawMention]]) -> list[Mention]:
             if not (0 <= m.start < m.end <= len(chunk.text)):
                 continue  # a backend bug must not corrupt spans
             key = (start, end, m.type)
+            if start < seen_to and key not in mentions:
+                # Both chunks saw this text: a name cut by this chunk's start ("Board" of
+                # "... Disciplinary Board v. Roe") or by the previous one's end. Of two
+                # overlapping mentions of one type, the longer is the name.
+                other = next(
+                    (k for k in crossing if k[2] == m.type and k[0] < end and start < k[1]),
+                    None,
+                )
+                if other is not None:
+                    if other[1] - other[0] >= end - start:
+                        continue
+                    del mentions[other]
+                    crossing.remove(other)
             if key not in mentions:
+                kept_here.append(key)
                 mentions[key] = Mention(
                     id=mention_id(doc.document_id, m.type, start, end),
                     document_id=doc.document_id,
@@ -276,6 +293,7 @@ def assemble(doc: Chunked, found: list[list[RawMention]]) -> list[Mention]:
                     end=end,
                     role=m.role,
                 )
+        crossing = [k for k in kept_here if k[1] > owns_to and k in mentions]
     return [mentions[k] for k in sorted(mentions)]
 
 

@@ -1,0 +1,80 @@
+"""Any registered entity backend on a chunked document, for ``benchmarks.quality``.
+
+The rules backend runs in this process as the pool would run it (with the document
+context). Async backends (``llm``) and the batched one (``transformers``) are awaited
+on one event loop for the whole evaluation, and split backends (``rules+llm``,
+``rules+transformers``) run both parts and merge them by span, as the entities stage
+does. A backend that needs the runtime's clients (the LLM backends: the response
+cache and the global limiter live in Redis) gets a client for ``REDIS_URL`` under a
+key prefix of its own, which is removed at the end (its cached replies with it: each
+evaluation pays for its calls).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from accelerated.backends import (
+    AsyncEntityBackend,
+    BackendClients,
+    EntityBackend,
+    NeedsClients,
+    SplitBackend,
+    entity_mode,
+)
+from accelerated.connect import redis_client
+from accelerated.entities import RawMention
+from accelerated.keys import Keys
+from accelerated.models import Chunked
+from accelerated.settings import Settings
+from accelerated.stages.entities import backend_results
+
+
+async def results(backend: EntityBackend, doc: Chunked) -> list[list[RawMention]]:
+    """Uncached results per chunk, wherever the backend's mode says it runs."""
+    texts = [c.text for c in doc.chunks]
+    if isinstance(backend, SplitBackend):
+        cpu = backend_results(backend.cpu_part, doc)
+        other = await backend.async_part.extract_async(texts)
+        return [backend.merge(a, b) for a, b in zip(cpu, other, strict=True)]
+    if entity_mode(backend) == "pool":
+        return backend_results(backend, doc)
+    assert isinstance(backend, AsyncEntityBackend)
+    return await backend.extract_async(texts)
+
+
+def _needing_clients(backend: EntityBackend) -> list[NeedsClients]:
+    parts: list[object] = [backend]
+    if isinstance(backend, SplitBackend):
+        parts += [backend.cpu_part, backend.async_part]
+    return [p for p in parts if isinstance(p, NeedsClients)]
+
+
+@asynccontextmanager
+async def bound(backend: EntityBackend, settings: Settings) -> AsyncIterator[EntityBackend]:
+    """``backend`` with the clients it needs for the block; closed (and its keys
+    removed) after."""
+    needy = _needing_clients(backend)
+    if not needy:
+        yield backend
+        return
+    if settings.redis_url is None:
+        from accelerated.errors import ConfigError
+
+        raise ConfigError("this entity backend needs REDIS_URL (its cache and limiter)")
+    prefix = f"bench-quality-{uuid.uuid4().hex[:8]}"
+    client = redis_client(settings.redis_url, settings)
+    try:
+        clients = BackendClients(client, Keys(prefix), caches=True)
+        for part in needy:
+            part.bind(clients)
+        yield backend
+    finally:
+        for part in needy:
+            await part.aclose()
+        keys = [k async for k in client.scan_iter(match=f"{prefix}*", count=1000)]
+        for i in range(0, len(keys), 500):
+            await client.delete(*keys[i : i + 500])
+        await client.aclose()
