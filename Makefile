@@ -19,7 +19,7 @@ LLAMA_WHEEL := llama_cpp_python-$(LLAMA_CPP_VERSION)-py3-none-linux_x86_64.whl
 ORIGIN_DIR := $(patsubst file://%,%,$(shell git remote get-url origin 2>/dev/null))
 WHEELS_DIR ?= $(firstword $(foreach d,../shared/wheels $(if $(ORIGIN_DIR),$(ORIGIN_DIR)/../shared/wheels),$(if $(wildcard $(d)/$(LLAMA_WHEEL)),$(d))))
 
-.PHONY: install lint typecheck test test-fast bench bench-wb bench-ner bench-ocr demo examples clean
+.PHONY: install lint typecheck test test-fast bench bench-limit bench-wb bench-ner bench-ocr demo examples clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -69,6 +69,11 @@ demo: install
 bench: install
 	$(BIN)/python -m benchmarks.run --input ../shared/corpus --docs 500 --db-latency-ms 0,20 \
 	    --mode cold,warm --concurrency 16 --workers 1 --json bench.json --plot bench.png
+
+# The stages alone beside the cold runs: each path's fraction of the limit (issue 14).
+bench-limit: install
+	$(BIN)/python -m benchmarks.run --input ../shared/corpus --docs 500 --db-latency-ms 0,20 \
+	    --mode cold,limit --concurrency 16 --workers 1 --json bench-limit.json
 
 bench-wb: install
 	$(BIN)/python -m benchmarks.writebehind --rows 1000000 --json wb.json

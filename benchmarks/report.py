@@ -2,7 +2,10 @@
 
 The JSON is ``{"config": {...}, "runs": [...]}`` with exactly ``metrics.RUN_FIELDS``
 per run, because a bar reads it; everything derived (ratios, overhead) is shown in the
-table only and can be recomputed from the runs.
+table only and can be recomputed from the runs. With the limit (``--mode ...,limit``)
+the JSON has a third key, ``"limit": {"runs": [...], "fractions": [...]}``: the stages
+alone per latency, and each path's cold docs/s as a fraction of it (the CPU per
+component of every run is in ``config.diagnostics[].cpu_ms_per_doc``).
 """
 
 from __future__ import annotations
@@ -20,12 +23,22 @@ from benchmarks.metrics import RunMetrics
 PATHS = ("accelerated", "traditional")
 
 
-def to_json(config: dict[str, Any], runs: Sequence[RunMetrics]) -> dict[str, Any]:
-    return {"config": config, "runs": [r.as_json() for r in runs]}
+def to_json(
+    config: dict[str, Any], runs: Sequence[RunMetrics], limit: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    out = {"config": config, "runs": [r.as_json() for r in runs]}
+    if limit is not None:
+        out["limit"] = limit
+    return out
 
 
-def write_json(path: Path, config: dict[str, Any], runs: Sequence[RunMetrics]) -> None:
-    path.write_text(json.dumps(to_json(config, runs), indent=2) + "\n")
+def write_json(
+    path: Path,
+    config: dict[str, Any],
+    runs: Sequence[RunMetrics],
+    limit: dict[str, Any] | None = None,
+) -> None:
+    path.write_text(json.dumps(to_json(config, runs, limit), indent=2) + "\n")
 
 
 def _find(runs: Sequence[RunMetrics], path: str, mode: str, latency: float) -> RunMetrics | None:
@@ -122,6 +135,68 @@ def print_table(runs: Sequence[RunMetrics], console: Console | None = None) -> N
     if not console.is_terminal:  # piped output defaults to 80 columns: every cell truncated
         console = Console(file=console.file, width=200)
     console.print(table(runs))
+
+
+CPU_COLUMNS = (
+    "stage_code",
+    "pool_other",
+    "redis_client",
+    "redis_server",
+    "postgres_client",
+    "postgres_server",
+    "codec",
+    "loop_engine",
+    "other_threads",
+    "total",
+)
+
+
+def limit_table(limit: dict[str, Any], diagnostics: Sequence[dict[str, Any]]) -> Table:
+    """The limit beside each path's cold run: fraction, tails, CPU ms/doc by component."""
+    t = Table(title="the limit: the stages alone", show_header=True, header_style="bold")
+    for name in ("run", "DB ms", "docs/s", "fraction", "first done s", "last 5% s"):
+        t.add_column(name, justify="left" if name == "run" else "right")
+    for name in CPU_COLUMNS:
+        t.add_column(name.replace("_", " "), justify="right")
+    cpu = {d["run"]: d.get("cpu_ms_per_doc", {}) for d in diagnostics}
+
+    def cpu_cells(c: dict[str, float]) -> list[str]:
+        return [f"{c.get(k, 0.0):.2f}" for k in CPU_COLUMNS]
+
+    for lim in limit["runs"]:
+        lat = lim["db_latency_ms"]
+        t.add_row(
+            "[bold]limit[/bold]",
+            f"{lat:g}",
+            f"{lim['docs_per_s']:.2f}",
+            "1.00",
+            f"{lim['first_done_s']:.2f}",
+            f"{lim['last5_s']:.2f}",
+            *cpu_cells(lim["cpu_ms_per_doc"]),
+        )
+        for f in limit["fractions"]:
+            if f["db_latency_ms"] != lat:
+                continue
+            t.add_row(
+                f["path"],
+                f"{lat:g}",
+                f"{f['docs_per_s']:.2f}",
+                f"[bold]{f['fraction']:.2f}[/bold]",
+                f"{f['first_done_s']:.2f}" if f["first_done_s"] is not None else "-",
+                f"{f['last5_s']:.2f}" if f["last5_s"] is not None else "-",
+                *cpu_cells(cpu.get(f"{f['path']}/cold/{lat:g}ms", {})),
+            )
+    return t
+
+
+def print_limit(
+    limit: dict[str, Any], diagnostics: Sequence[dict[str, Any]], console: Console | None = None
+) -> None:
+    console = console or Console()
+    if not console.is_terminal:
+        console = Console(file=console.file, width=220)
+    console.print(limit_table(limit, diagnostics))
+    console.print("CPU columns: ms of CPU per document (benchmarks/cpu_ledger.py)")
 
 
 def plot(path: Path, runs: Sequence[RunMetrics], title: str = "") -> None:

@@ -19,6 +19,13 @@ OpenAI-compatible server (:mod:`benchmarks.llm_server`) answering after
 pipeline's limiter is set to the same rate; every run reports the calls the server
 answered, its busiest 60 s window against the limit, the 429s it sent and the
 summary's own LLM figures.
+
+With ``--mode ...,limit`` the stages also run alone (:mod:`benchmarks.limit`: in-process,
+in-memory caches and registry, the same process pool and per-stage concurrency, no
+Redis or Postgres) beside each latency's cold runs, in alternating order, on the same
+documents; the report gives each path's fraction of it, the time to the first document
+done and the time the last 5 % took, and, per run, CPU per document per component
+from thread and process CPU times (:mod:`benchmarks.cpu_ledger` says how).
 """
 
 from __future__ import annotations
@@ -41,8 +48,10 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import asyncpg
+from redis.asyncio.cluster import RedisCluster
 from rich.console import Console
 
 from accelerated.aio import wait_for
@@ -54,8 +63,9 @@ from accelerated.handoff import AcceleratedHandoff
 from accelerated.redact import redact
 from accelerated.runtime import Runtime, build_runtime, make_executor, tune_gc
 from accelerated.settings import Settings
-from benchmarks import metrics, report
+from benchmarks import cpu_ledger, metrics, report
 from benchmarks.inputs import StagedInputs, stage_inputs
+from benchmarks.limit import LimitResult, run_limit, tail_times
 from benchmarks.llm_server import ChatServer
 from benchmarks.proxy import DelayProxy, dsn_address, proxied_dsn
 from persistence.pg import create_pool
@@ -69,6 +79,7 @@ DEFAULT_DATABASE = "postgresql://postgres@127.0.0.1:5432/postgres"
 PROJECT = "bench"
 PATHS = ("accelerated", "traditional")
 MODES = ("cold", "warm", "rerun")
+LIMIT = "limit"  # not a path's mode: the stages alone, beside the cold runs
 DEFAULT_MODES = ("cold", "warm")
 LLM_BACKENDS = ("llm", "rules+llm")
 LLM_MODEL = "bench-model"
@@ -132,6 +143,11 @@ class Harness:
     runs: list[metrics.RunMetrics] = field(default_factory=list)
     order: list[str] = field(default_factory=list)
     diagnostics: list[dict[str, Any]] = field(default_factory=list)
+    limit_runs: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def with_limit(self) -> bool:
+        return LIMIT in self.cfg.modes
 
 
 _WARM_TEXT = (
@@ -169,9 +185,11 @@ def _settings(
             "llm_tpm": cfg.llm_tpm,
             "llm_concurrency": cfg.llm_concurrency,
         }
+    # The run's Postgres backends are found by this name (pg_stat_activity) for their CPU.
+    sep = "&" if "?" in database_url else "?"
     return Settings.from_dsn(
         cfg.redis_url,
-        database_url,
+        f"{database_url}{sep}application_name=bench_{tag}",
         redis_prefix=f"bench-{tag}",
         pg_schema=f"bench_{tag}",
         enable_redis_acceleration=path == "accelerated",
@@ -398,14 +416,25 @@ async def measure(h: Harness, env: PathEnv, mode: str, latency: float) -> metric
         db0, cmd0 = h.proxy.counters(), await metrics.redis_commands(h.admin_redis)
         cpu0 = metrics.CpuTimes.now(not_ours)
         memo0 = _memo_counters(env)
-        async with metrics.RssPeak().watch() as rss:
-            rep: BatchReport = await run_batch(env.rt, opts)
-        cpu1 = metrics.CpuTimes.now(not_ours)
+        wall0 = time.time()
+        async with cpu_watch(h, _app_name(env.settings)) as watched:
+            async with metrics.RssPeak().watch() as rss:
+                rep: BatchReport = await run_batch(env.rt, opts)
+            cpu1 = metrics.CpuTimes.now(not_ours)
         memo1 = _memo_counters(env)
         db1, cmd1 = h.proxy.counters(), await metrics.redis_commands(h.admin_redis)
     env.cold_done = True
     llm_seen = _llm_diagnostics(h, env, rep, llm0) if env.llm is not None else None
     harness_cpu, children_cpu = cpu1.since(cpu0)
+    extra: dict[str, Any] = {}
+    if h.with_limit:
+        done_at = [d for _i, d, _c in await env.rt.transport.latencies(await _documents(env))]
+        first, last5 = tail_times(done_at, wall0, wall0 + rep.elapsed_s)
+        extra = {
+            "first_done_s": round(first, 3),
+            "last5_s": round(last5, 3),
+            "cpu_ms_per_doc": components(watched, rep.stage_compute_s, children_cpu, rep.total),
+        }
     h.diagnostics.append(
         {
             "run": f"{env.path}/{mode}/{latency:g}ms",
@@ -426,6 +455,7 @@ async def measure(h: Harness, env: PathEnv, mode: str, latency: float) -> metric
             "chunks": rep.chunks,
             "mentions": rep.mentions,
             **({"llm": llm_seen} if llm_seen is not None else {}),
+            **extra,
         }
     )
     stored = raw = 0
@@ -454,8 +484,93 @@ async def measure(h: Harness, env: PathEnv, mode: str, latency: float) -> metric
         f"  {env.path:<11} {mode:<4} {latency:>5g} ms: {run.docs} docs, {run.failed} failed, "
         f"{run.elapsed_s:.1f}s, {run.docs_per_s:.2f} docs/s, "
         f"{run.db_roundtrips_per_doc:.2f} DB round trips/doc"
+        + (
+            f", first done {extra['first_done_s']:.2f}s, last 5% {extra['last5_s']:.2f}s"
+            if extra
+            else ""
+        )
     )
     return run
+
+
+def _app_name(settings: Settings) -> str | None:
+    query = urlsplit(str(settings.database_url)).query
+    return dict(parse_qsl(query)).get("application_name")
+
+
+async def _redis_server_cpu(client: RedisClient) -> float:
+    if isinstance(client, RedisCluster):
+        per_node = await client.info("cpu", target_nodes=RedisCluster.PRIMARIES)
+        infos = list(per_node.values())
+    else:
+        infos = [await client.info("cpu")]
+    return sum(float(i["used_cpu_sys"]) + float(i["used_cpu_user"]) for i in infos)
+
+
+@contextlib.asynccontextmanager
+async def cpu_watch(h: Harness, app_name: str | None) -> AsyncIterator[dict[str, float]]:
+    """CPU seconds by component over the block (``benchmarks.cpu_ledger``); empty
+    unless the limit is asked for (the ledger is installed only then)."""
+    out: dict[str, float] = {}
+    if not h.with_limit:
+        yield out
+        return
+    conn = await asyncpg.connect(h.cfg.database_url)
+    try:
+
+        async def backends() -> list[int]:
+            if app_name is None:
+                return []
+            rows = await conn.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = $1", app_name
+            )
+            return [int(r["pid"]) for r in rows]
+
+        pg = cpu_ledger.PidCpu()
+        pg.start(await backends())
+        redis0 = await _redis_server_cpu(h.admin_redis)
+        thr0, led0 = cpu_ledger.threads_cpu_s(), cpu_ledger.LEDGER.snapshot()
+        loop0 = time.thread_time()  # this is the loop's thread: finer than /proc's ticks
+        yield out
+        loop_thread = time.thread_time() - loop0
+        thr1, led1 = cpu_ledger.threads_cpu_s(), cpu_ledger.LEDGER.snapshot()
+        redis1 = await _redis_server_cpu(h.admin_redis)
+        pg.sample(await backends())
+    finally:
+        await conn.close()
+    main = os.getpid()
+    ledger = cpu_ledger.diff(led1, led0)
+    out.update(ledger)
+    # What the loop thread spent outside any callback (selector, scheduling): the loop's.
+    out[cpu_ledger.LOOP] = out.get(cpu_ledger.LOOP, 0.0) + loop_thread - sum(ledger.values())
+    out["other_threads"] = sum(v - thr0.get(t, 0.0) for t, v in thr1.items() if t != main)
+    out["redis_server"] = redis1 - redis0
+    out["postgres_server"] = pg.total_s()
+
+
+def components(
+    watched: dict[str, float], stage_compute_s: float, children_s: float, docs: int
+) -> dict[str, float]:
+    """CPU ms per document by component: stage code (on the loop and in the pool), the
+    pool's other work (pickling, IPC), clients, servers, codec, loop and engine."""
+    in_loop_stage = watched.get("stage", 0.0)
+    pool_stage = max(0.0, stage_compute_s - in_loop_stage)
+    seconds = {
+        "stage_code": stage_compute_s,
+        "pool_other": max(0.0, children_s - pool_stage),
+        "redis_client": watched.get("redis_client", 0.0),
+        "redis_server": watched.get("redis_server", 0.0),
+        "postgres_client": watched.get("postgres_client", 0.0),
+        "postgres_server": watched.get("postgres_server", 0.0),
+        "codec": watched.get("codec", 0.0),
+        # The loop's own share of the stage call (awaiting, scheduling) beyond the
+        # stage's compute goes with the loop and engine.
+        "loop_engine": watched.get(cpu_ledger.LOOP, 0.0)
+        + max(0.0, in_loop_stage - stage_compute_s),
+        "other_threads": watched.get("other_threads", 0.0),
+    }
+    seconds["total"] = sum(seconds.values())
+    return cpu_ledger.per_doc_ms(seconds, docs)
 
 
 def _llm_diagnostics(h: Harness, env: PathEnv, rep: BatchReport, since: int) -> dict[str, Any]:
@@ -520,6 +635,68 @@ def _order(i: int) -> tuple[str, ...]:
     return PATHS if i % 2 == 0 else PATHS[::-1]
 
 
+def _cold_order(h: Harness, i: int) -> tuple[str, ...]:
+    """The cold runs' order, the limit first in one combination and last in the next."""
+    paths = _order(i)
+    if not h.with_limit:
+        return paths
+    return (LIMIT, *paths) if i % 2 == 0 else (*paths, LIMIT)
+
+
+async def measure_limit(h: Harness, latency: float) -> dict[str, Any]:
+    """One run of the stages alone (``benchmarks.limit``) on the staged documents."""
+    settings = _settings(h.cfg, "accelerated", h.cfg.database_url)
+    not_ours = frozenset({h.proxy.pid or -1})
+    cpu0 = metrics.CpuTimes.now(not_ours)
+    async with cpu_watch(h, None) as watched:
+        res: LimitResult = await run_limit(h.staged.root, settings, h.executor, h.cfg.concurrency)
+        cpu1 = metrics.CpuTimes.now(not_ours)
+    _own, children = cpu1.since(cpu0)
+    row = {
+        "db_latency_ms": latency,  # beside that latency's cold runs; it uses no database
+        "docs": res.docs,
+        "failed": res.failed,
+        "elapsed_s": round(res.elapsed_s, 4),
+        "docs_per_s": round(res.docs_per_s, 3),
+        "first_done_s": round(res.first_done_s, 3),
+        "last5_s": round(res.last5_s, 3),
+        "stage_compute_s": round(res.stage_compute_s, 4),
+        "cpu_ms_per_doc": components(watched, res.stage_compute_s, children, res.docs),
+    }
+    h.order.append(f"{LIMIT}/cold/{latency:g}ms")
+    h.console.print(
+        f"  {LIMIT:<11} cold {latency:>5g} ms: {res.docs} docs, {res.failed} failed, "
+        f"{res.elapsed_s:.1f}s, {res.docs_per_s:.2f} docs/s, first done "
+        f"{res.first_done_s:.2f}s, last 5% {res.last5_s:.2f}s"
+    )
+    return row
+
+
+def limit_fractions(h: Harness) -> list[dict[str, Any]]:
+    """Each path's cold docs/s over the limit's at the same latency (same invocation)."""
+    tails = {d["run"]: d for d in h.diagnostics}
+    out = []
+    for lim in h.limit_runs:
+        for r in h.runs:
+            if r.mode != "cold" or r.db_latency_ms != lim["db_latency_ms"]:
+                continue
+            d = tails.get(f"{r.path}/cold/{r.db_latency_ms:g}ms", {})
+            out.append(
+                {
+                    "path": r.path,
+                    "db_latency_ms": r.db_latency_ms,
+                    "docs_per_s": r.docs_per_s,
+                    "limit_docs_per_s": lim["docs_per_s"],
+                    "fraction": round(r.docs_per_s / lim["docs_per_s"], 3)
+                    if lim["docs_per_s"]
+                    else 0.0,
+                    "first_done_s": d.get("first_done_s"),
+                    "last5_s": d.get("last5_s"),
+                }
+            )
+    return out
+
+
 async def sweep(h: Harness) -> None:
     for li, latency in enumerate(h.cfg.latencies_ms):
         h.proxy.delay_ms = latency
@@ -528,7 +705,10 @@ async def sweep(h: Harness) -> None:
             for mi, mode in enumerate(MODES):
                 if mode != "cold" and mode not in h.cfg.modes:
                     continue
-                for path in _order(li + mi):
+                for path in _cold_order(h, li) if mode == "cold" else _order(li + mi):
+                    if path == LIMIT:
+                        h.limit_runs.append(await measure_limit(h, latency))
+                        continue
                     env = envs[path]
                     if mode != "cold" and not env.cold_done:  # no cold run: untimed ingest
                         opts = BatchOptions(PROJECT, inputs=[h.staged.root], consume=not env.procs)
@@ -639,16 +819,23 @@ async def run_benchmark(
                 f"latencies {cfg.latencies_ms} ms, modes {cfg.modes}, "
                 f"concurrency {cfg.concurrency}, workers {cfg.workers}"
             )
+            if h.with_limit:
+                cpu_ledger.install(asyncio.get_running_loop())
             await _warmup(h)
             await sweep(h)
             config = config_json(h)
+            limit = (
+                {"runs": h.limit_runs, "fractions": limit_fractions(h)} if h.with_limit else None
+            )
     finally:
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
         await admin_redis.aclose()
     report.print_table(h.runs, console)
+    if limit is not None:
+        report.print_limit(limit, h.diagnostics, console)
     if cfg.json_path is not None:
-        report.write_json(cfg.json_path, config, h.runs)
+        report.write_json(cfg.json_path, config, h.runs, limit)
     if cfg.plot_path is not None:
         report.plot(
             cfg.plot_path, h.runs, f"{staged.total} documents, concurrency {cfg.concurrency}"
@@ -668,8 +855,8 @@ def _floats(text: str) -> list[float]:
 
 def _modes(text: str) -> list[str]:
     modes = [m.strip() for m in text.split(",") if m.strip()]
-    if not modes or any(m not in MODES for m in modes):
-        raise argparse.ArgumentTypeError(f"modes are a comma-separated subset of {MODES}")
+    if not modes or any(m not in (*MODES, LIMIT) for m in modes):
+        raise argparse.ArgumentTypeError(f"modes are a comma-separated subset of {(*MODES, LIMIT)}")
     return modes
 
 
@@ -685,7 +872,8 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
         "--mode",
         type=_modes,
         default=list(DEFAULT_MODES),
-        help="cold,warm,rerun (default cold,warm)",
+        help="cold,warm,rerun,limit (default cold,warm; limit: the stages alone, beside "
+        "the cold runs)",
     )
     p.add_argument("--entity-backend", default="rules", help="rules, llm, rules+llm ...")
     p.add_argument(

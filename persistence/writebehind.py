@@ -32,6 +32,7 @@ import logging
 import random
 import time
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -63,6 +64,8 @@ log = logging.getLogger(__name__)
 
 PRUNE_AFTER: Final = "7 days"
 _QUIET_GAP_MS: Final = 250
+_IDLE: Final = asyncio.Event()  # always set: "Postgres is idle" for _collect
+_IDLE.set()
 PRUNE_EVERY_S: Final = 3600.0
 # Backoff ceiling while a backend is down, whatever wb_retry_max_s says: work must
 # resume within 15 s of a fault ending, so no wait may be much longer than this.
@@ -218,6 +221,8 @@ class WriteBehindWriter:
         # a read after a dropped connection, so the writer may never see an error).
         self._in_hand: set[Sid] = set()
         self._last_claim = 0.0
+        self._idle_read = False  # blocked on a read with an empty batch (see _collected)
+        self._warm: asyncio.Task[None] | None = None  # see _prepare
         self._last_prune = -PRUNE_EVERY_S
         self._rows_per_intent = 64.0
         self._in_outage = False
@@ -248,16 +253,21 @@ class WriteBehindWriter:
         ahead: asyncio.Task[_Batch] | None = None
         self._hold = True
         beat = asyncio.create_task(self._heartbeat(), name=f"wb-heartbeat-{self.consumer}")
+        self._warm = asyncio.create_task(self._prepare(), name=f"wb-prepare-{self.consumer}")
         try:
             await self._beat()
             while not stop.is_set():
                 try:
                     await self._maybe_prune()
                     task, ahead = ahead, None
-                    batch = await (task or self._collect(idle))
+                    # Postgres idle (the first batch, or after a quiet spell): no window,
+                    # the batch goes as soon as it has entries.
+                    batch = await self._collected(task or self._collect(idle, _IDLE), stop)
                     if len(batch):
-                        # Read and decode the next batch while Postgres works on this one.
-                        ahead = asyncio.create_task(self._collect(idle))
+                        if not stop.is_set():
+                            # Read and decode the next batch while Postgres works on
+                            # this one (with the whole window: fewer, larger batches).
+                            ahead = asyncio.create_task(self._collect(idle))
                         done += await self._process(batch, stop)
                         continue
                     if until_empty:
@@ -281,7 +291,7 @@ class WriteBehindWriter:
             if ahead is not None:  # already read (pending to us): finish it too
                 task, ahead = ahead, None
                 try:
-                    done += await self._process(await task, stop)
+                    done += await self._process(await self._collected(task, stop), stop)
                 except _Stopped:
                     pass
                 except Exception as exc:  # left pending: read again or taken over
@@ -295,7 +305,66 @@ class WriteBehindWriter:
             beat.cancel()
             await asyncio.gather(beat, return_exceptions=True)
             await _settle(ahead)
+            await self._prepared()
             await self.close()
+
+    async def _collected(
+        self, collect: asyncio.Task[_Batch] | Coroutine[Any, Any, _Batch], stop: asyncio.Event
+    ) -> _Batch:
+        """The batch being collected; once ``stop`` is set, an idle read is not sat out.
+
+        A collect still waiting on its first entries (the stream was empty: input has
+        ended) is abandoned at once instead of blocking for the rest of its read, so
+        stopping takes no batch window. A read cancelled in flight may still have made
+        entries ours: they are read back from this consumer's pending list, and
+        finished as the batch in hand.
+        """
+        task = collect if isinstance(collect, asyncio.Task) else asyncio.create_task(collect)
+        if not task.done() and not stop.is_set():
+            stopped = asyncio.create_task(stop.wait())
+            try:
+                await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            except BaseException:  # our own cancellation: the read goes with us
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                raise
+            finally:
+                stopped.cancel()
+                await asyncio.gather(stopped, return_exceptions=True)
+        if task.done() or not self._idle_read:
+            return await task
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        batch = _Batch()
+        self._add(batch, await self._read("0", None))
+        return batch
+
+    async def _prepare(self) -> None:
+        """While the first intents are still on their way: the held connection and its
+        staging tables, which the run's first commit would otherwise wait for (about a
+        second on a schema this server has not served yet). A failure here is left to
+        the first commit, which handles it as always."""
+        try:
+            conn = await self._connection()
+        except Exception:
+            return
+        try:
+            await self._ensure_temp_tables(conn)
+        except Exception:
+            if self._conn is conn:  # in an unknown state: never reused
+                self._conn = None
+            self._staged.discard(conn)
+            with contextlib.suppress(Exception):
+                conn.terminate()
+            with contextlib.suppress(Exception):
+                await self.pool.release(conn)
+
+    async def _prepared(self) -> None:
+        """Wait for ``_prepare`` (it uses the held connection: one user at a time)."""
+        warm, self._warm = self._warm, None
+        if warm is not None:
+            with contextlib.suppress(Exception):
+                await warm
 
     def _after_redis_error(self, exc: BaseException) -> None:
         """The batches in hand are dropped; what they held and what a lost reply
@@ -349,8 +418,16 @@ class WriteBehindWriter:
             return False
         return any(str_if_bytes(g["name"]) == self.group for g in groups)
 
-    async def _collect(self, block_ms: int) -> _Batch:
-        """Gather entries up to ``wb_batch_rows`` rows or ``wb_batch_ms`` after the first."""
+    async def _collect(self, block_ms: int, committed: asyncio.Event | None = None) -> _Batch:
+        """Gather entries up to ``wb_batch_rows`` rows or ``wb_batch_ms`` after the first.
+
+        ``committed`` set (no batch is being committed: Postgres is idle, as for the
+        run's first batch or after a quiet spell) closes a batch that has entries at
+        once, so the first document is not held back for a window (no slow start). A
+        batch read ahead while the one before commits keeps the whole window: closing
+        it when that commit ends made batches smaller and cost Postgres more CPU per
+        document.
+        """
         await self._ensure_group()
         batch = _Batch()
         if self._check_own_pending:
@@ -373,13 +450,20 @@ class WriteBehindWriter:
                 # a quiet gap closes it early, so a lone intent is not held back.
                 left = int((deadline - time.monotonic()) * 1000)
                 block = min(left, _QUIET_GAP_MS) if left >= 1 else None
-            entries = await self._read(">", block)
+            # Only a read with nothing gathered yet may be abandoned on stop (_collected).
+            self._idle_read = not len(batch)
+            try:
+                entries = await self._read(">", block)
+            finally:
+                self._idle_read = False
             if not entries:
                 break
             self._add(batch, entries)
             if deadline is None:
                 deadline = time.monotonic() + self.settings.wb_batch_ms / 1000
             elif time.monotonic() >= deadline:
+                break
+            if committed is not None and committed.is_set():
                 break
         return batch
 
@@ -644,6 +728,7 @@ class WriteBehindWriter:
         mid-protocol, a fresh pool connection is cheaper than finding out.
         """
         if self._hold:
+            await self._prepared()
             conn = await self._connection()
             try:
                 await self._apply(conn, intents)

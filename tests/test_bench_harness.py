@@ -155,3 +155,61 @@ async def test_llm_run_counts_calls_and_the_rerun_asks_nothing_on_the_accelerate
         assert seen["server_429s"] == 0 and seen["counted_calls"] == seen["server_calls"]
         assert seen["busiest_60s_window"] <= 600
     assert {r["failed"] for r in data["runs"]} == {0}
+
+
+async def test_limit_mode_reports_the_stages_alone_and_each_paths_fraction(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """``--mode cold,limit``: the limit beside the cold runs, each path's fraction of it,
+    the tails, and CPU per document per component (no timing thresholds)."""
+    assert settings.redis_url is not None and settings.database_url is not None
+    docs = len(discover([EXAMPLES]).files) + 2
+    cfg = BenchConfig(
+        input=EXAMPLES,
+        exclude=[],
+        docs=docs,
+        latencies_ms=[0.0],
+        modes=["cold", "limit"],
+        concurrency=4,
+        cpu_pool="thread",
+        redis_url=settings.redis_url,
+        database_url=settings.database_url,
+        warmup=False,
+        json_path=tmp_path / "bench.json",
+    )
+    console = Console(file=(tmp_path / "out.txt").open("w"), width=200)
+    await run_benchmark(cfg, console)
+    data = json.loads((tmp_path / "bench.json").read_text())
+    assert set(data) == {"config", "runs", "limit"}
+    assert {(r["path"], r["mode"]) for r in data["runs"]} == {
+        ("accelerated", "cold"),
+        ("traditional", "cold"),
+    }
+    for r in data["runs"]:
+        assert tuple(r) == RUN_FIELDS, r  # the runs keep issue 3's shape
+    (lim,) = data["limit"]["runs"]
+    assert lim["docs"] == docs and lim["failed"] == 0
+    assert lim["docs_per_s"] > 0 and lim["stage_compute_s"] > 0
+    assert 0 < lim["first_done_s"] <= lim["elapsed_s"] and lim["last5_s"] >= 0
+    fractions = {f["path"]: f for f in data["limit"]["fractions"]}
+    assert set(fractions) == {"accelerated", "traditional"}
+    for f in fractions.values():
+        assert f["limit_docs_per_s"] == lim["docs_per_s"] and f["fraction"] > 0
+        assert f["fraction"] == pytest.approx(f["docs_per_s"] / lim["docs_per_s"], abs=0.002)
+        assert f["first_done_s"] > 0 and f["last5_s"] >= 0
+    cpu = {d["run"]: d["cpu_ms_per_doc"] for d in data["config"]["diagnostics"]}
+    cpu["limit"] = lim["cpu_ms_per_doc"]
+    for run, c in cpu.items():
+        assert c["stage_code"] > 0 and c["total"] >= c["stage_code"], (run, c)
+        assert all(v >= 0 for v in c.values()), (run, c)
+    # Only the paths talk to the databases; the limit has no client of either.
+    assert cpu["limit"]["redis_client"] == cpu["limit"]["postgres_client"] == 0
+    assert cpu["limit"]["postgres_server"] == 0 and cpu["limit"]["codec"] == 0
+    for path in ("accelerated", "traditional"):
+        c = cpu[f"{path}/cold/0ms"]
+        assert c["redis_client"] > 0 and c["postgres_client"] > 0, c
+    assert cpu["accelerated/cold/0ms"]["codec"] > 0
+    # The limit runs first or last, beside the cold runs.
+    assert data["config"]["run_order"][0] == "limit/cold/0ms"
+    assert "the limit: the stages alone" in (tmp_path / "out.txt").read_text()
+    assert parse_args(["--mode", "cold,limit"]).modes == ["cold", "limit"]

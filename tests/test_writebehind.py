@@ -447,6 +447,64 @@ async def test_postgres_lock_timeout_retries_and_acks_nothing_until_commit(
     assert len(await table_rows(pg_pool, "chunks")) == len(d.chunked.chunks)
 
 
+async def test_stop_with_the_stream_empty_does_not_sit_out_the_idle_read(
+    redis: aioredis.Redis,
+    pg_pool: asyncpg.Pool,
+    keys: Keys,
+    codec: Codec,
+    settings: Settings,
+    pg_schema: str,
+    docs: list[Doc],
+) -> None:
+    """Input has ended: the writer's blocked read (here 30 s: the batch window) is
+    abandoned on stop, and an intent queued just before stop is still committed."""
+    await migrate(pg_pool, pg_schema)
+    slow = settings.model_copy(update={"wb_batch_ms": 30_000})
+    w = WriteBehindWriter(redis, pg_pool, keys, codec, slow, consumer="w1")
+    first, last = docs[0], docs[1]
+    await start_document(redis, keys, first)
+    await queue(redis, keys, codec, [first.intent()])
+    stop = asyncio.Event()
+    task = asyncio.create_task(w.run(stop))
+    await _until_async(lambda: _status(redis, keys, first), b"done")
+    await asyncio.sleep(0.3)  # the writer is back in its idle read
+    stop.set()
+    await wait_for(task, 5)  # not the 30 s the read would block
+    assert (await redis.xpending(keys.wb_stream(), keys.WB_GROUP))["pending"] == 0
+    # A second writer: the entry arrives while it blocks; stop comes at once after.
+    w2 = WriteBehindWriter(redis, pg_pool, keys, codec, slow, consumer="w2")
+    stop2 = asyncio.Event()
+    task2 = asyncio.create_task(w2.run(stop2))
+    await asyncio.sleep(0.3)
+    await start_document(redis, keys, last)
+    await queue(redis, keys, codec, [last.intent()])
+    await _until_async(lambda: _status(redis, keys, last), b"done")
+    stop2.set()
+    await wait_for(task2, 5)
+    assert await redis.xlen(keys.wb_stream()) == 0
+    assert (await redis.xpending(keys.wb_stream(), keys.WB_GROUP))["pending"] == 0
+
+
+async def test_the_held_connection_and_staging_tables_are_ready_before_the_first_intent(
+    writer: WriteBehindWriter, redis: aioredis.Redis, keys: Keys, codec: Codec, docs: list[Doc]
+) -> None:
+    """No slow start: the run's first commit does not wait for its connection and
+    staging tables; they are made while the stream is still empty."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(writer.run(stop))
+    try:
+        await _until(lambda: writer._conn is not None and writer._conn in writer._staged)
+        assert writer.stats.applied == 0
+        d = docs[0]
+        await start_document(redis, keys, d)
+        await queue(redis, keys, codec, [d.intent()])
+        await _until_async(lambda: _status(redis, keys, d), b"done")
+    finally:
+        stop.set()
+        await wait_for(task, 10)
+    assert writer.stats.applied == 1 and writer.stats.reconnects == 0
+
+
 async def test_stop_during_outage_leaves_entries_pending(
     redis: aioredis.Redis, keys: Keys, codec: Codec, settings: Settings, docs: list[Doc]
 ) -> None:
