@@ -1,8 +1,9 @@
 """``python -m accelerated.export --project P --format neo4j|graphml|jsonl --out DIR``.
 
 The project's graph as files for other tools: documents, chunks, mentions and
-canonical entities are nodes; the ``relationships`` table is the edges
-(HAS_CHUNK, MENTIONS, REFERS_TO, CO_OCCURS_WITH).
+canonical entities are nodes; the ``relationships`` view is the edges
+(CO_OCCURS_WITH as stored; HAS_CHUNK, MENTIONS, REFERS_TO derived from the chunk and
+mention rows as they are read, with the view's md5-based ids).
 
 * ``neo4j``: CSVs for ``neo4j-admin database import full`` with the header in each
   file's first line: node files ``id:ID,:LABEL,...`` and one relationship file

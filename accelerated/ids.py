@@ -6,8 +6,10 @@ object and its string form always give the same key.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
+from typing import Final
 
 from accelerated.errors import InvalidIdError
 
@@ -58,3 +60,20 @@ def relationship_id(
 ) -> uuid.UUID:
     """``scope`` (a document id) keeps per-document edges such as co-occurrence apart."""
     return uuid.uuid5(NAMESPACE, f"rel\x00{rtype}\x00{source_id}\x00{target_id}\x00{scope or ''}")
+
+
+# Edges the ``relationships`` view derives from the rows that state them (schema
+# migration 6); only CO_OCCURS_WITH edges are stored.
+DERIVED_EDGES: Final = ("HAS_CHUNK", "MENTIONS", "REFERS_TO")
+
+
+def derived_relationship_id(rtype: str, source_id: uuid.UUID, target_id: uuid.UUID) -> uuid.UUID:
+    """The id the ``relationships`` view gives a derived edge, computed the view's way:
+    ``md5('rel:' || type || ':' || source_id || ':' || target_id)::uuid``. Not a uuid5:
+    stock Postgres has md5 but no SHA-1 without the pgcrypto extension (which the
+    embedded server lacks), so a view cannot compute ``relationship_id``."""
+    return uuid.UUID(
+        hashlib.md5(
+            f"rel:{rtype}:{source_id}:{target_id}".encode(), usedforsecurity=False
+        ).hexdigest()
+    )

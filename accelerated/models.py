@@ -185,7 +185,7 @@ class Relationship(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     id: uuid.UUID
     project: str
     document_id: uuid.UUID
-    type: str  # HAS_CHUNK | MENTIONS | REFERS_TO | CO_OCCURS_WITH
+    type: str  # CO_OCCURS_WITH (stored); HAS_CHUNK | MENTIONS | REFERS_TO (derived by the view)
     source_type: str  # DOCUMENT | CHUNK | MENTION | CANONICAL
     source_id: uuid.UUID
     target_type: str

@@ -254,7 +254,8 @@ PIPELINE: Final[tuple[Stage, ...]] = (
         output_type=Related,
         output_key="relations",
         input_key="canonical",
-        version="1",
+        # 2: HAS_CHUNK, MENTIONS and REFERS_TO are derived by the relationships view.
+        version="2",
         routes={OK: Finish(state.DONE)},
         time_limit_s=300.0,
     ),

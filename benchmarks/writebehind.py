@@ -118,7 +118,7 @@ def _doc_intent(rng: random.Random, n: int, canon_pool: list[tuple[str, str, str
             "chunks": list(chunks),
             "entity_mentions": list(mentions),
             "canonical_entities": list(canon.values()),
-            "relationships": list(edges),
+            "stored_relationships": list(edges),
         },
     )
 
@@ -171,7 +171,7 @@ async def bench_copy(pool: asyncpg.Pool, schema: str, intents: list[Intent]) -> 
     """The same mention and edge rows, straight COPY into fresh tables of the same shape."""
     total = 0
     seconds = 0.0
-    for table in ("entity_mentions", "relationships"):
+    for table in ("entity_mentions", "stored_relationships"):
         data = [r for it in intents for r in it.tables[table]]
         await _fresh_table(pool, schema, f"copy_{table}", table)
         t0 = time.perf_counter()

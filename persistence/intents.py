@@ -15,6 +15,7 @@ import msgspec
 
 from accelerated.cluster import AnyPipeline
 from accelerated.codec import Codec
+from accelerated.ids import DERIVED_EDGES
 from accelerated.keys import Keys
 from accelerated.models import (
     Chunked,
@@ -89,6 +90,21 @@ class IntentMemo:
         return intent
 
 
+# The table name intents queued before schema migration 6 used for edges.
+_LEGACY_EDGES: Final = "relationships"
+
+
+def upgrade_intent(intent: Intent) -> Intent:
+    """An intent queued before edges became derived: its ``relationships`` rows become
+    ``stored_relationships`` rows, less the HAS_CHUNK/MENTIONS/REFERS_TO edges that the
+    ``relationships`` view now derives (they would show twice). Others pass unchanged."""
+    legacy = intent.tables.pop(_LEGACY_EDGES, None)
+    if legacy is not None:
+        kind = rows.COLUMNS["stored_relationships"].index("type")
+        intent.tables["stored_relationships"] = [r for r in legacy if r[kind] not in DERIVED_EDGES]
+    return intent
+
+
 def intent_entry(
     codec: Codec, intent: Intent, memo: IntentMemo | None = None
 ) -> dict[bytes, bytes]:
@@ -138,7 +154,7 @@ def intent_for_document(
         tables["entity_mentions"] = list(rows.mention_rows(source.project, resolved.mentions))
         tables["canonical_entities"] = list(rows.canonical_rows(resolved.canonicals))
     if related is not None:
-        tables["relationships"] = list(rows.relationship_rows(related))
+        tables["stored_relationships"] = list(rows.relationship_rows(related))
     return Intent(
         intent_id=uuid.uuid4(),
         document_id=source.document_id,

@@ -87,7 +87,7 @@ TABLES: Final[dict[str, tuple[tuple[str, str], ...]]] = {
         ("key", "text"),
         ("name", "text"),
     ),
-    "relationships": (
+    "stored_relationships": (
         ("id", "uuid"),
         ("project", "text"),
         ("document_id", "uuid"),
@@ -106,14 +106,14 @@ SQL_TYPES: Final[dict[str, tuple[str, ...]]] = {
     t: tuple(ty for _, ty in cols) for t, cols in TABLES.items()
 }
 # Tables whose rows belong to one document: an intent replaces the document's rows there.
-PER_DOCUMENT: Final = ("chunks", "entity_mentions", "relationships")
+PER_DOCUMENT: Final = ("chunks", "entity_mentions", "stored_relationships")
 # Apply order: parents first, so a reader never sees a mention before its document.
 TABLE_ORDER: Final = (
     "documents",
     "chunks",
     "canonical_entities",
     "entity_mentions",
-    "relationships",
+    "stored_relationships",
 )
 
 _encoder = msgspec.json.Encoder()

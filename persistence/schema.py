@@ -15,6 +15,9 @@ Design notes, kept with the DDL:
   least name seen (``LEAST`` on conflict), so the row never depends on document order.
 - Indexes are the few the readers need (document_id, project): each one slows the
   writer, which is the hot path.
+- Edges that restate a column (HAS_CHUNK, MENTIONS, REFERS_TO) are not stored: the
+  ``relationships`` view derives them (migration 6), so the writer writes only the
+  computed CO_OCCURS_WITH edges, into ``stored_relationships``.
 """
 
 from __future__ import annotations
@@ -231,6 +234,54 @@ MIGRATIONS: Final[tuple[tuple[int, str, str], ...]] = (
             LEFT JOIN {s}.canonical_aliases a ON a.alias_id = c.id;
         COMMENT ON VIEW {s}.resolved_entities IS
             'Every canonical entity with the id it resolves to (itself when not merged).';
+        """,
+    ),
+    (
+        6,
+        "derived edges",
+        """
+        ALTER TABLE {s}.relationships RENAME TO stored_relationships;
+        ALTER INDEX {s}.relationships_pkey RENAME TO stored_relationships_pkey;
+        ALTER INDEX {s}.relationships_document_idx RENAME TO stored_relationships_document_idx;
+        ALTER INDEX {s}.relationships_source_idx RENAME TO stored_relationships_source_idx;
+        ALTER INDEX {s}.relationships_target_idx RENAME TO stored_relationships_target_idx;
+        DELETE FROM {s}.stored_relationships
+            WHERE type IN ('HAS_CHUNK', 'MENTIONS', 'REFERS_TO');
+        COMMENT ON TABLE {s}.stored_relationships IS
+            'The edges computed by the relate stage (CO_OCCURS_WITH); read relationships, '
+            'which adds the edges that chunks and entity_mentions already state.';
+        CREATE INDEX entity_mentions_chunk_idx ON {s}.entity_mentions (chunk_id);
+        COMMENT ON INDEX {s}.entity_mentions_chunk_idx IS
+            'Walks CHUNK -MENTIONS-> MENTION edges of the relationships view by source.';
+
+        CREATE VIEW {s}.relationships AS
+            SELECT id, project, document_id, type, source_type, source_id, target_type,
+                   target_id, weight
+            FROM {s}.stored_relationships
+            UNION ALL
+            SELECT md5('rel:HAS_CHUNK:' || c.document_id::text || ':' || c.id::text)::uuid,
+                   c.project, c.document_id, 'HAS_CHUNK'::text, 'DOCUMENT'::text,
+                   c.document_id, 'CHUNK'::text, c.id, 1.0::double precision
+            FROM {s}.chunks c
+            UNION ALL
+            SELECT md5('rel:MENTIONS:' || m.chunk_id::text || ':' || m.id::text)::uuid,
+                   m.project, m.document_id, 'MENTIONS'::text, 'CHUNK'::text,
+                   m.chunk_id, 'MENTION'::text, m.id, 1.0::double precision
+            FROM {s}.entity_mentions m
+            UNION ALL
+            SELECT md5('rel:REFERS_TO:' || m.id::text || ':' || m.canonical_id::text)::uuid,
+                   m.project, m.document_id, 'REFERS_TO'::text, 'MENTION'::text,
+                   m.id, 'CANONICAL'::text, m.canonical_id, 1.0::double precision
+            FROM {s}.entity_mentions m
+            WHERE m.canonical_id IS NOT NULL;
+        COMMENT ON VIEW {s}.relationships IS
+            'Every graph edge: the stored ones (CO_OCCURS_WITH) and the ones derived from '
+            'the rows that state them: DOCUMENT -HAS_CHUNK-> CHUNK (chunks.document_id), '
+            'CHUNK -MENTIONS-> MENTION (entity_mentions.chunk_id), MENTION -REFERS_TO-> '
+            'CANONICAL (entity_mentions.canonical_id). A derived edge''s id is '
+            'md5(''rel:'' || type || '':'' || source_id || '':'' || target_id)::uuid '
+            '(accelerated.ids.derived_relationship_id). Filters on source_id, target_id, '
+            'document_id, project and type reach each branch''s indexes.';
         """,
     ),
 )

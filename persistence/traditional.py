@@ -222,8 +222,8 @@ class TraditionalStore:
                         *zip(*links, strict=True),
                     )
             elif key == "relations":
-                await conn.execute("DELETE FROM relationships WHERE document_id = $1", doc)
-                await _insert(conn, "relationships", rows.relationship_rows(output))
+                await conn.execute("DELETE FROM stored_relationships WHERE document_id = $1", doc)
+                await _insert(conn, "stored_relationships", rows.relationship_rows(output))
                 await conn.execute(
                     "UPDATE documents SET status = 'done', error = NULL, updated_at = now() "
                     "WHERE id = $1",

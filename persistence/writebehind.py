@@ -56,7 +56,7 @@ from accelerated.logs import doc_log, document_finished, elapsed_since
 from accelerated.settings import Settings
 from accelerated.transport import RedisTransport
 from persistence import rows
-from persistence.intents import FIELD, ID_FIELD, Intent, IntentMemo
+from persistence.intents import FIELD, ID_FIELD, Intent, IntentMemo, upgrade_intent
 from persistence.pg import describe, is_transient, redact
 from persistence.schema import quote_schema
 
@@ -607,7 +607,7 @@ class WriteBehindWriter:
                 self._take(batch, sid, known)
                 continue
             try:
-                intent = self.codec.decode(raw, Intent)
+                intent = upgrade_intent(self.codec.decode(raw, Intent))
                 bad = set(intent.tables) - set(rows.COLUMNS)
                 if bad:
                     raise CodecError(f"unknown tables {sorted(bad)}")

@@ -7,6 +7,7 @@ import contextlib
 import os
 import shutil
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Final
@@ -19,6 +20,8 @@ from accelerated.aio import connection_class
 from accelerated.cluster import RedisClient, cluster_client, is_cluster_url, parse_cluster_url
 from accelerated.codec import MAGIC, Codec
 from accelerated.errors import CodecError
+from accelerated.ids import relationship_id
+from accelerated.models import Relationship, Resolved
 from accelerated.runtime import Runtime, build_runtime
 from accelerated.settings import Settings
 from benchmarks.llm_server import ChatServer
@@ -27,7 +30,43 @@ from benchmarks.sample import sample_corpus as sample_corpus
 
 # Bookkeeping columns that legitimately differ between runs (not content).
 VOLATILE = {"created_at", "updated_at", "generation", "applied_at"}
-CONTENT_TABLES = ("documents", "chunks", "entity_mentions", "canonical_entities", "relationships")
+CONTENT_TABLES = (
+    "documents",
+    "chunks",
+    "entity_mentions",
+    "canonical_entities",
+    "stored_relationships",
+    "relationships",  # the view: stored edges and the ones derived from chunks and mentions
+)
+
+
+def stage1_derived_edges(project: str, doc: Resolved) -> list[Relationship]:
+    """The HAS_CHUNK, MENTIONS and REFERS_TO edges relate (stage version 1) emitted and
+    stored, kept as it was: the reference the ``relationships`` view must reproduce."""
+    doc_id = doc.document_id
+    edges: dict[uuid.UUID, Relationship] = {}
+
+    def add(rtype: str, stype: str, sid: uuid.UUID, ttype: str, tid: uuid.UUID) -> None:
+        rid = relationship_id(rtype, sid, tid, None)
+        edges[rid] = Relationship(
+            id=rid,
+            project=project,
+            document_id=doc_id,
+            type=rtype,
+            source_type=stype,
+            source_id=sid,
+            target_type=ttype,
+            target_id=tid,
+            weight=1.0,
+        )
+
+    for chunk in set(doc.chunk_ids):
+        add("HAS_CHUNK", "DOCUMENT", doc_id, "CHUNK", chunk)
+    for m in doc.mentions:
+        add("MENTIONS", "CHUNK", m.chunk_id, "MENTION", m.id)
+        if m.canonical_id is not None:
+            add("REFERS_TO", "MENTION", m.id, "CANONICAL", m.canonical_id)
+    return sorted(edges.values(), key=lambda r: (r.type, r.source_id.int, r.target_id.int))
 
 
 def make_runtime(

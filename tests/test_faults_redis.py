@@ -37,7 +37,7 @@ async def _reference(settings: Settings, pool: asyncpg.Pool, src: Path) -> dict[
     rows = await dump(pool)
     async with pool.acquire() as conn:
         for table in (
-            "relationships",
+            "stored_relationships",
             "entity_mentions",
             "canonical_entities",
             "chunks",

@@ -48,9 +48,9 @@ async def test_memo_saves_reads_and_changes_nothing(
     rows = await dump(pg_pool)
     assert len(rows["chunks"]) > 0 and len(rows["relationships"]) > 0
     # Intake registered every document first; none had rows yet: all copied straight in.
-    per_doc = sum(len(rows[t]) for t in ("chunks", "entity_mentions", "relationships"))
+    per_doc = sum(len(rows[t]) for t in ("chunks", "entity_mentions", "stored_relationships"))
     assert rt.writer.stats.copied_rows == per_doc and rt.writer.stats.merged_rows == 0
-    await pg_pool.execute("TRUNCATE documents, chunks, entity_mentions, relationships")
+    await pg_pool.execute("TRUNCATE documents, chunks, entity_mentions, stored_relationships")
     # Same documents through a runtime with no memo at all: the same rows.
     plain = make_runtime(
         settings.model_copy(update={"handoff_memo_bytes": 0}), pg_pool, redis, accelerated=True

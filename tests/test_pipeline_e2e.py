@@ -73,6 +73,8 @@ async def test_both_paths_give_identical_rows(
         assert len(rows_accel[table]) == len(rows_trad[table]), table
         assert rows_accel[table] == rows_trad[table], table
     assert len(rows_accel["entity_mentions"]) > 100
+    # The stored edges and the view (stored + derived) were both compared, neither empty.
+    assert len(rows_accel["relationships"]) > len(rows_accel["stored_relationships"]) > 0
 
 
 async def test_rerun_adds_nothing_and_reprocess_skips_extraction(

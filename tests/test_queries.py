@@ -127,7 +127,8 @@ async def test_views_equal_their_aggregates(
     )
     assert {
         "entity_mentions_canonical_idx",
-        "relationships_source_idx",
-        "relationships_target_idx",
+        "stored_relationships_source_idx",
+        "stored_relationships_target_idx",
+        "entity_mentions_chunk_idx",
         "documents_project_status_idx",
     } <= {r["indexname"] for r in idx}

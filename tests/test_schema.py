@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import asyncpg
+import msgspec
 import pytest
 
+from accelerated import ids
 from accelerated.boundary import map_driver_errors
 from accelerated.errors import BackendRejected, BackendUnavailable
+from accelerated.models import Mention, Relationship, Resolved
 from accelerated.settings import Settings
+from persistence import schema as schema_module
 from persistence.pg import create_pool, is_transient
 from persistence.rows import TABLES
 from persistence.schema import MIGRATIONS, migrate
+from tests.support import stage1_derived_edges
 
 
 async def _snapshot(pool: asyncpg.Pool, schema: str) -> list[tuple[str, str, str]]:
@@ -107,3 +113,121 @@ async def test_translate_maps_reachability_errors_only(pg_pool: asyncpg.Pool) ->
     with pytest.raises(BackendRejected), map_driver_errors("postgres"):
         raise bad.value
     assert not is_transient(bad.value)  # SQLSTATE 22012: the data, not the server
+
+
+async def test_migration_6_serves_the_edges_it_deletes(
+    pg_pool: asyncpg.Pool, pg_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A schema at version 5 stored every edge; after 6 the view serves the same edges
+    (derived ids for the three kinds it derives) and only CO_OCCURS_WITH stays stored."""
+    monkeypatch.setattr(schema_module, "MIGRATIONS", MIGRATIONS[:5])
+    await migrate(pg_pool, pg_schema)
+    monkeypatch.undo()
+    doc = uuid.uuid4()
+    c0, c1 = ids.chunk_id(doc, 0), ids.chunk_id(doc, 1)
+    k0, k1 = ids.canonical_id("p", "PARTY", "a"), ids.canonical_id("p", "PARTY", "b")
+    mentions = [
+        Mention(
+            id=uuid.uuid4(),
+            document_id=doc,
+            chunk_id=c0,
+            type="PARTY",
+            text="A",
+            normalized="a",
+            start=0,
+            end=1,
+            canonical_id=k0,
+        ),
+        Mention(
+            id=uuid.uuid4(),
+            document_id=doc,
+            chunk_id=c0,
+            type="PARTY",
+            text="B",
+            normalized="b",
+            start=2,
+            end=3,
+            canonical_id=k1,
+        ),
+        Mention(
+            id=uuid.uuid4(),
+            document_id=doc,
+            chunk_id=c0,
+            type="PARTY",
+            text="The",
+            normalized="",
+            start=4,
+            end=7,
+        ),  # no canonical: no REFERS_TO edge
+        Mention(
+            id=uuid.uuid4(),
+            document_id=doc,
+            chunk_id=c1,
+            type="PARTY",
+            text="A",
+            normalized="a",
+            start=9,
+            end=10,
+            canonical_id=k0,
+        ),
+    ]
+    resolved = Resolved(
+        document_id=doc, chunk_ids=[c0, c1, ids.chunk_id(doc, 2)], mentions=mentions, canonicals=[]
+    )
+    old = stage1_derived_edges("p", resolved)
+    co = Relationship(
+        id=ids.relationship_id("CO_OCCURS_WITH", k0, k1, doc),
+        project="p",
+        document_id=doc,
+        type="CO_OCCURS_WITH",
+        source_type="CANONICAL",
+        source_id=k0,
+        target_type="CANONICAL",
+        target_id=k1,
+        weight=1.0,
+    )
+    await pg_pool.executemany(
+        "INSERT INTO chunks VALUES ($1, $2, 'p', $3, '', 0, 0, 1, 1)",
+        [(c, doc, i) for i, c in enumerate(resolved.chunk_ids)],
+    )
+    await pg_pool.executemany(
+        "INSERT INTO entity_mentions (id, document_id, chunk_id, project, type, text, "
+        "normalized, start_char, end_char, canonical_id) VALUES ($1,$2,$3,'p',$4,$5,$6,$7,$8,$9)",
+        [
+            (m.id, doc, m.chunk_id, m.type, m.text, m.normalized, m.start, m.end, m.canonical_id)
+            for m in mentions
+        ],
+    )
+    await pg_pool.executemany(
+        "INSERT INTO relationships VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        [_edge(r) for r in [*old, co]],
+    )
+    assert {r.type for r in old} == {"HAS_CHUNK", "MENTIONS", "REFERS_TO"} and len(old) == 10
+
+    await migrate(pg_pool, pg_schema)  # 6: the table becomes stored_relationships
+    stored = await pg_pool.fetch("SELECT * FROM stored_relationships")
+    assert [tuple(r) for r in stored] == [_edge(co)]
+    view = {tuple(r) for r in await pg_pool.fetch("SELECT * FROM relationships")}
+    remapped = [
+        msgspec.structs.replace(r, id=ids.derived_relationship_id(r.type, r.source_id, r.target_id))
+        for r in old
+    ]
+    assert view == {_edge(r) for r in [*remapped, co]}
+    kinds = await pg_pool.fetchval(
+        "SELECT count(*) FROM relationships WHERE document_id = $1 AND type = 'REFERS_TO'", doc
+    )
+    assert kinds == 3
+
+
+def _edge(r: Relationship) -> tuple[object, ...]:
+    return (
+        r.id,
+        r.project,
+        r.document_id,
+        r.type,
+        r.source_type,
+        r.source_id,
+        r.target_type,
+        r.target_id,
+        r.weight,
+    )

@@ -71,7 +71,7 @@ async def test_every_stage_round_trips_exactly(store: TraditionalStore, doc: Doc
         assert back == produced, stage
     await store.write_output("relate", doc.source, doc.related)
     assert await store.pool.fetchval("SELECT status FROM documents") == "done"
-    got = await table_rows(store.pool, "relationships")
+    got = await table_rows(store.pool, "stored_relationships")
     assert len(got) == len(doc.related.relationships)
 
 
@@ -123,7 +123,7 @@ async def test_both_paths_write_identical_rows(
     assert all(traditional[t] for t in rows.TABLE_ORDER)
 
     await store.pool.execute(
-        "TRUNCATE documents, chunks, entity_mentions, canonical_entities, relationships"
+        "TRUNCATE documents, chunks, entity_mentions, canonical_entities, stored_relationships"
     )
     await queue(redis, keys, codec, [d.intent() for d in reversed(docs)])
     writer = WriteBehindWriter(redis, store.pool, keys, codec, settings, consumer="w")

@@ -40,7 +40,15 @@ from accelerated.models import (
 )
 from accelerated.settings import Settings
 from persistence import rows
-from persistence.intents import FIELD, Intent, IntentMemo, intent_for_document, queue_intent
+from persistence.intents import (
+    FIELD,
+    ID_FIELD,
+    Intent,
+    IntentMemo,
+    intent_for_document,
+    queue_intent,
+    upgrade_intent,
+)
 from persistence.schema import migrate
 from persistence.writebehind import WriteBehindWriter
 from tests.conftest import KINDS
@@ -692,3 +700,42 @@ def test_intent_memo_is_bounded_by_rows(docs: list[Doc]) -> None:
         memo.put(it)
     assert len(memo) == 1 and memo.take(intents[-1].intent_id.bytes) is intents[-1]
     assert memo.take(intents[0].intent_id.bytes) is None
+
+
+async def test_intent_queued_before_derived_edges_loses_only_the_derived_ones(
+    writer: WriteBehindWriter, redis: aioredis.Redis, keys: Keys, codec: Codec, docs: list[Doc]
+) -> None:
+    """An intent from before schema migration 6 names the table ``relationships`` and holds
+    every edge: the writer keeps its CO_OCCURS_WITH rows (into stored_relationships) and
+    drops the kinds the view now derives, which would otherwise show twice."""
+    d = docs[0]
+    a, b = d.resolved.canonicals[0].id, d.resolved.canonicals[1].id
+    co = _rel(PROJECT, d.source.document_id, "CO_OCCURS_WITH", "CANONICAL", a, "CANONICAL", b)
+    edges = [*d.related.relationships, co]
+    legacy = d.intent()
+    del legacy.tables["stored_relationships"]
+    legacy.tables["relationships"] = list(
+        rows.relationship_rows(Related(document_id=d.source.document_id, relationships=edges))
+    )
+    await start_document(redis, keys, d)
+    await redis.xadd(  # the entry as an old process wrote it (no table check on the way)
+        keys.wb_stream(keys.shard(d.source.document_id)),
+        {FIELD: codec.encode(legacy), ID_FIELD: legacy.intent_id.bytes},
+    )
+    assert await writer.drain() == 1
+    stored = await table_rows(writer.pool, "stored_relationships")
+    assert stored == [
+        _parsed(
+            "stored_relationships",
+            rows.relationship_rows(Related(document_id=d.source.document_id, relationships=[co]))[
+                0
+            ],
+        )
+    ]
+    derived = await writer.pool.fetchval(
+        "SELECT count(*) FROM relationships WHERE type <> 'CO_OCCURS_WITH'"
+    )
+    linked = sum(1 for m in d.resolved.mentions if m.canonical_id is not None)
+    assert derived == len(d.chunked.chunks) + len(d.resolved.mentions) + linked > 0
+    fresh = d.intent()
+    assert upgrade_intent(fresh).tables == d.intent().tables  # a current intent: unchanged
