@@ -180,6 +180,9 @@ class Report:
     version: str
     documents: int = 0
     skipped: list[str] = field(default_factory=list)
+    # Documents the backend failed on (a model's reply still invalid after its repair):
+    # scored with no mentions, as the pipeline would store none for them.
+    failed: list[str] = field(default_factory=list)
     scores: dict[tuple[str, str], Score] = field(default_factory=dict)
     misses: dict[str, list[str]] = field(default_factory=dict)
     wrong: dict[str, list[str]] = field(default_factory=dict)
@@ -196,6 +199,7 @@ class Report:
             "backend_version": self.version,
             "documents": self.documents,
             "skipped": self.skipped,
+            "failed": self.failed,
             "matching_rule": MATCHING_RULE,
             "precision_note": PRECISION_NOTE,
             "in_text_note": IN_TEXT_NOTE,
@@ -283,7 +287,12 @@ async def _evaluate(cases: Iterable[Case], backend_name: str, backend: EntityBac
             report.skipped.append(f"{case.name}: {exc}")
             continue
         report.documents += 1
-        scored = score_case(case, await document_mentions_async(text, backend), text)
+        try:
+            mentions = await document_mentions_async(text, backend)
+        except PipelineError as exc:
+            report.failed.append(f"{case.name}: {exc}")
+            mentions = []
+        scored = score_case(case, mentions, text)
         for etype, (score, missed, wrong) in scored.items():
             report.scores.setdefault((case.family, etype), Score()).add(score)
             if missed:
@@ -329,6 +338,8 @@ def print_report(report: Report, console: Console, show_misses: bool) -> None:
         console.print(f"  {key}: {note}", markup=False)
     for item in report.skipped:
         console.print(f"skipped {item}")
+    for item in report.failed:
+        console.print(f"failed (scored with no mentions) {item}", markup=False)
     if show_misses:
         for label, items in (("missed", report.misses), ("unmatched", report.wrong)):
             for name, values in sorted(items.items()):
