@@ -97,3 +97,26 @@ def test_the_same_command_scores_an_llm_backend_through_its_cache_and_limiter(
         assert list(client.scan_iter(match="bench-quality-*")) == []
     finally:
         client.close()
+
+
+def test_a_document_the_backend_fails_on_is_listed_and_scored_empty(
+    tmp_path: Path, chat_server: ChatServer, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model whose replies never match the schema (a tiny model, say): the run goes
+    on, the document is listed as failed and counts with no mentions."""
+    chat_server.responder = lambda _body: '{"mentions": [{"text": "x"}]}'  # no type, span
+    for name, value in {
+        "OPENAI_BASE_URL": chat_server.base_url,
+        "OPENAI_API_KEY": LLM_KEY,
+        "LLM_MODEL": "test-model",
+        "REDIS_URL": redis_url,
+    }.items():
+        monkeypatch.setenv(name, value)
+    out = tmp_path / "q.json"
+    truth = _docket_corpus(tmp_path)
+    assert main(["--truth", str(truth), "--entity-backend", "llm", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["documents"] == 1
+    assert len(report["failed"]) == 1 and "invalid after one repair" in report["failed"][0]
+    assert all(v["predicted"] == 0 for v in report["by_type"].values())
+    assert report["by_type"]["PARTY"]["truth"] == 3  # still counted against the truth
