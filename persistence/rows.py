@@ -15,6 +15,7 @@ only place a stored value may differ from the record).
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -27,6 +28,7 @@ from accelerated.models import (
     Extracted,
     Mention,
     Related,
+    Relationship,
     SourceRef,
     Structured,
 )
@@ -243,18 +245,21 @@ def least_names(canonicals: list[Sequence[Any]]) -> list[Sequence[Any]]:
     return list(least.values())
 
 
+def relationship_row(r: Relationship, rid: uuid.UUID | None = None) -> Row:
+    """One edge as a ``stored_relationships`` / ``relationships`` row (``rid``: another id,
+    as the view gives a derived edge)."""
+    return (
+        r.id if rid is None else rid,
+        r.project,
+        r.document_id,
+        r.type,
+        r.source_type,
+        r.source_id,
+        r.target_type,
+        r.target_id,
+        float(r.weight),
+    )
+
+
 def relationship_rows(related: Related) -> list[Row]:
-    return [
-        (
-            r.id,
-            r.project,
-            r.document_id,
-            r.type,
-            r.source_type,
-            r.source_id,
-            r.target_type,
-            r.target_id,
-            float(r.weight),
-        )
-        for r in related.relationships
-    ]
+    return [relationship_row(r) for r in related.relationships]

@@ -67,12 +67,8 @@ def test_quality_command_scores_a_document(tmp_path: Path) -> None:
     assert all(isinstance(v, str) and v for v in notes.values())
 
 
-def test_the_same_command_scores_an_llm_backend_through_its_cache_and_limiter(
-    tmp_path: Path, chat_server: ChatServer, redis_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """``--entity-backend rules+llm``: the LLM part is awaited against the local
-    OpenAI-compatible server (bound to Redis for its cache and limiter under a prefix
-    of its own, removed after), merged with the rules by span, scored the same way."""
+def _point_at(chat_server: ChatServer, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment the command reads: the local chat server, the test Redis."""
     for name, value in {
         "OPENAI_BASE_URL": chat_server.base_url,
         "OPENAI_API_KEY": LLM_KEY,
@@ -80,6 +76,15 @@ def test_the_same_command_scores_an_llm_backend_through_its_cache_and_limiter(
         "REDIS_URL": redis_url,
     }.items():
         monkeypatch.setenv(name, value)
+
+
+def test_the_same_command_scores_an_llm_backend_through_its_cache_and_limiter(
+    tmp_path: Path, chat_server: ChatServer, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--entity-backend rules+llm``: the LLM part is awaited against the local
+    OpenAI-compatible server (bound to Redis for its cache and limiter under a prefix
+    of its own, removed after), merged with the rules by span, scored the same way."""
+    _point_at(chat_server, redis_url, monkeypatch)
     out = tmp_path / "q.json"
     truth = _docket_corpus(tmp_path)
     assert main(["--truth", str(truth), "--entity-backend", "rules+llm", "--json", str(out)]) == 0
@@ -105,13 +110,7 @@ def test_a_document_the_backend_fails_on_is_listed_and_scored_empty(
     """A model whose replies never match the schema (a tiny model, say): the run goes
     on, the document is listed as failed and counts with no mentions."""
     chat_server.responder = lambda _body: '{"mentions": [{"text": "x"}]}'  # no type, span
-    for name, value in {
-        "OPENAI_BASE_URL": chat_server.base_url,
-        "OPENAI_API_KEY": LLM_KEY,
-        "LLM_MODEL": "test-model",
-        "REDIS_URL": redis_url,
-    }.items():
-        monkeypatch.setenv(name, value)
+    _point_at(chat_server, redis_url, monkeypatch)
     out = tmp_path / "q.json"
     truth = _docket_corpus(tmp_path)
     assert main(["--truth", str(truth), "--entity-backend", "llm", "--json", str(out)]) == 0

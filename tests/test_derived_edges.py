@@ -26,6 +26,7 @@ from accelerated.batch_run import BatchOptions, run_batch
 from accelerated.models import CanonicalEntity, Mention, Relationship, Resolved
 from accelerated.settings import Settings
 from accelerated.stages import relate
+from persistence.rows import relationship_row
 from persistence.schema import migrate
 from tests.support import make_runtime, sample_corpus, stage1_derived_edges
 
@@ -35,20 +36,6 @@ COLS = "id, project, document_id, type, source_type, source_id, target_type, tar
 
 def _u(v: Any) -> uuid.UUID:
     return uuid.UUID(str(v))
-
-
-def _edge_row(r: Relationship, rid: uuid.UUID) -> tuple[Any, ...]:
-    return (
-        rid,
-        r.project,
-        r.document_id,
-        r.type,
-        r.source_type,
-        r.source_id,
-        r.target_type,
-        r.target_id,
-        r.weight,
-    )
 
 
 async def _resolved_from_rows(pool: asyncpg.Pool) -> list[Resolved]:
@@ -117,7 +104,7 @@ async def test_view_yields_the_edges_relate_stored(
     old: list[Relationship] = [e for d in docs for e in stage1_derived_edges(PROJECT, d)]
     new_id = {e.id: ids.derived_relationship_id(e.type, e.source_id, e.target_id) for e in old}
     assert len(set(new_id.values())) == len(new_id) == len(old)  # one to one
-    want_derived = {_edge_row(e, new_id[e.id]) for e in old}
+    want_derived = {relationship_row(e, new_id[e.id]) for e in old}
     got_derived = await _fetch(
         pg_pool, f"SELECT {COLS} FROM relationships WHERE type <> 'CO_OCCURS_WITH'"
     )
@@ -126,7 +113,9 @@ async def test_view_yields_the_edges_relate_stored(
     assert got_derived == want_derived
 
     # The stored edges are relate's output as before (uuid5 ids), and only those.
-    want_stored = {_edge_row(e, e.id) for d in docs for e in relate.relationships(PROJECT, d)}
+    want_stored = {
+        relationship_row(e, e.id) for d in docs for e in relate.relationships(PROJECT, d)
+    }
     stored = await _fetch(pg_pool, f"SELECT {COLS} FROM stored_relationships")
     assert stored == want_stored and len(stored) > 100
     assert (

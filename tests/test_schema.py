@@ -16,7 +16,7 @@ from accelerated.models import Mention, Relationship, Resolved
 from accelerated.settings import Settings
 from persistence import schema as schema_module
 from persistence.pg import create_pool, is_transient
-from persistence.rows import TABLES
+from persistence.rows import TABLES, relationship_row
 from persistence.schema import MIGRATIONS, migrate
 from tests.support import stage1_derived_edges
 
@@ -200,34 +200,20 @@ async def test_migration_6_serves_the_edges_it_deletes(
     )
     await pg_pool.executemany(
         "INSERT INTO relationships VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        [_edge(r) for r in [*old, co]],
+        [relationship_row(r) for r in [*old, co]],
     )
     assert {r.type for r in old} == {"HAS_CHUNK", "MENTIONS", "REFERS_TO"} and len(old) == 10
 
     await migrate(pg_pool, pg_schema)  # 6: the table becomes stored_relationships
     stored = await pg_pool.fetch("SELECT * FROM stored_relationships")
-    assert [tuple(r) for r in stored] == [_edge(co)]
+    assert [tuple(r) for r in stored] == [relationship_row(co)]
     view = {tuple(r) for r in await pg_pool.fetch("SELECT * FROM relationships")}
     remapped = [
         msgspec.structs.replace(r, id=ids.derived_relationship_id(r.type, r.source_id, r.target_id))
         for r in old
     ]
-    assert view == {_edge(r) for r in [*remapped, co]}
+    assert view == {relationship_row(r) for r in [*remapped, co]}
     kinds = await pg_pool.fetchval(
         "SELECT count(*) FROM relationships WHERE document_id = $1 AND type = 'REFERS_TO'", doc
     )
     assert kinds == 3
-
-
-def _edge(r: Relationship) -> tuple[object, ...]:
-    return (
-        r.id,
-        r.project,
-        r.document_id,
-        r.type,
-        r.source_type,
-        r.source_id,
-        r.target_type,
-        r.target_id,
-        r.weight,
-    )
