@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import os
 import shutil
+import signal
+import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -137,6 +139,52 @@ def subprocess_env(settings: Settings) -> dict[str, str]:
 
 
 PYTHON = sys.executable
+ROOT: Final = Path(__file__).resolve().parents[1]
+
+
+def spawn(args: list[str], settings: Settings, **env: str) -> subprocess.Popen[bytes]:
+    """``python -m <args>`` in the checkout, on the test's Redis prefix and schema
+    (``subprocess_env``) plus ``env``; stdout and stderr together, piped."""
+    return subprocess.Popen(
+        [PYTHON, "-m", *args],
+        cwd=ROOT,
+        env={**subprocess_env(settings), **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def stop_output(
+    proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 60
+) -> str:
+    """Send ``sig`` if the process still runs and return all it wrote; killed if it has
+    not ended within ``timeout``."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate(timeout=10)
+    return out.decode(errors="replace")
+
+
+@contextlib.asynccontextmanager
+async def reference_rows(
+    settings: Settings, database_url: str, inputs: Path, project: str, suffix: str = "ref"
+) -> AsyncIterator[dict[str, list[tuple[Any, ...]]]]:
+    """Rows of one uninterrupted in-process run of ``inputs``, in a schema and key
+    prefix of their own beside the test's (``side_store``)."""
+    from accelerated.batch_run import BatchOptions, run_batch
+    from persistence.schema import migrate
+
+    async with side_store(settings, database_url, suffix) as (s, pool, redis):
+        await migrate(pool, s.pg_schema)
+        report = await run_batch(
+            make_runtime(s, pool, redis, accelerated=True), BatchOptions(project, [inputs])
+        )
+        assert report.done > 0
+        yield await dump(pool)
 
 
 def copy_inputs(dest: Path, corpus: Path | None = None, opinions: int = 0) -> Path:

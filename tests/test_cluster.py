@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -40,53 +38,24 @@ from accelerated.transport import RedisTransport
 from persistence.schema import migrate
 from tests.conftest import DATABASE_URL, REDIS_URL
 from tests.support import (
-    PYTHON,
     dump,
     make_runtime,
     outstanding_count,
+    reference_rows,
     sample_corpus,
-    side_store,
-    subprocess_env,
+    spawn,
+    stop_output,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("redis_kind", ["cluster"], indirect=True)]
-ROOT = Path(__file__).resolve().parents[1]
 
 
-@contextlib.asynccontextmanager
-async def single_redis_rows(
+def single_redis_rows(
     settings: Settings, inputs: Path, project: str
-) -> AsyncIterator[dict[str, list[tuple[Any, ...]]]]:
+) -> contextlib.AbstractAsyncContextManager[dict[str, list[tuple[Any, ...]]]]:
     """Rows of one uninterrupted in-process run on the session's single Redis."""
     one = settings.model_copy(update={"redis_url": REDIS_URL})
-    async with side_store(one, DATABASE_URL, "one") as (s, pool, redis):
-        await migrate(pool, s.pg_schema)
-        report = await run_batch(
-            make_runtime(s, pool, redis, accelerated=True), BatchOptions(project, [inputs])
-        )
-        assert report.done > 0
-        yield await dump(pool)
-
-
-def _spawn(args: list[str], settings: Settings, **env: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [PYTHON, "-m", *args],
-        cwd=ROOT,
-        env={**subprocess_env(settings), **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-
-
-def _output(proc: subprocess.Popen[bytes], timeout: float = 60) -> str:
-    if proc.poll() is None:
-        proc.terminate()
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate(timeout=10)
-    return out.decode(errors="replace")
+    return reference_rows(one, DATABASE_URL, inputs, project, "one")
 
 
 async def test_the_batch_command_on_a_cluster_gives_the_rows_of_one_redis(
@@ -98,7 +67,7 @@ async def test_the_batch_command_on_a_cluster_gives_the_rows_of_one_redis(
     assert len(picked) >= 50
     assert str(settings.redis_url).startswith("redis+cluster://")
     args = ["accelerated.batch", "--project", "cl", "--input", str(tmp_path / "in")]
-    proc = _spawn(args, settings)
+    proc = spawn(args, settings)
     try:
         out = await asyncio.to_thread(proc.communicate, timeout=240)
     finally:
@@ -136,7 +105,7 @@ async def test_two_workers_on_a_cluster_one_sigkilled_end_with_the_rows_of_one_r
     batch = asyncio.create_task(
         run_batch(rt, BatchOptions("killc", [tmp_path / "in"], consume=False))
     )
-    workers = [_spawn(["accelerated.worker"], settings, CONCURRENCY="4") for _ in range(2)]
+    workers = [spawn(["accelerated.worker"], settings, CONCURRENCY="4") for _ in range(2)]
     logs: list[str] = []
     try:
         for _ in range(600):
@@ -152,7 +121,7 @@ async def test_two_workers_on_a_cluster_one_sigkilled_end_with_the_rows_of_one_r
     finally:
         batch.cancel()
         await asyncio.gather(batch, return_exceptions=True)
-        logs = [_output(w) for w in workers]
+        logs = [stop_output(w) for w in workers]
     assert report.done + report.needs_ocr + len(report.failed) == 16, logs
     assert "started" in logs[1] and "stopped" in logs[1], logs[1]
     rows = await dump(pg_pool)

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
-import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -20,47 +16,16 @@ from accelerated.settings import Settings
 from persistence.schema import migrate
 from tests.conftest import DATABASE_URL, EXAMPLES
 from tests.support import (
-    PYTHON,
     dump,
     make_runtime,
     place_file,
+    reference_rows,
     sample_corpus,
-    side_store,
-    subprocess_env,
+    spawn,
+    stop_output,
 )
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _spawn(args: list[str], settings: Settings, **env: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [PYTHON, "-m", *args],
-        cwd=ROOT,
-        env={**subprocess_env(settings), **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-
-
-def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> str:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-    out, _ = proc.communicate(timeout=60)
-    return out.decode(errors="replace")
-
-
-@contextlib.asynccontextmanager
-async def reference(
-    settings: Settings, inputs: Path, project: str
-) -> AsyncIterator[dict[str, list[tuple[object, ...]]]]:
-    """Rows that one uninterrupted in-process run gives, in a schema of their own."""
-    async with side_store(settings, DATABASE_URL, "ref") as (s, pool, redis):
-        await migrate(pool, s.pg_schema)
-        await run_batch(
-            make_runtime(s, pool, redis, accelerated=True), BatchOptions(project, [inputs])
-        )
-        yield await dump(pool)
 
 
 async def _wait_some_progress(redis: aioredis.Redis, keys: Keys, project: str, total: int) -> None:
@@ -87,21 +52,21 @@ async def test_sigkilled_worker_loses_nothing(
     batch = asyncio.create_task(
         run_batch(rt, BatchOptions("killw", [tmp_path / "in"], consume=False))
     )
-    first = _spawn(["accelerated.worker"], settings, CONCURRENCY="4")
+    first = spawn(["accelerated.worker"], settings, CONCURRENCY="4")
     try:
         await _wait_some_progress(redis, keys, "killw", 24)
         first.kill()
         first.wait(timeout=30)
-        second = _spawn(["accelerated.worker"], settings)
+        second = spawn(["accelerated.worker"], settings)
         report = await wait_for(batch, timeout=180)
-        log = _stop(second)
+        log = stop_output(second)
     finally:
         for p in (first,):
             if p.poll() is None:
                 p.kill()
     assert report.done + report.needs_ocr + len(report.failed) == 24, log
     rows = await dump(pg_pool)
-    async with reference(settings, tmp_path / "in", "killw") as ref:
+    async with reference_rows(settings, DATABASE_URL, tmp_path / "in", "killw") as ref:
         assert rows == ref
 
 
@@ -115,16 +80,16 @@ async def test_sigkilled_batch_resumes_with_the_same_command(
 ) -> None:
     sample_corpus(corpus, tmp_path / "in", n=24)
     args = ["accelerated.batch", "--project", "killb", "--input", str(tmp_path / "in")]
-    proc = _spawn(args, settings, CONCURRENCY="4")
+    proc = spawn(args, settings, CONCURRENCY="4")
     await _wait_some_progress(redis, keys, "killb", 24)
     proc.kill()
     proc.wait(timeout=30)
-    again = _spawn(args, settings)
+    again = spawn(args, settings)
     out = again.communicate(timeout=240)[0].decode()
     assert again.returncode in (0, 1), out
     assert "killb" in out
     rows = await dump(pg_pool)
-    async with reference(settings, tmp_path / "in", "killb") as ref:
+    async with reference_rows(settings, DATABASE_URL, tmp_path / "in", "killb") as ref:
         assert rows == ref
 
 
@@ -141,13 +106,13 @@ async def test_two_workers_never_duplicate_canonical_entities(
         place_file(p, tmp_path / "in" / p.name)
     await migrate(pg_pool, settings.pg_schema)
     rt = make_runtime(settings, pg_pool, redis, accelerated=True)
-    workers = [_spawn(["accelerated.worker"], settings) for _ in range(2)]
+    workers = [spawn(["accelerated.worker"], settings) for _ in range(2)]
     try:
         report = await wait_for(
             run_batch(rt, BatchOptions("two", [tmp_path / "in"], consume=False)), timeout=240
         )
     finally:
-        logs = [_stop(w) for w in workers]
+        logs = [stop_output(w) for w in workers]
     assert report.done > 10, logs
     dupes = await pg_pool.fetch(
         "SELECT type, key, count(*) FROM canonical_entities "
@@ -164,7 +129,7 @@ def test_cli_falls_back_to_traditional_path_when_redis_is_down(
     settings: Settings, pg_pool: asyncpg.Pool
 ) -> None:
     env = {"REDIS_URL": "redis://127.0.0.1:1/0"}
-    proc = _spawn(
+    proc = spawn(
         ["accelerated.batch", "--project", "fallback", "--input", str(EXAMPLES)], settings, **env
     )
     out = proc.communicate(timeout=240)[0].decode()
@@ -183,14 +148,14 @@ def test_cli_exits_non_zero_and_lists_failed_documents(
         "ORDER\n\nIT IS ORDERED that the motion is granted. "
         "Smith v. Jones, 123 F.3d 456 (9th Cir. 1999).\n"
     )
-    proc = _spawn(["accelerated.batch", "--project", "exitcode", "--input", str(src)], settings)
+    proc = spawn(["accelerated.batch", "--project", "exitcode", "--input", str(src)], settings)
     out = proc.communicate(timeout=240)[0].decode()
     assert proc.returncode == 1, out
     assert "empty.pdf" in out and "empty" in out
 
 
 def test_worker_refuses_to_start_without_redis(settings: Settings, pg_pool: asyncpg.Pool) -> None:
-    proc = _spawn(["accelerated.worker"], settings, REDIS_URL="redis://127.0.0.1:1/0")
+    proc = spawn(["accelerated.worker"], settings, REDIS_URL="redis://127.0.0.1:1/0")
     out = proc.communicate(timeout=120)[0].decode()
     assert proc.returncode == 3, out  # infrastructure unavailable (README: exit codes)
     assert "needs Redis" in out
