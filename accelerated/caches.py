@@ -8,6 +8,7 @@ pipeline did.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Generic, TypeVar
 
 import msgspec
 
@@ -72,54 +73,55 @@ class RedisChunkCache:
 
 _OCR_PAGES = msgspec.json.Decoder(dict[int, OcrText])
 _SEGMENTS = msgspec.json.Decoder(list[Segment])
+T = TypeVar("T")
 
 
-class RedisTranscriptCache:
-    """``cache:transcript:<transcriber version>:<sha256>``: a recording is transcribed
-    once, whatever its name, project or host (as OCR is, by the scan's sha256)."""
+class _EngineCache(Generic[T]):
+    """One value per (engine version, content sha256): encoded by the codec, kept
+    ``ttl_s``; a corrupt entry is a miss, never a failure. Subclasses name the key and
+    the decoder."""
+
+    _decoder: msgspec.json.Decoder[T]
 
     def __init__(self, redis: RedisClient, keys: Keys, codec: Codec, ttl_s: int) -> None:
         self._redis, self._keys, self._codec, self._ttl = redis, keys, codec, ttl_s
 
-    async def get(self, version: str, sha256: str) -> list[Segment] | None:
+    def _key(self, version: str, sha256: str) -> str:
+        raise NotImplementedError
+
+    async def get(self, version: str, sha256: str) -> T | None:
         with map_driver_errors():
-            raw = await self._redis.get(self._keys.transcript_cache(version, sha256))
+            raw = await self._redis.get(self._key(version, sha256))
         if raw is None:
             return None
         try:
-            return _SEGMENTS.decode(self._codec.decompress(bytes(raw)))  # type: ignore[arg-type]
+            return self._decoder.decode(self._codec.decompress(bytes(raw)))  # type: ignore[arg-type]
         except (CodecError, msgspec.DecodeError, msgspec.ValidationError):
-            return None  # a corrupt entry is a miss
+            return None
 
-    async def put(self, version: str, sha256: str, segments: list[Segment]) -> None:
+    async def put(self, version: str, sha256: str, value: T) -> None:
         with map_driver_errors():
             await self._redis.set(
-                self._keys.transcript_cache(version, sha256),
-                self._codec.encode(segments),
-                ex=self._ttl,
+                self._key(version, sha256), self._codec.encode(value), ex=self._ttl
             )
 
 
-class RedisOcrCache:
+class RedisTranscriptCache(_EngineCache[list[Segment]]):
+    """``cache:transcript:<transcriber version>:<sha256>``: a recording is transcribed
+    once, whatever its name, project or host (as OCR is, by the scan's sha256)."""
+
+    _decoder = _SEGMENTS
+
+    def _key(self, version: str, sha256: str) -> str:
+        return self._keys.transcript_cache(version, sha256)
+
+
+class RedisOcrCache(_EngineCache[dict[int, OcrText]]):
     """``cache:ocr:<engine version>:<sha256>``: the same scan under another name, in
     another project or on another host is never OCRed twice (pages are stored as read,
     so a mixed PDF's later run needs only the pages not read before)."""
 
-    def __init__(self, redis: RedisClient, keys: Keys, codec: Codec, ttl_s: int) -> None:
-        self._redis, self._keys, self._codec, self._ttl = redis, keys, codec, ttl_s
+    _decoder = _OCR_PAGES
 
-    async def get(self, version: str, sha256: str) -> dict[int, OcrText] | None:
-        with map_driver_errors():
-            raw = await self._redis.get(self._keys.ocr_cache(version, sha256))
-        if raw is None:
-            return None
-        try:
-            return _OCR_PAGES.decode(self._codec.decompress(bytes(raw)))  # type: ignore[arg-type]
-        except (CodecError, msgspec.DecodeError, msgspec.ValidationError):
-            return None  # a corrupt entry is a miss
-
-    async def put(self, version: str, sha256: str, pages: dict[int, OcrText]) -> None:
-        with map_driver_errors():
-            await self._redis.set(
-                self._keys.ocr_cache(version, sha256), self._codec.encode(pages), ex=self._ttl
-            )
+    def _key(self, version: str, sha256: str) -> str:
+        return self._keys.ocr_cache(version, sha256)
