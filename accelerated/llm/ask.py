@@ -12,10 +12,21 @@ from collections.abc import Callable
 from importlib import resources
 from typing import Any, Final, TypeVar
 
+import msgspec
+
 from accelerated.llm.client import ChatClient, InvalidReply
 
 T = TypeVar("T")
 JSON_OBJECT: Final = {"type": "json_object"}  # vLLM, Ollama and llama.cpp take it too
+
+
+def decode_as(decoder: msgspec.json.Decoder[T], content: str, schema: str) -> T:
+    """A reply validated by ``decoder``; :class:`InvalidReply` says what is wrong (the
+    repair prompt shows it to the model)."""
+    try:
+        return decoder.decode(content.strip().encode("utf-8"))
+    except msgspec.DecodeError as exc:
+        raise InvalidReply(f"reply does not match {schema}: {exc}", backend="openai") from None
 
 
 def load_text(name: str) -> str:

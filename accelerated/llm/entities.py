@@ -23,7 +23,7 @@ from prometheus_client import Counter
 from accelerated.backends import BackendClients
 from accelerated.cluster import RedisClient
 from accelerated.entities import RawMention
-from accelerated.llm.ask import ask_json, load_text
+from accelerated.llm.ask import ask_json, decode_as, load_text
 from accelerated.llm.client import InvalidReply
 from accelerated.llm.service import LlmComponent
 from accelerated.models import ENTITY_TYPES
@@ -67,12 +67,7 @@ _DECODER: Final = msgspec.json.Decoder(MentionsReply)
 
 def decode_reply(content: str) -> MentionsReply:
     """Validate a reply; :class:`InvalidReply` names what is wrong (for the repair)."""
-    try:
-        return _DECODER.decode(content.strip().encode("utf-8"))
-    except msgspec.DecodeError as exc:
-        raise InvalidReply(
-            f"reply does not match the mentions schema: {exc}", backend="openai"
-        ) from None
+    return decode_as(_DECODER, content, "the mentions schema")
 
 
 def load_prompt(version: str = PROMPT_VERSION) -> str:

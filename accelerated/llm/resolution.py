@@ -39,8 +39,7 @@ from accelerated.boundary import map_driver_errors
 from accelerated.cluster import RedisClient
 from accelerated.errors import BackendError, BudgetExhausted
 from accelerated.fuzzy import fuzzy_pairs
-from accelerated.llm.ask import ask_json, load_text
-from accelerated.llm.client import InvalidReply
+from accelerated.llm.ask import ask_json, decode_as, load_text
 from accelerated.llm.service import LlmComponent
 from accelerated.models import CanonicalEntity
 from accelerated.normalize import NAME_TYPES
@@ -64,12 +63,7 @@ _DECODER: Final = msgspec.json.Decoder(SameReply)
 
 
 def decode_same(content: str) -> SameReply:
-    try:
-        return _DECODER.decode(content.strip().encode("utf-8"))
-    except msgspec.DecodeError as exc:
-        raise InvalidReply(
-            f"reply does not match {{'same': bool}}: {exc}", backend="openai"
-        ) from None
+    return decode_as(_DECODER, content, "{'same': bool}")
 
 
 def _order(e: CanonicalEntity) -> tuple[str, str]:

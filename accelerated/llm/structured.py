@@ -25,7 +25,7 @@ import msgspec
 from prometheus_client import Counter
 
 from accelerated.cluster import RedisClient
-from accelerated.llm.ask import ask_json, load_text
+from accelerated.llm.ask import ask_json, decode_as, load_text
 from accelerated.llm.client import InvalidReply
 from accelerated.llm.service import LlmComponent
 from accelerated.models import Counsel, DocumentFields, Party
@@ -66,12 +66,7 @@ def _clean(value: str | None) -> str | None:
 
 def decode_fields(content: str) -> DocumentFields:
     """msgspec against the schema, and a real ISO filing date."""
-    try:
-        fields = _DECODER.decode(content.strip().encode("utf-8"))
-    except msgspec.DecodeError as exc:
-        raise InvalidReply(
-            f"reply does not match the document fields schema: {exc}", backend="openai"
-        ) from None
+    fields = decode_as(_DECODER, content, "the document fields schema")
     date = _clean(fields.filing_date)
     if date is not None:
         try:
