@@ -22,8 +22,8 @@ import redis.asyncio as aioredis
 
 from accelerated.keys import Keys
 from accelerated.settings import Settings
-from tests.support import PYTHON, dump, sample_corpus, subprocess_env
-from tests.test_processes import reference
+from tests.conftest import DATABASE_URL
+from tests.support import PYTHON, dump, reference_rows, sample_corpus, subprocess_env
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,6 +121,6 @@ async def test_ten_worker_kills_and_one_batch_kill_lose_and_duplicate_nothing(
     left = await redis.scard(keys.outstanding("chaos"))
     assert left == 0
     rows = await dump(pg_pool)
-    async with reference(settings, src, "chaos") as ref:
+    async with reference_rows(settings, DATABASE_URL, src, "chaos") as ref:
         for table in ref:
             assert rows[table] == ref[table], table
