@@ -228,6 +228,16 @@ class Settings(BaseSettings):
     llm_temperature: float = 0.0
     llm_concurrency: int = 8  # calls in flight per process
     llm_timeout_s: float = 60.0
+    # How a question's reply schema goes to the server (accelerated/llm/ask.py): servers
+    # differ in what they take. "json_schema": OpenAI's structured outputs, strict (also
+    # vLLM, llama.cpp's llama-server, Ollama); "json_object_schema": JSON mode with the
+    # schema beside it (llama-cpp-python's server, which refuses json_schema; Together,
+    # Fireworks); "json_object": JSON mode alone, no schema (every server above takes
+    # it, hence the default); "none": no response_format. Only the schema forms make a
+    # small model's reply follow the schema; every reply is validated whatever is sent.
+    llm_response_format: Literal["json_schema", "json_object_schema", "json_object", "none"] = (
+        "json_object"
+    )
     # A call stays in the limiter's window this much longer than the minute: the time
     # between its admission and its arrival at the server (a busy event loop, a new
     # connection). The server's count holds while that delay is under the margin; the
@@ -305,9 +315,9 @@ class Settings(BaseSettings):
         """The settings whose value came from the deployment stage's profile."""
         return self._profile_fields
 
-    @field_validator("log_format", mode="before")
+    @field_validator("log_format", "llm_response_format", mode="before")
     @classmethod
-    def _log_format_lower(cls, v: Any) -> Any:
+    def _lower_case(cls, v: Any) -> Any:
         return v.strip().lower() if isinstance(v, str) else v
 
     @field_validator("plugins", mode="before")

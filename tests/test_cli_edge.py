@@ -139,6 +139,7 @@ BAD_SETTINGS = [
     # A shard count out of range (bad cluster URLs: tests/test_cluster.py).
     ("STREAM_SHARDS", "0", "from 1 to 256"),
     ("LOG_FORMAT", "xml", "one of text, json"),
+    ("LLM_RESPONSE_FORMAT", "json", "one of json_schema, json_object_schema, json_object, none"),
     # Model paths are checked before the first document (with the backend that needs them).
     ("TRANSFORMERS_MODEL", "/nonexistent/model", "is not a directory"),
     ("TRANSCRIBE_MODEL", "/nonexistent/whisper", "is not a directory"),

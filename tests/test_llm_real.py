@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import socket
 import subprocess
 import sys
@@ -30,7 +31,9 @@ import pytest
 import redis.asyncio as aioredis
 from pydantic import SecretStr
 
+from accelerated.entities import RawMention
 from accelerated.errors import BackendError, BackendRejected
+from accelerated.llm.ask import load_schema, load_text, strict_schema
 from accelerated.llm.entities import LlmEntityBackend
 from accelerated.models import ENTITY_TYPES
 from accelerated.settings import Settings
@@ -126,19 +129,32 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServ
         log.close()
 
 
-async def test_real_model_protocol_spans_and_cache(
-    llama_server: LlamaServer, settings: Settings, redis: aioredis.Redis
-) -> None:
-    s = settings.model_copy(
+def _local(settings: Settings, server: LlamaServer, **kw: object) -> Settings:
+    return settings.model_copy(
         update={
-            "openai_base_url": llama_server.base_url,
+            "openai_base_url": server.base_url,
             "openai_api_key": SecretStr("sk-local-none"),
             "llm_model": "smollm2",
             # The replies the model ends take 60-120 tokens; one it does not is cut here.
             "llm_max_tokens": 256,
             "llm_timeout_s": CALL_TIMEOUT_S,
+            **kw,
         }
     )
+
+
+def _check_spans(chunk: str, mentions: list[RawMention]) -> None:
+    """Every stored span is real text of the chunk, typed in the vocabulary."""
+    for m in mentions:
+        assert m.type in ENTITY_TYPES
+        assert 0 <= m.start < m.end <= len(chunk)
+        assert chunk[m.start : m.end].strip() == chunk[m.start : m.end]
+
+
+async def test_real_model_protocol_spans_and_cache(
+    llama_server: LlamaServer, settings: Settings, redis: aioredis.Redis
+) -> None:
+    s = _local(settings, llama_server)
     first = LlmEntityBackend(s, redis=redis)
     results: dict[int, list[tuple[str, int, int]]] = {}
     failures: dict[int, str] = {}
@@ -151,10 +167,7 @@ async def test_real_model_protocol_spans_and_cache(
         except BackendError as exc:  # unreachable, timed out: the server's side of it
             pytest.fail(f"chunk {i}: {exc!r}\nllama_cpp.server log:\n{llama_server.log_tail()}")
         results[i] = [(m.type, m.start, m.end) for m in mentions]
-        for m in mentions:  # every stored span is real text of the chunk, typed in the vocabulary
-            assert m.type in ENTITY_TYPES
-            assert 0 <= m.start < m.end <= len(chunk)
-            assert chunk[m.start : m.end].strip() == chunk[m.start : m.end]
+        _check_spans(chunk, mentions)
     assert first.stats is not None and first.stats.calls >= len(CHUNKS)
     assert first.stats.tokens_in > 0 and first.stats.tokens_out > 0
     print(
@@ -173,3 +186,62 @@ async def test_real_model_protocol_spans_and_cache(
         assert [(m.type, m.start, m.end) for m in mentions] == results[i]
     assert again.stats is None or again.stats.calls == 0
     await again.aclose()
+
+
+def test_llama_cpp_turns_every_schema_into_a_grammar() -> None:
+    """llama-cpp-python's server falls back to plain JSON, silently, for a schema its
+    converter cannot read: each component's schema must convert."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        pytest.skip("llama-cpp-python is not installed")
+    from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
+
+    mentions = load_schema("mentions_v1")
+    structured = strict_schema(json.loads(load_text("structured_v1.schema.json")))
+    for schema in (mentions, load_schema("same_v1"), structured):
+        grammar = json_schema_to_gbnf(json.dumps(schema))  # raises on what it cannot read
+        LlamaGrammar.from_string(grammar, verbose=False)  # and llama.cpp parses it
+        for name in schema["properties"]:
+            assert f'"\\"{name}\\""' in grammar, name
+    types = json_schema_to_gbnf(json.dumps(mentions))
+    assert all(f'"\\"{t}\\""' in types for t in ENTITY_TYPES)  # the vocabulary only
+
+
+async def test_constrained_output_validates_where_json_mode_did_not(
+    llama_server: LlamaServer, settings: Settings, redis: aioredis.Redis
+) -> None:
+    """LLM_RESPONSE_FORMAT=json_object_schema (the form this server takes: the schema
+    becomes a grammar): every reply validates at the first try. In JSON mode alone the
+    135M model writes JSON of its own shape (``{"mentions": [...], "start": ...}``,
+    placeholder types) and chunks fail after their repair, as the test above allows;
+    the figures of both are in docs/quality-smollm2.json."""
+    backend = LlmEntityBackend(
+        _local(settings, llama_server, llm_response_format="json_object_schema"), redis=redis
+    )
+    for i, chunk in enumerate(CHUNKS):
+        try:
+            [mentions] = await backend.extract_async([chunk])
+        except BackendError as exc:
+            pytest.fail(f"chunk {i}: {exc!r}\nllama_cpp.server log:\n{llama_server.log_tail()}")
+        _check_spans(chunk, mentions)
+    assert backend.failed_chunks == 0
+    assert backend.stats is not None and backend.stats.calls == len(CHUNKS)  # no repair
+    print(
+        f"constrained: {backend.stats.calls} calls, {backend.dropped_spans} spans and "
+        f"{backend.dropped_types} types dropped, "
+        f"{backend.stats.tokens_in}+{backend.stats.tokens_out} tokens"
+    )
+    await backend.aclose()
+
+
+async def test_a_format_the_server_refuses_names_the_setting(
+    llama_server: LlamaServer, settings: Settings, redis: aioredis.Redis
+) -> None:
+    """This server answers OpenAI's json_schema form with HTTP 500 (its request
+    validation error, before any generation): a refusal naming the setting, not an
+    outage to wait out."""
+    backend = LlmEntityBackend(
+        _local(settings, llama_server, llm_response_format="json_schema"), redis=redis
+    )
+    with pytest.raises(BackendRejected, match=r"HTTP 500.*LLM_RESPONSE_FORMAT=json_schema"):
+        await backend.extract_async([CHUNKS[0]])
+    await backend.aclose()

@@ -33,6 +33,7 @@ from accelerated.errors import (
 from accelerated.llm.cache import CachedReply, ResponseCache
 from accelerated.llm.limiter import Limiter, cooldown_ms
 from accelerated.llm.usage import UsageCounter
+from accelerated.redact import redact
 from accelerated.scope import current_project
 
 T = TypeVar("T")
@@ -73,6 +74,31 @@ def _openai(exc: BaseException) -> BackendError | None:
 
 
 register_mapper("openai", _openai)
+
+
+def _format_refused(exc: openai.APIStatusError, response_format: Any) -> str | None:
+    """The message for a call refused because of the reply schema it carried, else None.
+
+    Servers differ in the forms they take, and say so differently: HTTP 400 or 422,
+    or (llama-cpp-python's server, for OpenAI's ``json_schema``) HTTP 500 with a
+    validation error naming ``response_format``. Such a refusal is final (a
+    :class:`BackendRejected`, not an outage to wait out) and names the setting."""
+    if not isinstance(response_format, dict):
+        return None
+    if response_format.get("type") == "json_schema":
+        mode = "json_schema"
+    elif "schema" in response_format:
+        mode = "json_object_schema"
+    else:
+        return None
+    text = redact(" ".join(str(exc).split()))  # the server's text may span lines
+    if exc.status_code not in (400, 422) and "response_format" not in text:
+        return None
+    return (
+        f"LLM API refused the call (HTTP {exc.status_code}), which carried the reply's "
+        f"schema as LLM_RESPONSE_FORMAT={mode}: this server may take another (json_schema, "
+        f"json_object_schema, json_object, none): {text[:300]}"
+    )
 
 
 def estimate_prompt_tokens(messages: Sequence[Mapping[str, str]]) -> int:
@@ -233,6 +259,11 @@ class ChatClient:
                         await self.limiter.cool_down(wait)
                         await self._count(rate_limited=1, wait_s=waited)
                         continue
+                    except openai.APIStatusError as exc:
+                        why = _format_refused(exc, request.get("response_format"))
+                        if why is None:
+                            raise
+                        raise BackendRejected(why, backend="openai") from None
                     completion = raw.parse()
             except BackendError:
                 # The server may have done the work (a timeout): the reservation

@@ -1,7 +1,9 @@
 """The ``llm`` entity backend: one chat call per chunk, JSON mentions checked twice.
 
 Each chunk is sent with the versioned prompt ``prompts/entities_v1.txt`` and the
-reply must decode (msgspec) as ``{"mentions": [{"type", "text", "start"?}]}``. A reply
+reply must decode (msgspec) as ``{"mentions": [{"type", "text", "start"?}]}``; the
+schema ``prompts/mentions_v1.schema.json`` goes with the question as
+``LLM_RESPONSE_FORMAT`` says (:func:`accelerated.llm.ask.response_format`). A reply
 that does not gets one repair attempt (the reply and the error sent back), then the
 chunk fails with a clear :class:`InvalidReply`. Types are mapped onto
 ``models.ENTITY_TYPES`` (a few common synonyms accepted); any other type is dropped
@@ -23,7 +25,7 @@ from prometheus_client import Counter
 from accelerated.backends import BackendClients
 from accelerated.cluster import RedisClient
 from accelerated.entities import RawMention
-from accelerated.llm.ask import ask_json, decode_as, load_text
+from accelerated.llm.ask import decode_as, load_schema, load_text
 from accelerated.llm.client import InvalidReply
 from accelerated.llm.service import LlmComponent
 from accelerated.models import ENTITY_TYPES
@@ -112,6 +114,8 @@ class LlmEntityBackend(LlmComponent):
             "ENTITY_BACKEND=llm",
             prompt=load_prompt(),
             prompt_version=PROMPT_VERSION,
+            schema_version=SCHEMA_VERSION,
+            schema=load_schema(SCHEMA_VERSION),
             redis=redis,
         )
         self.dropped_types = 0
@@ -138,12 +142,9 @@ class LlmEntityBackend(LlmComponent):
         if not chunk.strip():
             return []
         try:
-            reply = await ask_json(
-                self.client(),
+            reply = await self.ask(
                 self.messages(chunk),
                 decode_reply,
-                prompt_version=PROMPT_VERSION,
-                schema_version=SCHEMA_VERSION,
                 what=f"chunk {index}",
                 shape='{"mentions": [...]}',
             )

@@ -39,7 +39,7 @@ from accelerated.boundary import map_driver_errors
 from accelerated.cluster import RedisClient
 from accelerated.errors import BackendError, BudgetExhausted
 from accelerated.fuzzy import fuzzy_pairs
-from accelerated.llm.ask import ask_json, decode_as, load_text
+from accelerated.llm.ask import decode_as, load_schema, load_text
 from accelerated.llm.service import LlmComponent
 from accelerated.models import CanonicalEntity
 from accelerated.normalize import NAME_TYPES
@@ -132,6 +132,8 @@ class LlmResolver(LlmComponent):
             "RESOLUTION=llm",
             prompt=load_text(f"{PROMPT_VERSION}.txt"),
             prompt_version=PROMPT_VERSION,
+            schema_version=SCHEMA_VERSION,
+            schema=load_schema(SCHEMA_VERSION),
             redis=redis,
         )
 
@@ -162,12 +164,9 @@ class LlmResolver(LlmComponent):
             await redis.expire(key, self.settings.ttl_cache_s)
 
     async def _ask(self, a: CanonicalEntity, b: CanonicalEntity) -> bool:
-        reply = await ask_json(
-            self.client(),
+        reply = await self.ask(
             self.messages(a, b),
             decode_same,
-            prompt_version=PROMPT_VERSION,
-            schema_version=SCHEMA_VERSION,
             what=f"whether {a.type} {a.key!r} and {b.key!r} are one entity",
             shape='{"same": true|false, "reason": "..."}',
         )

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from pydantic import SecretStr
 
@@ -22,11 +25,14 @@ from accelerated.cluster import RedisClient
 from accelerated.codec import Codec
 from accelerated.errors import ConfigError
 from accelerated.keys import Keys
+from accelerated.llm.ask import ask_json, response_format
 from accelerated.llm.cache import ResponseCache
 from accelerated.llm.client import ChatClient, LlmStats
 from accelerated.llm.limiter import Limiter
 from accelerated.llm.usage import UsageCounter
 from accelerated.settings import Settings
+
+T = TypeVar("T")
 
 
 class LlmService:
@@ -52,7 +58,8 @@ class LlmService:
     def identity(self, *texts: str) -> str:
         """A short digest of everything besides the prompt's version that changes a
         reply (endpoint, model, temperature, max_tokens) and of ``texts`` (the prompt
-        and schema files): part of a backend's version, hence of the fingerprints."""
+        and the ``response_format`` sent, schema included): part of a backend's
+        version, hence of the fingerprints."""
         s = self.settings
         ident = f"{self.base_url}|{self.model}|{s.llm_temperature}|{s.llm_max_tokens}"
         return hashlib.sha256("|".join((ident, *texts)).encode()).hexdigest()[:12]
@@ -147,10 +154,12 @@ class LlmService:
 class LlmComponent:
     """What every LLM-backed component shares (the ``llm`` entity backend, the
     structured extractor, the resolver): its :class:`LlmService`, checked at
-    construction; a system prompt and a version built from it (``llm-<prompt
-    version>-<identity>``, part of the fingerprints); ``llm_model`` (named in the run's
-    usage counters); ``bind``/``aclose`` for the runtime; ``redis=`` binds a client at
-    once, for callers without a runtime (tests, tools)."""
+    construction; a system prompt; the ``response_format`` its questions carry, built
+    from ``LLM_RESPONSE_FORMAT`` and the reply's schema (``schema_version`` names it);
+    a version built from both (``llm-<prompt version>-<identity>``, part of the
+    fingerprints: a constrained reply may differ from a free one); ``llm_model`` (named
+    in the run's usage counters); ``bind``/``aclose`` for the runtime; ``redis=`` binds
+    a client at once, for callers without a runtime (tests, tools)."""
 
     def __init__(
         self,
@@ -159,12 +168,17 @@ class LlmComponent:
         *,
         prompt: str,
         prompt_version: str,
+        schema_version: str,
+        schema: dict[str, Any],
         redis: RedisClient | None = None,
     ) -> None:
         self.service = LlmService(settings, setting)
         self.settings = settings
         self.prompt = prompt
-        self.version = f"llm-{prompt_version}-{self.service.identity(prompt)}"
+        self.prompt_version, self.schema_version = prompt_version, schema_version
+        self.response_format = response_format(settings.llm_response_format, schema_version, schema)
+        sent = json.dumps(self.response_format, sort_keys=True)
+        self.version = f"llm-{prompt_version}-{self.service.identity(prompt, sent)}"
         self.llm_model = self.service.model
         if redis is not None:
             self.service.bind_redis(redis)
@@ -181,6 +195,27 @@ class LlmComponent:
     @property
     def stats(self) -> LlmStats | None:
         return self.service.stats
+
+    async def ask(
+        self,
+        messages: list[dict[str, str]],
+        decode: Callable[[str], T],
+        *,
+        what: str,
+        shape: str,
+    ) -> T:
+        """One question with this component's versions and ``response_format``
+        (:func:`~accelerated.llm.ask.ask_json`: validated, repaired once)."""
+        return await ask_json(
+            self.client(),
+            messages,
+            decode,
+            response_format=self.response_format,
+            prompt_version=self.prompt_version,
+            schema_version=self.schema_version,
+            what=what,
+            shape=shape,
+        )
 
     def conversation(self, user: str) -> list[dict[str, str]]:
         """The messages of one question: the system prompt, then ``user``."""

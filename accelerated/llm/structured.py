@@ -1,7 +1,8 @@
 """``STRUCTURED_EXTRACTION=llm``: document-level fields from the head of a document.
 
 One chat call per document with the versioned prompt ``prompts/structured_v1.txt``,
-which embeds the versioned schema ``prompts/structured_v1.schema.json``; the reply
+which embeds the versioned schema ``prompts/structured_v1.schema.json`` (sent as
+``LLM_RESPONSE_FORMAT`` says, too); the reply
 must decode (msgspec) as :class:`~accelerated.models.DocumentFields` and pass the
 checks below, else one repair attempt, then :class:`InvalidReply` (the stage records
 it against the document, which goes on). The context is the head of the previous
@@ -18,6 +19,7 @@ counted, never stored: the model may invent it.
 from __future__ import annotations
 
 import datetime
+import json
 import re
 from typing import Final
 
@@ -25,7 +27,7 @@ import msgspec
 from prometheus_client import Counter
 
 from accelerated.cluster import RedisClient
-from accelerated.llm.ask import ask_json, decode_as, load_text
+from accelerated.llm.ask import decode_as, load_text, strict_schema
 from accelerated.llm.client import InvalidReply
 from accelerated.llm.service import LlmComponent
 from accelerated.models import Counsel, DocumentFields, Party
@@ -90,6 +92,8 @@ class LlmStructuredExtractor(LlmComponent):
             "STRUCTURED_EXTRACTION=llm",
             prompt=load_text(f"{PROMPT_VERSION}.txt").replace("{schema}", schema.strip()),
             prompt_version=PROMPT_VERSION,
+            schema_version=SCHEMA_VERSION,
+            schema=strict_schema(json.loads(schema)),
             redis=redis,
         )
         self.dropped = 0
@@ -102,12 +106,9 @@ class LlmStructuredExtractor(LlmComponent):
     async def extract_fields(self, head: str, category: str) -> DocumentFields:
         if not head.strip():
             return DocumentFields()
-        fields = await ask_json(
-            self.client(),
+        fields = await self.ask(
             self.messages(head, category),
             decode_fields,
-            prompt_version=PROMPT_VERSION,
-            schema_version=SCHEMA_VERSION,
             what="document fields",
             shape='{"caption": ..., "court": ..., ...}',
         )
