@@ -348,6 +348,30 @@ def print_report(report: Report, console: Console, show_misses: bool) -> None:
                     console.print(f"  {m}", markup=False)
 
 
+def select(
+    cases: Iterable[Case],
+    families: Sequence[str] | None,
+    per_family: int | None = None,
+    limit: int | None = None,
+) -> list[Case]:
+    """The cases of the families starting with one of ``families`` (all when None), the
+    first ``per_family`` of each by name, then the first ``limit`` by family and name:
+    the same documents for every backend compared on them."""
+    chosen = sorted(
+        (c for c in cases if not families or c.family.startswith(tuple(families))),
+        key=lambda c: (c.family, c.name),
+    )
+    if per_family is not None:
+        taken: dict[str, int] = defaultdict(int)
+        kept = []
+        for c in chosen:
+            if taken[c.family] < per_family:
+                taken[c.family] += 1
+                kept.append(c)
+        chosen = kept
+    return chosen if limit is None else chosen[:limit]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.quality", description=__doc__)
     ap.add_argument("--truth", type=Path, required=True, help="the corpus's truth/ folder")
@@ -355,6 +379,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--entity-backend", default="rules", help="a registered backend name")
     ap.add_argument("--json", type=Path, help="also write the figures as JSON here")
     ap.add_argument("--family", action="append", help="only families starting with this")
+    ap.add_argument(
+        "--per-family",
+        type=int,
+        metavar="K",
+        help="only the first K cases of each family (by name): a slow backend on every family",
+    )
     ap.add_argument(
         "--limit", type=int, help="only the first N cases (by family and name): slow backends"
     )
@@ -365,11 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     corpus = args.corpus or args.truth.resolve().parent
-    cases = load_cases(args.truth, corpus)
-    if args.family:
-        cases = [c for c in cases if c.family.startswith(tuple(args.family))]
-    if args.limit is not None:
-        cases = sorted(cases, key=lambda c: (c.family, c.name))[: args.limit]
+    cases = select(load_cases(args.truth, corpus), args.family, args.per_family, args.limit)
     report = evaluate(cases, args.entity_backend)
     print_report(report, Console(width=160), args.misses)
     if args.json:

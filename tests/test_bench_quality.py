@@ -9,7 +9,8 @@ import pytest
 import redis as sync_redis
 
 from benchmarks.llm_server import ChatServer
-from benchmarks.quality import main
+from benchmarks.quality import main, select
+from benchmarks.quality_truth import Case
 from tests.support import LLM_KEY
 
 
@@ -119,3 +120,24 @@ def test_a_document_the_backend_fails_on_is_listed_and_scored_empty(
     assert len(report["failed"]) == 1 and "invalid after one repair" in report["failed"][0]
     assert all(v["predicted"] == 0 for v in report["by_type"].values())
     assert report["by_type"]["PARTY"]["truth"] == 3  # still counted against the truth
+
+
+def test_cases_are_selected_the_same_way_for_every_backend() -> None:
+    """--family (prefixes), --per-family (the first K of each, by name), --limit (the
+    first N of what is left, by family and name), whatever order the truth came in."""
+    cases = [
+        Case(family=f, name=n, text="t")
+        for f, n in (("b/two", "z"), ("a/one", "y"), ("b/two", "x"), ("a/one", "w"), ("c", "v"))
+    ]
+
+    def names(
+        families: list[str] | None, per: int | None = None, n: int | None = None
+    ) -> list[str]:
+        return [c.name for c in select(reversed(cases), families, per, n)]
+
+    assert names(None) == ["w", "y", "x", "z", "v"]
+    assert names(["a/", "b"]) == ["w", "y", "x", "z"]
+    assert names(None, 1) == ["w", "x", "v"]
+    assert names(["b"], 1) == ["x"]
+    assert names(None, 1, 2) == ["w", "x"]
+    assert names(None, None, 3) == ["w", "y", "x"]
