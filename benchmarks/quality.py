@@ -31,7 +31,7 @@ from accelerated.settings import Settings
 from accelerated.stages.chunk import build_chunks
 from accelerated.stages.clean import clean_document
 from accelerated.stages.entities import assemble
-from benchmarks.quality_backends import bound
+from benchmarks.quality_backends import bound, llm_figures
 from benchmarks.quality_backends import results as backend_results_any
 from benchmarks.quality_match import MATCHING_RULE, key_of, matches, name_words
 from benchmarks.quality_truth import Case, load_cases
@@ -186,6 +186,7 @@ class Report:
     scores: dict[tuple[str, str], Score] = field(default_factory=dict)
     misses: dict[str, list[str]] = field(default_factory=dict)
     wrong: dict[str, list[str]] = field(default_factory=dict)
+    llm: dict[str, object] | None = None  # an LLM backend's calls and drops (llm_figures)
 
     def by_type(self) -> dict[str, Score]:
         out: dict[str, Score] = defaultdict(Score)
@@ -200,6 +201,7 @@ class Report:
             "documents": self.documents,
             "skipped": self.skipped,
             "failed": self.failed,
+            **({"llm": self.llm} if self.llm is not None else {}),
             "matching_rule": MATCHING_RULE,
             "precision_note": PRECISION_NOTE,
             "in_text_note": IN_TEXT_NOTE,
@@ -267,14 +269,22 @@ def _use_normalized(etype: str) -> bool:
     return etype in ("COURT", "DATE", "MONEY", "CASE_CITATION", "STATUTE", "DOCKET_NUMBER")
 
 
-def evaluate(cases: Iterable[Case], backend_name: str, settings: Settings | None = None) -> Report:
+def evaluate(
+    cases: Iterable[Case],
+    backend_name: str,
+    settings: Settings | None = None,
+    llm_cache: str | None = None,
+) -> Report:
     """Every case through ``backend_name`` (built from ``settings``: the environment's
-    when None, so ``TRANSFORMERS_MODEL``, ``OPENAI_BASE_URL`` ... apply)."""
-    return asyncio.run(evaluate_async(cases, backend_name, settings or Settings()))
+    when None, so ``TRANSFORMERS_MODEL``, ``OPENAI_BASE_URL`` ... apply); an LLM
+    backend's replies kept under the Redis prefix ``llm_cache`` when given."""
+    return asyncio.run(evaluate_async(cases, backend_name, settings or Settings(), llm_cache))
 
 
-async def evaluate_async(cases: Iterable[Case], backend_name: str, settings: Settings) -> Report:
-    async with bound(get_backend(backend_name, settings), settings) as backend:
+async def evaluate_async(
+    cases: Iterable[Case], backend_name: str, settings: Settings, llm_cache: str | None = None
+) -> Report:
+    async with bound(get_backend(backend_name, settings), settings, llm_cache) as backend:
         return await _evaluate(cases, backend_name, backend)
 
 
@@ -303,6 +313,7 @@ async def _evaluate(cases: Iterable[Case], backend_name: str, backend: EntityBac
                 report.wrong.setdefault(f"{case.family} {etype}", []).extend(
                     f"{case.name}: {m}" for m in wrong
                 )
+    report.llm = llm_figures(backend)
     return report
 
 
@@ -312,6 +323,8 @@ def _fmt(x: float | None) -> str:
 
 def print_report(report: Report, console: Console, show_misses: bool) -> None:
     console.print(f"backend {report.backend} ({report.version}), {report.documents} documents")
+    if report.llm is not None:
+        console.print("LLM: " + ", ".join(f"{k} {v}" for k, v in report.llm.items()), markup=False)
     console.print(f"Matching rule: {MATCHING_RULE}")
     console.print(PRECISION_NOTE)
     console.print(IN_TEXT_NOTE)
@@ -389,6 +402,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--limit", type=int, help="only the first N cases (by family and name): slow backends"
     )
     ap.add_argument(
+        "--llm-cache",
+        metavar="PREFIX",
+        help="keep an LLM backend's validated replies in Redis under PREFIX (not removed): "
+        "a later run asking the same questions (llm after rules+llm) makes no call",
+    )
+    ap.add_argument(
         "--misses",
         action="store_true",
         help="list the truth items not found and the predictions matching no truth item",
@@ -396,7 +415,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     corpus = args.corpus or args.truth.resolve().parent
     cases = select(load_cases(args.truth, corpus), args.family, args.per_family, args.limit)
-    report = evaluate(cases, args.entity_backend)
+    report = evaluate(cases, args.entity_backend, llm_cache=args.llm_cache)
     print_report(report, Console(width=160), args.misses)
     if args.json:
         args.json.write_text(json.dumps(report.as_dict(), indent=2) + "\n")

@@ -7,7 +7,10 @@ on one event loop for the whole evaluation, and split backends (``rules+llm``,
 does. A backend that needs the runtime's clients (the LLM backends: the response
 cache and the global limiter live in Redis) gets a client for ``REDIS_URL`` under a
 key prefix of its own, which is removed at the end (its cached replies with it: each
-evaluation pays for its calls).
+evaluation pays for its calls), unless the caller names a prefix to keep
+(``--llm-cache``): then a later evaluation asking the same questions (``llm`` after
+``rules+llm``: the same prompt, chunks and settings) is answered from the replies the
+first one validated, and makes no call.
 """
 
 from __future__ import annotations
@@ -45,6 +48,33 @@ async def results(backend: EntityBackend, doc: Chunked) -> list[list[RawMention]
     return await backend.extract_async(texts)
 
 
+def llm_figures(backend: EntityBackend) -> dict[str, object] | None:
+    """What the LLM part of ``backend`` did (None: it has none): the settings that shape
+    its replies, its calls and cache hits, the chunks still invalid after their repair
+    and the mentions dropped (a type outside the vocabulary, a text not in the chunk).
+    Read before the backend is closed (its client's counters go with it)."""
+    from accelerated.llm.entities import LlmEntityBackend
+
+    parts = (backend, getattr(backend, "llm", None), getattr(backend, "async_part", None))
+    llm = next((p for p in parts if isinstance(p, LlmEntityBackend)), None)
+    if llm is None:
+        return None
+    s, stats = llm.settings, llm.stats
+    return {
+        "model": llm.llm_model,
+        "response_format": s.llm_response_format,
+        "max_tokens": s.llm_max_tokens,
+        "temperature": s.llm_temperature,
+        "calls": stats.calls if stats else 0,
+        "cache_hits": stats.cache_hits if stats else 0,
+        "tokens_in": stats.tokens_in if stats else 0,
+        "tokens_out": stats.tokens_out if stats else 0,
+        "failed_chunks": llm.failed_chunks,
+        "dropped_types": llm.dropped_types,
+        "dropped_spans": llm.dropped_spans,
+    }
+
+
 def _needing_clients(backend: EntityBackend) -> list[NeedsClients]:
     parts: list[object] = [backend]
     if isinstance(backend, SplitBackend):
@@ -53,9 +83,11 @@ def _needing_clients(backend: EntityBackend) -> list[NeedsClients]:
 
 
 @asynccontextmanager
-async def bound(backend: EntityBackend, settings: Settings) -> AsyncIterator[EntityBackend]:
-    """``backend`` with the clients it needs for the block; closed (and its keys
-    removed) after."""
+async def bound(
+    backend: EntityBackend, settings: Settings, keep_prefix: str | None = None
+) -> AsyncIterator[EntityBackend]:
+    """``backend`` with the clients it needs for the block; closed after, and its keys
+    removed unless they are under ``keep_prefix``."""
     needy = _needing_clients(backend)
     if not needy:
         yield backend
@@ -64,7 +96,7 @@ async def bound(backend: EntityBackend, settings: Settings) -> AsyncIterator[Ent
         from accelerated.errors import ConfigError
 
         raise ConfigError("this entity backend needs REDIS_URL (its cache and limiter)")
-    prefix = f"bench-quality-{uuid.uuid4().hex[:8]}"
+    prefix = keep_prefix or f"bench-quality-{uuid.uuid4().hex[:8]}"
     client = redis_client(settings.redis_url, settings)
     try:
         clients = BackendClients(client, Keys(prefix), caches=True)
@@ -74,7 +106,8 @@ async def bound(backend: EntityBackend, settings: Settings) -> AsyncIterator[Ent
     finally:
         for part in needy:
             await part.aclose()
-        keys = [k async for k in client.scan_iter(match=f"{prefix}*", count=1000)]
-        for i in range(0, len(keys), 500):
-            await client.delete(*keys[i : i + 500])
+        if keep_prefix is None:
+            keys = [k async for k in client.scan_iter(match=f"{prefix}*", count=1000)]
+            for i in range(0, len(keys), 500):
+                await client.delete(*keys[i : i + 500])
         await client.aclose()

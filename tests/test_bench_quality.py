@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis as sync_redis
@@ -93,6 +94,9 @@ def test_the_same_command_scores_an_llm_backend_through_its_cache_and_limiter(
     assert report["backend"] == "rules+llm" and report["documents"] == 1
     assert "llm-" in report["backend_version"]
     assert len(chat_server.ok()) == 1  # the model was really asked: one chunk, one call
+    llm = report["llm"]
+    assert (llm["calls"], llm["cache_hits"], llm["failed_chunks"]) == (1, 0, 0), llm
+    assert llm["model"] == "test-model" and llm["response_format"] == "json_object"
     # Scored like any backend: the test server's replies ("Judge <Name>", a court, the
     # caption's parties) become mentions that the truth is matched against.
     by_type = report["by_type"]
@@ -141,3 +145,41 @@ def test_cases_are_selected_the_same_way_for_every_backend() -> None:
     assert names(["b"], 1) == ["x"]
     assert names(None, 1, 2) == ["w", "x"]
     assert names(None, None, 3) == ["w", "y", "x"]
+
+
+def test_a_kept_llm_cache_answers_the_same_questions_of_another_backend(
+    tmp_path: Path,
+    chat_server: ChatServer,
+    redis_url: str,
+    prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``--llm-cache PREFIX``: ``llm`` after ``rules+llm`` on the same documents asks the
+    same questions, answered from the replies kept (no call); without it, or under
+    another response format, they are asked."""
+    _point_at(chat_server, redis_url, monkeypatch)
+    truth = _docket_corpus(tmp_path)
+    client = sync_redis.Redis.from_url(redis_url)
+    try:
+
+        def run(backend: str, *extra: str) -> dict[str, Any]:
+            out = tmp_path / f"{backend}.json"
+            assert main(["--truth", str(truth), "--entity-backend", backend, *extra,
+                         "--json", str(out)]) == 0  # fmt: skip
+            llm: dict[str, Any] = json.loads(out.read_text())["llm"]
+            return llm
+
+        assert run("rules+llm", "--llm-cache", prefix)["calls"] == 1
+        assert list(client.scan_iter(match=f"{prefix}*"))  # kept
+        again = run("llm", "--llm-cache", prefix)
+        assert (again["calls"], again["cache_hits"]) == (0, 1)
+        assert len(chat_server.ok()) == 1
+        monkeypatch.setenv("LLM_RESPONSE_FORMAT", "json_object_schema")
+        other = run("llm", "--llm-cache", prefix)
+        assert (other["calls"], other["response_format"]) == (1, "json_object_schema")
+        assert chat_server.received[-1].body["response_format"]["type"] == "json_object"
+        assert "schema" in chat_server.received[-1].body["response_format"]
+    finally:
+        for key in client.scan_iter(match=f"{prefix}*"):
+            client.delete(key)
+        client.close()
