@@ -54,9 +54,7 @@ async def test_a_script_error_is_only_that_calls(redis: RedisClient, prefix: str
     assert batch.round_trips == 1
 
 
-async def test_a_call_cancelled_while_queued_is_never_sent(
-    redis: RedisClient, prefix: str
-) -> None:
+async def test_a_call_cancelled_while_queued_is_never_sent(redis: RedisClient, prefix: str) -> None:
     batch = ScriptBatch(redis, INCR_LUA)
     key = f"{prefix}:counter"
     kept = asyncio.create_task(batch([key], [1]))
