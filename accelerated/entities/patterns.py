@@ -1112,6 +1112,9 @@ DOCKET_LIST_LINE_RE: Final = re.compile(
 )
 DOCKET_LIST_MAX_LINES: Final = 40
 CONTEXT_MAX_DOCKETS: Final = 8
+# A document's own case number is in its header fields, which come first (a docket
+# sheet's "CASE #:", a notice's "Case Number:" lines, a portal's "Case:").
+CONTEXT_DOCKET_CHARS: Final = 6000
 # A judge field's label before the name (on its line, or alone on the line above).
 _JUDGE_LABELS: Final = (
     ("referred", r"Referred[ \t]+to"),

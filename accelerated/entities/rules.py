@@ -131,7 +131,7 @@ class DocContext(msgspec.Struct, frozen=True, omit_defaults=True):
             notice=P.MAILED_TO_RE.search(text) is not None,
             parties=tuple(names[: P.CONTEXT_MAX_PARTIES]),
             judges=_full_judges(text),
-            dockets=_own_dockets(head),
+            dockets=_own_dockets(text[: P.CONTEXT_DOCKET_CHARS]),
             entries=_has_entries(text),
         )
 
