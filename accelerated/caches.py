@@ -7,19 +7,27 @@ pipeline did.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Generic, TypeVar
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from typing import Final, Generic, TypeVar
 
 import msgspec
+from redis.asyncio.lock import Lock
 
 from accelerated import pipeline
 from accelerated.backends import OcrText, Segment
 from accelerated.boundary import map_driver_errors
 from accelerated.cluster import RedisClient, mget
 from accelerated.codec import Codec
-from accelerated.errors import CodecError
+from accelerated.errors import BackendError, CodecError
 from accelerated.keys import Keys
 from accelerated.models import Extracted
+
+# The lease of a content being read by an engine (``_EngineCache.exclusive``): renewed
+# every third of it while held, polled this often by a document waiting for it.
+LEASE_S: Final = 30.0
+LEASE_POLL_S: Final = 0.2
 
 
 class RedisExtractCache:
@@ -104,6 +112,43 @@ class _EngineCache(Generic[T]):
             await self._redis.set(
                 self._key(version, sha256), self._codec.encode(value), ex=self._ttl
             )
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, version: str, sha256: str) -> AsyncIterator[None]:
+        """Only one document at a time reads this content with the engine.
+
+        The same scan or recording under several names (an attachment in every e-mail
+        of a thread, a production's duplicates) arrives in one batch side by side: each
+        would miss the cache and pay the engine (tesseract minutes, or a paid service)
+        again. Inside this block the caller looks in the cache and reads what is
+        missing; a second document with the same content waits here, then finds the
+        first one's result. The lease lives ``LEASE_S`` and is renewed while held, so a
+        holder that died frees it within that time; the waiter's own stage time limit
+        bounds its wait."""
+        lock = self._redis.lock(
+            self._keys.reading(self._key(version, sha256)),
+            timeout=LEASE_S,
+            sleep=LEASE_POLL_S,
+            blocking=True,
+        )
+        with map_driver_errors():
+            await lock.acquire()
+        renew = asyncio.create_task(self._renew(lock))
+        try:
+            yield
+        finally:
+            renew.cancel()
+            await asyncio.gather(renew, return_exceptions=True)
+            # Released for the next one; if Redis is away, the lease expires by itself.
+            with contextlib.suppress(BackendError), map_driver_errors():
+                await lock.release()
+
+    @staticmethod
+    async def _renew(lock: Lock) -> None:
+        while True:
+            await asyncio.sleep(LEASE_S / 3)
+            with contextlib.suppress(BackendError), map_driver_errors():
+                await lock.extend(LEASE_S, replace_ttl=True)
 
 
 class RedisTranscriptCache(_EngineCache[list[Segment]]):

@@ -24,6 +24,7 @@ from accelerated.errors import CodecError
 from accelerated.ids import validate_project
 from accelerated.keys import Keys
 from accelerated.models import CanonicalEntity
+from accelerated.script_batch import ScriptBatch
 
 FIELD_SEP: Final = "\x1f"
 CHUNK: Final = 1000  # entities per script call: bounds the time the server is blocked
@@ -84,7 +85,8 @@ class RedisCanonicalRegistry:
     def __init__(self, redis: RedisClient, keys: Keys) -> None:
         self._redis = redis
         self._keys = keys
-        self._script = redis.register_script(GET_OR_CREATE_SCRIPT)
+        # Lookups of documents in flight share round trips (accelerated/script_batch.py).
+        self._script = ScriptBatch(redis, GET_OR_CREATE_SCRIPT)
 
     async def get_or_create(
         self, project: str, entities: Sequence[CanonicalEntity]
@@ -106,7 +108,7 @@ class RedisCanonicalRegistry:
                 for entity in entities[start : start + CHUNK]:
                     args.append(field_of(entity))
                     args.append(_encode(_Stored(entity.id, entity.name)))
-                values.extend(await self._script(keys=[key], args=args))
+                values.extend(await self._script([key], args))
         return [
             _entity(project, entity.type, entity.key, value)
             for entity, value in zip(entities, values, strict=True)

@@ -13,7 +13,7 @@ import time
 import uuid
 from collections import OrderedDict
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from accelerated import pipeline, state
 from accelerated.boundary import map_driver_errors
@@ -32,6 +32,18 @@ from persistence.traditional import TraditionalStore
 
 class MissingInput(PipelineError):
     """The previous stage's output is gone (expired or evicted): restart from extract."""
+
+
+# What the last commit of a document reads back to assemble its intent.
+_ASSEMBLED: Final = ("ocr", "clean", "chunks", "canonical")
+# Output keys whose content is read again: a stage's input (the next stage, or a later
+# ``--reprocess --from`` that stage) or the intent's assembly. The rest (relate's) is
+# only checked for existence, by reprocess planning, and its rows go onto the
+# write-behind stream in the same script call: for those a document's last commit
+# stores a marker instead of encoding the output a second time.
+CONTENT_READ: Final = frozenset(
+    {s.input_key for s in pipeline.PIPELINE if s.input_key} | {*_ASSEMBLED, "structured"}
+)
 
 
 def input_key(stage: str) -> str | None:
@@ -95,6 +107,7 @@ class AcceleratedHandoff:
         self._structured = pipeline.stage("structure").enabled(settings)
         self.memo_hits = 0
         self.memo_misses = 0
+        self._marker = codec.encode(None)
 
     def _remember(self, ref: SourceRef, stage: str, output: Any, cost: int) -> None:
         now = time.monotonic()
@@ -177,8 +190,11 @@ class AcceleratedHandoff:
         fields: dict[str, str | float],
     ) -> bool:
         ref = msg.ref
-        value = self.codec.encode(output)
         out_key = pipeline.stage(msg.stage).output_key
+        if final_status is not None and out_key not in CONTENT_READ:
+            value = self._marker  # its rows are in the intent; nobody decodes it
+        else:
+            value = self.codec.encode(output)
         writes = Writes(self.keys.output(ref.document_id, out_key), value, self.ttl)
         if final_status is None:
             # Remembered before the message moves on: the next stage's consumer in this
@@ -195,7 +211,7 @@ class AcceleratedHandoff:
         if isinstance(output, Extracted):  # finished before clean (needs OCR)
             intent = intent_for_document(ref, output, None, None, None, final_status, None)
         else:
-            names = ("ocr", "clean", "chunks", "canonical")
+            names = _ASSEMBLED
             got = await self._outputs(ref, (*names, "structured") if self._structured else names)
             extracted, cleaned, chunked, resolved = got[:4]
             intent = intent_for_document(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
+from collections.abc import Sequence
 from typing import Final
 
 from accelerated.errors import InvalidIdError
@@ -60,6 +61,36 @@ def relationship_id(
 ) -> uuid.UUID:
     """``scope`` (a document id) keeps per-document edges such as co-occurrence apart."""
     return uuid.uuid5(NAMESPACE, f"rel\x00{rtype}\x00{source_id}\x00{target_id}\x00{scope or ''}")
+
+
+_NAMESPACE_SHA1: Final = hashlib.sha1(NAMESPACE.bytes, usedforsecurity=False)
+
+
+def relationship_ids(
+    rtype: str, pairs: Sequence[tuple[uuid.UUID, uuid.UUID]], scope: uuid.UUID | None = None
+) -> list[uuid.UUID]:
+    """``relationship_id`` of many edges at once, the same ids: a document's few hundred
+    co-occurrence edges share a handful of endpoints, so each endpoint's text form is
+    made once, and the namespace's SHA-1 state is copied instead of hashed again
+    (``uuid.uuid5`` spent two thirds of the relate stage's time here)."""
+    text: dict[uuid.UUID, str] = {}
+    tail = f"\x00{scope or ''}"
+    head = f"rel\x00{rtype}\x00"
+    out = []
+    for a, b in pairs:
+        sa = text.get(a)
+        if sa is None:
+            sa = text[a] = str(a)
+        sb = text.get(b)
+        if sb is None:
+            sb = text[b] = str(b)
+        h = _NAMESPACE_SHA1.copy()
+        h.update(f"{head}{sa}\x00{sb}{tail}".encode())
+        raw = bytearray(h.digest()[:16])
+        raw[6] = (raw[6] & 0x0F) | 0x50  # version 5
+        raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+        out.append(uuid.UUID(bytes=bytes(raw)))
+    return out
 
 
 # Edges the ``relationships`` view derives from the rows that state them (schema

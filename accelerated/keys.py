@@ -118,6 +118,13 @@ class Keys:
             raise ValueError(f"unsafe OCR engine version {version!r}")
         return f"{self.prefix}:cache:ocr:{version}:{_hex(sha256)}"
 
+    def reading(self, cache_key: str) -> str:
+        """The lease of whoever is reading the content of an engine cache entry now
+        (``cache_key``: one of the cache keys above); others with that content wait."""
+        if not cache_key.startswith(f"{self.prefix}:cache:"):
+            raise ValueError(f"not a cache key of this prefix: {cache_key!r}")
+        return f"{cache_key}:reading"
+
     def transcript_cache(self, version: str, sha256: str) -> str:
         """Transcript segments by transcriber version (engine, model, options) and the
         audio file's sha256."""

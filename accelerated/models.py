@@ -153,7 +153,7 @@ class Mention(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     start: int
     end: int
     canonical_id: uuid.UUID | None = None
-    role: str | None = None  # a party's role where the document states it
+    role: str | None = None  # which field it is (a party's side, a date's field ...)
 
 
 class Mentions(msgspec.Struct, kw_only=True):

@@ -20,6 +20,7 @@ from accelerated.cluster import RedisClient
 from accelerated.connect import redis_client
 from accelerated.errors import BackendUnavailable, ConfigError
 from accelerated.keys import Keys
+from accelerated.logs import apply_log_format
 from accelerated.redact import redact
 from accelerated.settings import Settings
 from accelerated.shards import default_shards
@@ -48,6 +49,7 @@ def tool_settings() -> Settings:
     problems += _url_problems("DATABASE_URL", settings.database_url)
     if problems:
         raise ConfigError("\n".join(problems))
+    apply_log_format(settings.log_format)  # as batch and worker do, once settings are read
     return settings
 
 

@@ -35,6 +35,7 @@ from accelerated.errors import BackendUnavailable, ConfigError
 from accelerated.keys import STAGES, Keys
 from accelerated.models import SourceRef
 from accelerated.parking import PARK_LUA, Parked, waiter_field
+from accelerated.script_batch import ScriptBatch
 
 _RUN_FIELDS: tuple[str, ...] = (
     state.ERROR,
@@ -198,7 +199,8 @@ class RedisTransport:
         self.redis, self.keys, self.consumer = redis, keys, consumer
         self.shards = keys.shards
         self.ttl_stage_s = ttl_stage_s
-        self._advance = redis.register_script(ADVANCE_LUA)
+        # Advances of documents in flight share round trips (accelerated/script_batch.py).
+        self._advance = ScriptBatch(redis, ADVANCE_LUA)
         self._park = redis.register_script(PARK_LUA)
 
     async def setup(self) -> None:
@@ -396,7 +398,7 @@ class RedisTransport:
             self.keys.failed(ref.project, shard),
         ]
         with map_driver_errors():
-            return bool(await self._advance(keys=keys, args=args))
+            return bool(await self._advance(keys, args))
 
     async def retry(self, msg: Message, error: str) -> None:
         pipe = self.redis.pipeline(transaction=True)

@@ -19,9 +19,10 @@ invocation and latency) is how close the pipeline comes to it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,8 +65,22 @@ class MemChunkCache:
             self.d[(version, h)] = v
 
 
-class MemOcrCache:
+class _Exclusive:
+    """One reader of a content at a time, within this process (``OcrCache.exclusive``)."""
+
     def __init__(self) -> None:
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, version: str, sha256: str) -> AsyncIterator[None]:
+        lock = self._locks.setdefault((version, sha256), asyncio.Lock())
+        async with lock:
+            yield
+
+
+class MemOcrCache(_Exclusive):
+    def __init__(self) -> None:
+        super().__init__()
         self.d: dict[tuple[str, str], dict[int, OcrText]] = {}
 
     async def get(self, version: str, sha256: str) -> dict[int, OcrText] | None:
@@ -75,8 +90,9 @@ class MemOcrCache:
         self.d[(version, sha256)] = pages
 
 
-class MemTranscriptCache:
+class MemTranscriptCache(_Exclusive):
     def __init__(self) -> None:
+        super().__init__()
         self.d: dict[tuple[str, str], list[Segment]] = {}
 
     async def get(self, version: str, sha256: str) -> list[Segment] | None:

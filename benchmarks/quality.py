@@ -33,12 +33,27 @@ from accelerated.stages.clean import clean_document
 from accelerated.stages.entities import assemble
 from benchmarks.quality_backends import bound, llm_figures
 from benchmarks.quality_backends import results as backend_results_any
-from benchmarks.quality_match import MATCHING_RULE, key_of, matches, name_words
-from benchmarks.quality_truth import Case, load_cases
+from benchmarks.quality_match import MATCHING_RULE, key_of, matches, name_words, surname_matches
+from benchmarks.quality_truth import EVERY_MENTION, Case, load_cases, truth_roles
 
 CHUNK_CHARS, CHUNK_OVERLAP = 2000, 200  # the pipeline's defaults
 DOC_ID = uuid.UUID("00000000-0000-4000-8000-00000000a001")
 _NAMES = frozenset({"PARTY", "ATTORNEY", "JUDGE"})
+# The types whose mentions carry a field role (accelerated/entities/roles.py).
+ROLE_TYPES = frozenset({"DATE", "DOCKET_NUMBER", "JUDGE"})
+FIELD_PRECISION_NOTE = (
+    "field P (DATE, DOCKET_NUMBER, JUDGE): the truth lists fields (a case's decision "
+    "date, a contract's agreement and effective dates, a docket's filing, termination and "
+    "entry dates, its own number, its assigned and referred judges), so precision over "
+    "every mention counts the other dates, numbers and judges a document writes as "
+    "false. Field P is precision over the predictions that say they are one of the "
+    "fields the family's truth covers: of the distinct predicted values with at least "
+    "one mention whose role is among the family's truth roles (truth_roles, from the "
+    "truth's field names in benchmarks/quality_truth.py), the fraction that match a "
+    "truth item. 'field pred' is how many such values there are; 'field R' the truth "
+    "items they find (how much of the truth the roles cover). Recall is unchanged (over "
+    "all predictions)."
+)
 IN_TEXT_NOTE = (
     "'in text' (names only): truth items all of whose words occur in the extracted text; "
     "the rest (a listing's case names kept only in link attributes, justices named by "
@@ -134,10 +149,18 @@ class Score:
     predicted: int = 0
     correct: int = 0
     in_text: int | None = None  # names only: truth items whose words all occur in the text
+    # DATE, DOCKET_NUMBER, JUDGE: predictions whose role is one of the family's truth roles
+    field_predicted: int | None = None
+    field_correct: int | None = None
+    field_found: int | None = None  # truth items some such prediction matches
 
     def add(self, other: Score) -> None:
         if other.in_text is not None:
             self.in_text = (self.in_text or 0) + other.in_text
+        if other.field_predicted is not None:
+            self.field_predicted = (self.field_predicted or 0) + other.field_predicted
+            self.field_correct = (self.field_correct or 0) + (other.field_correct or 0)
+            self.field_found = (self.field_found or 0) + (other.field_found or 0)
         self.truth += other.truth
         self.found += other.found
         self.predicted += other.predicted
@@ -150,6 +173,18 @@ class Score:
     @property
     def precision(self) -> float | None:
         return self.correct / self.predicted if self.predicted else None
+
+    @property
+    def field_precision(self) -> float | None:
+        if not self.field_predicted:
+            return None
+        return (self.field_correct or 0) / self.field_predicted
+
+    @property
+    def field_recall(self) -> float | None:
+        if self.field_predicted is None or not self.truth:
+            return None
+        return (self.field_found or 0) / self.truth
 
     @property
     def f1(self) -> float | None:
@@ -171,6 +206,11 @@ class Score:
             "precision": r3(self.precision),
             "recall": r3(self.recall),
             "f1": r3(self.f1),
+            "field_predicted": self.field_predicted,
+            "field_correct": self.field_correct,
+            "field_precision": r3(self.field_precision),
+            "field_found": self.field_found,
+            "field_recall": r3(self.field_recall),
         }
 
 
@@ -187,6 +227,8 @@ class Report:
     misses: dict[str, list[str]] = field(default_factory=dict)
     wrong: dict[str, list[str]] = field(default_factory=dict)
     llm: dict[str, object] | None = None  # an LLM backend's calls and drops (llm_figures)
+    # (family, type) -> the roles its truth covers (quality_truth.truth_roles)
+    roles: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
 
     def by_type(self) -> dict[str, Score]:
         out: dict[str, Score] = defaultdict(Score)
@@ -205,6 +247,12 @@ class Report:
             "matching_rule": MATCHING_RULE,
             "precision_note": PRECISION_NOTE,
             "in_text_note": IN_TEXT_NOTE,
+            "field_precision_note": FIELD_PRECISION_NOTE,
+            "truth_roles": {
+                f"{family} {etype}": sorted(roles)
+                for (family, etype), roles in sorted(self.roles.items())
+                if etype in ROLE_TYPES
+            },
             "truth_notes": TRUTH_NOTES,
             "by_type": {t: s.as_dict() for t, s in self.by_type().items()},
             "by_family": {
@@ -237,29 +285,46 @@ async def document_mentions_async(text: str, backend: EntityBackend) -> list[Men
 
 
 def score_case(
-    case: Case, mentions: Sequence[Mention], text: str = ""
+    case: Case,
+    mentions: Sequence[Mention],
+    text: str = "",
+    roles: dict[str, frozenset[str]] | None = None,
 ) -> dict[str, tuple[Score, list[str], list[str]]]:
     """Per type with truth: the counts, the truth items not found and the predictions that
-    match no truth item (for --misses)."""
+    match no truth item (for --misses). ``roles``: per type, the roles the family's truth
+    covers, for field precision (ROLE_TYPES only)."""
     out: dict[str, tuple[Score, list[str], list[str]]] = {}
     text_words = set(name_words(text))
     for etype, items in case.truth.items():
         truth = {key_of(etype, t) for t in items} - {""}
         if not truth:
             continue
-        predicted = {
-            key_of(etype, m.normalized if _use_normalized(etype) else m.text)
+        keyed = [
+            (key_of(etype, m.normalized if _use_normalized(etype) else m.text), m.role)
             for m in mentions
             if m.type == etype
-        }
-        predicted.discard("")
-        found = [t for t in truth if any(matches(etype, t, p) for p in predicted)]
-        correct = [p for p in predicted if any(matches(etype, t, p) for t in truth)]
+        ]
+        predicted = {k for k, _ in keyed} - {""}
+        alone = surname_matches(items, predicted) if etype == "JUDGE" else {}
+
+        def match(t: str, p: str, etype: str = etype, alone: dict[str, str] = alone) -> bool:
+            return matches(etype, t, p) or alone.get(p) == t
+
+        found = [t for t in truth if any(match(t, p) for p in predicted)]
+        correct = [p for p in predicted if any(match(t, p) for t in truth)]
         missed = sorted(truth - set(found))
         wrong = sorted(predicted - set(correct))
         score = Score(len(truth), len(found), len(predicted), len(correct))
         if etype in _NAMES:  # truth whose words are all in the text: what a rule could find
             score.in_text = sum(set(t.split()) <= text_words for t in truth)
+        if etype in ROLE_TYPES:
+            wanted = (roles or {}).get(etype, frozenset())
+            fields = {k for k, role in keyed if k and (EVERY_MENTION in wanted or role in wanted)}
+            score.field_predicted = len(fields)
+            score.field_correct = len(fields & set(correct))
+            score.field_found = sum(any(match(t, p) for p in fields) for t in truth)
+            # --misses marks the unmatched values counted by field P
+            wrong = [f"{w} (field)" if w in fields else w for w in wrong]
         out[etype] = (score, missed, wrong)
     return out
 
@@ -289,7 +354,8 @@ async def evaluate_async(
 
 
 async def _evaluate(cases: Iterable[Case], backend_name: str, backend: EntityBackend) -> Report:
-    report = Report(backend=backend_name, version=backend.version)
+    cases = list(cases)
+    report = Report(backend=backend_name, version=backend.version, roles=truth_roles(cases))
     for case in cases:
         try:
             text = document_text(case)
@@ -302,7 +368,8 @@ async def _evaluate(cases: Iterable[Case], backend_name: str, backend: EntityBac
         except PipelineError as exc:
             report.failed.append(f"{case.name}: {exc}")
             mentions = []
-        scored = score_case(case, mentions, text)
+        roles = {t: r for (f, t), r in report.roles.items() if f == case.family}
+        scored = score_case(case, mentions, text, roles)
         for etype, (score, missed, wrong) in scored.items():
             report.scores.setdefault((case.family, etype), Score()).add(score)
             if missed:
@@ -327,13 +394,24 @@ def print_report(report: Report, console: Console, show_misses: bool) -> None:
         console.print("LLM: " + ", ".join(f"{k} {v}" for k, v in report.llm.items()), markup=False)
     console.print(f"Matching rule: {MATCHING_RULE}")
     console.print(PRECISION_NOTE)
+    console.print(FIELD_PRECISION_NOTE)
     console.print(IN_TEXT_NOTE)
     for title, rows in (
         ("By entity type", [(t, s) for t, s in report.by_type().items()]),
         ("By family and type", [(f"{f} {t}", s) for (f, t), s in sorted(report.scores.items())]),
     ):
         table = Table(title=title)
-        for col in ("", "truth", "in text", "predicted", "precision", "recall", "F1"):
+        cols = (
+            "",
+            "truth",
+            "in text",
+            "predicted",
+            "precision",
+            "field pred",
+            "field P",
+            "field R",
+        )
+        for col in (*cols, "recall", "F1"):
             table.add_column(col, justify="left" if not col else "right")
         for name, s in rows:
             table.add_row(
@@ -342,10 +420,17 @@ def print_report(report: Report, console: Console, show_misses: bool) -> None:
                 "-" if s.in_text is None else str(s.in_text),
                 str(s.predicted),
                 _fmt(s.precision),
+                "-" if s.field_predicted is None else str(s.field_predicted),
+                _fmt(s.field_precision),
+                _fmt(s.field_recall),
                 _fmt(s.recall),
                 _fmt(s.f1),
             )
         console.print(table)
+    console.print("Truth roles (what field P counts, per family):")
+    for (family, etype), roles in sorted(report.roles.items()):
+        if etype in ROLE_TYPES:
+            console.print(f"  {family} {etype}: {', '.join(sorted(roles)) or '-'}", markup=False)
     console.print("Truth notes (where a figure says more about the truth than the rules):")
     for key, note in TRUTH_NOTES.items():
         console.print(f"  {key}: {note}", markup=False)

@@ -107,6 +107,8 @@ class BenchConfig:
     llm_rpm: int = 600
     llm_tpm: int = 10_000_000
     llm_concurrency: int = 8
+    # Which paths run (both by default); one alone is for iterating on it with the limit.
+    paths: tuple[str, ...] = PATHS
 
     @property
     def subprocess_workers(self) -> bool:
@@ -626,18 +628,19 @@ async def _warmup(h: Harness) -> None:
     if not h.cfg.warmup or not WARMUP_INPUT.is_dir():
         return
     h.proxy.delay_ms = 0
-    for path in PATHS:
+    for path in h.cfg.paths:
         async with open_env(h, path) as env:
             await run_batch(env.rt, BatchOptions(project=PROJECT, inputs=[WARMUP_INPUT]))
 
 
-def _order(i: int) -> tuple[str, ...]:
-    return PATHS if i % 2 == 0 else PATHS[::-1]
+def _order(h: Harness, i: int) -> tuple[str, ...]:
+    paths = h.cfg.paths
+    return paths if i % 2 == 0 else paths[::-1]
 
 
 def _cold_order(h: Harness, i: int) -> tuple[str, ...]:
     """The cold runs' order, the limit first in one combination and last in the next."""
-    paths = _order(i)
+    paths = _order(h, i)
     if not h.with_limit:
         return paths
     return (LIMIT, *paths) if i % 2 == 0 else (*paths, LIMIT)
@@ -701,11 +704,11 @@ async def sweep(h: Harness) -> None:
     for li, latency in enumerate(h.cfg.latencies_ms):
         h.proxy.delay_ms = latency
         async with contextlib.AsyncExitStack() as stack:
-            envs = {p: await stack.enter_async_context(open_env(h, p)) for p in PATHS}
+            envs = {p: await stack.enter_async_context(open_env(h, p)) for p in h.cfg.paths}
             for mi, mode in enumerate(MODES):
                 if mode != "cold" and mode not in h.cfg.modes:
                     continue
-                for path in _cold_order(h, li) if mode == "cold" else _order(li + mi):
+                for path in _cold_order(h, li) if mode == "cold" else _order(h, li + mi):
                     if path == LIMIT:
                         h.limit_runs.append(await measure_limit(h, latency))
                         continue
@@ -853,6 +856,14 @@ def _floats(text: str) -> list[float]:
     return values
 
 
+def _paths(text: str) -> tuple[str, ...]:
+    paths = tuple(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
+    bad = [p for p in paths if p not in PATHS]
+    if bad or not paths:
+        raise argparse.ArgumentTypeError(f"paths are {', '.join(PATHS)}; got {text!r}")
+    return paths
+
+
 def _modes(text: str) -> list[str]:
     modes = [m.strip() for m in text.split(",") if m.strip()]
     if not modes or any(m not in (*MODES, LIMIT) for m in modes):
@@ -889,6 +900,12 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
     p.add_argument("--cpu-pool", choices=("process", "thread"), default="process")
     p.add_argument("--redis-url", default=DEFAULT_REDIS)
     p.add_argument("--database-url", default=DEFAULT_DATABASE)
+    p.add_argument(
+        "--paths",
+        type=_paths,
+        default=PATHS,
+        help="accelerated,traditional (default both; one alone to iterate on it)",
+    )
     p.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up run")
     p.add_argument("--json", type=Path, dest="json_path")
     p.add_argument("--plot", type=Path, dest="plot_path")
@@ -916,6 +933,7 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
         llm_latency_ms=a.llm_latency_ms,
         llm_rpm=a.llm_rpm,
         llm_concurrency=a.llm_concurrency,
+        paths=a.paths,
     )
 
 

@@ -284,6 +284,23 @@ MIGRATIONS: Final[tuple[tuple[int, str, str], ...]] = (
             'document_id, project and type reach each branch''s indexes.';
         """,
     ),
+    (
+        7,
+        "field roles",
+        """
+        COMMENT ON COLUMN {s}.entity_mentions.role IS
+            'Which field the mention is, where the document says so: a party''s role '
+            '(plaintiff, defendant, petitioner, respondent, appellant, appellee, debtor, '
+            'creditor, contract party); a date''s (filed, entered, terminated, decided, '
+            'argued, received, effective, agreement, executed); a docket number''s (own, '
+            'related, lower_court); a judge''s (assigned, referred, presiding, trial, '
+            'author, panel). NULL: a mention of no field (a date in an entry''s text).';
+        COMMENT ON VIEW {s}.canonical_entity_roles IS
+            'Roles of a canonical entity over all its mentions (a party''s sides, a '
+            'judge''s assignments, a date''s fields): derived, so it is the same whatever '
+            'order documents were written in and follows re-processing.';
+        """,
+    ),
 )
 
 

@@ -183,3 +183,67 @@ def test_a_kept_llm_cache_answers_the_same_questions_of_another_backend(
         for key in client.scan_iter(match=f"{prefix}*"):
             client.delete(key)
         client.close()
+
+
+def test_field_precision_counts_the_predictions_of_the_truths_fields(tmp_path: Path) -> None:
+    """The truth lists the docket's filing date only: the entry's deadline is a date the
+    document writes (all-mentions precision counts it as false), but it is no field, so
+    field precision does not count it; recall is over all predictions either way."""
+    corpus = tmp_path / "corpus"
+    doc = corpus / "juriscraper" / "pacer_docket_district_html" / "fields.txt"
+    doc.parent.mkdir(parents=True)
+    doc.write_text(
+        "CIVIL DOCKET FOR CASE #: 3:30-cv-00078-XYZ\n\nLane v. Birch Co.\n"
+        "Assigned to: Judge Mira T. Oakes\nDate Filed: 01/15/2030\n\n"
+        "Date Filed # Docket Text\n"
+        "01/20/2030 1 ORDER before Judge Tobias Wren. Answer due 2/5/2030. (Wren, T.)\n"
+    )
+    truth = corpus / "truth" / "juriscraper" / "pacer_docket_district_html"
+    truth.mkdir(parents=True)
+    (truth / "fields.expected.json").write_text(
+        json.dumps(
+            {
+                "docket_number": "3:30-cv-00078",
+                "assigned_to_str": "Mira T. Oakes",
+                "date_filed": "2030-01-15",
+            }
+        )
+    )
+    out = tmp_path / "q.json"
+    assert main(["--truth", str(corpus / "truth"), "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    family = "juriscraper/pacer_docket_district_html"
+    # the family's truth fields, as roles: no entry dates in this truth
+    assert report["truth_roles"][f"{family} DATE"] == ["filed"]
+    assert report["truth_roles"][f"{family} JUDGE"] == ["assigned"]
+    date = report["by_type"]["DATE"]
+    assert (date["predicted"], date["correct"]) == (3, 1)  # 01/15, 01/20 (an entry's), 2/5
+    assert (date["field_predicted"], date["field_correct"]) == (1, 1)
+    assert date["field_precision"] == 1.0 and date["recall"] == 1.0
+    judge = report["by_type"]["JUDGE"]
+    assert judge["precision"] == 0.5 and judge["field_precision"] == 1.0
+    assert "field" in report["field_precision_note"] and "Field" in report["matching_rule"]
+    assert report["by_type"]["DOCKET_NUMBER"]["field_precision"] == 1.0
+
+
+def test_matching_rule_initials_surnames_and_court_prefixes() -> None:
+    from benchmarks.quality_match import key_of, matches, surname, surname_matches
+
+    def judge(a: str, b: str) -> bool:
+        return matches("JUDGE", key_of("JUDGE", a), key_of("JUDGE", b))
+
+    assert judge("David Alan Ezra", "David A. Ezra")  # a middle initial for its name
+    assert not judge("David Alan Ezra", "David B. Ezra")
+    assert not judge("David Alan Ezra", "Ezra")  # a surname alone: only with the context
+    assert surname("Thomas R. Frierson, II") == "frierson"
+    assert surname("Roe, Jane") == "roe"
+    truth = ["David Alan Ezra", "Leslie E. Kobayashi"]
+    keys = {key_of("JUDGE", n) for n in ("Ezra", "David A. Ezra", "Kobayashi", "Susan Kobayashi")}
+    # "ezra": the document's only Ezra is the truth's; "kobayashi": the document names
+    # another Kobayashi, so the surname alone is not matched
+    assert surname_matches(truth, keys) == {"ezra": key_of("JUDGE", "David Alan Ezra")}
+    assert matches(
+        "DOCKET_NUMBER",
+        key_of("DOCKET_NUMBER", "1:20-cv-01296"),
+        key_of("DOCKET_NUMBER", "NYS/1:20-cv-01296"),
+    )

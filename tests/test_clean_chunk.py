@@ -16,11 +16,12 @@ from accelerated.errors import DocumentError
 from accelerated.ids import chunk_id
 from accelerated.models import CATEGORIES, CanonicalEntity, Cleaned, Extracted, Page, SourceRef
 from accelerated.settings import Settings
-from accelerated.stages import StageContext
+from accelerated.stages import StageContext, clean
 from accelerated.stages import chunk as chunk_stage
 from accelerated.stages import clean as clean_stage
 from accelerated.stages.chunk import chunk_spans
 from accelerated.stages.clean import categorize, clean_pages, clean_text
+from tests.conftest import EXAMPLES
 
 DOC_ID = uuid.UUID("00000000-0000-4000-8000-000000000001")
 
@@ -246,3 +247,117 @@ async def test_chunk_empty_document(settings: Settings) -> None:
     doc = Cleaned(document_id=DOC_ID, text="", pages=[Page(1, 0, 0)], category="other")
     out = await chunk_stage.run(doc, make_ctx(settings))
     assert out.chunks == [] and out.document_id == DOC_ID
+
+
+# Invented lines per rule of ``clean.RULES`` (by index), each matched by its rule: for
+# every word of the rule's prefilter, one line in which it is the only such word.
+_RULE_SAMPLES: dict[int, tuple[str, ...]] = {
+    0: ("Justice Roe delivered the opinion of the Court.",),
+    1: ("PER CURIAM.", "MEMORANDUM OPINION AND ORDER"),
+    2: ("The Opinion of the Court follows", "SYLLABUS"),
+    3: ("ROE, J., delivered", "ROE, J., dissenting.", "POE, J. concurring", "DOE, J., wrote"),
+    4: ("Mary Roe, Presiding Judge", "Ann Roe, Associate Justice", "ROE, J."),
+    5: (
+        "Decided March 3, 2020",
+        "Filed: 4 May 2021",
+        "Promulgated June 1, 2019",
+        "Argued Jan. 5, 2018",
+        "Submitted on May 2, 2017",
+        "Decision Date: 3/4/2016",
+    ),
+    6: ("Jane Poe, for the appellants.",),
+    7: ("Appeal from the District Court", "On Writ of Certiorari", "Appeal of Jane Roe"),
+    8: ("Before: ROE, POE and DOE", "ROE and POE, JJ."),
+    9: ("FINDINGS OF FACT and CONCLUSIONS OF LAW",),
+    10: ("In our opinion the claim fails.", "Slip Op. 12"),
+    11: ("Court of Appeals of Nowhere", "Nowhere Supreme Court"),
+    12: (
+        "For these reasons we affirm.",
+        "Thus we reverse.",
+        "So we vacate it.",
+        "Here we hold so.",
+        "Last, we conclude.",
+    ),
+    13: ("AFFIRMED", "REVERSED", "REMANDED"),
+    14: ("See 123 U.S. 456 (1890).",),
+    15: ("IT IS HEREBY ORDERED that the motion is granted.",),
+    16: ("ORDER GRANTING MOTION",),
+    17: ("SCHEDULING ORDER",),
+    18: ("SO ORDERED.", "JUDGMENT"),
+    19: ("MEMORANDUM OF LAW IN SUPPORT",),
+    20: ("MOTION TO DISMISS", "Motion for Relief"),
+    21: ("BRIEF OF APPELLANT", "COMPLAINT", "PETITION", "REPLY", "ANSWER"),
+    22: ("Plaintiff respectfully moves this Court", "Roe submits the Court"),
+    23: ("Respectfully submitted,", "WHEREFORE, Roe prays"),
+    24: ("PRELIMINARY STATEMENT", "ARGUMENT", "STATEMENT OF FACTS"),
+    25: ("Attorneys for Plaintiff",),
+    26: ("This Services Agreement is made as of May 1",),
+    27: ("IN WITNESS WHEREOF, signed.", "NOW, THEREFORE, it is"),
+    28: ("MASTER SERVICES AGREEMENT", "SERVICE CONTRACT"),
+    29: ("The parties hereby agree as follows:", "hereinafter referred to as Acme"),
+    30: ("WHEREAS, the Company wishes to sell;",),
+    31: ("the parties hereto", "Acme, hereinafter Seller"),
+    32: ("EX-10.1", "EXHIBIT 10.2"),
+    33: ("a Licensor", "the Licensee", "a Franchisee", "a Distributor", "the Lessee", "a Supplier"),
+    34: ("This is governed by the laws of Delaware.",),
+    35: ('Acme Corp. (the "Company")',),
+    36: ("From: a@example.com\nTo: b@example.com\nSubject: hello",),
+    37: ("Dear Judge Roe,",),
+    38: ("Sincerely,", "Very truly yours,", "Best regards,"),
+    39: ("Notice of Electronic Filing", "This is an automatic e-mail message"),
+}
+_ALL_SAMPLES = tuple(t for lines in _RULE_SAMPLES.values() for t in lines)
+
+
+def _scores_without_prefilter(text: str, fmt: str) -> dict[str, int]:
+    head = text[: clean.HEAD_CHARS]
+    scores = dict.fromkeys(clean.CATEGORIES, 0)
+    if fmt == "eml":
+        scores["correspondence"] += clean.EML_PRIOR
+    for category, weight, rx in clean.RULES:
+        if rx.search(head):
+            scores[category] += weight
+    return scores
+
+
+def _odd_cases(text: str) -> list[str]:
+    """What IGNORECASE also matches: long s, dotless and dotted i, the Kelvin sign."""
+    return [
+        text,
+        text.upper(),
+        text.replace("s", "\u017f"),
+        text.replace("i", "\u0131"),
+        text.replace("I", "\u0130"),
+        text.replace("k", "\u212a"),
+    ]
+
+
+def test_the_category_prefilter_never_skips_a_rule_that_matches() -> None:
+    assert len(_RULE_SAMPLES) == len(clean.RULES) == len(clean.PREFILTER)
+    for i, (_cat, _w, rx) in enumerate(clean.RULES):
+        words = clean.PREFILTER[i]
+        for sample in _RULE_SAMPLES[i]:
+            assert rx.search(sample), f"{sample!r} does not match rule {i} {rx.pattern!r}"
+            for text in _odd_cases(sample):
+                lowered = text.translate(clean._FOLD).lower()
+                if rx.search(text) and words is not None:
+                    assert any(w in lowered for w in words), (i, text)
+        # Each word is needed: some line of the rule has it and none of the others.
+        for word in words or ():
+            alone = [
+                t
+                for t in _RULE_SAMPLES[i]
+                if word in t.lower() and not any(w in t.lower() for w in words if w != word)
+            ]
+            assert alone, f"rule {i}: no sample line has {word!r} alone"
+
+
+def test_category_scores_are_those_of_every_pattern_run() -> None:
+    texts = [*_ALL_SAMPLES, "\n".join(_ALL_SAMPLES), "nothing to see here", ""]
+    texts += [p.read_text(errors="replace") for p in sorted(EXAMPLES.rglob("*.txt"))]
+    for text in texts:
+        for variant in _odd_cases(text):
+            for fmt in ("txt", "eml"):
+                assert clean.category_scores(variant, fmt) == _scores_without_prefilter(
+                    variant, fmt
+                )

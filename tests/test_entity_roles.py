@@ -1,4 +1,5 @@
-"""Party roles: stored with each mention, aggregated per canonical entity by a view."""
+"""Mention roles (a party's side; a date's, a docket number's or a judge's field): stored
+with each mention, aggregated per canonical entity by a view."""
 
 from __future__ import annotations
 
@@ -14,18 +15,24 @@ PROJECT = "roles"
 CANON = uuid.UUID("00000000-0000-4000-8000-0000000000e1")
 
 
-def _mention(doc: int, start: int, role: str | None) -> Mention:
+def _mention(
+    doc: int,
+    start: int,
+    role: str | None,
+    etype: str = "PARTY",
+    canon: uuid.UUID = CANON,
+) -> Mention:
     doc_id = uuid.UUID(int=doc)
     return Mention(
-        id=uuid.uuid5(doc_id, str(start)),
+        id=uuid.uuid5(doc_id, f"{etype}:{start}"),
         document_id=doc_id,
         chunk_id=uuid.UUID(int=1000 + doc),
-        type="PARTY",
+        type=etype,
         text="Acme Co.",
         normalized="acme co.",
         start=start,
         end=start + 8,
-        canonical_id=CANON,
+        canonical_id=canon,
         role=role,
     )
 
@@ -39,9 +46,9 @@ async def _insert(pool: asyncpg.Pool, schema: str, mentions: list[Mention]) -> N
     )
 
 
-async def _roles(pool: asyncpg.Pool, schema: str) -> list[str] | None:
+async def _roles(pool: asyncpg.Pool, schema: str, canon: uuid.UUID = CANON) -> list[str] | None:
     value = await pool.fetchval(
-        f'SELECT roles FROM "{schema}".canonical_entity_roles WHERE id = $1', CANON
+        f'SELECT roles FROM "{schema}".canonical_entity_roles WHERE id = $1', canon
     )
     return None if value is None else list(value)
 
@@ -66,3 +73,47 @@ async def test_roles_are_stored_and_aggregated_in_any_order(
         f'DELETE FROM "{pg_schema}".entity_mentions WHERE document_id = $1', uuid.UUID(int=2)
     )
     assert await _roles(pg_pool, pg_schema) == ["defendant"]
+
+
+async def test_field_roles_of_dates_dockets_and_judges_take_the_same_path(
+    pg_pool: asyncpg.Pool, pg_schema: str
+) -> None:
+    """The rules backend's field roles (a judge's "assigned", a date's "filed", a docket
+    number's "own") are stored and aggregated like a party's: no path filters by type."""
+    await migrate(pg_pool, pg_schema)
+    judge = uuid.UUID("00000000-0000-4000-8000-0000000000e2")
+    date = uuid.UUID("00000000-0000-4000-8000-0000000000e3")
+    await _insert(
+        pg_pool,
+        pg_schema,
+        [
+            _mention(3, 0, "assigned", "JUDGE", judge),
+            _mention(3, 50, None, "JUDGE", judge),  # the same judge in an entry's text
+            _mention(4, 0, "referred", "JUDGE", judge),
+            _mention(3, 90, "filed", "DATE", date),
+            _mention(3, 120, "entered", "DATE", date),
+            _mention(3, 150, "own", "DOCKET_NUMBER"),
+        ],
+    )
+    stored = await pg_pool.fetch(
+        f'SELECT type, start_char, role FROM "{pg_schema}".entity_mentions '
+        "WHERE document_id = $1 ORDER BY start_char",
+        uuid.UUID(int=3),
+    )
+    assert [(r[0], r[1], r[2]) for r in stored] == [
+        ("JUDGE", 0, "assigned"),
+        ("JUDGE", 50, None),
+        ("DATE", 90, "filed"),
+        ("DATE", 120, "entered"),
+        ("DOCKET_NUMBER", 150, "own"),
+    ]
+    assert await _roles(pg_pool, pg_schema, judge) == ["assigned", "referred"]
+    assert await _roles(pg_pool, pg_schema, date) == ["entered", "filed"]
+    comment = await pg_pool.fetchval(
+        "SELECT col_description(c.oid, a.attnum) FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "JOIN pg_attribute a ON a.attrelid = c.oid "
+        "WHERE n.nspname = $1 AND c.relname = 'entity_mentions' AND a.attname = 'role'",
+        pg_schema,
+    )
+    assert "lower_court" in comment and "contract party" in comment

@@ -184,3 +184,24 @@ async def test_pool_children_that_die_or_hang_are_replaced(
         assert pool.submit(sum, [1, 2]).result(timeout=30) == 3
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+async def test_the_same_scan_under_three_names_is_read_by_the_engine_once(
+    corpus: Path, tmp_path: Path, settings: Settings, pg_pool: asyncpg.Pool, redis: aioredis.Redis
+) -> None:
+    """Duplicates of one scan in one batch (an attachment in every e-mail of a thread)
+    arrive side by side: one document reads it, the others wait for its lease and take
+    its pages from the cache."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a.pdf", "b.pdf", "c.pdf"):
+        shutil.copy(corpus / SCAN, src / name)
+    toy = settings.model_copy(update={"plugins": ["tests.plugins.toy"], "ocr_backend": "toy-ocr"})
+    await migrate(pg_pool, toy.pg_schema)
+    report = await run_batch(
+        make_runtime(toy, pg_pool, redis, accelerated=True), BatchOptions("dups", [src])
+    )
+    assert report.done == report.total == 3, report.failed
+    assert (report.ocr_pages, report.ocr_cached_pages) == (2, 4)
+    texts = {r["text"] for r in await pg_pool.fetch("SELECT text FROM documents")}
+    assert len(texts) == 1 and "Toy OCR page 2" in texts.pop()

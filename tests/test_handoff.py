@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 
 from accelerated import ids
 from accelerated.batch_run import BatchOptions, run_batch
-from accelerated.handoff import AcceleratedHandoff
+from accelerated.handoff import CONTENT_READ, AcceleratedHandoff
 from accelerated.models import SourceRef
 from accelerated.settings import Settings
 from persistence.schema import migrate
@@ -92,3 +92,35 @@ async def test_an_intent_refused_as_stale_is_not_kept_in_memory(
     await handoff.fail(msg, "extract: corrupt_file: test")
     assert len(memo) == 0 and memo.hits == 0
     assert await redis.xlen(rt.keys.wb_stream()) == 0
+
+
+async def test_a_finished_documents_last_output_is_a_marker_its_inputs_are_kept(
+    settings: Settings, pg_pool: asyncpg.Pool, redis: aioredis.Redis
+) -> None:
+    """relate's output is in the intent's rows already: its key only says "current" to
+    reprocess planning; every output a stage or the intent reads keeps its content."""
+    await migrate(pg_pool, settings.pg_schema)
+    rt = make_runtime(settings, pg_pool, redis, accelerated=True)
+    report = await run_batch(rt, BatchOptions("marker", [EXAMPLES]))
+    assert report.done > 0
+    done = [
+        ids.document_id("marker", p.relative_to(EXAMPLES).as_posix())
+        for p in sorted(EXAMPLES.rglob("*"))
+        if p.is_file()
+    ]
+    seen = 0
+    for doc in done:
+        if await redis.hget(rt.keys.state(doc), "status") != b"done":
+            continue
+        seen += 1
+        marker = await redis.get(rt.keys.output(doc, "relations"))
+        assert marker is not None and rt.codec.decode(marker, type(None)) is None
+        for key in sorted(CONTENT_READ):
+            if key == "structured":
+                continue  # only where the structure stage is enabled
+            raw = await redis.get(rt.keys.output(doc, key))
+            assert raw is not None and rt.codec.decompress(raw) not in (b"null", b""), key
+    assert seen == report.done
+    # A reprocess with nothing changed still finds every stage current.
+    again = await run_batch(rt, BatchOptions("marker", [], reprocess=True))
+    assert again.unchanged == report.done + report.needs_ocr

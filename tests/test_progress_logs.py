@@ -282,3 +282,29 @@ async def test_no_line_is_built_when_the_logger_is_quiet(
         logger.removeHandler(catch)
         logger.setLevel(before)
     assert report.done == report.total and calls == []
+
+
+def test_the_tools_apply_log_format_once_settings_are_read(
+    monkeypatch: pytest.MonkeyPatch, settings: Settings
+) -> None:
+    """status, dlq and export (``tool_settings``) log in LOG_FORMAT as batch does."""
+    from accelerated.logs import JsonFormatter
+    from accelerated.tooling import tool_settings
+
+    monkeypatch.setenv("REDIS_URL", str(settings.redis_url))
+    monkeypatch.setenv("DATABASE_URL", str(settings.database_url))
+    monkeypatch.setenv("LOG_FORMAT", "json")
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    root = logging.getLogger()
+    before = [(h, h.formatter) for h in root.handlers]  # pytest's own among them
+    root.addHandler(handler)
+    try:
+        tool_settings()
+        assert isinstance(handler.formatter, JsonFormatter)
+        logging.getLogger("accelerated.test").warning("tool line")
+    finally:
+        root.removeHandler(handler)
+        for h, fmt in before:
+            h.setFormatter(fmt)
+    assert json.loads(stream.getvalue().splitlines()[-1])["message"] == "tool line"

@@ -380,3 +380,21 @@ async def test_real_opinion_end_to_end(
     assert max(got.values()) > 1  # some pair shares more than one chunk
     assert registry.calls == 2
     assert {c.id for c in await registry.list(PROJECT)} == {c.id for c in resolved.canonicals}
+
+
+def test_relationship_ids_in_bulk_are_the_single_ids() -> None:
+    """The relate stage's bulk ids are byte for byte ``relationship_id``'s (uuid5): a
+    re-run of a document processed before must upsert, not duplicate, its edges."""
+    import random
+
+    from accelerated.ids import relationship_id, relationship_ids
+
+    rng = random.Random(7)
+    nodes = [uuid.UUID(int=rng.getrandbits(128)) for _ in range(12)]
+    pairs = [(rng.choice(nodes), rng.choice(nodes)) for _ in range(300)]
+    for scope in (None, uuid.UUID(int=rng.getrandbits(128))):
+        for rtype in ("CO_OCCURS_WITH", "CITES"):
+            bulk = relationship_ids(rtype, pairs, scope)
+            assert bulk == [relationship_id(rtype, a, b, scope) for a, b in pairs]
+            assert all(u.version == 5 and u.variant == uuid.RFC_4122 for u in bulk)
+    assert relationship_ids("CO_OCCURS_WITH", []) == []

@@ -8,6 +8,8 @@ import gc
 import time
 import uuid
 
+import asyncpg
+
 from accelerated.canonical import PassThroughCanonicalRegistry
 from accelerated.models import SourceRef
 from accelerated.runtime import make_executor, tune_gc
@@ -72,3 +74,37 @@ async def test_stage_compute_is_the_stages_own_cpu(settings: Settings) -> None:
     compute = ctx.compute_seconds(time.thread_time() - t0)
     assert 0.22 < compute < 0.33, compute
     assert 0.14 < ctx.cpu_s < 0.2
+
+
+async def test_fingerprints_are_kept_per_content_and_renewed_with_the_backends(
+    settings: Settings, pg_pool: asyncpg.Pool
+) -> None:
+    import dataclasses
+    import hashlib
+
+    from accelerated import fingerprint, ids
+    from tests.support import make_runtime
+
+    rt = make_runtime(settings, pg_pool, None, accelerated=False)
+
+    def ref(name: str, content: bytes) -> SourceRef:
+        return SourceRef(
+            document_id=ids.document_id("fp", name), project="fp", source=f"/{name}",
+            source_key=name, sha256=hashlib.sha256(content).hexdigest(), size=len(content),
+            format="txt", generation=1,
+        )  # fmt: skip
+
+    a, b = ref("a.txt", b"one"), ref("b.txt", b"two")
+    fa = rt.fingerprints(a)
+    assert fa == fingerprint.fingerprints(a, rt.stage_params)
+    assert rt.fingerprints(a) is fa  # kept, not hashed again
+    assert rt.fingerprints(b) != fa
+    # A new entity backend version (what the benchmark's rerun does): new fingerprints.
+    backends = rt.backends_
+    bumped = dataclasses.replace(backends.entities)  # type: ignore[type-var]
+    object.__setattr__(bumped, "version", f"{backends.entities.version}+new")
+    rt.backends = dataclasses.replace(backends, entities=bumped)
+    rt.__dict__.pop("stage_params", None)
+    fa2 = rt.fingerprints(a)
+    assert fa2 == fingerprint.fingerprints(a, rt.stage_params)
+    assert fa2["entities"] != fa["entities"] and fa2["extract"] == fa["extract"]

@@ -24,9 +24,10 @@ class RawMention(msgspec.Struct, array_like=True, frozen=True):
     start: int
     end: int
     normalized: str
-    # plaintiff, defendant, petitioner, respondent, appellant, appellee, debtor, creditor,
-    # contract party ... where the document states it. Last and defaulted, so results
-    # cached before roles existed still decode.
+    # which field the mention is, where the document states it: a party's side
+    # (plaintiff, defendant, ..., contract party), a date's, a docket number's or a
+    # judge's field (patterns.DATE_ROLES, DOCKET_ROLES, JUDGE_ROLES). Last and defaulted,
+    # so results cached before roles existed still decode.
     role: str | None = None
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-RULES_VERSION: Final = "rules-4"
+RULES_VERSION: Final = "rules-5"
 
 _MONTHS: Final = (
     "January",
@@ -927,4 +927,216 @@ APPELLATE_PARTY_RE: Final = re.compile(
 # Docket text: "filed by Attorney Richard A. Roe", "appearance of Attorney Jo Poe".
 BY_ATTORNEY_RE: Final = re.compile(
     r"\b(?:by|of|for)[ \t]+Attorney[ \t]+(?=[A-Z])(?P<name>[^\n]{3,60})"
+)
+
+# --- roles: which field a date, docket number or judge is (accelerated/entities/roles.py) --
+
+# The vocabulary. A mention gets a role only where a label, a column or the document's
+# layout says which field it is; a date or number inside running prose or inside a
+# docket entry's text gets none.
+DATE_ROLES: Final = frozenset(
+    {
+        "filed",  # "Date Filed:", "Docketed:", "Filed", an EDGAR exhibit's "Source:" line
+        "entered",  # a docket entry's date: its row's date cell, "(Entered: ...)"
+        "terminated",  # "Date Terminated:", "Termed:", "Date Closed:", "Date Disposed:"
+        "decided",  # "Decided", "Decision Date:", "Date Order/Judgment:", a listing row's date
+        "argued",  # "Argued", "Submitted", "Heard"
+        "received",  # "Date Rec'd COA:", "Received:"
+        "effective",  # "effective as of", "Effective Date:"
+        "agreement",  # a contract's own "dated as of", "made and entered into as of"
+        "executed",  # a signature block's "Dated:" / "Date:"
+    }
+)
+DOCKET_ROLES: Final = frozenset({"own", "related", "lower_court"})
+JUDGE_ROLES: Final = frozenset({"assigned", "referred", "presiding", "trial", "author", "panel"})
+
+# A date field's label, right before the date on its line ("Date Filed: 11/10/2008",
+# "Docketed: 01/27/2010", "Decided May 19, 1980.", "Argued April 24, 2007"), or alone on
+# the line above (a portal's "Date Filed:" over "06/11/2025").
+_DATE_LABELS: Final = (
+    (
+        "terminated",
+        r"Date[ \t]+(?:Terminated|Closed|Disposed|Dismissed)|Termed|Terminated"
+        r"|Closed|Disposed|Date[ \t]+of[ \t]+(?:Termination|Disposition)",
+    ),
+    ("received", r"Date[ \t]+Rec(?:eive)?'?d(?:[ \t]+[A-Z]{2,4})?|Received|Date[ \t]+Received"),
+    ("entered", r"Date[ \t]+Order/Judgment[ \t]+EOD|Date[ \t]+Entered|Entered"),
+    (
+        "decided",
+        r"Date[ \t]+Order/Judgment|Date[ \t]+of[ \t]+(?:Decision|Judgment|Opinion)"
+        r"|Decision[ \t]+Date|Judgment[ \t]+Date|Opinion[ \t]+Date|Date[ \t]+Decided|Decided"
+        r"|Rehearing[ \t]+Denied|Opinion[ \t]+(?:Filed|Issued)|Promulgated",
+    ),
+    ("argued", r"Argued(?:[ \t]+and[ \t]+Submitted)?|Submitted|Heard|Date[ \t]+Argued"),
+    (
+        "filed",
+        r"Date[ \t]+(?:NOA[ \t]+)?Filed|Filing[ \t]+Date|Date[ \t]+Docketed|Docketed"
+        r"|Filed(?:[ \t]+on)?",
+    ),
+    # (a bare "Effective" or "Dated" only as a field, with its ":"; "Effective January 1,
+    # 2005, after which ..." opens a sentence)
+    ("effective", r"Effective[ \t]+Date|Effective(?=[ \t]*:)"),
+    ("agreement", r"Dated[ \t]+as[ \t]+of"),  # a contract's cover: "Dated as of ..."
+    ("executed", r"Dated(?=[ \t]*:)|Date[ \t]+Signed|Signed(?=[ \t]*:)|Execution[ \t]+Date"),
+)
+DATE_LABEL_ROLE: Final = {role: re.compile(rf"(?i:{label})") for role, label in _DATE_LABELS}
+_ANY_DATE_LABEL = "|".join(f"(?P<{role}>{label})" for role, label in _DATE_LABELS)
+# ... directly before the date (its ":" and an "on" may come between); case as written,
+# so a capitalised field label ("Filed", "Decided") but not a verb of a sentence ("was
+# filed"); a lower-case label only opening its line or after a ";" ("Submitted ...;
+# decided October 16, 1924").
+DATE_LABEL_BEFORE_RE: Final = re.compile(
+    rf"(?:^|(?<=[\s;,(\[]))(?:{_ANY_DATE_LABEL})[ \t]*:?[ \t]*(?:(?i:on|as[ \t]+of)[ \t]+)?\Z"
+)
+DATE_LABEL_LOWER_RE: Final = re.compile(
+    r"(?:^|;)[ \t]*(?P<label>decided|argued|submitted|filed|entered|docketed|heard)"
+    r"[ \t]*:?[ \t]*\Z"
+)
+# A label alone on the line above the date (its value on the next line).
+DATE_LABEL_LINE_RE: Final = re.compile(rf"^[ \t]*(?:{_ANY_DATE_LABEL})[ \t]*:[ \t]*$")
+# A row of labels ("Date Order/Judgment: Date Order/Judgment EOD: Date NOA Filed: Date
+# Rec'd COA:", "Docketed: Lower Ct: Court of Appeals of ...") over a row of their values:
+# the n-th date of the values row is the n-th label's.
+LABEL_ROW_ITEM_RE: Final = re.compile(r"(?:^|(?<=[ \t]))(?P<label>[A-Z][\w'/. ]{1,40}?):")
+# CM/ECF's party tables close an attorney's or a party's block with "TERMINATED: date": the
+# date that person left the case, not a date of the case.
+PARTY_TERMINATED_BEFORE_RE: Final = re.compile(r"\bTERMINATED:[ \t]*\Z")
+ENTERED_STAMP_BEFORE_RE: Final = re.compile(r"[(\[](?i:entered|filed)(?:[ \t]+on)?:?[ \t]*\Z")
+# A notice of electronic filing: "The following transaction was entered on 7/8/2021 at
+# 12:49 PM CDT and filed on 7/8/2021", "... was received from Roe, Ann entered on ...".
+NEF_DATE_BEFORE_RE: Final = re.compile(
+    r"\btransaction\s+was\s+(?:(?:entered|filed)(?:\s+by\s+[^\n]{1,60}?)?"
+    r"|(?:entered|filed|received)\b(?s:.{0,200}?)\b(?:entered|filed)(?:\s+by\s+[^\n]{1,60}?)?)"
+    r"\s+on\s*\Z"
+)
+NEF_WINDOW_CHARS: Final = 300
+# An EDGAR exhibit's page footer: "Source: ACME CORP, 10-K, 3/30/2016" (the filing's date).
+EDGAR_SOURCE_BEFORE_RE: Final = re.compile(r"^[ \t]*Source:[^\n]{2,120},[ \t]*\Z", re.MULTILINE)
+# A contract's own date in its opening sentence: "THIS AGREEMENT, dated as of ...", "This
+# Agreement is made and entered into as of ...", "... is effective as from the 1st day of".
+AGREEMENT_VERB_BEFORE_RE: Final = re.compile(
+    r"\b(?P<verb>dated|made|entered[ \t\n]+into|executed|concluded|signed|effective"
+    r"|begins?|commences?|starts?)"
+    r"(?:[ \t\n]+(?:and[ \t\n]+)?(?:entered[ \t\n]+into|executed|made|effective))*"
+    r"(?:[ \t\n]+(?:as[ \t\n]+(?:of|from)|from|on|this|the|day|of|at|for[ \t\n]+reference))*"
+    r"[ \t\n,]*\Z",
+    re.IGNORECASE,
+)
+# ... the sentence is the agreement's own: it names "this", "The present" (Agreement) or
+# the title in capitals ("SERVICES AGREEMENT, dated as of"), a document word follows, and
+# between the last document word and the verb only its defined term and verbs ("This
+# Agreement shall be governed by the Convention ... dated" dates the Convention).
+OWN_AGREEMENT_RE: Final = re.compile(
+    r"\b(?:This|THIS|this|The[ \t\n]+present|the[ \t\n]+present)\b"
+    r"|\b[A-Z][A-Z&\-]+(?:[ \t]+[A-Z&\-]+)*[ \t]+(?=(?:AGREEMENT|CONTRACT|LEASE|AMENDMENT"
+    r"|LICENSE|MEMORANDUM|PLAN|INDENTURE|DEED)\b)"
+)
+AGREEMENT_WORD_RE: Final = re.compile(
+    r"\b(?i:agreement|contract|lease|amendment|license|memorandum|plan|indenture|deed)\b"
+)
+# "The term of this Agreement will begin on <date>": the term's start is the effective date.
+TERM_START_VERBS: Final = frozenset({"begin", "begins", "commence", "commences", "start", "starts"})
+TERM_WORD_RE: Final = re.compile(r"\b(?i:term)\b")
+# '"Effective Date" means October 31, 2019': the definition of the effective date.
+EFFECTIVE_DEFINED_BEFORE_RE: Final = re.compile(
+    r"[\"“]Effective[ \t\n]+Date[\"”][ \t\n]+(?:means|shall[ \t\n]+mean|is)[ \t\n]+"
+    r"(?:the[ \t\n]+)?\Z"
+)
+EFFECTIVE_TERM_AFTER_RE: Final = re.compile(
+    r"[ \t\n]*,?[ \t\n]*\((?:the|this)?[ \t\n]*[\"“']+(?i:effective[ \t\n]+date)"
+)
+SENTENCE_CHARS: Final = 400
+AGREEMENT_GAP_CHARS: Final = 80
+# A date in a listing row after a label of its own ("Public version posted 08/04/2014",
+# "Errata: 02/21/2014"): a note's date, not the row's date cell.
+LABELLED_CELL_BEFORE_RE: Final = re.compile(r"(?:\b[a-z]{2,}|:)[ \t]*\Z")
+# An opinion's caption block: the court's line, then the decision date alone on its line
+# ("Court of Appeals of Texas, Waco." / "May 26, 2004.").
+COURT_LINE_RE: Final = re.compile(r"\b(?:Court|COURT|Division|Circuit|Tribunal)\b[^\n]*\.?[ \t]*$")
+DATE_ALONE_AFTER_RE: Final = re.compile(r"[ \t]*\.?[ \t]*$")
+# A docket-entry table's header ("Date Filed # Docket Text", "Date Proceedings and Orders",
+# "Date Event Type Description Document") and a calendar's ("Set Date Calendar Type").
+ENTRY_TABLE_HEAD_RE: Final = re.compile(
+    r"^[ \t~]*(?:Date[ \t]+Filed|Filing[ \t]+Date|Date)[ \t~]+(?:#[ \t]+)?"
+    r"(?:Docket[ \t]+Text|Proceedings|Event|Description|Entry|Document)",
+    re.MULTILINE,
+)
+CALENDAR_HEAD_RE: Final = re.compile(
+    r"^[ \t]*(?:Set[ \t]+Date|Hearing[ \t]+Date|Calendar)\b[^\n]*$", re.MULTILINE
+)
+ENTRY_STAMP_RE: Final = re.compile(r"[(\[]Entered:[ \t]*\d")
+ENTRY_STAMPS_MIN: Final = 2
+# Labels that make a docket number another case's: an MDL's member and related cases,
+# the cases a docket is consolidated or linked with, prior appeals, a bankruptcy's
+# adversary case, a criminal case's magistrate number.
+RELATED_DOCKET_LABEL_RE: Final = re.compile(
+    r"(?i:\b(?:related|relate[ \t]+case|member|lead|consolidated|linked|associated|prior"
+    r"|current|companion|adversary|other|transfer)[ \t]+(?:cases?|with|proceedings?)?\b"
+    r"|^[ \t]*cases:"
+    r"|\bmagistrate[ \t]+judge[ \t]+case[ \t]+number)",
+    re.MULTILINE,
+)
+# ... another court's (the lower court of an appeal, the state court of a removed case).
+LOWER_DOCKET_LABEL_RE: Final = re.compile(
+    r"(?i:\blower[ \t]+c(?:our)?t\b|\btrial[ \t]+court\b|\boriginating\b|^[ \t]*district:"
+    r"|\bcase[ \t]+in[ \t]+other[ \t]+court|\bappeal(?:ed)?[ \t]+from\b"
+    r"|\b(?:removal|removed)\b[^\n.]{0,120}?\bcase[ \t]+(?:number|no\.?)[ \t]*\Z)",
+    re.MULTILINE,
+)
+# The document's own case number: a field label with its ":" or "#" ("Case Number:",
+# "Docket #:", "CASE #:", "Case:"), a caption's "No." opening its line, a notice's
+# "Activity in Case", a Supreme Court docket's "Docket for".
+OWN_DOCKET_LABEL_RE: Final = re.compile(
+    r"(?:(?i:\b(?:case|docket|appeal|cause|file)(?:[ \t]+(?:numbers?|nos?\.?))?[ \t]*#?[ \t]*:"
+    r"|\b(?:case|docket)[ \t]*#)"
+    r"|\bActivity[ \t]+in[ \t]+Case|\bDocket[ \t]+for"
+    r"|\bnotifications?[ \t]+(?:for|on|in)[ \t]+(?:Case[ \t]+)?No\."
+    r"|^[ \t]*(?:(?:Docket|Case|Cause|Appeal|Bankruptcy|Civil|Criminal)[ \t]+)?Nos?\.)"
+    r"[ \t]*\(?[ \t]*\Z",
+    re.MULTILINE,
+)
+# ... alone on the line above the number: another court's ("Court Case" under a portal's
+# trial-court block, an appeal's "COA Case").
+LOWER_DOCKET_LABEL_LINE_RE: Final = re.compile(
+    r"^[ \t]*(?:(?:Trial|Lower)[ \t]+)?(?:Court|COA)[ \t]+Case(?:[ \t]+(?:Number|No\.?))?"
+    r"[ \t]*:?[ \t]*$"
+)
+OWN_DOCKET_LABEL_LINE_RE: Final = re.compile(
+    r"^[ \t]*(?i:(?:case|docket|appeal|cause)(?:[ \t]+(?:numbers?|nos?\.?|#))?)[ \t]*:?[ \t]*$"
+)
+# A row opening with a docket number ("09-1066 Date Filed: ...").
+ROW_DOCKET_RE: Final = re.compile(rf"[ \t]*(?:{_DNUM})[ \t]")
+# A line holding only docket numbers (a list's continuation under its label).
+DOCKET_LIST_LINE_RE: Final = re.compile(
+    rf"^[ \t]*(?:\(?{_DNUM}\)?(?:[ \t]*\([A-Z]{{1,4}}\))?[ \t,;]*)+$"
+)
+DOCKET_LIST_MAX_LINES: Final = 40
+CONTEXT_MAX_DOCKETS: Final = 8
+# A document's own case number is in its header fields, which come first (a docket
+# sheet's "CASE #:", a notice's "Case Number:" lines, a portal's "Case:").
+CONTEXT_DOCKET_CHARS: Final = 6000
+# A judge field's label before the name (on its line, or alone on the line above).
+_JUDGE_LABELS: Final = (
+    ("referred", r"Referred[ \t]+to"),
+    ("assigned", r"Assigned[ \t]+to|Case[ \t]+Judge"),
+    ("presiding", r"Presiding[ \t]+Judge|Presiding"),
+    (
+        "trial",
+        r"Trial[ \t]+(?:Court[ \t]+)?Judge|Ordering[ \t]+Judge|Court[ \t]+Judge"
+        r"|Lower[ \t]+Court[ \t]+Judge",
+    ),
+    ("author", r"Authoring[ \t]+Judge|Author|Opinion[ \t]+by|Written[ \t]+by"),
+    ("panel", r"Before|Panel|Present"),
+)
+_ANY_JUDGE_LABEL = "|".join(f"(?P<{role}>{label})" for role, label in _JUDGE_LABELS)
+JUDGE_LABEL_BEFORE_RE: Final = re.compile(
+    rf"^[ \t]*(?:{_ANY_JUDGE_LABEL})[ \t]*:?[ \t]*\n?[ \t]*"
+    r"(?i:(?:Hon(?:orable|\.)?|Chief|Senior|Presiding|Magistrate|District|Bankruptcy|Circuit"
+    r"|Special|U\.S\.|Associate)[ \t]+)*(?i:Judges?|Justices?|Chancellor)?[ \t]*\Z",
+    re.MULTILINE,
+)
+# "Thomas, J., delivered the opinion of the Court", "Opinion by Justice Roe".
+AUTHOR_AFTER_RE: Final = re.compile(
+    r"[ \t,]*(?:(?:C\.[ \t]?J\.|P\.[ \t]?J\.|JJ?\.),?)?[ \t]+(?:delivered|wrote|filed)[ \t]+"
+    r"the[ \t]+opinion"
 )

@@ -26,6 +26,7 @@ import msgspec
 
 from accelerated.entities import RawMention, eyecite_speed
 from accelerated.entities import patterns as P
+from accelerated.entities import roles as R
 from accelerated.entities import structure as S
 
 # eyecite logs a warning for every citation overlap it cannot classify: noise per chunk.
@@ -99,6 +100,11 @@ class DocContext(msgspec.Struct, frozen=True, omit_defaults=True):
     # judge named by surname alone ("before Judge Ezra") is the one of them with that
     # surname, when only one person has it
     judges: tuple[str, ...] = ()
+    # the document's own case numbers (``roles.docket_core``): its labelled header fields'
+    # ("Case #:", "Case Number:", a caption's "No."), not a related or lower court's; any
+    # mention of one of them is the document's own number
+    dockets: tuple[str, ...] = ()
+    entries: bool = False  # a docket-entry table: a date opening a row is an entry's
 
     @staticmethod
     def of(text: str) -> DocContext:
@@ -125,6 +131,8 @@ class DocContext(msgspec.Struct, frozen=True, omit_defaults=True):
             notice=P.MAILED_TO_RE.search(text) is not None,
             parties=tuple(names[: P.CONTEXT_MAX_PARTIES]),
             judges=_full_judges(text),
+            dockets=_own_dockets(text[: P.CONTEXT_DOCKET_CHARS]),
+            entries=_has_entries(text),
         )
 
     def encode(self) -> str:
@@ -153,11 +161,13 @@ def _in_context(text: str, doc: DocContext) -> Iterator[RawMention]:
             if doc.row_number_first and _opens_captioned_row(text, m.start(), m.end()):
                 continue
             if not P.NOT_A_DOCKET_RE.fullmatch(num):
-                yield RawMention("DOCKET_NUMBER", m.start(), m.end(), num.lower())
+                # a listing's docket cell is its row's own number; the judge column, the
+                # opinion's author
+                yield RawMention("DOCKET_NUMBER", m.start(), m.end(), num.lower(), "own")
                 judge = P.JUDGE_CELL_RE.match(text, m.end()) if doc.judge_after_docket else None
                 if judge and _is_judge_name(judge.group("name")):
                     s, e = judge.start("name"), judge.end("name")
-                    yield RawMention("JUDGE", s, e, _norm_name(judge.group("name")))
+                    yield RawMention("JUDGE", s, e, _norm_name(judge.group("name")), "author")
     if doc.notice:
         yield from S.recipient_lines(text)
     for name in doc.parties:  # the preamble's parties, wherever the chunk names them
@@ -166,6 +176,36 @@ def _in_context(text: str, doc: DocContext) -> Iterator[RawMention]:
     if doc.court:
         for m in P.BARE_COURT_RE.finditer(text):
             yield RawMention("COURT", m.start(), m.end(), doc.court)
+
+
+def _own_dockets(head: str) -> tuple[str, ...]:
+    """The numbers the document's head labels as its own (none a related or lower court's)."""
+    found = keep_longest([*S.labelled_dockets(head), *_dockets(head)])
+    own = (
+        R.docket_core(m.normalized)
+        for m in found
+        if R.docket_role(head, m.start, m.end, m.normalized, R.Layout()) == "own"
+    )
+    return tuple(list(dict.fromkeys(own))[: P.CONTEXT_MAX_DOCKETS])
+
+
+def _has_entries(text: str) -> bool:
+    """A docket-entry table: its header, or entries' "(Entered: date)" stamps."""
+    if P.ENTRY_TABLE_HEAD_RE.search(text):
+        return True
+    stamps = P.ENTRY_STAMP_RE.finditer(text)
+    return all(next(stamps, None) is not None for _ in range(P.ENTRY_STAMPS_MIN))
+
+
+def _layout(text: str, doc: DocContext | None) -> R.Layout:
+    """What the roles read of the document: its context, or what this text itself shows."""
+    if doc is None:
+        return R.Layout(entries=_has_entries(text))
+    return R.Layout(
+        own_dockets=doc.dockets,
+        entries=doc.entries or _has_entries(text),
+        listing=doc.docket_table,
+    )
 
 
 def _full_judges(text: str) -> tuple[str, ...]:
@@ -245,19 +285,19 @@ def extract_text(text: str, tokenizer: Any, doc: DocContext | None = None) -> li
         num, caption = m.group("num"), m.group("caption")
         if P.NOT_A_DOCKET_RE.fullmatch(num) or not _is_caption(caption):
             continue
-        found.append(RawMention("DOCKET_NUMBER", m.start("num"), m.end("num"), num.lower()))
+        found.append(RawMention("DOCKET_NUMBER", m.start("num"), m.end("num"), num.lower(), "own"))
     if doc is not None and doc.initials_after_name:
         found = [_drop_initials(text, m) if m.type == "PARTY" else m for m in found]
     kept = keep_longest(_specific(m, doc) for m in found if m.end > m.start and _plausible(text, m))
     dockets = [(m.start, m.end) for m in kept if m.type == "DOCKET_NUMBER"]
-    if not dockets:
-        return kept
-    # "No. 12-3-45": a labelled number is the docket's, not a date written with dashes
-    return [
-        m
-        for m in kept
-        if m.type != "DATE" or not any(m.start < e and s < m.end for s, e in dockets)
-    ]
+    if dockets:
+        # "No. 12-3-45": a labelled number is the docket's, not a date written with dashes
+        kept = [
+            m
+            for m in kept
+            if m.type != "DATE" or not any(m.start < e and s < m.end for s, e in dockets)
+        ]
+    return R.assign(text, kept, _layout(text, doc))
 
 
 def _drop_initials(text: str, m: RawMention) -> RawMention:
@@ -522,8 +562,9 @@ def _judges(text: str) -> Iterator[RawMention]:
         base = m.start("list")
         for n in P.BEFORE_NAME_RE.finditer(m.group("list")):
             name = n.group("name")
-            if _is_judge_name(name):
-                yield RawMention("JUDGE", base + n.start(), base + n.end(), _norm_name(name))
+            if _is_judge_name(name):  # "Before: X, Y and Z, Circuit Judges": the panel
+                s, e = base + n.start(), base + n.end()
+                yield RawMention("JUDGE", s, e, _norm_name(name), "panel")
 
 
 def _named(text: str, regexes: Iterable[re.Pattern[str]], etype: str) -> Iterator[RawMention]:

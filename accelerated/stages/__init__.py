@@ -14,6 +14,7 @@ import inspect
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, cast
 
@@ -54,6 +55,11 @@ class OcrCache(Protocol):
 
     async def put(self, version: str, sha256: str, pages: dict[int, OcrText]) -> None: ...
 
+    def exclusive(self, version: str, sha256: str) -> AbstractAsyncContextManager[None]:
+        """Held while one document reads this content with the engine; another with
+        the same content waits, then finds the pages in the cache."""
+        ...
+
 
 class OcrJobs(Protocol):
     """Documents read by an asynchronous OCR service (``accelerated/ocr/jobs.py``)."""
@@ -73,6 +79,10 @@ class TranscriptCache(Protocol):
     async def get(self, version: str, sha256: str) -> list[Segment] | None: ...
 
     async def put(self, version: str, sha256: str, segments: list[Segment]) -> None: ...
+
+    def exclusive(self, version: str, sha256: str) -> AbstractAsyncContextManager[None]:
+        """As ``OcrCache.exclusive``: one transcription of a recording at a time."""
+        ...
 
 
 class OcrTally(Protocol):

@@ -197,14 +197,17 @@ async def run(extracted: Extracted, ctx: StageContext) -> Extracted:
     assert isinstance(engine, OcrEngine)
     version = cache_version(engine.version)
     read: dict[int, OcrText] = {}
-    if ctx.ocr_cache is not None:
-        read = await ctx.ocr_cache.get(version, extracted.sha256) or {}
-    missing = [n for n in wanted if n not in read]
-    cached = len(wanted) - len(missing)
     seconds: dict[int, float] = {}
     failed: list[tuple[int, Exception]] = []
-    if missing:
-        seconds, failed = await _read_pages(extracted, missing, read, ctx, version)
+    async with _reading(ctx, version, extracted.sha256):
+        # Looked up inside the lease: a document with the same scan that held it
+        # before this one has put its pages in the cache by now.
+        if ctx.ocr_cache is not None:
+            read = await ctx.ocr_cache.get(version, extracted.sha256) or {}
+        missing = [n for n in wanted if n not in read]
+        cached = len(wanted) - len(missing)
+        if missing:
+            seconds, failed = await _read_pages(extracted, missing, read, ctx, version)
     OCR_PAGES.labels("engine").inc(len(seconds))
     OCR_PAGES.labels("cache").inc(cached)
     for s in seconds.values():
@@ -219,6 +222,16 @@ async def run(extracted: Extracted, ctx: StageContext) -> Extracted:
         f"{n}={s:.3f}" for n, s in sorted(seconds.items())
     )
     return _with_ocr_text(extracted, wanted, read, version)
+
+
+@contextlib.asynccontextmanager
+async def _reading(ctx: StageContext, version: str, sha256: str) -> AsyncIterator[None]:
+    """The OCR cache's lease on the content, where there is a cache (accelerated path)."""
+    if ctx.ocr_cache is None:
+        yield
+        return
+    async with ctx.ocr_cache.exclusive(version, sha256):
+        yield
 
 
 def _with_ocr_text(

@@ -20,7 +20,7 @@ from itertools import combinations
 from typing import Final
 
 from accelerated.errors import DocumentError
-from accelerated.ids import relationship_id
+from accelerated.ids import relationship_ids
 from accelerated.models import Related, Relationship, Resolved
 from accelerated.stages import StageContext
 
@@ -63,9 +63,10 @@ def relationships(project: str, doc: Resolved) -> list[Relationship]:
     pairs: Counter[tuple[uuid.UUID, uuid.UUID]] = Counter()
     for counts in per_chunk.values():
         pairs.update(combinations(_most_mentioned(counts), 2))
+    rids = relationship_ids("CO_OCCURS_WITH", list(pairs), doc_id)
     edges = [
         Relationship(
-            id=relationship_id("CO_OCCURS_WITH", a, b, doc_id),
+            id=rid,
             project=project,
             document_id=doc_id,
             type="CO_OCCURS_WITH",
@@ -75,7 +76,7 @@ def relationships(project: str, doc: Resolved) -> list[Relationship]:
             target_id=b,
             weight=float(n),
         )
-        for (a, b), n in pairs.items()
+        for rid, ((a, b), n) in zip(rids, pairs.items(), strict=True)
     ]
     return sorted(edges, key=lambda r: (r.type, r.source_id.int, r.target_id.int))
 

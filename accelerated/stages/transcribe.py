@@ -19,6 +19,7 @@ fails with ``needs_transcription``; one FFmpeg cannot decode fails with
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Final
@@ -69,16 +70,18 @@ async def run(extracted: Extracted, ctx: StageContext) -> Extracted:
         )
     assert ctx.source is not None
     version = transcriber.version
-    segments = None
-    if ctx.transcript_cache is not None:
-        segments = await ctx.transcript_cache.get(version, extracted.sha256)
-    if segments is None:
-        data = await ctx.blobs.read(ctx.source, ctx.settings.max_file_bytes)
-        name = ctx.source.source_key or ctx.source.source
-        segments = await transcribe(transcriber, data, name)
-        TRANSCRIBED.labels("engine").inc()
-        if ctx.transcript_cache is not None:
-            await ctx.transcript_cache.put(version, extracted.sha256, segments)
-    else:
-        TRANSCRIBED.labels("cache").inc()
+    cache = ctx.transcript_cache
+    async with cache.exclusive(version, extracted.sha256) if cache else contextlib.nullcontext():
+        # Inside the lease: the same recording under another name, transcribed by a
+        # document that held it first, is in the cache now.
+        segments = await cache.get(version, extracted.sha256) if cache else None
+        if segments is None:
+            data = await ctx.blobs.read(ctx.source, ctx.settings.max_file_bytes)
+            name = ctx.source.source_key or ctx.source.source
+            segments = await transcribe(transcriber, data, name)
+            TRANSCRIBED.labels("engine").inc()
+            if cache is not None:
+                await cache.put(version, extracted.sha256, segments)
+        else:
+            TRANSCRIBED.labels("cache").inc()
     return to_text(extracted, segments, version)
