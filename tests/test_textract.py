@@ -173,6 +173,7 @@ async def test_scans_end_done_with_textract_text_and_failed_jobs_fail_only_their
     textract: TextractServer,
     pg_pool: asyncpg.Pool,
     redis: aioredis.Redis,
+    closing: list[Runtime],
 ) -> None:
     src = tmp_path / "in"
     src.mkdir()
@@ -194,6 +195,7 @@ async def test_scans_end_done_with_textract_text_and_failed_jobs_fail_only_their
     await migrate(pg_pool, tx_settings.pg_schema)
 
     rt = make_runtime(tx_settings, pg_pool, redis, accelerated=True)
+    closing.append(rt)
     opts = BatchOptions("tx", [src], s3_inputs=[f"s3://{inbox}/in"])
     report = await _within(run_batch(rt, opts), redis, tx_settings)
 
@@ -207,6 +209,10 @@ async def test_scans_end_done_with_textract_text_and_failed_jobs_fail_only_their
     assert "Request has invalid parameters" in report.failed["bad.pdf"]
     assert "PARTIAL_SUCCESS" in report.failed["partial.pdf"]
     assert "page(s) 1" in report.failed["partial.pdf"]
+    # The summary's pages: read by the service for the documents done (the scan's 2, the
+    # mixed PDF's scanned page, the exhibit's page), none from the cache yet.
+    assert (report.ocr_pages, report.ocr_cached_pages) == (4, 0)
+    assert report.ocr_seconds > 0
     # One job per scanned file, each started once.
     assert textract.starts == textract.jobs_created == 6
     by_key = {j.key.rsplit("/", 1)[-1]: j for j in textract.jobs.values()}
@@ -254,8 +260,20 @@ async def test_scans_end_done_with_textract_text_and_failed_jobs_fail_only_their
     again.mkdir()
     shutil.copy(src / "scan.pdf", again / "renamed.pdf")
     rt = make_runtime(tx_settings, pg_pool, redis, accelerated=True)
+    closing.append(rt)
     report = await _within(run_batch(rt, BatchOptions("tx2", [again])), redis, tx_settings)
     assert report.done == 1 and textract.starts == 6
+    assert (report.ocr_pages, report.ocr_cached_pages) == (0, 2)
+
+
+@pytest.fixture
+async def closing() -> AsyncIterator[list[Runtime]]:
+    """Runtimes the test makes, whose backends (the S3 reader's and Textract's clients)
+    are closed on the test's loop at the end, as the CLI closes its own."""
+    made: list[Runtime] = []
+    yield made
+    for rt in made:
+        await rt.aclose_backends()
 
 
 @pytest.fixture
@@ -368,6 +386,7 @@ async def test_a_killed_poller_is_replaced_and_its_job_resumes(
     pg_pool: asyncpg.Pool,
     redis: aioredis.Redis,
     keys: Keys,
+    closing: list[Runtime],
 ) -> None:
     src = tmp_path / "in"
     src.mkdir()
@@ -392,6 +411,7 @@ async def test_a_killed_poller_is_replaced_and_its_job_resumes(
     log = (tmp_path / "worker.log").open("wb")
     worker = _spawn_worker(env, log)
     rt = make_runtime(s, pg_pool, redis, accelerated=True)
+    closing.append(rt)
     batch: asyncio.Task[BatchReport] | None = None
     try:
 
