@@ -97,11 +97,23 @@ if st == '{IN_PROGRESS}' then return {{'wait', redis.call('HGET', KEYS[1], 'job_
 if st == '{STARTING}' then return {{'start', at, at}} end
 if st == '{SUCCEEDED}' and ARGV[4] ~= '1' then return {{'succeeded', '', ''}} end
 local n = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-redis.call('HDEL', KEYS[1], 'job_id', 'error', 'finished', 'location')
+redis.call('HDEL', KEYS[1], 'job_id', 'error', 'finished', 'location', 'tallied')
 redis.call('HSET', KEYS[1], '{STATUS_FIELD}', '{STARTING}', 'sha', ARGV[5],
   'document', ARGV[6], 'started', ARGV[2], 'polls', 0, 'pages', ARGV[7])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return {{'start', tostring(n), tostring(n)}}
+"""
+
+# KEYS[1] job hash
+# -> {1 | 0, started, finished}: 1 for the first document to take the pages of a job
+# (the run's tally counts them as read by the service once), 0 for every later one and
+# for a job record that is gone (its pages come from the cache). Not keyed on the job's
+# status: the poller wakes the job's documents before it records SUCCEEDED.
+TALLY_LUA: Final = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, '', ''} end
+local first = redis.call('HSETNX', KEYS[1], 'tallied', '1')
+return {first, redis.call('HGET', KEYS[1], 'started') or '',
+  redis.call('HGET', KEYS[1], 'finished') or ''}
 """
 
 # KEYS[1] job hash, KEYS[2] poll schedule
@@ -214,6 +226,7 @@ class RedisOcrJobs:
         self._record = redis.register_script(RECORD_LUA)
         self._finish_job = redis.register_script(FINISH_LUA)
         self._wake = redis.register_script(WAKE_LUA)
+        self._tally = redis.register_script(TALLY_LUA)
         self.poller = OcrJobPoller(self, consumer)
 
     def job_key(self, sha256: str) -> str:
@@ -249,6 +262,20 @@ class RedisOcrJobs:
             job_id = await self._start(key, source, extracted, sent, int(value), read)
         reason = f"{self.service.name} job {job_id}"
         raise Parked(room, int(attempt), reason, self.settings.textract_job_ttl_s)
+
+    async def first_take(self, sha256: str) -> tuple[bool, float]:
+        """Whether this document is the first to take the pages of this content's
+        succeeded job, and the job's seconds (start to finish) if so: the run's tally
+        counts a job's pages as read once, and every other taker's as from the cache."""
+        with map_driver_errors():
+            first, started, finished = await self._tally(keys=[self.job_key(sha256)])
+        if int(first) != 1:
+            return False, 0.0
+        try:  # not finished yet when the documents are woken first: until now
+            end = float(finished) if finished else time.time()
+            return True, max(0.0, end - float(started))
+        except ValueError:
+            return True, 0.0
 
     async def _claim_job(
         self, key: str, source: SourceRef, sha: str, sent: list[int], *, force: bool

@@ -72,6 +72,11 @@ class OcrJobs(Protocol):
         that failed for this document raises ``DocumentError``."""
         ...
 
+    async def first_take(self, sha256: str) -> tuple[bool, float]:
+        """(whether this document is the first to take the succeeded job's pages, the
+        job's seconds): the run's tally counts a job's pages as read once."""
+        ...
+
 
 class TranscriptCache(Protocol):
     """Transcripts by (transcriber version, audio sha256): the timed segments."""

@@ -191,9 +191,9 @@ async def run(extracted: Extracted, ctx: StageContext) -> Extracted:
     if ocr_mode(engine) == "document":
         # A service reading the whole document (Textract): the first run starts its job
         # and parks the document; the poller sends it back here once the text is in.
-        return _with_ocr_text(
-            extracted, wanted, await _read_by_service(extracted, ctx), engine.version
-        )
+        pages = await _read_by_service(extracted, ctx)
+        await _tally_service_pages(ctx, extracted.sha256, len(wanted))
+        return _with_ocr_text(extracted, wanted, pages, engine.version)
     assert isinstance(engine, OcrEngine)
     version = cache_version(engine.version)
     read: dict[int, OcrText] = {}
@@ -263,6 +263,23 @@ def _with_ocr_text(
     method = "ocr" if extracted.needs_ocr else "text_layer+ocr"
     return msgspec.structs.replace(
         extracted, method=method, text=text, pages=ranges, needs_ocr=False, metadata=meta
+    )
+
+
+async def _tally_service_pages(ctx: StageContext, sha256: str, pages: int) -> None:
+    """The run's tally for a service's pages: read by the service for the first document
+    to take a job's result, from the cache for every other one (a copy of the scan, a
+    re-run), as for the page engines."""
+    if ctx.ocr_tally is None or ctx.ocr_jobs is None or ctx.source is None:
+        return
+    first, seconds = await ctx.ocr_jobs.first_take(sha256)
+    OCR_PAGES.labels("engine" if first else "cache").inc(pages)
+    await ctx.ocr_tally.add(
+        ctx.source.project,
+        ctx.source.generation,
+        pages if first else 0,
+        0 if first else pages,
+        seconds,
     )
 
 
