@@ -264,9 +264,9 @@ class RedisOcrJobs:
         raise Parked(room, int(attempt), reason, self.settings.textract_job_ttl_s)
 
     async def first_take(self, sha256: str) -> tuple[bool, float]:
-        """Whether this document is the first to take the pages of this content's
-        succeeded job, and the job's seconds (start to finish) if so: the run's tally
-        counts a job's pages as read once, and every other taker's as from the cache."""
+        """Whether this document is the first to take the pages of this content's job,
+        and the job's seconds (start to finish, or to now) if so: the run's tally counts
+        a job's pages as read once, and every other taker's as from the cache."""
         with map_driver_errors():
             first, started, finished = await self._tally(keys=[self.job_key(sha256)])
         if int(first) != 1:

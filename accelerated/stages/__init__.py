@@ -73,7 +73,7 @@ class OcrJobs(Protocol):
         ...
 
     async def first_take(self, sha256: str) -> tuple[bool, float]:
-        """(whether this document is the first to take the succeeded job's pages, the
+        """(whether this document is the first to take its content's job's pages, the
         job's seconds): the run's tally counts a job's pages as read once."""
         ...
 

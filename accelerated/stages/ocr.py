@@ -196,14 +196,22 @@ async def run(extracted: Extracted, ctx: StageContext) -> Extracted:
         return _with_ocr_text(extracted, wanted, pages, engine.version)
     assert isinstance(engine, OcrEngine)
     version = cache_version(engine.version)
+    cache = ctx.ocr_cache
     read: dict[int, OcrText] = {}
+    if cache is not None:
+        read = await cache.get(version, extracted.sha256) or {}
     seconds: dict[int, float] = {}
     failed: list[tuple[int, Exception]] = []
-    async with _reading(ctx, version, extracted.sha256):
-        # Looked up inside the lease: a document with the same scan that held it
-        # before this one has put its pages in the cache by now.
-        if ctx.ocr_cache is not None:
-            read = await ctx.ocr_cache.get(version, extracted.sha256) or {}
+    # Only a miss takes the content's lease, and looks again under it: a document with
+    # the same scan that held it first has put its pages in the cache by then.
+    leased = cache is not None and any(n not in read for n in wanted)
+    async with (
+        cache.exclusive(version, extracted.sha256)
+        if leased and cache is not None
+        else contextlib.nullcontext()
+    ):
+        if leased and cache is not None:
+            read = await cache.get(version, extracted.sha256) or {}
         missing = [n for n in wanted if n not in read]
         cached = len(wanted) - len(missing)
         if missing:
@@ -222,16 +230,6 @@ async def run(extracted: Extracted, ctx: StageContext) -> Extracted:
         f"{n}={s:.3f}" for n, s in sorted(seconds.items())
     )
     return _with_ocr_text(extracted, wanted, read, version)
-
-
-@contextlib.asynccontextmanager
-async def _reading(ctx: StageContext, version: str, sha256: str) -> AsyncIterator[None]:
-    """The OCR cache's lease on the content, where there is a cache (accelerated path)."""
-    if ctx.ocr_cache is None:
-        yield
-        return
-    async with ctx.ocr_cache.exclusive(version, sha256):
-        yield
 
 
 def _with_ocr_text(

@@ -71,9 +71,14 @@ async def run(extracted: Extracted, ctx: StageContext) -> Extracted:
     assert ctx.source is not None
     version = transcriber.version
     cache = ctx.transcript_cache
+    segments = await cache.get(version, extracted.sha256) if cache else None
+    if segments is not None:
+        TRANSCRIBED.labels("cache").inc()
+        return to_text(extracted, segments, version)
+    # Only a miss takes the content's lease, and looks again under it: the same
+    # recording under another name, transcribed by a document that held it first, is
+    # in the cache by then.
     async with cache.exclusive(version, extracted.sha256) if cache else contextlib.nullcontext():
-        # Inside the lease: the same recording under another name, transcribed by a
-        # document that held it first, is in the cache now.
         segments = await cache.get(version, extracted.sha256) if cache else None
         if segments is None:
             data = await ctx.blobs.read(ctx.source, ctx.settings.max_file_bytes)
