@@ -107,10 +107,11 @@ class Runtime:
     ocr_jobs: RedisOcrJobs | None = None  # an asynchronous OCR service's jobs and poller
     backends: Backends | None = None  # None: built from settings on first use
     stage_overrides: dict[str, StageFn] = field(default_factory=dict)  # tests, experiments
-    # (project, sha256) -> fingerprints; the None entry: the stage_params they are of.
-    _fingerprint_memo: dict[tuple[str, str] | None, dict[str, str]] = field(
+    # (project, sha256) -> fingerprints, of the stage_params in _fingerprints_of.
+    _fingerprint_memo: dict[tuple[str, str], dict[str, str]] = field(
         default_factory=dict, init=False, repr=False
     )
+    _fingerprints_of: dict[str, str] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.backends is None:
@@ -156,15 +157,15 @@ class Runtime:
         document, and they depend only on its project and content: kept for the
         documents in flight (a bounded dict, oldest out) instead of hashed again."""
         params, memo = self.stage_params, self._fingerprint_memo
-        if memo.get(None) is not params:  # the backends changed (a new stage_params)
+        if self._fingerprints_of is not params:  # the backends changed
             memo.clear()
-            memo[None] = params
+            self._fingerprints_of = params
         key = (ref.project, ref.sha256)
         hit = memo.get(key)
         if hit is None:
             hit = memo[key] = fingerprint.fingerprints(ref, params)
             if len(memo) > 4096:
-                del memo[next(k for k in memo if k is not None)]
+                del memo[next(iter(memo))]
         return hit
 
     def engine(self) -> Engine:
