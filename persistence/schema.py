@@ -301,6 +301,32 @@ MIGRATIONS: Final[tuple[tuple[int, str, str], ...]] = (
             'order documents were written in and follows re-processing.';
         """,
     ),
+    (
+        8,
+        "lz4 for large values",
+        # A document's texts and pages and its chunks' texts are TOASTed and compressed
+        # by the server on every write. pglz, the default, costs about 1.6 ms of server
+        # CPU per 74 KB of legal text (the writer's hot path); lz4 about 0.35 ms, for
+        # values about 12 % larger. Only where the server was built with lz4
+        # (PostgreSQL 14+; Debian's, the official images' and Supabase's are): elsewhere
+        # nothing changes. New values only: existing rows keep theirs until rewritten.
+        """
+        DO $$
+        BEGIN
+          IF current_setting('server_version_num')::int >= 140000 AND EXISTS (
+              SELECT 1 FROM pg_settings
+              WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals)) THEN
+            EXECUTE 'ALTER TABLE {s}.documents '
+              'ALTER COLUMN raw_pages SET COMPRESSION lz4, '
+              'ALTER COLUMN pages SET COMPRESSION lz4, '
+              'ALTER COLUMN metadata SET COMPRESSION lz4, '
+              'ALTER COLUMN raw_text SET COMPRESSION lz4, '
+              'ALTER COLUMN text SET COMPRESSION lz4';
+            EXECUTE 'ALTER TABLE {s}.chunks ALTER COLUMN text SET COMPRESSION lz4';
+          END IF;
+        END $$;
+        """,
+    ),
 )
 
 

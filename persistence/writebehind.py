@@ -778,6 +778,22 @@ class WriteBehindWriter:
                 for t, cols in rows.COLUMNS.items()
             )
         )
+        if conn.get_server_version() >= (14,):
+            # A staged value is compressed when it is staged and copied as it is into the
+            # table, so staging compresses as the table's column does (migration 8).
+            lz4 = await conn.fetch(
+                "SELECT c.relname, a.attname FROM pg_attribute a "
+                "JOIN pg_class c ON c.oid = a.attrelid "
+                "WHERE c.relnamespace = $1::regnamespace AND a.attcompression = 'l'",
+                self.settings.pg_schema,
+            )
+            alter = "".join(
+                f"ALTER TABLE _wb_{t} ALTER COLUMN {col} SET COMPRESSION lz4;"
+                for t, col in lz4
+                if col in rows.COLUMNS.get(t, ())
+            )
+            if alter:
+                await conn.execute(alter)
         self._staged.add(conn)
 
     async def _load(

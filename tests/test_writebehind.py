@@ -739,3 +739,38 @@ async def test_intent_queued_before_derived_edges_loses_only_the_derived_ones(
     assert derived == len(d.chunked.chunks) + len(d.resolved.mentions) + linked > 0
     fresh = d.intent()
     assert upgrade_intent(fresh).tables == d.intent().tables  # a current intent: unchanged
+
+
+async def test_large_values_are_stored_lz4_compressed_fresh_and_merged(
+    writer: WriteBehindWriter, redis: aioredis.Redis, keys: Keys, codec: Codec, corpus: Path
+) -> None:
+    """Migration 8: a document's texts go to the server as lz4, both when its rows are
+    COPYed straight into the table (first write) and when they are staged and merged
+    (re-processed); pglz cost the server ~4x the CPU on the writer's hot path."""
+    if not await writer.pool.fetchval(
+        "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'"
+    ):
+        pytest.skip("this PostgreSQL was built without lz4: migration 8 changes nothing")
+    text = corpus_text(corpus, CORPUS_TEXTS[0]) * 3  # well over the 2 kB TOAST threshold
+    d = build_document(text, "big.txt")
+    query = (
+        "SELECT pg_column_compression(text), pg_column_compression(raw_text), "
+        "pg_column_compression(pages) FROM documents WHERE id = $1"
+    )
+    await queue(redis, keys, codec, [d.intent()])
+    await writer.drain()
+    assert tuple(await writer.pool.fetchrow(query, d.source.document_id)) == ("lz4",) * 3
+    d.cleaned.text = d.cleaned.text.replace("the", "THE")  # changed: merged via staging
+    await queue(redis, keys, codec, [d.intent()])
+    await writer.drain()
+    row = await writer.pool.fetchrow(query, d.source.document_id)
+    assert row[0] == "lz4"
+    assert (
+        await writer.pool.fetchval("SELECT text FROM documents WHERE id = $1", d.source.document_id)
+        == d.cleaned.text
+    )
+    kinds = await writer.pool.fetch(
+        "SELECT DISTINCT pg_column_compression(text) FROM chunks WHERE document_id = $1",
+        d.source.document_id,
+    )
+    assert {r[0] for r in kinds} <= {"lz4", None}  # None: a chunk too short to compress
