@@ -55,7 +55,7 @@ from accelerated.errors import (
     StreamsMissing,
     is_retryable,
 )
-from accelerated.handoff import Handoff, MissingInput
+from accelerated.handoff import Handoff, MissingInput, Step
 from accelerated.models import SourceRef
 from accelerated.parking import Parked
 from accelerated.pipeline import FIRST, PIPELINE, Finish, StageFn
@@ -130,6 +130,7 @@ class Engine:
         self._shards = range(shards)
         self._read_share = max(1, settings.read_count // shards)
         self._stopping = asyncio.Event()
+        self._inline_on = settings.inline_stages and handoff.inline
 
     # Lifecycle ---------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -385,9 +386,26 @@ class Engine:
         except BackendUnavailable as exc:
             raise _Held(exc) from None
 
+    def _inline(self, attempts: int, stage: str, nxt: str) -> bool:
+        """Whether to run ``nxt`` now, in this task, instead of handing it on: the
+        handoff can commit several outputs at once, this engine serves ``nxt``, which
+        takes its input from ``stage``'s output and is not one to wait on an outside
+        service, and this is the message's first delivery (a redelivered one runs its
+        own stage alone, so a stage that crashes the process is found at its own
+        stream). The document keeps the slot it was read into: ``CONCURRENCY`` bounds
+        the messages in hand per stage stream, and a document run inline is in hand
+        at one."""
+        spec = self.specs.get(nxt)
+        return (
+            self._inline_on
+            and spec is not None
+            and spec.inline
+            and attempts == 1
+            and spec.input_key == self.specs[stage].output_key
+        )
+
     async def _attempt(self, msg: Message) -> None:
         stage, ref = msg.stage, msg.ref
-        spec = self.specs[stage]
         begin = await self.transport.begin(
             msg, self.handoff.input_key(stage, ref), self.handoff.check_stale_first
         )
@@ -400,26 +418,35 @@ class Engine:
             await self.transport.dead_letter(msg, error)
             await self._fail(msg, error)
             return
-        ctx: StageContext | None = None
+        steps: list[Step] = []  # stages run so far in this task: (stage, output)
+        fields: dict[str, str | float] = {state.STATUS: state.RUNNING}
         try:
             inp = await self.handoff.load(stage, ref, begin.input_raw)
-            ctx = self.context(ref)
-            output, compute = await self._run_stage(stage, inp, ctx)
-            STAGE_SECONDS.labels(stage).observe(compute)
-            self.stats.compute_s += compute
-            route = spec.route(output, self.settings)
-            nxt = route if isinstance(route, str) else None
-            final = route.status if isinstance(route, Finish) else None
-            fields: dict[str, str | float] = {
-                state.STAGE: nxt or stage,
-                state.STATUS: state.RUNNING,
-                state.stage_time_field(stage): f"{compute:.6f}",
-                state.attempts_field(stage): begin.attempts,
-                **ctx.state_fields,
-            }
-            if self.fingerprints is not None:
-                fields[fingerprint.field(stage)] = self.fingerprints(ref)[stage]
-            if not await self.handoff.commit(msg, output, nxt, final, fields):
+            while True:
+                ctx = self.context(ref)
+                output, compute = await self._run_stage(stage, inp, ctx)
+                STAGE_SECONDS.labels(stage).observe(compute)
+                self.stats.compute_s += compute
+                route = self.specs[stage].route(output, self.settings)
+                nxt = route if isinstance(route, str) else None
+                final = route.status if isinstance(route, Finish) else None
+                steps.append((stage, output))
+                fields.update(
+                    {
+                        state.STAGE: nxt or stage,
+                        state.stage_time_field(stage): f"{compute:.6f}",
+                        state.attempts_field(stage): begin.attempts,
+                        **ctx.state_fields,
+                    }
+                )
+                if self.fingerprints is not None:
+                    fields[fingerprint.field(stage)] = self.fingerprints(ref)[stage]
+                if nxt is None or not self._inline(begin.attempts, stage, nxt):
+                    break
+                MESSAGES.labels(stage, "ok").inc()
+                self.stats.processed += 1
+                stage, inp = nxt, output
+            if not await self.handoff.commit(msg, steps, nxt, final, fields):
                 MESSAGES.labels(stage, "stale").inc()  # re-ingested meanwhile: dropped
                 return
             MESSAGES.labels(stage, "ok").inc()
@@ -443,7 +470,34 @@ class Engine:
         except BackendUnavailable:
             raise
         except Exception as exc:
+            if stage != msg.stage:
+                await self._failed_inline(msg, stage, steps, fields, exc)
+                return
             await self._failed_attempt(msg, begin.attempts, exc)
+
+    async def _failed_inline(
+        self,
+        msg: Message,
+        stage: str,
+        steps: list[Step],
+        fields: dict[str, str | float],
+        exc: Exception,
+    ) -> None:
+        """A stage run inline failed: the stages before it are committed and it goes
+        on to its own stream, carrying this attempt, to be retried (after the same
+        backoff) or dead-lettered there exactly as if it had been handed on. Where no
+        retry is due (a deterministic failure, or ``MAX_DELIVERIES=1``) it runs once
+        more there and is dead-lettered with its error: the dead-letter streams are
+        per stage, and the message in hand is the first stage's."""
+        MESSAGES.labels(stage, "error").inc()
+        error = f"{type(exc).__name__}: {describe(exc).split(': ', 1)[-1]}"
+        log.warning("%s on %s (attempt 1, inline): %s", stage, msg.ref.document_id, error)
+        counted = is_retryable(exc) and self.settings.max_deliveries > 1
+        if counted:
+            self.stats.retried += 1
+            await asyncio.sleep(min(0.2 * 2, 5.0))
+        fields.update({state.STAGE: stage, state.ERROR: error})
+        await self.handoff.commit(msg, steps, stage, None, fields, retries=int(counted))
 
     async def _run_stage(self, stage: str, inp: Any, ctx: StageContext) -> tuple[Any, float]:
         """The stage call under its time limit; returns the output and its CPU seconds."""

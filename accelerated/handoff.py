@@ -12,6 +12,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, Final, Protocol
 
@@ -51,11 +52,18 @@ def input_key(stage: str) -> str | None:
     return pipeline.stage(stage).input_key
 
 
+Step = tuple[str, Any]  # (stage name, its output)
+
+
 class Handoff(Protocol):
     name: str
     # Whether a consumer must check for re-ingestion before running a stage: yes where
     # the stage's writes are not atomic with the transport's advance.
     check_stale_first: bool
+    # Whether the engine may run the next stage in the same task and commit the outputs
+    # of both in one advance (accelerated: the outputs go into Redis together, before the
+    # message moves on; traditional: every stage's rows go to Postgres as it ends).
+    inline: bool
 
     def input_key(self, stage: str, ref: SourceRef) -> str | None: ...
 
@@ -64,12 +72,15 @@ class Handoff(Protocol):
     async def commit(
         self,
         msg: Message,
-        output: Any,
+        steps: Sequence[Step],
         next_stage: str | None,
         final_status: str | None,
         fields: dict[str, str | float],
+        retries: int = 0,
     ) -> bool:
-        """Store the output and move the document on; False if it went stale."""
+        """Store the outputs of ``steps`` (the message's stage, then the stages run
+        inline after it, in order) and move the document on (``retries``: attempts at
+        ``next_stage`` made already); False if it went stale."""
         ...
 
     async def fail(self, msg: Message, error: str, status: str = state.FAILED) -> None:
@@ -80,6 +91,7 @@ class Handoff(Protocol):
 class AcceleratedHandoff:
     name = "accelerated"
     check_stale_first = False  # the advance script checks, atomically with the writes
+    inline = True
 
     def __init__(
         self,
@@ -160,9 +172,13 @@ class AcceleratedHandoff:
         except CodecError as exc:
             raise MissingInput(f"output of {prev} is unreadable: {exc}") from None
 
-    async def _outputs(self, ref: SourceRef, stages: tuple[str, ...]) -> list[Any]:
-        """Outputs by key name (memo first, one MGET for the rest)."""
-        out: list[Any] = [self._recalled(ref, s) for s in stages]
+    async def _outputs(
+        self, ref: SourceRef, stages: tuple[str, ...], have: dict[str, Any] | None = None
+    ) -> list[Any]:
+        """Outputs by key name (``have`` first: the outputs of this call, not yet in
+        Redis; then the memo; one MGET for the rest)."""
+        have = have or {}
+        out: list[Any] = [have[s] if s in have else self._recalled(ref, s) for s in stages]
         missing = [s for s, v in zip(stages, out, strict=True) if v is None]
         if not missing:
             return out
@@ -184,35 +200,47 @@ class AcceleratedHandoff:
     async def commit(
         self,
         msg: Message,
-        output: Any,
+        steps: Sequence[Step],
         next_stage: str | None,
         final_status: str | None,
         fields: dict[str, str | float],
+        retries: int = 0,
     ) -> bool:
         ref = msg.ref
-        out_key = pipeline.stage(msg.stage).output_key
-        if final_status is not None and out_key not in CONTENT_READ:
-            value = self._marker  # its rows are in the intent; nobody decodes it
-        else:
-            value = self.codec.encode(output)
-        writes = Writes(self.keys.output(ref.document_id, out_key), value, self.ttl)
+        outputs: dict[str, Any] = {}  # output key -> output (a later stage's replaces)
+        for name, output in steps:
+            outputs[pipeline.stage(name).output_key] = output
+        stored: list[tuple[str, bytes]] = []
+        for out_key, output in outputs.items():
+            if final_status is not None and out_key not in CONTENT_READ:
+                value = self._marker  # its rows are in the intent; nobody decodes it
+            else:
+                value = self.codec.encode(output)
+            stored.append((self.keys.output(ref.document_id, out_key), value))
+            if final_status is None:
+                # Remembered before the message moves on: the next stage's consumer in
+                # this process may receive it before this coroutine resumes.
+                self._remember(ref, out_key, output, len(value))
+        writes = Writes(tuple(stored), self.ttl)
         if final_status is None:
-            # Remembered before the message moves on: the next stage's consumer in this
-            # process may receive it before this coroutine resumes after the advance.
-            self._remember(ref, out_key, output, len(value))
             try:
-                moved = await self.transport.advance(msg, next_stage, fields, None, writes)
+                moved = await self.transport.advance(msg, next_stage, fields, None, writes, retries)
             except BaseException:
-                self._drop(ref, out_key)
+                for out_key in outputs:
+                    self._drop(ref, out_key)
                 raise
             if not moved:
-                self._drop(ref, out_key)
+                for out_key in outputs:
+                    self._drop(ref, out_key)
             return moved
+        output = steps[-1][1]
         if isinstance(output, Extracted):  # finished before clean (needs OCR)
             intent = intent_for_document(ref, output, None, None, None, final_status, None)
         else:
             names = _ASSEMBLED
-            got = await self._outputs(ref, (*names, "structured") if self._structured else names)
+            got = await self._outputs(
+                ref, (*names, "structured") if self._structured else names, outputs
+            )
             extracted, cleaned, chunked, resolved = got[:4]
             intent = intent_for_document(
                 ref,
@@ -252,6 +280,7 @@ class TraditionalHandoff:
 
     name = "traditional"
     check_stale_first = True  # its Postgres writes happen before the advance
+    inline = False  # each stage's rows are written as it ends, as the old pipeline did
 
     def __init__(self, store: TraditionalStore, transport: Transport) -> None:
         self.store, self.transport = store, transport
@@ -267,18 +296,20 @@ class TraditionalHandoff:
     async def commit(
         self,
         msg: Message,
-        output: Any,
+        steps: Sequence[Step],
         next_stage: str | None,
         final_status: str | None,
         fields: dict[str, str | float],
+        retries: int = 0,
     ) -> bool:
-        await self.store.write_output(msg.stage, msg.ref, output)
+        for name, output in steps:
+            await self.store.write_output(name, msg.ref, output)
         terminal = None
         if final_status is not None:
             if final_status != state.DONE:
                 await self.store.mark_status(msg.ref, final_status, None)
             terminal = (final_status, None)
-        moved = await self.transport.advance(msg, next_stage, fields, terminal)
+        moved = await self.transport.advance(msg, next_stage, fields, terminal, None, retries)
         if moved and final_status is not None:
             await self._finished(msg, final_status, None)
         return moved

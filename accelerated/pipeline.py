@@ -91,6 +91,11 @@ class Stage:
     fallback: Mapping[str, Route] = field(default_factory=dict)
     enabled: Callable[[Settings], bool] = lambda _s: True
     chains: bool = True
+    # Whether the engine may run this stage right after the previous one, in the same
+    # task, when it serves both and has a slot free here (``INLINE_STAGES``): no for
+    # stages that wait on outside services for minutes (OCR, transcription), whose
+    # documents should free the worker's slots and may park.
+    inline: bool = True
 
     def resolve(self) -> StageFn:
         return _import(self.run)
@@ -178,6 +183,7 @@ PIPELINE: Final[tuple[Stage, ...]] = (
         time_limit_s=1800.0,
         main=False,
         enabled=_ocr_enabled,
+        inline=False,
     ),
     Stage(
         name="transcribe",
@@ -190,6 +196,7 @@ PIPELINE: Final[tuple[Stage, ...]] = (
         params=_transcribe_params,
         time_limit_s=3600.0,  # an hour of audio on a CPU
         main=False,
+        inline=False,
     ),
     Stage(
         name="clean",

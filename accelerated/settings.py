@@ -149,6 +149,11 @@ class Settings(BaseSettings):
     handoff_memo_s: float = 300.0
     block_ms: int = 200
     read_linger_ms: int = 5  # after a partial read, wait this long before the next one
+    # Run a document's next stage in the same task when this process serves it and has a
+    # slot free there, committing both outputs in one advance (accelerated path only).
+    # false: every stage hands off through its stream (one document's stages spread
+    # over the workers).
+    inline_stages: bool = True
     claim_idle_ms: int = 60_000  # XAUTOCLAIM messages idle this long
     # Stage streams per stage (each document belongs to one shard; see accelerated/keys.py).
     # Unset: what the prefix's keys were laid out with, else 1 on a single Redis and

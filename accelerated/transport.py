@@ -61,11 +61,12 @@ class Message:
 
 @dataclass(frozen=True)
 class Writes:
-    """What an advance stores besides state: the stage's output and, at the end, the
-    document's persistence intent (the write-behind stream entry)."""
+    """What an advance stores besides state: the outputs of the stages run since the
+    message was read (one, or several when the engine ran the next stages inline), as
+    (key, value) pairs, and, at the end, the document's persistence intent (the
+    write-behind stream entry)."""
 
-    output_key: str | None = None
-    output: bytes = b""
+    outputs: tuple[tuple[str, bytes], ...] = ()
     ttl_s: int = 0
     intent: dict[bytes, bytes] | None = None
 
@@ -105,10 +106,12 @@ class Transport(Protocol):
         fields: dict[str, str | float],
         terminal: tuple[str, str | None] | None = None,
         writes: Writes | None = None,
+        retries: int = 0,
     ) -> bool:
         """Ack the message, store ``writes`` and the state, publish the next stage's
-        message: all or nothing. False when the document was re-ingested meanwhile
-        (then only the ack happens)."""
+        message (carrying ``retries``: attempts at that stage made already): all or
+        nothing. False when the document was re-ingested meanwhile (then only the ack
+        happens)."""
         ...
 
     async def retry(self, msg: Message, error: str) -> None: ...
@@ -150,35 +153,48 @@ class Transport(Protocol):
     async def close(self) -> None: ...
 
 
+_ATTEMPTS: Final = b"n"  # stream entry field: attempts made before this entry (retries)
+
 # One script per stage transition instead of a MULTI of six to eight commands: one
 # command for the client to pack and parse, and the re-ingestion check is atomic with
 # the writes it guards.
 ADVANCE_LUA: Final = f"""
 -- All keys of the document's shard (one cluster slot):
 -- KEYS[1] state hash, KEYS[2] this stage's stream, KEYS[3] next stage's stream,
--- KEYS[4] output key, KEYS[5] write-behind stream, KEYS[6] project outstanding set,
--- KEYS[7] project failed hash
+-- KEYS[4] write-behind stream, KEYS[5] project outstanding set, KEYS[6] project failed
+-- hash, KEYS[7 ..] output keys (m of them: #KEYS - 6)
 -- ARGV[1] group, ARGV[2] message id, ARGV[3] generation, ARGV[4] next message ref
--- ('' = none), ARGV[5] output ('' = none), ARGV[6] output ttl (s), ARGV[7] terminal
--- ('' = no), ARGV[8] document id, ARGV[9] error ('' = none), ARGV[10] count of intent
--- field/value items n, ARGV[11 .. 10+n] intent entry, ARGV[11+n ..] state field/values
+-- ('' = none), ARGV[5] its attempts made already ('0': none), ARGV[6] output ttl (s),
+-- ARGV[7] terminal ('' = no), ARGV[8] document id, ARGV[9] error ('' = none),
+-- ARGV[10] count of intent field/value items n, ARGV[11 .. 10+n] intent entry,
+-- ARGV[11+n .. 10+n+m] output values (for KEYS[7 ..]), ARGV[11+n+m ..] state
+-- field/values
+local state, stream, next_stream = KEYS[1], KEYS[2], KEYS[3]
+local wb, outstanding, failed = KEYS[4], KEYS[5], KEYS[6]
+local group, id, generation, next_ref, retries = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local ttl, terminal, doc, err = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local n = tonumber(ARGV[10])
+local m = #KEYS - 6
 -- Not pending any more: this message was advanced already (a reply lost to a dropped
 -- connection, then the same attempt again; or another consumer took it over).
-if redis.call('XACK', KEYS[2], ARGV[1], ARGV[2]) == 0 then return 0 end
-redis.call('XDEL', KEYS[2], ARGV[2])
-if redis.call('HGET', KEYS[1], '{state.GENERATION}') ~= ARGV[3] then return 0 end
-if ARGV[5] ~= '' then redis.call('SET', KEYS[4], ARGV[5], 'EX', ARGV[6]) end
-local n = tonumber(ARGV[10])
-if n > 0 then redis.call('XADD', KEYS[5], '*', unpack(ARGV, 11, 10 + n)) end
-if ARGV[7] ~= '' then
-  if ARGV[9] ~= '' then redis.call('HSET', KEYS[7], ARGV[8], ARGV[9]) end
-  redis.call('SREM', KEYS[6], ARGV[8])
+if redis.call('XACK', stream, group, id) == 0 then return 0 end
+redis.call('XDEL', stream, id)
+if redis.call('HGET', state, '{state.GENERATION}') ~= generation then return 0 end
+for i = 1, m do redis.call('SET', KEYS[6 + i], ARGV[10 + n + i], 'EX', ttl) end
+if n > 0 then redis.call('XADD', wb, '*', unpack(ARGV, 11, 10 + n)) end
+if terminal ~= '' then
+  if err ~= '' then redis.call('HSET', failed, doc, err) end
+  redis.call('SREM', outstanding, doc)
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 11 + n))
-if ARGV[4] ~= '' then redis.call('XADD', KEYS[3], '*', 'ref', ARGV[4]) end
+redis.call('HSET', state, unpack(ARGV, 11 + n + m))
+if next_ref == '' then return 1 end
+if retries == '0' then
+  redis.call('XADD', next_stream, '*', 'ref', next_ref)
+else
+  redis.call('XADD', next_stream, '*', 'ref', next_ref, '{_ATTEMPTS.decode()}', retries)
+end
 return 1
 """
-_ATTEMPTS: Final = b"n"  # stream entry field: attempts made before this entry (retries)
 
 
 def _now() -> str:
@@ -359,6 +375,7 @@ class RedisTransport:
         fields: dict[str, str | float],
         terminal: tuple[str, str | None] | None = None,
         writes: Writes | None = None,
+        retries: int = 0,
     ) -> bool:
         ref = msg.ref
         mapping: dict[str, str | float] = {state.UPDATED_AT: _now(), **fields}
@@ -376,26 +393,26 @@ class RedisTransport:
             msg.id,
             ref.generation,
             _ref_encoder.encode(ref) if next_stage is not None else b"",
-            w.output if w.output_key is not None else b"",
+            retries,
             w.ttl_s,
             b"1" if terminal is not None else b"",
             str(ref.document_id),
             error,
             len(intent),
             *intent,
+            *(value for _key, value in w.outputs),
         ]
         for k, v in mapping.items():
             args += (k, v)
-        skey = self.keys.state(ref.document_id)
         shard = self.keys.shard(ref.document_id)
         keys = [
-            skey,
+            self.keys.state(ref.document_id),
             self.keys.stream(msg.stage, msg.shard),
             self.keys.stream(next_stage or msg.stage, shard),
-            w.output_key or skey,  # a key is required even when there is no output
             self.keys.wb_stream(shard),
             self.keys.outstanding(ref.project, shard),
             self.keys.failed(ref.project, shard),
+            *(key for key, _value in w.outputs),
         ]
         with map_driver_errors():
             return bool(await self._advance(keys, args))
@@ -604,6 +621,7 @@ class LocalTransport:
         fields: dict[str, str | float],
         terminal: tuple[str, str | None] | None = None,
         writes: Writes | None = None,
+        retries: int = 0,
     ) -> bool:
         if writes is not None:
             raise BackendUnavailable("the in-process transport cannot store stage outputs")
@@ -619,7 +637,7 @@ class LocalTransport:
                 st[state.ERROR] = error
             self._outstanding.get(msg.ref.project, set()).discard(doc)
         if next_stage is not None:
-            self._put(next_stage, msg.ref)
+            self._put(next_stage, msg.ref, retries + 1)
         return True
 
     async def retry(self, msg: Message, error: str) -> None:

@@ -27,6 +27,8 @@ async def test_memo_saves_reads_and_changes_nothing(
     settings: Settings, pg_pool: asyncpg.Pool, redis: aioredis.Redis, budget: int
 ) -> None:
     await migrate(pg_pool, settings.pg_schema)
+    # Every stage handed on through its stream (none inline), so each one asks.
+    settings = settings.model_copy(update={"inline_stages": False})
     rt = make_runtime(
         settings.model_copy(update={"handoff_memo_bytes": budget}), pg_pool, redis, accelerated=True
     )

@@ -82,7 +82,7 @@ async def test_advance_stores_everything_at_once(redis: aioredis.Redis, keys: Ke
     await a.enqueue([ref], "resolve")
     [msg] = await a.read("resolve", 10, 100, n)
     out_key = keys.output(ref.document_id, "resolve")
-    writes = Writes(out_key, b"LP-output", 60, {b"i": b"intent", b"id": b"0123456789abcdef"})
+    writes = Writes(((out_key, b"LP-output"),), 60, {b"i": b"intent", b"id": b"0123456789abcdef"})
     moved = await a.advance(msg, "relate", {state.STAGE: "relate"}, None, writes)
     assert moved
     assert await redis.get(out_key) == b"LP-output"
@@ -129,7 +129,7 @@ async def test_advance_of_a_reingested_document_stores_nothing(
     [msg] = await t.read("chunk", 10, 100, n)
     await t.enqueue([_ref("doc-1", generation=2)], "extract")  # re-ingested meanwhile
     out_key = keys.output(old.document_id, "chunk")
-    writes = Writes(out_key, b"stale output", 60) if backend == "redis" else None
+    writes = Writes(((out_key, b"stale output"),), 60) if backend == "redis" else None
     assert not await t.advance(msg, "entities", {state.STAGE: "entities"}, None, writes)
     assert await t.read("entities", 10, 50, n) == []
     if backend == "redis":
