@@ -279,7 +279,7 @@ class Engine:
                 await sem.acquire()
                 free += 1
             try:
-                msgs = await self.transport.read(stage, free, block, shard)
+                msgs = await self._read(stage, free, block, shard, stop)
                 delay = 0.1
                 self._recovered()
             except BackendUnavailable as exc:
@@ -303,6 +303,26 @@ class Engine:
                 # the next read takes several (a read costs the loop as much CPU as a
                 # stage transition; a few ms per stage is nothing against seconds).
                 await asyncio.sleep(self.settings.read_linger_ms / 1000)
+
+    async def _read(
+        self, stage: str, count: int, block: int, shard: int, stop: asyncio.Event
+    ) -> list[Message]:
+        """A read that ``stop`` abandons: shutdown does not sit out a blocked read
+        (``BLOCK_MS`` per stage). Whatever the cancelled read may have made ours stays
+        pending to this consumer, as in-flight work given back at shutdown does, and is
+        claimed by the next consumer once this one's heartbeat is gone."""
+        read = asyncio.ensure_future(self.transport.read(stage, count, block, shard))
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({read, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            if not read.done():
+                read.cancel()
+            await asyncio.gather(stopped, read, return_exceptions=True)
+        if read.cancelled():
+            return []
+        return read.result()
 
     def _idle_read(self, idle: int) -> tuple[int, int]:
         """(block ms, slots) of a sharded reader's next read after ``idle`` empty ones.

@@ -102,3 +102,20 @@ async def test_intake_pauses_while_the_write_behind_backlog_is_over_its_bound(
         await redis.delete(stream)
     await wait_for(task, 5)
     assert await stream_length(redis, keys, "extract") == len(refs)
+
+
+async def test_stop_does_not_sit_out_the_readers_blocked_reads(
+    settings: Settings, pg_pool: asyncpg.Pool, redis: aioredis.Redis
+) -> None:
+    """Every stage's reader blocks for BLOCK_MS on an empty stream; stopping abandons
+    those reads (the end of a batch run waited ~0.2 s for them, a worker up to 20 s)."""
+    await migrate(pg_pool, settings.pg_schema)
+    rt = make_runtime(
+        settings.model_copy(update={"block_ms": 20_000}), pg_pool, redis, accelerated=True
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(rt.engine().run(stop))
+    await asyncio.sleep(0.5)  # the readers are blocked by now
+    assert not task.done()
+    stop.set()
+    await wait_for(task, 5)
