@@ -174,7 +174,7 @@ class Runtime:
             background.append(self.writer.run)
         if self.ocr_jobs is not None:
             background.append(self.ocr_jobs.poller.run)  # polls only while it leads
-        return Engine(
+        engine = Engine(
             settings=self.settings,
             transport=self.transport,
             handoff=self.handoff,
@@ -183,6 +183,11 @@ class Runtime:
             fingerprints=self.fingerprints,
             stages=self.stage_overrides,
         )
+        if self.writer is not None:
+            # With no document in flight here, the writer's batch need not wait for more.
+            stats = engine.stats
+            self.writer.producer_idle = lambda: stats.in_flight == 0
+        return engine
 
     def close(self) -> None:
         if self.executor is not None:

@@ -32,7 +32,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -222,6 +222,10 @@ class WriteBehindWriter:
         self._in_hand: set[Sid] = set()
         self._last_claim = 0.0
         self._idle_read = False  # blocked on a read with an empty batch (see _collected)
+        # Set by the runtime when an engine shares this process: True while it has no
+        # document in flight, so no intent of its is on the way and a batch that has
+        # entries need not wait out its window (the run's last documents).
+        self.producer_idle: Callable[[], bool] | None = None
         self._warm: asyncio.Task[None] | None = None  # see _prepare
         self._last_prune = -PRUNE_EVERY_S
         self._rows_per_intent = 64.0
@@ -445,6 +449,8 @@ class WriteBehindWriter:
         while batch.rows < self.settings.wb_batch_rows:
             if deadline is None:
                 block: int | None = block_ms
+            elif self.producer_idle is not None and self.producer_idle():
+                block = None  # nothing more on its way from here: take what is there
             else:
                 # Keep the batch open while intents keep coming, up to wb_batch_ms;
                 # a quiet gap closes it early, so a lone intent is not held back.

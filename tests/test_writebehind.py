@@ -774,3 +774,41 @@ async def test_large_values_are_stored_lz4_compressed_fresh_and_merged(
         d.source.document_id,
     )
     assert {r[0] for r in kinds} <= {"lz4", None}  # None: a chunk too short to compress
+
+
+@pytest.mark.parametrize("idle", [False, True])
+async def test_a_batch_closes_at_once_when_no_intent_is_on_its_way_from_this_process(
+    redis: aioredis.Redis,
+    pg_pool: asyncpg.Pool,
+    keys: Keys,
+    codec: Codec,
+    settings: Settings,
+    pg_schema: str,
+    docs: list[Doc],
+    idle: bool,
+) -> None:
+    """Intents 0.1 s apart keep a batch open (its quiet gap is longer) until its window
+    ends; with the engine of this process idle (``producer_idle``: its last documents
+    are committed) the batch takes what is there and goes."""
+    await migrate(pg_pool, pg_schema)
+    writer = WriteBehindWriter(
+        redis, pg_pool, keys, codec, settings.model_copy(update={"wb_batch_ms": 5000}), "w-idle"
+    )
+    writer.producer_idle = (lambda: True) if idle else None
+    intents = [build_document("x" * 50, f"trickle-{i}.txt").intent() for i in range(10)]
+    await queue(redis, keys, codec, intents[:1])
+
+    async def trickle() -> None:
+        for it in intents[1:]:
+            await asyncio.sleep(0.1)
+            await queue(redis, keys, codec, [it])
+
+    feeder = asyncio.create_task(trickle())
+    try:
+        batch = await wait_for(writer._collect(1000), 10)
+    finally:
+        await feeder
+    if idle:
+        assert len(batch) <= 2
+    else:
+        assert len(batch) == len(intents)
