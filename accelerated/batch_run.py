@@ -485,7 +485,9 @@ async def run_batch(
                     progress(await tracker.snapshot(left))
             if left == 0 and (side_task is None or side_task.done()):
                 break
-            await asyncio.sleep(0.05 if total < 200 else 0.2)
+            # Often while the last documents finish (the run's end is seen sooner), seldom
+            # while many are left (each poll reads the outstanding sets).
+            await asyncio.sleep(0.05 if total < 200 or left <= 32 else 0.2)
     finally:
         if side_task is not None:
             side_task.cancel()
