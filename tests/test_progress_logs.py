@@ -70,31 +70,44 @@ async def test_stage_counts_match_the_state_while_queued(
     assert snap.eta_s is None and snap.per_second is None
 
 
+@pytest.mark.parametrize("inline", [False, True])
 async def test_snapshots_of_a_run_held_at_a_stage_match_the_state(
-    settings: Settings, pg_pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys
+    settings: Settings, pg_pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys, inline: bool
 ) -> None:
-    """A run held at clean: the snapshot the bar got agrees with the state hashes."""
+    """A run held at clean: the snapshot the bar got agrees with the state hashes. Run
+    inline after extract, a document is shown at the stage whose message it holds
+    (extract) until its stages commit together."""
     await migrate(pg_pool, settings.pg_schema)
+    settings = settings.model_copy(update={"inline_stages": inline})
     rt = make_runtime(settings, pg_pool, redis, accelerated=True)
+    at, other = ("extract", "clean") if inline else ("clean", "extract")
     gate = asyncio.Event()
 
-    rt.stage_overrides["clean"] = gated_clean(gate)
+    gated = gated_clean(gate)
+    waiting = 0
+
+    async def counted(doc: Any, ctx: Any) -> Any:
+        nonlocal waiting
+        waiting += 1
+        return await gated(doc, ctx)
+
+    rt.stage_overrides["clean"] = counted
     seen: list[BatchProgress] = []
     n = len(discover([EXAMPLES]).files)
     run = asyncio.create_task(run_batch(rt, BatchOptions("pm", [EXAMPLES]), progress=seen.append))
     try:
         for _ in range(400):
-            if seen and seen[-1].stages.get("clean") == n:
+            if waiting == n and seen and seen[-1].stages.get(at) == n:
                 break
             await asyncio.sleep(0.05)
         held = seen[-1]
         assert held.total == n and held.finished == 0 and held.persisting == 0
-        assert held.stages["clean"] == n and held.stages["extract"] == 0
+        assert held.stages[at] == n and held.stages[other] == 0
         docs = {
             str(r["id"])
             for r in await pg_pool.fetch("SELECT id FROM documents WHERE project = 'pm'")
         }
-        assert await _state_stages(redis, keys, docs) == Counter({"clean": n})
+        assert await _state_stages(redis, keys, docs) == Counter({at: n})
     finally:
         gate.set()
         report = await wait_for(run, 120)
