@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import statistics
 import time
@@ -16,7 +17,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from accelerated import fingerprint, pipeline, s3_intake, state
 from accelerated.backends import Resolution, llm_models
@@ -229,10 +230,26 @@ async def _states(rt: Runtime, refs: list[SourceRef]) -> list[tuple[str | None, 
     return out
 
 
+# Files fingerprinted and registered before the engine gets its first documents: the
+# rest follow while it works on those (hashing 500 files took 0.3 s that no stage ran).
+HEAD_FILES: Final = 32
+
+
+@dataclass
+class _Plan:
+    """What intake decided for one part of the input."""
+
+    refs: list[SourceRef]  # every document of the part
+    waiting: list[SourceRef]  # those the run waits for (queued now, or in flight)
+    to_queue: dict[str, list[SourceRef]]  # start stage -> documents to queue there
+
+
 async def _plan(
-    rt: Runtime, opts: BatchOptions
-) -> tuple[list[SourceRef], list[SourceRef], dict[str, list[SourceRef]], BatchReport]:
-    """Decide, per document, whether to queue it and at which stage."""
+    rt: Runtime, opts: BatchOptions, head: int | None = None
+) -> tuple[_Plan, BatchReport, list[tuple[Path, str]]]:
+    """Decide, per document, whether to queue it and at which stage: for the first
+    ``head`` files (and every S3 object) now; the files left are returned, for
+    :func:`_plan_files` to plan while the engine works."""
     gen = new_generation()
     report = BatchReport(opts.project, rt.handoff.name, generation=gen)
     known_s3: list[SourceRef] = []
@@ -255,7 +272,12 @@ async def _plan(
             files = disc.files
     if opts.limit is not None:
         files = files[: opts.limit]
-    refs = await fingerprint_all(opts.project, files, gen)
+    if opts.from_stage is not None and opts.from_stage not in pipeline.STAGE_NAMES:
+        raise ConfigError(f"--from must be one of {', '.join(pipeline.STAGE_NAMES)}")
+    if opts.from_stage is not None and not pipeline.stage(opts.from_stage).enabled(rt.settings):
+        raise ConfigError(f"--from {opts.from_stage}: that stage is off in these settings")
+    now, rest = (files, []) if head is None else (files[:head], files[head:])
+    refs = await fingerprint_all(opts.project, now, gen)
     if opts.s3_inputs or known_s3:
         found = await s3_intake.intake(
             rt.pool,
@@ -274,8 +296,20 @@ async def _plan(
         report.s3_listed, report.s3_downloaded = found.listed, found.downloaded
         report.s3_unchanged = found.unchanged
         report.s3_keys = [r.source_key for r in found.refs]
-    report.total = len(refs)
+    return await _plan_refs(rt, opts, refs, report), report, rest
 
+
+async def _plan_files(
+    rt: Runtime, opts: BatchOptions, files: list[tuple[Path, str]], report: BatchReport
+) -> _Plan:
+    """The plan of files :func:`_plan` left, under the run's generation."""
+    refs = await fingerprint_all(opts.project, files, report.generation)
+    return await _plan_refs(rt, opts, refs, report)
+
+
+async def _plan_refs(
+    rt: Runtime, opts: BatchOptions, refs: list[SourceRef], report: BatchReport
+) -> _Plan:
     states = await _states(rt, refs)
     in_flight = [
         r
@@ -287,10 +321,6 @@ async def _plan(
         for r, (st, _g) in zip(refs, states, strict=True)
         if opts.reprocess or st is None or st in state.TERMINAL
     ]
-    if opts.from_stage is not None and opts.from_stage not in pipeline.STAGE_NAMES:
-        raise ConfigError(f"--from must be one of {', '.join(pipeline.STAGE_NAMES)}")
-    if opts.from_stage is not None and not pipeline.stage(opts.from_stage).enabled(rt.settings):
-        raise ConfigError(f"--from {opts.from_stage}: that stage is off in these settings")
     # Rows of finished documents with unchanged content are left alone here.
     previous = await register_documents(rt.pool, candidates)
     finished_states = _FINISHED if not pipeline.stage("ocr").enabled(rt.settings) else _DONE
@@ -300,18 +330,20 @@ async def _plan(
     fresh = [r for r in candidates if r.document_id not in finished_ids]
     if fresh:
         to_queue["extract"] = fresh
-    if not opts.reprocess:
-        report.unchanged = len(finished)
-    elif finished:
+    unchanged = len(finished)
+    if opts.reprocess and finished:
         starts = await _reprocess_starts(rt, finished, previous, opts.from_stage)
-        report.unchanged = len(starts.pop(None, []))
+        unchanged = len(starts.pop(None, []))
         rerun = [r for rs in starts.values() for r in rs]
         await register_documents(rt.pool, rerun, reprocess=True)
         for stage, refs_at in starts.items():
             assert stage is not None
             to_queue.setdefault(stage, []).extend(refs_at)
     waiting = in_flight + [r for rs in to_queue.values() for r in rs]
-    return refs, waiting, to_queue, report
+    # Counted last: a part whose planning failed half-way is planned again whole.
+    report.total += len(refs)
+    report.unchanged += unchanged
+    return _Plan(refs, waiting, to_queue)
 
 
 _FINISHED = (state.DONE, state.NEEDS_OCR)
@@ -411,7 +443,8 @@ async def run_batch(
     say = notice or (lambda text: log.warning("%s", text))
     watch = _Outage(rt.settings, say)
     await watch.retrying(rt.transport.setup)
-    refs, waiting, to_queue, report = await watch.retrying(lambda: _plan(rt, opts))
+    plan, report, rest = await watch.retrying(lambda: _plan(rt, opts, HEAD_FILES))
+    refs, waiting = list(plan.refs), list(plan.waiting)
     by_id = {str(r.document_id): r for r in waiting}
     models = llm_models(rt.backends_)
     if models and rt.redis is not None:
@@ -438,13 +471,24 @@ async def run_batch(
 
             await watch.retrying(mark)
         not_handed: dict[str, list[SourceRef]] = {}
-        for start, queued in to_queue.items():
-            if not_handed:  # the circuit is open: the rest go the traditional way too
-                not_handed[start] = queued
-                continue
-            rest = await _enqueue_with_backpressure(rt, queued, start, watch)
-            if rest:
-                not_handed[start] = rest
+        while True:
+            for start, queued in plan.to_queue.items():
+                if not_handed:  # the circuit is open: the rest go the traditional way too
+                    not_handed.setdefault(start, []).extend(queued)
+                    continue
+                left_over = await _enqueue_with_backpressure(rt, queued, start, watch)
+                if left_over:
+                    not_handed[start] = left_over
+            if not rest:
+                break
+            # The files after the head, planned while the engine works on the head's.
+            later, rest = rest, []
+            plan = await watch.retrying(functools.partial(_plan_files, rt, opts, later, report))
+            refs += plan.refs
+            waiting += plan.waiting
+            for r in plan.waiting:
+                by_id[str(r.document_id)] = r
+                ids.add(str(r.document_id))
         if not_handed:
             moved = {str(r.document_id) for refs in not_handed.values() for r in refs}
             ids -= moved
