@@ -270,7 +270,7 @@ class Engine:
     async def _consume(self, stage: str, shard: int, stop: asyncio.Event) -> None:
         sem = self._sems[stage]
         delay = 0.1
-        idle = 0  # reads in a row that found nothing (sharded readers only)
+        idle = 0  # reads in a row that found nothing
         block, share = self.settings.block_ms, self._read_share
         while not stop.is_set():
             await sem.acquire()
@@ -293,9 +293,8 @@ class Engine:
                 raise
             for _ in range(free - len(msgs)):
                 sem.release()
-            if len(self._shards) > 1:
-                idle = 0 if msgs else idle + 1
-                block, share = self._idle_read(idle)
+            idle = 0 if msgs else idle + 1
+            block, share = self._idle_read(idle)
             for msg in msgs:
                 self._spawn(msg, sem)
             if 0 < len(msgs) < free and self.settings.read_linger_ms > 0:
@@ -325,17 +324,19 @@ class Engine:
         return read.result()
 
     def _idle_read(self, idle: int) -> tuple[int, int]:
-        """(block ms, slots) of a sharded reader's next read after ``idle`` empty ones.
+        """(block ms, slots) of a reader's next read after ``idle`` empty ones.
 
-        An idle shard's reader takes one slot, not its share, so busy shards keep the
-        stage's concurrency; and it blocks longer (up to 4x ``block_ms``, at most 1 s:
-        below the socket timeout, redis-py#3138), since a blocked read returns as soon
-        as a message arrives: fewer empty reads on a mostly idle prefix, no added
-        latency. One reader per stage (no shards) keeps ``block_ms`` and its share."""
+        An idle reader blocks longer (up to 4x ``block_ms``, at most 1 s: below the
+        socket timeout, redis-py#3138), since a blocked read returns as soon as a
+        message arrives: fewer empty reads of stages that are mostly idle (those run
+        inline, or a quiet prefix), no added latency, and stop abandons the read. An
+        idle shard's reader also takes one slot, not its share, so busy shards keep
+        the stage's concurrency; one reader per stage keeps its share."""
         if idle == 0:
             return self.settings.block_ms, self._read_share
         base = self.settings.block_ms
-        return min(base * 2 ** min(idle, 2), max(base, 1000)), 1
+        slots = 1 if len(self._shards) > 1 else self._read_share
+        return min(base * 2 ** min(idle, 2), max(base, 1000)), slots
 
     def _spawn(self, msg: Message, sem: asyncio.Semaphore | None) -> None:
         lease = (msg.shard, msg.id)
