@@ -91,6 +91,15 @@ class _Held(Exception):
     """A backend is unreachable: hold the message and try it again later."""
 
 
+@dataclass
+class _Slot:
+    """What a message's task counts against: the slot of the stage it was read at
+    (``sem``) until its document moves on inline, then the stage it runs inline."""
+
+    sem: asyncio.Semaphore | None
+    inline_at: str | None = None
+
+
 class Engine:
     def __init__(
         self,
@@ -131,6 +140,7 @@ class Engine:
         self._read_share = max(1, settings.read_count // shards)
         self._stopping = asyncio.Event()
         self._inline_on = settings.inline_stages and handoff.inline
+        self._inline_now = {s: 0 for s in self.specs}  # documents run inline, per stage
 
     # Lifecycle ---------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -341,7 +351,7 @@ class Engine:
     def _spawn(self, msg: Message, sem: asyncio.Semaphore | None) -> None:
         lease = (msg.shard, msg.id)
         self._working[msg.stage][lease] = time.monotonic() + self.limits[msg.stage] + 5.0
-        task = asyncio.create_task(self._process(msg, sem))
+        task = asyncio.create_task(self._process(msg, _Slot(sem)))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -373,13 +383,13 @@ class Engine:
             self._spawn(msg, self._sems[stage])
 
     # One message ---------------------------------------------------------------------------
-    async def _process(self, msg: Message, sem: asyncio.Semaphore | None) -> None:
+    async def _process(self, msg: Message, slot: _Slot) -> None:
         self.stats.in_flight += 1
         delay = 0.1
         try:
             while True:
                 try:
-                    await self._handle(msg)
+                    await self._handle(msg, slot)
                     self._recovered()
                     return
                 except _Held as held:
@@ -398,34 +408,51 @@ class Engine:
         finally:
             self.stats.in_flight -= 1
             self._working[msg.stage].pop((msg.shard, msg.id), None)
-            if sem is not None:
-                sem.release()
+            self._leave(slot)
 
-    async def _handle(self, msg: Message) -> None:
+    def _leave(self, slot: _Slot) -> None:
+        if slot.sem is not None:
+            slot.sem.release()
+            slot.sem = None
+        if slot.inline_at is not None:
+            self._inline_now[slot.inline_at] -= 1
+            slot.inline_at = None
+
+    async def _handle(self, msg: Message, slot: _Slot) -> None:
         try:
-            await self._attempt(msg)
+            await self._attempt(msg, slot)
         except BackendUnavailable as exc:
             raise _Held(exc) from None
 
-    def _inline(self, attempts: int, stage: str, nxt: str) -> bool:
+    def _inline(self, msg: Message, attempts: int, stage: str, nxt: str, slot: _Slot) -> bool:
         """Whether to run ``nxt`` now, in this task, instead of handing it on: the
         handoff can commit several outputs at once, this engine serves ``nxt``, which
         takes its input from ``stage``'s output and is not one to wait on an outside
-        service, and this is the message's first delivery (a redelivered one runs its
-        own stage alone, so a stage that crashes the process is found at its own
-        stream). The document keeps the slot it was read into: ``CONCURRENCY`` bounds
-        the messages in hand per stage stream, and a document run inline is in hand
-        at one."""
+        service, fewer than ``CONCURRENCY`` documents run inline there, and this is
+        the message's first delivery (a redelivered one runs its own stage alone, so a
+        stage that crashes the process is found at its own stream).
+
+        The document then counts against ``nxt`` and gives up the slot it held, so the
+        stage it leaves can take another document, as when it is handed on: a stage has
+        at most ``CONCURRENCY`` documents read from its stream and as many run inline.
+        """
         spec = self.specs.get(nxt)
-        return (
+        if not (
             self._inline_on
             and spec is not None
             and spec.inline
             and attempts == 1
             and spec.input_key == self.specs[stage].output_key
-        )
+            and self._inline_now[nxt] < self.settings.concurrency
+        ):
+            return False
+        self._leave(slot)
+        self._inline_now[nxt] += 1
+        slot.inline_at = nxt
+        self._working[msg.stage][(msg.shard, msg.id)] = time.monotonic() + self.limits[nxt] + 5.0
+        return True
 
-    async def _attempt(self, msg: Message) -> None:
+    async def _attempt(self, msg: Message, slot: _Slot) -> None:
         stage, ref = msg.stage, msg.ref
         begin = await self.transport.begin(
             msg, self.handoff.input_key(stage, ref), self.handoff.check_stale_first
@@ -462,7 +489,7 @@ class Engine:
                 )
                 if self.fingerprints is not None:
                     fields[fingerprint.field(stage)] = self.fingerprints(ref)[stage]
-                if nxt is None or not self._inline(begin.attempts, stage, nxt):
+                if nxt is None or not self._inline(msg, begin.attempts, stage, nxt, slot):
                     break
                 MESSAGES.labels(stage, "ok").inc()
                 self.stats.processed += 1

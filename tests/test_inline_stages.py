@@ -7,6 +7,8 @@ finds its input, and a stage that fails inline is retried or failed at its own s
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from accelerated.models import Chunked, Cleaned
 from accelerated.settings import Settings
 from accelerated.stages import StageContext
 from accelerated.stages import chunk as chunk_stage
+from accelerated.stages import clean as clean_stage
 from accelerated.stages import entities as entities_stage
 from persistence.schema import migrate
 from tests.conftest import EXAMPLES, KINDS
@@ -184,3 +187,40 @@ async def test_bad_input_found_inline_fails_the_document_at_once(
     row = await pg_pool.fetchrow("SELECT status, error FROM documents")
     assert row["status"] == "failed" and row["error"] == error
     assert await redis.xlen(keys.dlq("entities")) == 0
+
+
+async def test_a_stage_holds_its_concurrency_read_and_as_many_inline(
+    settings: Settings, pg_pool: asyncpg.Pool, redis: aioredis.Redis
+) -> None:
+    """A document run inline gives up the slot of the stage it leaves (that stage reads
+    the next document, as after a hand-off) and counts against the stage it enters:
+    with clean held shut, CONCURRENCY documents enter it inline and, once those are
+    taken, as many more through its stream: never more."""
+    await migrate(pg_pool, settings.pg_schema)
+    n = 2
+    rt = make_runtime(
+        settings.model_copy(update={"concurrency": n, "read_count": n}),
+        pg_pool,
+        redis,
+        accelerated=True,
+    )
+    inside = peak = 0
+    full = asyncio.Event()
+
+    async def held_clean(doc: Any, ctx: StageContext) -> Any:
+        nonlocal inside, peak
+        inside += 1
+        peak = max(peak, inside)
+        if inside == 2 * n:
+            full.set()
+        try:
+            with contextlib.suppress(TimeoutError):
+                await wait_for(full.wait(), 5)
+            return await clean_stage.run(doc, ctx)
+        finally:
+            inside -= 1
+
+    rt.stage_overrides["clean"] = held_clean
+    report = await wait_for(run_batch(rt, BatchOptions("slots", [EXAMPLES])), 120)
+    assert report.done == report.total > 2 * n
+    assert full.is_set() and peak == 2 * n
