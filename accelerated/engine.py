@@ -18,6 +18,13 @@ sorted by what another attempt can do (``errors.is_retryable``):
   the message is held and tried again, with backoff, once the server answers;
 * crashes of the process: the message stays pending and another consumer reclaims it.
 
+When the handoff can commit several outputs at once (the accelerated one), a
+document's next stages run inline, in the same task, and the outputs of all of them
+go into Redis in the one advance of the message that was read (``_inline`` says when;
+``INLINE_STAGES=false`` hands every stage on). A stage that fails inline is handed on
+to its own stream carrying the attempt (``_failed_inline``), so retries and dead
+letters stay per stage.
+
 Each stage's stream may be split into shards (``Transport.shards``; see
 ``accelerated/keys.py``): then each stage has one reader per shard, all sharing the
 stage's concurrency. A reader holds the slots it reads into while it blocks, so with
