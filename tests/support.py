@@ -323,3 +323,14 @@ def llm_settings(settings: Settings, chat_server: ChatServer, **kw: Any) -> Sett
             **kw,
         }
     )
+
+
+def one_example(tmp_path: Path) -> Path:
+    """A folder holding one plain-text example document (a run of one document)."""
+    from tests.conftest import EXAMPLES
+
+    src = tmp_path / "in"
+    src.mkdir()
+    order = next(p for p in sorted(EXAMPLES.iterdir()) if p.suffix == ".txt")
+    (src / order.name).write_bytes(order.read_bytes())
+    return src

@@ -21,17 +21,9 @@ from accelerated.stages import StageContext
 from accelerated.stages import clean as clean_stage
 from persistence.schema import migrate
 from tests.conftest import EXAMPLES, KINDS
-from tests.support import make_runtime, stream_length
+from tests.support import make_runtime, one_example, stream_length
 
 BOTH = pytest.mark.parametrize("redis_kind", KINDS, indirect=True)
-
-
-def _one_example(tmp_path: Path) -> Path:
-    src = tmp_path / "in"
-    src.mkdir()
-    order = next(p for p in sorted(EXAMPLES.iterdir()) if p.suffix == ".txt")
-    (src / order.name).write_bytes(order.read_bytes())
-    return src
 
 
 @BOTH
@@ -50,7 +42,7 @@ async def test_transient_error_is_retried_then_succeeds(
         return await clean_stage.run(doc, ctx)
 
     rt.stage_overrides["clean"] = flaky_clean
-    report = await run_batch(rt, BatchOptions("flaky", [_one_example(tmp_path)]))
+    report = await run_batch(rt, BatchOptions("flaky", [one_example(tmp_path)]))
     assert report.done == 1 and report.failed == {}
     assert calls == 2
     doc_id = await pg_pool.fetchval("SELECT id FROM documents")
@@ -72,7 +64,7 @@ async def test_persistent_error_goes_to_the_dead_letter_stream(
         raise RuntimeError("bug in stage code")
 
     rt.stage_overrides["clean"] = broken_clean
-    report = await run_batch(rt, BatchOptions("broken", [_one_example(tmp_path)]))
+    report = await run_batch(rt, BatchOptions("broken", [one_example(tmp_path)]))
     assert report.done == 0
     [(_name, error)] = report.failed.items()
     assert "gave_up" in error and "bug in stage code" in error

@@ -29,7 +29,7 @@ from accelerated.stages import clean as clean_stage
 from accelerated.stages import entities as entities_stage
 from persistence.schema import migrate
 from tests.conftest import EXAMPLES, KINDS
-from tests.support import dump, make_runtime
+from tests.support import dump, make_runtime, one_example
 
 BOTH = pytest.mark.parametrize("redis_kind", KINDS, indirect=True)
 AFTER_EXTRACT = [s.name for s in pipeline.PIPELINE if s.main and s.name != "extract"]
@@ -44,14 +44,6 @@ async def _handed_on(redis: aioredis.Redis, keys: Keys, stages: list[str]) -> in
                 info = await redis.xinfo_stream(stream)
                 total += int(info["entries-added"])
     return total
-
-
-def _one_example(tmp_path: Path) -> Path:
-    src = tmp_path / "in"
-    src.mkdir()
-    order = next(p for p in sorted(EXAMPLES.iterdir()) if p.suffix == ".txt")
-    (src / order.name).write_bytes(order.read_bytes())
-    return src
 
 
 @BOTH
@@ -126,7 +118,7 @@ async def test_a_stage_failing_inline_is_retried_at_its_own_stream(
         return await chunk_stage.run(doc, ctx)
 
     rt.stage_overrides["chunk"] = flaky_chunk
-    report = await run_batch(rt, BatchOptions("flaky-inline", [_one_example(tmp_path)]))
+    report = await run_batch(rt, BatchOptions("flaky-inline", [one_example(tmp_path)]))
     assert report.done == 1 and report.failed == {}
     assert calls == 2
     # The stages before it were committed once; chunk went to its own stream (once),
@@ -156,7 +148,7 @@ async def test_a_deterministic_failure_inline_is_dead_lettered_at_its_stage(
         raise ValueTooLarge("a cap the input is over")  # not retryable
 
     rt.stage_overrides["entities"] = broken_entities
-    report = await run_batch(rt, BatchOptions("broken-inline", [_one_example(tmp_path)]))
+    report = await run_batch(rt, BatchOptions("broken-inline", [one_example(tmp_path)]))
     [(_name, error)] = report.failed.items()
     assert error.startswith("entities:") and "a cap the input is over" in error
     assert calls == 2  # inline, then once at its own stream, where it is dead-lettered
@@ -180,7 +172,7 @@ async def test_bad_input_found_inline_fails_the_document_at_once(
         return await entities_stage.run(doc, ctx)
 
     rt.stage_overrides["entities"] = picky_entities
-    report = await run_batch(rt, BatchOptions("bad-inline", [_one_example(tmp_path)]))
+    report = await run_batch(rt, BatchOptions("bad-inline", [one_example(tmp_path)]))
     [(_name, error)] = report.failed.items()
     assert error.startswith("entities: ") and error.endswith("hostile chunk")
     assert calls == 1  # bad input: never run again

@@ -8,6 +8,7 @@ import json
 import signal
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -110,30 +111,42 @@ def test_status_without_urls_is_a_configuration_error(tmp_path: Path) -> None:
     assert out.returncode == 2 and "REDIS_URL is not set" in out.stderr
 
 
+@pytest.mark.parametrize("inline", [False, True])
 async def test_status_during_a_run_matches_postgres_and_the_streams(
-    settings: Settings, pg_pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys
+    settings: Settings, pg_pool: asyncpg.Pool, redis: aioredis.Redis, keys: Keys, inline: bool
 ) -> None:
     """Every document held at ``clean`` (a gate in the stage): the run is frozen mid-way,
-    so what status reports can be compared exactly, then the run is let go."""
+    so what status reports can be compared exactly, then the run is let go. Run inline
+    after extract, the documents' messages are extract's (pending there) until their
+    stages commit together."""
     await migrate(pg_pool, settings.pg_schema)
+    settings = settings.model_copy(update={"inline_stages": inline})
     rt = make_runtime(settings, pg_pool, redis, accelerated=True)
+    held, other = ("extract", "clean") if inline else ("clean", "extract")
     gate = asyncio.Event()
+    gated = gated_clean(gate)
+    inside = 0
 
-    rt.stage_overrides["clean"] = gated_clean(gate)
+    async def counted(doc: Any, ctx: Any) -> Any:
+        nonlocal inside
+        inside += 1
+        return await gated(doc, ctx)
+
+    rt.stage_overrides["clean"] = counted
     n = len(discover([EXAMPLES]).files)
     run = asyncio.create_task(run_batch(rt, BatchOptions("mid", [EXAMPLES])))
     try:
         for _ in range(200):
-            if await redis.xlen(keys.stream("clean")) == n:
+            if inside == n and await redis.xlen(keys.stream(held)) == n:
                 break
             await asyncio.sleep(0.05)
         st = await status.collect(redis, pg_pool, keys, "mid")
         assert st.documents == await _truth(pg_pool, "mid") == {"queued": n}
         assert st.outstanding == n and st.eta_s is None  # nothing finished yet: no rate
-        clean_st = st.stages["clean"]
-        assert clean_st.stream == n and clean_st.pending + (clean_st.lag or 0) == n
-        assert clean_st.pending >= 1  # the engine holds some, blocked in the stage
-        assert st.stages["extract"].stream == 0 and st.dlq_total == 0
+        held_st = st.stages[held]
+        assert held_st.stream == n and held_st.pending + (held_st.lag or 0) == n
+        assert held_st.pending >= 1  # the engine holds some, blocked in the stage
+        assert st.stages[other].stream == 0 and st.dlq_total == 0
         assert rt.consumer in st.workers
     finally:
         gate.set()

@@ -784,7 +784,6 @@ async def test_a_batch_closes_at_once_when_no_intent_is_on_its_way_from_this_pro
     codec: Codec,
     settings: Settings,
     pg_schema: str,
-    docs: list[Doc],
     idle: bool,
 ) -> None:
     """Intents 0.1 s apart keep a batch open (its quiet gap is longer) until its window
