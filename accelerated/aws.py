@@ -191,15 +191,14 @@ class AwsClients:
         self.settings = settings
         self._session = session
         self._clients: dict[str, Any] = {}
-        self._stack: contextlib.AsyncExitStack | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock: asyncio.Lock | None = None
         # Clients being opened: ``aclose`` waits for them, so none is left open.
         self._opening: set[asyncio.Future[Any]] = set()
-        # Every client opened on this loop. A client used after ``aclose`` (a caller
-        # that had it before the close) opens its connection pool again by itself;
-        # each ``aclose`` closes them all again, so such a pool is not left to the
-        # collector either.
+        # Every client opened on this loop; ``aclose`` closes each one. A client used
+        # after ``aclose`` (a caller that had it before the close) opens its connection
+        # pool again by itself, so each ``aclose`` closes them all again, and such a
+        # pool is not left to the collector either.
         self._opened: list[Any] = []
 
     @property
@@ -208,34 +207,25 @@ class AwsClients:
             self._session = session_from_settings(self.settings)
         return self._session
 
-    def _fresh(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._loop is not loop:
-            self._opened = []  # another loop's clients cannot be closed from this one
-        self._loop, self._lock = loop, asyncio.Lock()
-        self._clients, self._stack = {}, contextlib.AsyncExitStack()
-
     async def get(self, service: str) -> Any:
         loop = asyncio.get_running_loop()
-        if self._loop is not loop:
-            self._fresh(loop)
+        if self._loop is not loop:  # another loop's clients cannot be used (or closed) here
+            self._loop, self._lock = loop, asyncio.Lock()
+            self._clients, self._opened = {}, []
         client = self._clients.get(service)
         if client is not None:
             return client
         assert self._lock is not None
         async with self._lock:
-            if self._stack is None or self._loop is not loop:  # closed while we waited
-                self._fresh(loop)
-            assert self._stack is not None
             client = self._clients.get(service)
             if client is None:
                 # Opened in a task of its own and shielded: a caller cancelled half-way
                 # (a time limit, a shutdown) must not leave a client whose connection
                 # pool nobody closes ("Unclosed client session" when it is collected);
-                # the task finishes entering the stack, and ``aclose`` closes it.
+                # the task finishes opening it, and ``aclose`` closes it. (Leaving the
+                # client's context is its ``close()``, which ``aclose`` calls.)
                 opening = asyncio.ensure_future(
-                    self._stack.enter_async_context(
-                        open_client(self.settings, service, self.session)
-                    )
+                    open_client(self.settings, service, self.session).__aenter__()
                 )
                 self._opening.add(opening)
                 opening.add_done_callback(self._opening.discard)
@@ -249,14 +239,12 @@ class AwsClients:
             self._opened.append(opening.result())
 
     async def aclose(self) -> None:
-        stack, self._stack, self._clients = self._stack, None, {}
+        self._clients = {}
         if self._loop is not asyncio.get_running_loop():
             return  # another loop's clients went with it
         if self._opening:
             await asyncio.gather(*self._opening, return_exceptions=True)
-        if stack is not None:
-            await stack.aclose()
-        for client in self._opened:  # again: a pool reopened by a late caller
+        for client in self._opened:
             with contextlib.suppress(Exception):
                 await client.close()
 
