@@ -223,15 +223,13 @@ class AcceleratedHandoff:
                 self._remember(ref, out_key, output, len(value))
         writes = Writes(tuple(stored), self.ttl)
         if final_status is None:
+            moved = False
             try:
                 moved = await self.transport.advance(msg, next_stage, fields, None, writes, retries)
-            except BaseException:
-                for out_key in outputs:
-                    self._drop(ref, out_key)
-                raise
-            if not moved:
-                for out_key in outputs:
-                    self._drop(ref, out_key)
+            finally:
+                if not moved:  # stale, or failed: nobody takes them from memory
+                    for out_key in outputs:
+                        self._drop(ref, out_key)
             return moved
         output = steps[-1][1]
         if isinstance(output, Extracted):  # finished before clean (needs OCR)

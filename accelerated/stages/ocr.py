@@ -204,14 +204,14 @@ async def run(extracted: Extracted, ctx: StageContext) -> Extracted:
     failed: list[tuple[int, Exception]] = []
     # Only a miss takes the content's lease, and looks again under it: a document with
     # the same scan that held it first has put its pages in the cache by then.
-    leased = cache is not None and any(n not in read for n in wanted)
+    leased = cache if cache is not None and any(n not in read for n in wanted) else None
     async with (
-        cache.exclusive(version, extracted.sha256)
-        if leased and cache is not None
+        leased.exclusive(version, extracted.sha256)
+        if leased is not None
         else contextlib.nullcontext()
     ):
-        if leased and cache is not None:
-            read = await cache.get(version, extracted.sha256) or {}
+        if leased is not None:
+            read = await leased.get(version, extracted.sha256) or {}
         missing = [n for n in wanted if n not in read]
         cached = len(wanted) - len(missing)
         if missing:
