@@ -289,53 +289,57 @@ class Engine:
         delay = 0.1
         idle = 0  # reads in a row that found nothing
         block, share = self.settings.block_ms, self._read_share
-        while not stop.is_set():
-            await sem.acquire()
-            free = 1
-            while free < share and not sem.locked():
+        # One waiter on ``stop`` for all of this reader's reads (see _read).
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
                 await sem.acquire()
-                free += 1
-            try:
-                msgs = await self._read(stage, free, block, shard, stop)
-                delay = 0.1
-                self._recovered()
-            except BackendUnavailable as exc:
-                for _ in range(free):
+                free = 1
+                while free < share and not sem.locked():
+                    await sem.acquire()
+                    free += 1
+                try:
+                    msgs = await self._read(stage, free, block, shard, stopped)
+                    delay = 0.1
+                    self._recovered()
+                except BackendUnavailable as exc:
+                    for _ in range(free):
+                        sem.release()
+                    delay = await self._backoff(exc, delay)
+                    continue
+                except BaseException:
+                    for _ in range(free):
+                        sem.release()
+                    raise
+                for _ in range(free - len(msgs)):
                     sem.release()
-                delay = await self._backoff(exc, delay)
-                continue
-            except BaseException:
-                for _ in range(free):
-                    sem.release()
-                raise
-            for _ in range(free - len(msgs)):
-                sem.release()
-            idle = 0 if msgs else idle + 1
-            block, share = self._idle_read(idle)
-            for msg in msgs:
-                self._spawn(msg, sem)
-            if 0 < len(msgs) < free and self.settings.read_linger_ms > 0:
-                # Messages trickle in one by one while documents flow: wait a moment so
-                # the next read takes several (a read costs the loop as much CPU as a
-                # stage transition; a few ms per stage is nothing against seconds).
-                await asyncio.sleep(self.settings.read_linger_ms / 1000)
+                idle = 0 if msgs else idle + 1
+                block, share = self._idle_read(idle)
+                for msg in msgs:
+                    self._spawn(msg, sem)
+                if 0 < len(msgs) < free and self.settings.read_linger_ms > 0:
+                    # Messages trickle in one by one while documents flow: wait a moment so
+                    # the next read takes several (a read costs the loop as much CPU as a
+                    # stage transition; a few ms per stage is nothing against seconds).
+                    await asyncio.sleep(self.settings.read_linger_ms / 1000)
+        finally:
+            stopped.cancel()
+            await asyncio.gather(stopped, return_exceptions=True)
 
     async def _read(
-        self, stage: str, count: int, block: int, shard: int, stop: asyncio.Event
+        self, stage: str, count: int, block: int, shard: int, stopped: asyncio.Future[Any]
     ) -> list[Message]:
-        """A read that ``stop`` abandons: shutdown does not sit out a blocked read
-        (``BLOCK_MS`` per stage). Whatever the cancelled read may have made ours stays
-        pending to this consumer, as in-flight work given back at shutdown does, and is
-        claimed by the next consumer once this one's heartbeat is gone."""
+        """A read that stopping (``stopped`` done) abandons: shutdown does not sit out a
+        blocked read (``BLOCK_MS`` per stage). Whatever the cancelled read may have made
+        ours stays pending to this consumer, as in-flight work given back at shutdown
+        does, and is claimed by the next consumer once this one's heartbeat is gone."""
         read = asyncio.ensure_future(self.transport.read(stage, count, block, shard))
-        stopped = asyncio.ensure_future(stop.wait())
         try:
             await asyncio.wait({read, stopped}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            stopped.cancel()
             if not read.done():
                 read.cancel()
-            await asyncio.gather(stopped, read, return_exceptions=True)
+                await asyncio.gather(read, return_exceptions=True)
         if read.cancelled():
             return []
         return read.result()
@@ -355,9 +359,13 @@ class Engine:
         slots = 1 if len(self._shards) > 1 else self._read_share
         return min(base * 2 ** min(idle, 2), max(base, 1000)), slots
 
+    def _deadline(self, stage: str) -> float:
+        """Until when the heartbeat renews the lease of a message running ``stage``."""
+        return time.monotonic() + self.limits[stage] + 5.0
+
     def _spawn(self, msg: Message, sem: asyncio.Semaphore | None) -> None:
         lease = (msg.shard, msg.id)
-        self._working[msg.stage][lease] = time.monotonic() + self.limits[msg.stage] + 5.0
+        self._working[msg.stage][lease] = self._deadline(msg.stage)
         task = asyncio.create_task(self._process(msg, _Slot(sem)))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -406,8 +414,8 @@ class Engine:
                         return  # stays pending; another consumer claims it
                     delay = await self._backoff(exc, delay)
                     # Still ours: the lease is renewed while Redis answers again.
-                    self._working[msg.stage][(msg.shard, msg.id)] = (
-                        time.monotonic() + self.limits[msg.stage] + 5.0
+                    self._working[msg.stage][(msg.shard, msg.id)] = self._deadline(
+                        slot.inline_at or msg.stage
                     )
         except Exception:  # never let one document take the consumer down
             log.exception("unhandled error on %s %s", msg.stage, msg.ref.document_id)
@@ -456,7 +464,7 @@ class Engine:
         self._leave(slot)
         self._inline_now[nxt] += 1
         slot.inline_at = nxt
-        self._working[msg.stage][(msg.shard, msg.id)] = time.monotonic() + self.limits[nxt] + 5.0
+        self._working[msg.stage][(msg.shard, msg.id)] = self._deadline(nxt)
         return True
 
     async def _attempt(self, msg: Message, slot: _Slot) -> None:
