@@ -444,7 +444,7 @@ async def run_batch(
     watch = _Outage(rt.settings, say)
     await watch.retrying(rt.transport.setup)
     plan, report, rest = await watch.retrying(lambda: _plan(rt, opts, HEAD_FILES))
-    refs, waiting = list(plan.refs), list(plan.waiting)
+    refs, waiting = plan.refs, plan.waiting
     by_id = {str(r.document_id): r for r in waiting}
     models = llm_models(rt.backends_)
     if models and rt.redis is not None:
@@ -471,24 +471,26 @@ async def run_batch(
 
             await watch.retrying(mark)
         not_handed: dict[str, list[SourceRef]] = {}
-        while True:
-            for start, queued in plan.to_queue.items():
+
+        async def enqueue(to_queue: dict[str, list[SourceRef]]) -> None:
+            for start, queued in to_queue.items():
                 if not_handed:  # the circuit is open: the rest go the traditional way too
                     not_handed.setdefault(start, []).extend(queued)
                     continue
                 left_over = await _enqueue_with_backpressure(rt, queued, start, watch)
                 if left_over:
                     not_handed[start] = left_over
-            if not rest:
-                break
+
+        await enqueue(plan.to_queue)
+        if rest:
             # The files after the head, planned while the engine works on the head's.
-            later, rest = rest, []
-            plan = await watch.retrying(functools.partial(_plan_files, rt, opts, later, report))
-            refs += plan.refs
-            waiting += plan.waiting
-            for r in plan.waiting:
+            more = await watch.retrying(functools.partial(_plan_files, rt, opts, rest, report))
+            refs += more.refs
+            waiting += more.waiting
+            for r in more.waiting:
                 by_id[str(r.document_id)] = r
                 ids.add(str(r.document_id))
+            await enqueue(more.to_queue)
         if not_handed:
             moved = {str(r.document_id) for refs in not_handed.values() for r in refs}
             ids -= moved
