@@ -203,16 +203,25 @@ def copy_inputs(dest: Path, corpus: Path | None = None, opinions: int = 0) -> Pa
     return dest
 
 
-def gated_clean(gate: asyncio.Event) -> Any:
+class GatedClean:
     """A ``clean`` stage that holds every document until ``gate`` is set: a run frozen
-    mid-way, so what Redis and Postgres hold can be compared exactly."""
-    from accelerated.stages import clean
+    mid-way, so what Redis and Postgres hold can be compared exactly. ``held``: the
+    documents that have entered it."""
 
-    async def gated(doc: Any, ctx: Any) -> Any:
-        await gate.wait()
+    def __init__(self, gate: asyncio.Event) -> None:
+        self.gate = gate
+        self.held = 0
+
+    async def __call__(self, doc: Any, ctx: Any) -> Any:
+        from accelerated.stages import clean
+
+        self.held += 1
+        await self.gate.wait()
         return await clean.run(doc, ctx)
 
-    return gated
+
+def gated_clean(gate: asyncio.Event) -> GatedClean:
+    return GatedClean(gate)
 
 
 def slow_clean(delay_s: float = 0.3) -> Any:

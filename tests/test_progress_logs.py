@@ -84,20 +84,13 @@ async def test_snapshots_of_a_run_held_at_a_stage_match_the_state(
     gate = asyncio.Event()
 
     gated = gated_clean(gate)
-    waiting = 0
-
-    async def counted(doc: Any, ctx: Any) -> Any:
-        nonlocal waiting
-        waiting += 1
-        return await gated(doc, ctx)
-
-    rt.stage_overrides["clean"] = counted
+    rt.stage_overrides["clean"] = gated
     seen: list[BatchProgress] = []
     n = len(discover([EXAMPLES]).files)
     run = asyncio.create_task(run_batch(rt, BatchOptions("pm", [EXAMPLES]), progress=seen.append))
     try:
         for _ in range(400):
-            if waiting == n and seen and seen[-1].stages.get(at) == n:
+            if gated.held == n and seen and seen[-1].stages.get(at) == n:
                 break
             await asyncio.sleep(0.05)
         held = seen[-1]

@@ -8,7 +8,6 @@ import json
 import signal
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import pytest
@@ -125,19 +124,12 @@ async def test_status_during_a_run_matches_postgres_and_the_streams(
     held, other = ("extract", "clean") if inline else ("clean", "extract")
     gate = asyncio.Event()
     gated = gated_clean(gate)
-    inside = 0
-
-    async def counted(doc: Any, ctx: Any) -> Any:
-        nonlocal inside
-        inside += 1
-        return await gated(doc, ctx)
-
-    rt.stage_overrides["clean"] = counted
+    rt.stage_overrides["clean"] = gated
     n = len(discover([EXAMPLES]).files)
     run = asyncio.create_task(run_batch(rt, BatchOptions("mid", [EXAMPLES])))
     try:
         for _ in range(200):
-            if inside == n and await redis.xlen(keys.stream(held)) == n:
+            if gated.held == n and await redis.xlen(keys.stream(held)) == n:
                 break
             await asyncio.sleep(0.05)
         st = await status.collect(redis, pg_pool, keys, "mid")
